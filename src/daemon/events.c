@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Events manager: a bounded, persistent history of events with global
+ * sequence numbers, and the commit path through which every manager
+ * publishes (DESIGN.md §3, Events; §4 rule 3). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus-gvariant.h"
+#include "daemon.h"
+#include "log.h"
+#include "macro.h"
+#include "validate.h"
+
+#define EVENT_DATA_MAX          (64 * 1024)     /* serialized bytes */
+#define FETCH_LIMIT_MAX         10000
+#define FETCH_SCAN_MAX          50000           /* rows looked at per FetchSince call */
+#define FETCH_PREFIXES_MAX      64
+#define RETENTION_BATCH         2000            /* rows deleted per round */
+#define RETENTION_INTERVAL_USEC (1000 * 1000)
+
+/* Transactions */
+
+int daemon_begin(Daemon *d) {
+        return store_begin(d->store);
+}
+
+int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
+        StoredEvent *e;
+        uint64_t seq;
+        int64_t now = g_get_real_time();
+        int r;
+
+        r = store_event_append(d->store, topic, now, data, &seq);
+        if (r < 0)
+                return r;
+        e = g_new0(StoredEvent, 1);
+        *e = (StoredEvent) {
+                .seq = seq,
+                .topic = g_strdup(topic),
+                .time = now,
+                .data = g_variant_ref(data),
+        };
+        g_ptr_array_add(d->pending_events, e);
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
+static int emit_event(Daemon *d, const StoredEvent *e) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(d->bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "tsx", e->seq, e->topic, e->time);
+        if (r >= 0)
+                r = bus_message_append_gvariant(m, e->data);
+        if (r >= 0)
+                r = sd_bus_send(d->bus, m, NULL);
+        if (r < 0)
+                /* The event is stored: subscribers catch up with FetchSince. */
+                log_warning_errno(r, "Cannot emit event %" G_GUINT64_FORMAT, e->seq);
+        return r;
+}
+
+int daemon_commit_durable(Daemon *d) {
+        int r;
+
+        r = store_commit(d->store);
+        if (r < 0)
+                g_ptr_array_set_size(d->pending_events, 0);
+        return r;
+}
+
+void daemon_emit_pending(Daemon *d) {
+        for (guint i = 0; i < d->pending_events->len; i++)
+                (void) emit_event(d, d->pending_events->pdata[i]);
+        g_ptr_array_set_size(d->pending_events, 0);
+}
+
+int daemon_commit(Daemon *d) {
+        int r;
+
+        r = daemon_commit_durable(d);
+        if (r < 0)
+                return r;
+        daemon_emit_pending(d);
+        return 0;
+}
+
+void daemon_rollback(Daemon *d) {
+        store_rollback(d->store);
+        g_ptr_array_set_size(d->pending_events, 0);
+}
+
+/* The Events interface */
+
+static bool topic_is_reserved(const char *topic) {
+        static const char *const reserved[] = { "users", "presence", "messages" };
+        size_t first = strcspn(topic, "/");
+
+        for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
+                if (strlen(reserved[i]) == first && strncmp(topic, reserved[i], first) == 0)
+                        return true;
+        return false;
+}
+
+static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        g_autoptr(GVariant) data = NULL;
+        const char *topic;
+        uint64_t seq;
+        gsize size;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &topic);
+        if (r < 0)
+                return r;
+        r = bus_message_read_vardict(m, &data);
+        if (r == -EOPNOTSUPP)
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "Event data must not carry file descriptors");
+        if (r < 0)
+                return r;
+
+        if (!topic_is_valid(topic)) {
+                g_autofree char *q = quote_for_error(topic, 80);
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid topic '%s': 1-%d characters of [A-Za-z0-9_.-] in non-empty '/'-separated segments",
+                                         q, TOPIC_MAX);
+        }
+        if (topic_is_reserved(topic))
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Topic '%s' is reserved to the daemon (users, presence and messages/...)", topic);
+        size = g_variant_get_size(data);
+        if (size > EVENT_DATA_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Event data is %zu bytes serialized, at most %d are allowed", size, EVENT_DATA_MAX);
+
+        r = daemon_begin(d);
+        if (r >= 0)
+                r = daemon_append_event(d, topic, data, &seq);
+        if (r >= 0)
+                r = daemon_commit(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return reply_store_error(m, r, error);
+        }
+        return sd_bus_reply_method_return(m, "t", seq);
+}
+
+typedef struct FetchFilter {
+        char **prefixes;
+} FetchFilter;
+
+static bool fetch_filter_match(const char *topic, void *userdata) {
+        FetchFilter *f = userdata;
+
+        for (char **p = f->prefixes; *p; p++)
+                if (g_str_has_prefix(topic, *p))
+                        return true;
+        return false;
+}
+
+static int check_prefixes(char **prefixes, sd_bus_error *error) {
+        size_t n = g_strv_length(prefixes);
+
+        if (n > FETCH_PREFIXES_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "%zu topic prefixes given, at most %d are allowed", n, FETCH_PREFIXES_MAX);
+        for (size_t i = 0; i < n; i++) {
+                const char *p = prefixes[i];
+                size_t len = strlen(p);
+
+                if (len == 0 || len > TOPIC_MAX || strspn(p, "abcdefghijklmnopqrstuvwxyz"
+                                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/") != len) {
+                        g_autofree char *q = quote_for_error(p, 80);
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Invalid topic prefix '%s': 1-%d characters of [A-Za-z0-9_./-]",
+                                                 q, TOPIC_MAX);
+                }
+        }
+        return 0;
+}
+
+/* HistoryReset and HistoryTruncated, exactly as DESIGN.md words them. */
+static int check_history(Daemon *d, const char *history_id, uint64_t after, sd_bus_error *error) {
+        uint64_t first = store_event_first_seq(d->store), last = store_event_last_seq(d->store);
+
+        if (history_id[0] && strcmp(history_id, store_history_id(d->store)) != 0) {
+                g_autofree char *q = quote_for_error(history_id, 80);
+                return sd_bus_error_setf(error, BUS_ERROR_HISTORY_RESET,
+                                         "History '%s' is not this server's history '%s'; rebuild from a snapshot and resume from LastSeq %" G_GUINT64_FORMAT,
+                                         q, store_history_id(d->store), last);
+        }
+        if (after > last)
+                return sd_bus_error_setf(error, BUS_ERROR_HISTORY_RESET,
+                                         "after_seq %" G_GUINT64_FORMAT " is beyond LastSeq %" G_GUINT64_FORMAT
+                                         " of history '%s'; rebuild from a snapshot",
+                                         after, last, store_history_id(d->store));
+        if (after + 1 < first)
+                return sd_bus_error_setf(error, BUS_ERROR_HISTORY_TRUNCATED,
+                                         "Events after %" G_GUINT64_FORMAT " were discarded by retention; FirstSeq is %" G_GUINT64_FORMAT,
+                                         after, first);
+        return 0;
+}
+
+static int append_events(sd_bus_message *reply, GPtrArray *events) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(tsxa{sv})");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < events->len; i++) {
+                StoredEvent *e = events->pdata[i];
+
+                r = sd_bus_message_open_container(reply, 'r', "tsxa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "tsx", e->seq, e->topic, e->time);
+                if (r >= 0)
+                        r = bus_message_append_gvariant(reply, e->data);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
+        g_auto(GStrv) prefixes = NULL;
+        Daemon *d = userdata;
+        const char *history_id;
+        uint64_t after, next_after;
+        uint32_t limit;
+        bool more;
+        int r;
+
+        r = sd_bus_message_read(m, "st", &history_id, &after);
+        if (r >= 0)
+                r = bus_message_read_strv_nonnull(m, &prefixes);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "u", &limit);
+        if (r < 0)
+                return r;
+
+        if (limit < 1 || limit > FETCH_LIMIT_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid limit %u: must be 1-%d", limit, FETCH_LIMIT_MAX);
+        r = check_prefixes(prefixes, error);
+        if (r < 0)
+                return r;
+        r = check_history(d, history_id, after, error);
+        if (r < 0)
+                return r;
+
+        FetchFilter filter = { .prefixes = prefixes };
+        r = store_event_scan(d->store, after, limit, FETCH_SCAN_MAX,
+                             prefixes[0] ? fetch_filter_match : NULL, &filter,
+                             events, &next_after, &more);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = append_events(reply, events);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "tb", next_after, more);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int property_get_history_id(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        return sd_bus_message_append(reply, "s", store_history_id(d->store));
+}
+
+static int property_get_first_seq(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        return sd_bus_message_append(reply, "t", store_event_first_seq(d->store));
+}
+
+static int property_get_last_seq(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        return sd_bus_message_append(reply, "t", store_event_last_seq(d->store));
+}
+
+static const sd_bus_vtable events_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("HistoryId", "s", property_get_history_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("FirstSeq", "t", property_get_first_seq, 0, 0),
+        SD_BUS_PROPERTY("LastSeq", "t", property_get_last_seq, 0, 0),
+        SD_BUS_PROPERTY("RetentionCount", "u", NULL, offsetof(Daemon, config.retention_count),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("RetentionSeconds", "u", NULL, offsetof(Daemon, config.retention_seconds),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("Publish",
+                                SD_BUS_ARGS("s", topic, "a{sv}", data),
+                                SD_BUS_RESULT("t", seq),
+                                method_publish,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("FetchSince",
+                                SD_BUS_ARGS("s", history_id, "t", after_seq, "as", topic_prefixes, "u", limit),
+                                SD_BUS_RESULT("a(tsxa{sv})", events, "t", next_after, "b", more),
+                                method_fetch_since,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("Event",
+                                SD_BUS_ARGS("t", seq, "s", topic, "x", time, "a{sv}", data),
+                                0),
+        SD_BUS_SIGNAL_WITH_ARGS("Gap",
+                                SD_BUS_ARGS("t", after_seq, "t", resumed_seq),
+                                0),
+        SD_BUS_VTABLE_END
+};
+
+/* Retention runs in small rounds from a timer, so a long backlog never
+ * holds the loop for long; a round that found a full batch comes back at
+ * once. */
+static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        int64_t oldest = g_get_real_time() - (int64_t) d->config.retention_seconds * G_USEC_PER_SEC;
+        uint64_t next = RETENTION_INTERVAL_USEC;
+        int n;
+
+        n = store_event_expire(d->store, d->config.retention_count, oldest, RETENTION_BATCH);
+        if (n > 0)
+                log_debug("Retention discarded %d events; FirstSeq is now %" G_GUINT64_FORMAT,
+                          n, store_event_first_seq(d->store));
+        if (n == RETENTION_BATCH)
+                next = 1000;
+        (void) sd_event_source_set_time_relative(s, next);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+int events_register(Daemon *d) {
+        int r;
+
+        r = sd_bus_add_object_vtable(d->bus, NULL, EVENTS_PATH, EVENTS_IFACE, events_vtable, d);
+        if (r < 0)
+                return r;
+        /* The first round runs as soon as the loop starts. */
+        return sd_event_add_time_relative(d->event, &d->retention_timer, CLOCK_MONOTONIC, 0, 0,
+                                          on_retention_timer, d);
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* outpostd: publishes the Outpost managers on the bus. */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config-file.h"
+#include "daemon.h"
+#include "log.h"
+#include "macro.h"
+
+#define DEFAULT_CONFIG_FILE SYSCONFDIR "/outpost/outpostd.conf"
+#define DEFAULT_STATE_DIR   LOCALSTATEDIR "/lib/outpost"
+
+typedef struct Options {
+        gboolean session;
+        char *address;
+        char *state_dir;
+        char *config_file;
+        char *log_level;
+        gboolean version;
+} Options;
+
+static const ConfigKey daemon_config_keys[] = {
+        { "Events", "RetentionCount",   CONFIG_UINT, offsetof(DaemonConfig, retention_count),   1, 100000000 },
+        { "Events", "RetentionSeconds", CONFIG_UINT, offsetof(DaemonConfig, retention_seconds), 1, UINT32_MAX },
+};
+
+static void options_clear(Options *o) {
+        g_free(o->address);
+        g_free(o->state_dir);
+        g_free(o->config_file);
+        g_free(o->log_level);
+}
+
+static int parse_options(int argc, char **argv, Options *o) {
+        const GOptionEntry entries[] = {
+                { "session",   0, 0, G_OPTION_ARG_NONE,     &o->session,     "Connect to the session bus", NULL },
+                { "address",   0, 0, G_OPTION_ARG_STRING,   &o->address,     "Connect to the bus at ADDRESS", "ADDRESS" },
+                { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &o->state_dir,   "Keep the store in DIR (default " DEFAULT_STATE_DIR ")", "DIR" },
+                { "config",    0, 0, G_OPTION_ARG_FILENAME, &o->config_file, "Read settings from FILE (default " DEFAULT_CONFIG_FILE ")", "FILE" },
+                { "log-level", 0, 0, G_OPTION_ARG_STRING,   &o->log_level,   "Log up to LEVEL (err, warning, notice, info, debug)", "LEVEL" },
+                { "version",   0, 0, G_OPTION_ARG_NONE,     &o->version,     "Print the version and exit", NULL },
+                {}
+        };
+        g_autoptr(GOptionContext) context = g_option_context_new("- the Outpost system service");
+        g_autoptr(GError) error = NULL;
+
+        g_option_context_set_summary(context, "Publishes the Outpost managers as org.outpost.Outpost1 on the system bus.");
+        g_option_context_add_main_entries(context, entries, NULL);
+        if (!g_option_context_parse(context, &argc, &argv, &error)) {
+                log_error("%s", error->message);
+                return -EINVAL;
+        }
+        if (argc > 1) {
+                log_error("Unexpected argument '%s'", argv[1]);
+                return -EINVAL;
+        }
+        if (o->session && o->address) {
+                log_error("--session and --address= cannot be combined");
+                return -EINVAL;
+        }
+        if (o->log_level) {
+                int level = log_level_from_string(o->log_level);
+                if (level < 0) {
+                        log_error("Unknown log level '%s'", o->log_level);
+                        return -EINVAL;
+                }
+                log_set_max_level(level);
+        }
+        return 0;
+}
+
+static int load_config(const char *path, DaemonConfig *config) {
+        g_autoptr(GError) error = NULL;
+
+        *config = (DaemonConfig) {
+                .retention_count = 100000,
+                .retention_seconds = 7 * 24 * 3600,
+        };
+        if (!config_file_load(path, daemon_config_keys, G_N_ELEMENTS(daemon_config_keys), config, &error)) {
+                log_error("%s", error->message);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int connect_bus(const Options *o, sd_bus **ret) {
+        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (o->address) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, o->address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        } else if (o->session)
+                r = sd_bus_open_user(&bus);
+        else
+                r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the %s bus%s%s",
+                                       o->address ? "given" : o->session ? "session" : "system",
+                                       o->address ? " at " : "", o->address ?: "");
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Daemon *d = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        uint32_t result = 0;
+        int r;
+
+        if (e) {
+                log_error("Cannot own %s: %s", OUTPOST_BUS_NAME, e->message);
+                return sd_event_exit(d->event, -EACCES);
+        }
+        r = sd_bus_message_read(m, "u", &result);
+        if (r < 0 || (result != 1 && result != 4)) {
+                /* 3: DBUS_REQUEST_NAME_REPLY_EXISTS. */
+                log_error("Cannot own %s: another program already owns it", OUTPOST_BUS_NAME);
+                return sd_event_exit(d->event, -EEXIST);
+        }
+        log_info("Serving %s", OUTPOST_BUS_NAME);
+        return 0;
+}
+
+static int register_objects(Daemon *d) {
+        int r;
+
+        r = registry_register(d);
+        if (r >= 0)
+                r = users_register(d);
+        if (r >= 0)
+                r = presence_register(d);
+        if (r >= 0)
+                r = messages_register(d);
+        if (r >= 0)
+                r = events_register(d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register objects");
+        return 0;
+}
+
+static void daemon_done(Daemon *d) {
+        if (d->bus)
+                sd_bus_flush_close_unref(d->bus);
+        presence_free(d->presence);
+        sd_event_source_unref(d->retention_timer);
+        store_close(d->store);
+        g_clear_pointer(&d->pending_events, g_ptr_array_unref);
+        sd_event_unref(d->event);
+}
+
+static int run(const Options *o) {
+        _cleanup_(daemon_done) Daemon d = {};
+        sigset_t mask;
+        int r;
+
+        r = load_config(o->config_file ?: DEFAULT_CONFIG_FILE, &d.config);
+        if (r < 0)
+                return r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_default(&d.event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the event loop");
+        /* A NULL handler makes the loop exit cleanly on the signal. */
+        (void) sd_event_add_signal(d.event, NULL, SIGTERM, NULL, NULL);
+        (void) sd_event_add_signal(d.event, NULL, SIGINT, NULL, NULL);
+
+        d.pending_events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
+        r = store_open(o->state_dir ?: DEFAULT_STATE_DIR, &d.store);
+        if (r < 0)
+                return r;
+
+        r = connect_bus(o, &d.bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(d.bus, d.event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot attach the bus to the event loop");
+
+        r = register_objects(&d);
+        if (r < 0)
+                return r;
+
+        /* Last: a client that sees the name owned can use everything. */
+        r = sd_bus_request_name_async(d.bus, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, &d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot request %s", OUTPOST_BUS_NAME);
+
+        r = sd_event_loop(d.event);
+        if (r < 0)
+                return r;
+        log_info("Shutting down");
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_(options_clear) Options o = {};
+        int r;
+
+        setlocale(LC_ALL, "");
+        log_set_program_name("outpostd");
+
+        r = parse_options(argc, argv, &o);
+        if (r < 0)
+                return EXIT_FAILURE;
+        if (o.version) {
+                printf("outpostd %s\n", PACKAGE_VERSION);
+                return EXIT_SUCCESS;
+        }
+        r = run(&o);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

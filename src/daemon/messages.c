@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Messages manager: system messages to users, delivered as one event
+ * per recipient on topic messages/<user_id> (DESIGN.md §3, Messages). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus-gvariant.h"
+#include "daemon.h"
+#include "macro.h"
+#include "validate.h"
+
+#define MESSAGE_BODY_MAX       65536   /* bytes */
+#define MESSAGE_RECIPIENTS_MAX 1000
+
+/* Every recipient is a known user, or an error names the first that is not. */
+static int check_recipients(Daemon *d, char **user_ids, sd_bus_error *error) {
+        size_t n = g_strv_length(user_ids);
+
+        if (n == 0)
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message needs at least one recipient");
+        if (n > MESSAGE_RECIPIENTS_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "%zu recipients given, at most %d are allowed", n, MESSAGE_RECIPIENTS_MAX);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(user_record_clear) UserRecord u = {};
+                int r;
+
+                if (!uuid_string_is_valid(user_ids[i])) {
+                        g_autofree char *q = quote_for_error(user_ids[i], 80);
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Invalid recipient '%s': expected a user id (a lower-case UUID)", q);
+                }
+                r = store_user_get(d->store, user_ids[i], &u);
+                if (r == -ENOENT)
+                        return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", user_ids[i]);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED, "The store could not read user '%s'", user_ids[i]);
+        }
+        return 0;
+}
+
+static int check_body(const char *body, sd_bus_error *error) {
+        size_t n = strlen(body);
+
+        if (n == 0)
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message body must not be empty");
+        if (n > MESSAGE_BODY_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Message body is %zu bytes, at most %d are allowed", n, MESSAGE_BODY_MAX);
+        return 0;
+}
+
+static int sender_uid(sd_bus_message *m, uint32_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        *ret = uid;
+        return 0;
+}
+
+static int append_message_events(Daemon *d, char **user_ids, const char *id, const char *body,
+                                 uint32_t uid, uint64_t *ret_last_seq) {
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+
+        for (size_t i = 0; user_ids[i]; i++) {
+                g_autofree char *topic = NULL;
+                g_autoptr(GVariant) data = NULL;
+                int r;
+
+                /* A recipient named twice gets the message once. */
+                if (!g_hash_table_add(seen, user_ids[i]))
+                        continue;
+                topic = g_strconcat("messages/", user_ids[i], NULL);
+                data = g_variant_ref_sink(g_variant_new_parsed(
+                        "{'id': <%s>, 'to': <%s>, 'body': <%s>, 'sender-uid': <%u>}",
+                        id, user_ids[i], body, uid));
+                r = daemon_append_event(d, topic, data, ret_last_seq);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        g_auto(GStrv) user_ids = NULL;
+        g_autofree char *id = NULL;
+        const char *body;
+        uint64_t last_seq = 0;
+        uint32_t uid;
+        int r;
+
+        r = bus_message_read_strv_nonnull(m, &user_ids);
+        if (r >= 0)
+                r = sd_bus_message_read(m, "s", &body);
+        if (r < 0)
+                return r;
+        r = check_body(body, error);
+        if (r >= 0)
+                r = check_recipients(d, user_ids, error);
+        if (r < 0)
+                return r;
+        r = sender_uid(m, &uid);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));
+
+        id = uuid_string_new();
+        r = daemon_begin(d);
+        if (r >= 0)
+                r = append_message_events(d, user_ids, id, body, uid, &last_seq);
+        if (r >= 0)
+                r = daemon_commit(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return reply_store_error(m, r, error);
+        }
+        return sd_bus_reply_method_return(m, "st", id, last_seq);
+}
+
+static const sd_bus_vtable messages_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("Send",
+                                SD_BUS_ARGS("as", user_ids, "s", body),
+                                SD_BUS_RESULT("s", message_id, "t", last_seq),
+                                method_send,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int messages_register(Daemon *d) {
+        return sd_bus_add_object_vtable(d->bus, NULL, MESSAGES_PATH, MESSAGES_IFACE, messages_vtable, d);
+}

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "store.h"
+#include "validate.h"
+
+#define SCHEMA_VERSION 1
+
+typedef enum StatementId {
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        STMT_USER_GET,
+        STMT_USER_LOOKUP,
+        STMT_USER_INSERT,
+        STMT_USER_UPDATE,
+        STMT_USER_DELETE,
+        STMT_USER_LIST,
+        STMT_EVENT_INSERT,
+        STMT_EVENT_SCAN,
+        STMT_EVENT_FIRST,
+        STMT_EVENT_EXPIRE,
+        _STMT_MAX,
+} StatementId;
+
+#define USER_COLUMNS "id, tag, name, display_name, email, enabled, attributes, created, modified"
+
+static const char *const statement_sql[_STMT_MAX] = {
+        [STMT_BEGIN]        = "BEGIN IMMEDIATE",
+        [STMT_COMMIT]       = "COMMIT",
+        [STMT_ROLLBACK]     = "ROLLBACK",
+        [STMT_USER_GET]     = "SELECT " USER_COLUMNS " FROM users WHERE id = ?1",
+        [STMT_USER_LOOKUP]  = "SELECT " USER_COLUMNS " FROM users WHERE name = ?1",
+        [STMT_USER_INSERT]  = "INSERT INTO users (" USER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [STMT_USER_UPDATE]  = "UPDATE users SET tag = ?2, name = ?3, display_name = ?4, email = ?5, "
+                              "enabled = ?6, attributes = ?7, created = ?8, modified = ?9 WHERE id = ?1",
+        [STMT_USER_DELETE]  = "DELETE FROM users WHERE id = ?1",
+        [STMT_USER_LIST]    = "SELECT " USER_COLUMNS " FROM users WHERE name > ?1 ORDER BY name LIMIT ?2",
+        [STMT_EVENT_INSERT] = "INSERT INTO events (topic, time, data) VALUES (?1, ?2, ?3)",
+        [STMT_EVENT_SCAN]   = "SELECT seq, topic, time, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        [STMT_EVENT_FIRST]  = "SELECT min(seq) FROM events",
+        /* Only the oldest ?3 rows are looked at, so one round costs the same
+         * however long the history is. */
+        [STMT_EVENT_EXPIRE] = "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
+                              "ORDER BY seq LIMIT ?3) AND (seq <= ?1 OR time < ?2)",
+};
+
+static const char schema_sql[] =
+        "CREATE TABLE IF NOT EXISTS meta ("
+        "  key TEXT PRIMARY KEY NOT NULL,"
+        "  value TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS users ("
+        "  id TEXT PRIMARY KEY NOT NULL,"
+        "  tag TEXT NOT NULL,"
+        "  name TEXT NOT NULL UNIQUE,"
+        "  display_name TEXT NOT NULL,"
+        "  email TEXT NOT NULL,"
+        "  enabled INTEGER NOT NULL,"
+        "  attributes BLOB NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  modified INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS events ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  topic TEXT NOT NULL,"
+        "  time INTEGER NOT NULL,"
+        "  data BLOB NOT NULL);";
+
+struct Store {
+        sqlite3 *db;
+        sqlite3_stmt *statements[_STMT_MAX];
+        char *path;
+        char *server_id;
+        char *history_id;
+        uint64_t first_seq;     /* of the oldest stored event; last_seq + 1 when none */
+        uint64_t last_seq;      /* highest seq ever given out; 0 when none */
+};
+
+static int sqlite_error(Store *s, const char *what) {
+        log_error("%s: %s failed: %s", s->path, what, sqlite3_errmsg(s->db));
+        return -EIO;
+}
+
+/* A statement reset and ready to bind. */
+static sqlite3_stmt *statement(Store *s, StatementId id) {
+        sqlite3_stmt *st = s->statements[id];
+
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return st;
+}
+
+/* A serialized GVariant as a blob. An empty container serializes to zero
+ * bytes and a NULL pointer, which SQLite would store as NULL. */
+static void bind_variant(sqlite3_stmt *st, int index, GVariant *v) {
+        gsize size = g_variant_get_size(v);
+        const void *data = g_variant_get_data(v);
+
+        sqlite3_bind_blob(st, index, size > 0 ? data : "", (int) size, SQLITE_TRANSIENT);
+}
+
+static int exec_simple(Store *s, StatementId id) {
+        sqlite3_stmt *st = statement(s, id);
+        int r = sqlite3_step(st);
+
+        sqlite3_reset(st);
+        return r == SQLITE_DONE ? 0 : sqlite_error(s, statement_sql[id]);
+}
+
+static int meta_get_or_create(Store *s, const char *key, char **ret) {
+        g_autofree char *value = NULL;
+        sqlite3_stmt *st;
+        int r;
+
+        r = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL);
+        if (r != SQLITE_OK)
+                return sqlite_error(s, "reading meta");
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+                value = g_strdup((const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+
+        if (!value) {
+                value = uuid_string_new();
+                r = sqlite3_prepare_v2(s->db, "INSERT INTO meta (key, value) VALUES (?1, ?2)", -1, &st, NULL);
+                if (r != SQLITE_OK)
+                        return sqlite_error(s, "writing meta");
+                sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+                r = sqlite3_step(st);
+                sqlite3_finalize(st);
+                if (r != SQLITE_DONE)
+                        return sqlite_error(s, "writing meta");
+                log_info("%s: new %s %s", s->path, key, value);
+        }
+        *ret = g_steal_pointer(&value);
+        return 0;
+}
+
+static int read_event_bounds(Store *s) {
+        sqlite3_stmt *st;
+        int r;
+
+        r = sqlite3_prepare_v2(s->db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'", -1, &st, NULL);
+        if (r != SQLITE_OK)
+                return sqlite_error(s, "reading the event sequence");
+        s->last_seq = sqlite3_step(st) == SQLITE_ROW ? (uint64_t) sqlite3_column_int64(st, 0) : 0;
+        sqlite3_finalize(st);
+
+        st = statement(s, STMT_EVENT_FIRST);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+                s->first_seq = (uint64_t) sqlite3_column_int64(st, 0);
+        else
+                s->first_seq = s->last_seq + 1;
+        sqlite3_reset(st);
+        return 0;
+}
+
+static int open_database(Store *s) {
+        static const char pragmas[] =
+                "PRAGMA journal_mode=WAL;"
+                "PRAGMA synchronous=FULL;"
+                "PRAGMA foreign_keys=ON;";
+        int version = 0, r;
+        sqlite3_stmt *st;
+
+        r = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (r != SQLITE_OK)
+                return sqlite_error(s, "opening the database");
+        sqlite3_busy_timeout(s->db, 5000);
+        sqlite3_extended_result_codes(s->db, 1);
+        if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+                return sqlite_error(s, "setting up WAL mode");
+
+        if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+                return sqlite_error(s, "reading the schema version");
+        if (sqlite3_step(st) == SQLITE_ROW)
+                version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (version > SCHEMA_VERSION) {
+                log_error("%s: schema version %d is newer than this program's %d", s->path, version, SCHEMA_VERSION);
+                return -EPROTO;
+        }
+
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(s->db, "PRAGMA user_version = " G_STRINGIFY(SCHEMA_VERSION), NULL, NULL, NULL) != SQLITE_OK)
+                return sqlite_error(s, "creating the schema");
+        /* A fresh events table is a new history, with an id of its own. */
+        r = meta_get_or_create(s, "server-id", &s->server_id);
+        if (r >= 0)
+                r = meta_get_or_create(s, "history-id", &s->history_id);
+        if (r < 0)
+                return r;
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+                return sqlite_error(s, "creating the schema");
+        return 0;
+}
+
+int store_open(const char *directory, Store **ret) {
+        g_autoptr(Store) s = g_new0(Store, 1);
+        int r;
+
+        if (g_mkdir_with_parents(directory, 0700) < 0)
+                return log_error_errno(errno, "Cannot create state directory %s", directory);
+        s->path = g_build_filename(directory, "outpost.db", NULL);
+
+        r = open_database(s);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < _STMT_MAX; i++)
+                if (sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                       &s->statements[i], NULL) != SQLITE_OK)
+                        return sqlite_error(s, statement_sql[i]);
+        r = read_event_bounds(s);
+        if (r < 0)
+                return r;
+
+        log_info("Store %s open: server id %s, history %s, events %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT,
+                 s->path, s->server_id, s->history_id, s->first_seq, s->last_seq);
+        *ret = g_steal_pointer(&s);
+        return 0;
+}
+
+void store_close(Store *s) {
+        if (!s)
+                return;
+        for (int i = 0; i < _STMT_MAX; i++)
+                sqlite3_finalize(s->statements[i]);
+        if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+                log_warning("%s: closing failed: %s", s->path, sqlite3_errmsg(s->db));
+        g_free(s->path);
+        g_free(s->server_id);
+        g_free(s->history_id);
+        g_free(s);
+}
+
+const char *store_server_id(Store *s) {
+        return s->server_id;
+}
+
+const char *store_history_id(Store *s) {
+        return s->history_id;
+}
+
+int store_begin(Store *s) {
+        return exec_simple(s, STMT_BEGIN);
+}
+
+int store_commit(Store *s) {
+        int r = exec_simple(s, STMT_COMMIT);
+
+        if (r < 0)
+                store_rollback(s);
+        return r;
+}
+
+void store_rollback(Store *s) {
+        if (!sqlite3_get_autocommit(s->db))
+                (void) exec_simple(s, STMT_ROLLBACK);
+        /* Sequence numbers handed out in the rolled back transaction may be
+         * given out again: nobody has seen them. */
+        (void) read_event_bounds(s);
+}
+
+/* Users */
+
+void user_record_free(UserRecord *u) {
+        if (!u)
+                return;
+        user_record_clear(u);
+        g_free(u);
+}
+
+static char *column_strdup(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        return g_strdup(t ? (const char *) t : "");
+}
+
+static void user_from_row(sqlite3_stmt *st, UserRecord *u) {
+        const void *blob = sqlite3_column_blob(st, 6);
+        int size = sqlite3_column_bytes(st, 6);
+        GVariant *attributes;
+
+        attributes = g_variant_new_from_data(G_VARIANT_TYPE("a{ss}"), g_memdup2(blob, size), size,
+                                             FALSE, g_free, NULL);
+        *u = (UserRecord) {
+                .id = column_strdup(st, 0),
+                .tag = column_strdup(st, 1),
+                .name = column_strdup(st, 2),
+                .display_name = column_strdup(st, 3),
+                .email = column_strdup(st, 4),
+                .enabled = sqlite3_column_int(st, 5) != 0,
+                /* Normal form, so a damaged blob cannot hand out invalid data. */
+                .attributes = g_variant_ref_sink(g_variant_get_normal_form(attributes)),
+                .created = sqlite3_column_int64(st, 7),
+                .modified = sqlite3_column_int64(st, 8),
+        };
+        g_variant_unref(g_variant_ref_sink(attributes));
+}
+
+static int user_select_one(Store *s, StatementId id, const char *key, UserRecord *ret) {
+        sqlite3_stmt *st = statement(s, id);
+        int r;
+
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+                user_from_row(st, ret);
+        sqlite3_reset(st);
+        if (r == SQLITE_DONE)
+                return -ENOENT;
+        return r == SQLITE_ROW ? 0 : sqlite_error(s, "reading a user");
+}
+
+int store_user_get(Store *s, const char *id, UserRecord *ret) {
+        return user_select_one(s, STMT_USER_GET, id, ret);
+}
+
+int store_user_lookup(Store *s, const char *name, UserRecord *ret) {
+        return user_select_one(s, STMT_USER_LOOKUP, name, ret);
+}
+
+static int user_write(Store *s, StatementId id, const UserRecord *u) {
+        sqlite3_stmt *st = statement(s, id);
+        int r;
+
+        sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, u->tag, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, u->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, u->display_name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, u->email, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, u->enabled);
+        bind_variant(st, 7, u->attributes);
+        sqlite3_bind_int64(st, 8, u->created);
+        sqlite3_bind_int64(st, 9, u->modified);
+        r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r == SQLITE_CONSTRAINT_UNIQUE || r == SQLITE_CONSTRAINT_PRIMARYKEY)
+                return -EEXIST;
+        return r == SQLITE_DONE ? 0 : sqlite_error(s, "writing a user");
+}
+
+int store_user_insert(Store *s, const UserRecord *u) {
+        return user_write(s, STMT_USER_INSERT, u);
+}
+
+int store_user_update(Store *s, const UserRecord *u) {
+        return user_write(s, STMT_USER_UPDATE, u);
+}
+
+int store_user_delete(Store *s, const char *id) {
+        sqlite3_stmt *st = statement(s, STMT_USER_DELETE);
+        int r;
+
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE)
+                return sqlite_error(s, "deleting a user");
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+int store_user_list(Store *s, const char *after_name, unsigned limit, GPtrArray *out, bool *ret_more) {
+        sqlite3_stmt *st = statement(s, STMT_USER_LIST);
+        unsigned n = 0;
+        int r;
+
+        /* One row more than asked for tells whether another page follows. */
+        sqlite3_bind_text(st, 1, after_name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) limit + 1);
+        while ((r = sqlite3_step(st)) == SQLITE_ROW && n < limit) {
+                UserRecord *u = g_new0(UserRecord, 1);
+                user_from_row(st, u);
+                g_ptr_array_add(out, u);
+                n++;
+        }
+        *ret_more = r == SQLITE_ROW;
+        sqlite3_reset(st);
+        return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : sqlite_error(s, "listing users");
+}
+
+/* Events */
+
+void stored_event_free(StoredEvent *e) {
+        if (!e)
+                return;
+        g_free(e->topic);
+        g_clear_pointer(&e->data, g_variant_unref);
+        g_free(e);
+}
+
+int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq) {
+        sqlite3_stmt *st = statement(s, STMT_EVENT_INSERT);
+        int r;
+
+        sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, time);
+        bind_variant(st, 3, data);
+        r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE)
+                return sqlite_error(s, "appending an event");
+
+        s->last_seq = (uint64_t) sqlite3_last_insert_rowid(s->db);
+        if (s->first_seq == 0 || s->first_seq > s->last_seq)
+                s->first_seq = s->last_seq;
+        *ret_seq = s->last_seq;
+        return 0;
+}
+
+uint64_t store_event_first_seq(Store *s) {
+        return s->first_seq;
+}
+
+uint64_t store_event_last_seq(Store *s) {
+        return s->last_seq;
+}
+
+static StoredEvent *event_from_row(sqlite3_stmt *st) {
+        const void *blob = sqlite3_column_blob(st, 3);
+        int size = sqlite3_column_bytes(st, 3);
+        StoredEvent *e = g_new0(StoredEvent, 1);
+        g_autoptr(GVariant) raw = NULL;
+
+        raw = g_variant_ref_sink(g_variant_new_from_data(G_VARIANT_TYPE_VARDICT, g_memdup2(blob, size), size,
+                                                         FALSE, g_free, NULL));
+        e->seq = (uint64_t) sqlite3_column_int64(st, 0);
+        e->topic = column_strdup(st, 1);
+        e->time = sqlite3_column_int64(st, 2);
+        e->data = g_variant_ref_sink(g_variant_get_normal_form(raw));
+        return e;
+}
+
+int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan,
+                     StoreEventMatch match, void *userdata,
+                     GPtrArray *out, uint64_t *ret_last_scanned, bool *ret_more) {
+        sqlite3_stmt *st = statement(s, STMT_EVENT_SCAN);
+        uint64_t last = after;
+        unsigned found = 0, scanned = 0;
+        bool more = false;
+        int r;
+
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) after);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) max_scan + 1);
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *topic = (const char *) sqlite3_column_text(st, 1);
+
+                if (found >= limit || scanned >= max_scan) {
+                        more = true;
+                        break;
+                }
+                scanned++;
+                last = (uint64_t) sqlite3_column_int64(st, 0);
+                if (match && !match(topic ?: "", userdata))
+                        continue;
+                g_ptr_array_add(out, event_from_row(st));
+                found++;
+        }
+        sqlite3_reset(st);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
+                return sqlite_error(s, "reading events");
+        *ret_last_scanned = last;
+        *ret_more = more;
+        return 0;
+}
+
+int store_event_expire(Store *s, unsigned keep_count, int64_t older_than, unsigned max_rows) {
+        sqlite3_stmt *st = statement(s, STMT_EVENT_EXPIRE);
+        uint64_t keep_from = s->last_seq >= keep_count ? s->last_seq - keep_count : 0;
+        int r, n;
+
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) keep_from);
+        sqlite3_bind_int64(st, 2, older_than);
+        sqlite3_bind_int64(st, 3, max_rows);
+        r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE)
+                return sqlite_error(s, "expiring events");
+        n = sqlite3_changes(s->db);
+        if (n > 0)
+                (void) read_event_bounds(s);
+        return n;
+}

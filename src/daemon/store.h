@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "user-record.h"
+
+/* The daemon's durable state: one SQLite database in WAL mode with
+ * synchronous=FULL, so that a committed transaction survives kill -9 and
+ * power loss. Every change a client can see is made inside
+ * store_begin()/store_commit(); a user change and the event announcing it
+ * are committed together. */
+typedef struct Store Store;
+
+typedef struct StoredEvent {
+        uint64_t seq;
+        char *topic;
+        int64_t time;
+        GVariant *data;         /* a{sv} */
+} StoredEvent;
+
+void stored_event_free(StoredEvent *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoredEvent, stored_event_free)
+
+int store_open(const char *directory, Store **ret);
+void store_close(Store *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Store, store_close)
+
+const char *store_server_id(Store *s);
+const char *store_history_id(Store *s);
+
+int store_begin(Store *s);
+int store_commit(Store *s);
+void store_rollback(Store *s);
+
+/* Users. Lookups return -ENOENT when there is no such user; insert and
+ * update return -EEXIST when the name belongs to another user. */
+int store_user_get(Store *s, const char *id, UserRecord *ret);
+int store_user_lookup(Store *s, const char *name, UserRecord *ret);
+int store_user_insert(Store *s, const UserRecord *u);
+int store_user_update(Store *s, const UserRecord *u);
+int store_user_delete(Store *s, const char *id);
+/* Up to LIMIT users with names after AFTER_NAME ("" for the first), in name
+ * order, appended to OUT (UserRecord*, freed with user_record_free). */
+int store_user_list(Store *s, const char *after_name, unsigned limit, GPtrArray *out, bool *ret_more);
+void user_record_free(UserRecord *u);
+
+/* Events. seq comes from SQLite's AUTOINCREMENT, so it is never reused,
+ * also after retention deleted the newest rows' predecessors. */
+int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq);
+uint64_t store_event_first_seq(Store *s);
+uint64_t store_event_last_seq(Store *s);
+/* Events with seq > AFTER, ascending, scanning at most MAX_SCAN rows; each
+ * one for which MATCH returns true is appended to OUT until LIMIT are
+ * found. *ret_last_scanned is the seq of the last row looked at (AFTER when
+ * none), *ret_more whether rows remain beyond it. */
+typedef bool (*StoreEventMatch)(const char *topic, void *userdata);
+int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan,
+                     StoreEventMatch match, void *userdata,
+                     GPtrArray *out, uint64_t *ret_last_scanned, bool *ret_more);
+/* Delete at most MAX_ROWS events that fall outside the retention bounds.
+ * Returns the number deleted. */
+int store_event_expire(Store *s, unsigned keep_count, int64_t older_than, unsigned max_rows);

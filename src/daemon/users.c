@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Users manager: users are data objects, copied by value and stored back
+ * with an explicit save against a version tag (DESIGN.md §3, Users). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus-gvariant.h"
+#include "daemon.h"
+#include "macro.h"
+#include "validate.h"
+
+int reply_store_error(sd_bus_message *m, int r, sd_bus_error *error) {
+        return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
+                                 "The store could not complete the request (%s); see the outpostd log",
+                                 strerror(-r));
+}
+
+static int check_user_id(const char *id, sd_bus_error *error) {
+        if (uuid_string_is_valid(id))
+                return 0;
+        g_autofree char *q = quote_for_error(id, 80);
+        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                 "Invalid user id '%s': expected a lower-case UUID", q);
+}
+
+static int append_user_event(Daemon *d, const char *action, const UserRecord *u) {
+        GVariant *data = g_variant_new_parsed("{'action': <%s>, 'id': <%s>, 'tag': <%s>}",
+                                              action, u->id, u->tag);
+        g_autoptr(GVariant) owned = g_variant_ref_sink(data);
+
+        return daemon_append_event(d, "users", owned, NULL);
+}
+
+static int reply_user(sd_bus_message *m, const UserRecord *u) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GVariant) v = g_variant_ref_sink(user_record_to_variant(u));
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = bus_message_append_gvariant(reply, v);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Read the a{sv} argument and apply it to U, or fail with InvalidArgument. */
+static int read_changes(sd_bus_message *m, UserRecord *u, UserField *fields, sd_bus_error *error) {
+        g_autoptr(GVariant) changes = NULL;
+        g_autofree char *problem = NULL;
+        int r;
+
+        r = bus_message_read_vardict(m, &changes);
+        if (r < 0)
+                return r;
+        if (!user_record_apply(u, changes, fields, &problem))
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, problem);
+        return 0;
+}
+
+static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        _cleanup_(user_record_clear) UserRecord u = {};
+        UserField fields = 0;
+        int r;
+
+        user_record_init(&u);
+        r = read_changes(m, &u, &fields, error);
+        if (r < 0)
+                return r;
+        if (!(fields & USER_FIELD_NAME))
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "Key 'name' is required to create a user");
+
+        u.id = uuid_string_new();
+        u.tag = uuid_string_new();
+        u.created = u.modified = g_get_real_time();
+
+        r = daemon_begin(d);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        r = store_user_insert(d->store, &u);
+        if (r == -EEXIST) {
+                daemon_rollback(d);
+                return sd_bus_error_setf(error, BUS_ERROR_ALREADY_EXISTS, "A user named '%s' already exists", u.name);
+        }
+        if (r >= 0)
+                r = append_user_event(d, "created", &u);
+        if (r >= 0)
+                r = daemon_commit(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return reply_store_error(m, r, error);
+        }
+        return sd_bus_reply_method_return(m, "ss", u.id, u.tag);
+}
+
+static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        _cleanup_(user_record_clear) UserRecord u = {};
+        const char *id;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &id);
+        if (r < 0)
+                return r;
+        r = check_user_id(id, error);
+        if (r < 0)
+                return r;
+        r = store_user_get(d->store, id, &u);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        return reply_user(m, &u);
+}
+
+static int method_lookup_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        _cleanup_(user_record_clear) UserRecord u = {};
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        if (!user_name_is_valid(name)) {
+                g_autofree char *q = quote_for_error(name, 80);
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid user name '%s': does not match ^[a-z_][a-z0-9_.-]{0,63}$", q);
+        }
+        r = store_user_lookup(d->store, name, &u);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user named '%s'", name);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        return reply_user(m, &u);
+}
+
+static int append_user_list(sd_bus_message *reply, GPtrArray *users) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < users->len; i++) {
+                g_autoptr(GVariant) v = g_variant_ref_sink(user_record_to_variant(users->pdata[i]));
+
+                r = bus_message_append_gvariant(reply, v);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int method_list_users(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GPtrArray) users = g_ptr_array_new_with_free_func((GDestroyNotify) user_record_free);
+        Daemon *d = userdata;
+        const char *cursor;
+        uint32_t limit;
+        bool more;
+        int r;
+
+        r = sd_bus_message_read(m, "su", &cursor, &limit);
+        if (r < 0)
+                return r;
+        if (limit < 1 || limit > LIST_LIMIT_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid limit %u: must be 1-%d", limit, LIST_LIMIT_MAX);
+        /* The cursor is the name the previous page ended with. */
+        if (cursor[0] && !user_name_is_valid(cursor)) {
+                g_autofree char *q = quote_for_error(cursor, 80);
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Invalid cursor '%s': pass \"\" or a next_cursor ListUsers returned", q);
+        }
+
+        r = store_user_list(d->store, cursor, limit, users, &more);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = append_user_list(reply, users);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s",
+                                          more ? ((UserRecord *) users->pdata[users->len - 1])->name : "");
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Inside a transaction: the user ID, if its tag is EXPECTED_TAG. */
+static int get_for_change(Daemon *d, const char *id, const char *expected_tag, UserRecord *u, sd_bus_error *error) {
+        int r;
+
+        r = store_user_get(d->store, id, u);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED, "The store could not read user '%s'", id);
+        if (strcmp(u->tag, expected_tag) != 0) {
+                g_autofree char *q = quote_for_error(expected_tag, 80);
+                return sd_bus_error_setf(error, BUS_ERROR_SAVE_CONFLICT,
+                                         "User '%s' was changed: expected tag '%s', current tag is '%s'",
+                                         id, q, u->tag);
+        }
+        return 0;
+}
+
+static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *expected_tag,
+                     UserRecord *u, bool *ret_disabled, sd_bus_error *error) {
+        UserField fields = 0;
+        bool was_enabled;
+        int r;
+
+        r = get_for_change(d, id, expected_tag, u, error);
+        if (r < 0)
+                return r;
+        was_enabled = u->enabled;
+        r = read_changes(m, u, &fields, error);
+        if (r < 0)
+                return r;
+
+        g_free(u->tag);
+        u->tag = uuid_string_new();
+        u->modified = g_get_real_time();
+        r = store_user_update(d->store, u);
+        if (r == -EEXIST)
+                return sd_bus_error_setf(error, BUS_ERROR_ALREADY_EXISTS, "A user named '%s' already exists", u->name);
+        if (r >= 0)
+                r = append_user_event(d, "updated", u);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        *ret_disabled = was_enabled && !u->enabled;
+        return 0;
+}
+
+static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        _cleanup_(user_record_clear) UserRecord u = {};
+        const char *id, *expected_tag;
+        bool disabled = false;
+        int r;
+
+        r = sd_bus_message_read(m, "ss", &id, &expected_tag);
+        if (r < 0)
+                return r;
+        r = check_user_id(id, error);
+        if (r < 0)
+                return r;
+
+        r = daemon_begin(d);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        r = save_user(d, m, id, expected_tag, &u, &disabled, error);
+        if (r >= 0)
+                r = daemon_commit(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
+        }
+        /* A disabled user goes offline at once, before the caller hears back. */
+        if (disabled)
+                (void) presence_user_gone(d, u.id);
+        return sd_bus_reply_method_return(m, "s", u.tag);
+}
+
+static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        _cleanup_(user_record_clear) UserRecord u = {};
+        const char *id, *expected_tag;
+        int r;
+
+        r = sd_bus_message_read(m, "ss", &id, &expected_tag);
+        if (r < 0)
+                return r;
+        r = check_user_id(id, error);
+        if (r < 0)
+                return r;
+
+        r = daemon_begin(d);
+        if (r < 0)
+                return reply_store_error(m, r, error);
+        r = get_for_change(d, id, expected_tag, &u, error);
+        if (r >= 0)
+                r = store_user_delete(d->store, id);
+        if (r >= 0)
+                r = append_user_event(d, "deleted", &u);
+        if (r >= 0)
+                r = daemon_commit(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
+        }
+        (void) presence_user_gone(d, id);
+        return sd_bus_reply_method_return(m, "");
+}
+
+static const sd_bus_vtable users_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("CreateUser",
+                                SD_BUS_ARGS("a{sv}", fields),
+                                SD_BUS_RESULT("s", id, "s", tag),
+                                method_create_user,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetUser",
+                                SD_BUS_ARGS("s", id),
+                                SD_BUS_RESULT("a{sv}", user),
+                                method_get_user,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("LookupUser",
+                                SD_BUS_ARGS("s", name),
+                                SD_BUS_RESULT("a{sv}", user),
+                                method_lookup_user,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListUsers",
+                                SD_BUS_ARGS("s", cursor, "u", limit),
+                                SD_BUS_RESULT("aa{sv}", users, "s", next_cursor),
+                                method_list_users,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SaveUser",
+                                SD_BUS_ARGS("s", id, "s", expected_tag, "a{sv}", changes),
+                                SD_BUS_RESULT("s", tag),
+                                method_save_user,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteUser",
+                                SD_BUS_ARGS("s", id, "s", expected_tag),
+                                SD_BUS_NO_RESULT,
+                                method_delete_user,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int users_register(Daemon *d) {
+        return sd_bus_add_object_vtable(d->bus, NULL, USERS_PATH, USERS_IFACE, users_vtable, d);
+}

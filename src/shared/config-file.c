@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-file.h"
+
+/* GKeyFile does not say where a key stands, so find its line ourselves. */
+static unsigned find_line(const char *contents, const char *group, const char *key) {
+        g_auto(GStrv) lines = g_strsplit(contents, "\n", -1);
+        const char *current = NULL;
+        g_autofree char *current_buf = NULL;
+
+        for (unsigned i = 0; lines[i]; i++) {
+                char *line = g_strstrip(lines[i]);
+
+                if (line[0] == '[') {
+                        char *end = strchr(line, ']');
+                        g_free(current_buf);
+                        current_buf = g_strndup(line + 1, end ? (size_t) (end - line - 1) : strlen(line + 1));
+                        current = current_buf;
+                        if (!key && strcmp(current, group) == 0)
+                                return i + 1;
+                        continue;
+                }
+                if (!key || !current || strcmp(current, group) != 0)
+                        continue;
+                size_t n = strlen(key);
+                if (strncmp(line, key, n) == 0 && (line[n] == '=' || line[n] == ' ' || line[n] == '\t'))
+                        return i + 1;
+        }
+        return 0;
+}
+
+static const ConfigKey *find_key(const ConfigKey *keys, size_t n, const char *group, const char *key) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(keys[i].group, group) == 0 && (!key || strcmp(keys[i].key, key) == 0))
+                        return &keys[i];
+        return NULL;
+}
+
+static bool parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        if (!g_ascii_isdigit(s[0]))
+                return false;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || *end != '\0' || v < min || v > max)
+                return false;
+        *ret = (unsigned) v;
+        return true;
+}
+
+static bool set_value(const ConfigKey *k, const char *value, void *target) {
+        void *field = (char *) target + k->offset;
+
+        switch (k->type) {
+        case CONFIG_UINT:
+                return parse_uint(value, k->min, k->max, field);
+        case CONFIG_BOOL:
+                if (g_ascii_strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0 || g_ascii_strcasecmp(value, "yes") == 0)
+                        *(bool *) field = true;
+                else if (g_ascii_strcasecmp(value, "false") == 0 || strcmp(value, "0") == 0 || g_ascii_strcasecmp(value, "no") == 0)
+                        *(bool *) field = false;
+                else
+                        return false;
+                return true;
+        case CONFIG_STRING:
+                g_free(*(char **) field);
+                *(char **) field = g_strdup(value);
+                return true;
+        }
+        return false;
+}
+
+static const char *expected(const ConfigKey *k, char *buf, size_t size) {
+        switch (k->type) {
+        case CONFIG_UINT:
+                g_snprintf(buf, size, "an integer from %u to %u", k->min, k->max);
+                return buf;
+        case CONFIG_BOOL:
+                return "true or false";
+        default:
+                return "a string";
+        }
+}
+
+static bool load_group(GKeyFile *kf, const char *path, const char *contents, const char *group,
+                       const ConfigKey *keys, size_t n_keys, void *target, GError **error) {
+        g_auto(GStrv) names = g_key_file_get_keys(kf, group, NULL, NULL);
+
+        if (!find_key(keys, n_keys, group, NULL)) {
+                g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
+                            "%s:%u: unknown group [%s]", path, find_line(contents, group, NULL), group);
+                return false;
+        }
+        for (size_t i = 0; names && names[i]; i++) {
+                const ConfigKey *k = find_key(keys, n_keys, group, names[i]);
+                g_autofree char *value = NULL;
+                char buf[64];
+
+                if (!k) {
+                        g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                                    "%s:%u: unknown key '%s' in group [%s]",
+                                    path, find_line(contents, group, names[i]), names[i], group);
+                        return false;
+                }
+                value = g_key_file_get_string(kf, group, names[i], NULL);
+                if (!value || !set_value(k, value, target)) {
+                        g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                                    "%s:%u: bad value '%s' for key '%s' in group [%s]: expected %s",
+                                    path, find_line(contents, group, names[i]), value ?: "",
+                                    names[i], group, expected(k, buf, sizeof buf));
+                        return false;
+                }
+        }
+        return true;
+}
+
+bool config_file_load(const char *path, const ConfigKey *keys, size_t n_keys, void *target, GError **error) {
+        g_autoptr(GKeyFile) kf = g_key_file_new();
+        g_autoptr(GError) local_error = NULL;
+        g_autofree char *contents = NULL;
+        g_auto(GStrv) groups = NULL;
+        gsize length;
+
+        if (!g_file_get_contents(path, &contents, &length, &local_error)) {
+                if (g_error_matches(local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+                        return true;
+                g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "%s: ", path);
+                return false;
+        }
+        if (!g_key_file_load_from_data(kf, contents, length, G_KEY_FILE_NONE, &local_error)) {
+                g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "%s: ", path);
+                return false;
+        }
+
+        groups = g_key_file_get_groups(kf, NULL);
+        for (size_t i = 0; groups[i]; i++)
+                if (!load_group(kf, path, contents, groups[i], keys, n_keys, target, error))
+                        return false;
+        return true;
+}

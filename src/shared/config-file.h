@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A GKeyFile read against a table of known keys: anything not in the table,
+ * or a value out of range, is an error naming the file, the line and the key
+ * (DESIGN.md §3a). A missing file means all defaults. */
+
+typedef enum ConfigType {
+        CONFIG_UINT,     /* unsigned int, within [min, max] */
+        CONFIG_BOOL,     /* bool */
+        CONFIG_STRING,   /* char *, g_free'd when replaced */
+} ConfigType;
+
+typedef struct ConfigKey {
+        const char *group;
+        const char *key;
+        ConfigType type;
+        size_t offset;           /* of the field in the target struct */
+        unsigned min, max;       /* for CONFIG_UINT */
+} ConfigKey;
+
+bool config_file_load(const char *path, const ConfigKey *keys, size_t n_keys, void *target, GError **error);

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <string.h>
+
+#include "user-record.h"
+#include "validate.h"
+
+typedef bool (*FieldSetter)(UserRecord *u, GVariant *value, char **error);
+
+typedef struct UserKey {
+        const char *key;
+        const char *type;       /* GVariant type string */
+        UserField field;        /* 0 for read-only keys */
+        FieldSetter set;
+} UserKey;
+
+static bool set_name(UserRecord *u, GVariant *value, char **error) {
+        const char *s = g_variant_get_string(value, NULL);
+
+        if (!user_name_is_valid(s)) {
+                g_autofree char *q = quote_for_error(s, 80);
+                *error = g_strdup_printf("Invalid value for 'name': '%s' does not match ^[a-z_][a-z0-9_.-]{0,63}$", q);
+                return false;
+        }
+        g_free(u->name);
+        u->name = g_strdup(s);
+        return true;
+}
+
+/* Index of the first control character in the UTF-8 string S, or -1. */
+static glong find_control_char(const char *s) {
+        glong i = 0;
+
+        for (const char *p = s; *p; p = g_utf8_next_char(p), i++)
+                if (g_unichar_iscntrl(g_utf8_get_char(p)))
+                        return i;
+        return -1;
+}
+
+static bool set_display_name(UserRecord *u, GVariant *value, char **error) {
+        const char *s = g_variant_get_string(value, NULL);
+        glong n = g_utf8_strlen(s, -1), ctl;
+
+        if (n > USER_DISPLAY_NAME_MAX) {
+                *error = g_strdup_printf("Invalid value for 'display-name': %ld characters long, at most %d are allowed",
+                                         n, USER_DISPLAY_NAME_MAX);
+                return false;
+        }
+        ctl = find_control_char(s);
+        if (ctl >= 0) {
+                *error = g_strdup_printf("Invalid value for 'display-name': control character at position %ld", ctl);
+                return false;
+        }
+        g_free(u->display_name);
+        u->display_name = g_strdup(s);
+        return true;
+}
+
+static bool set_email(UserRecord *u, GVariant *value, char **error) {
+        const char *s = g_variant_get_string(value, NULL);
+        glong n = g_utf8_strlen(s, -1);
+        const char *at = strchr(s, '@');
+
+        if (n > USER_EMAIL_MAX) {
+                *error = g_strdup_printf("Invalid value for 'email': %ld characters long, at most %d are allowed",
+                                         n, USER_EMAIL_MAX);
+                return false;
+        }
+        if (n > 0 && (!at || strchr(at + 1, '@') || find_control_char(s) >= 0)) {
+                g_autofree char *q = quote_for_error(s, 80);
+                *error = g_strdup_printf("Invalid value for 'email': '%s' must contain exactly one '@' and no control characters", q);
+                return false;
+        }
+        g_free(u->email);
+        u->email = g_strdup(s);
+        return true;
+}
+
+static bool set_enabled(UserRecord *u, GVariant *value, char **error) {
+        u->enabled = g_variant_get_boolean(value);
+        return true;
+}
+
+static bool check_attribute(const char *key, const char *value, char **error) {
+        g_autofree char *q = quote_for_error(key, 80);
+        size_t klen = strlen(key), vlen = strlen(value);
+
+        if (klen == 0 || klen > USER_ATTRIBUTE_KEY_MAX || find_control_char(key) >= 0) {
+                *error = g_strdup_printf("Invalid attribute key '%s': must be 1-%d bytes without control characters (is %zu)",
+                                         q, USER_ATTRIBUTE_KEY_MAX, klen);
+                return false;
+        }
+        if (vlen > USER_ATTRIBUTE_VALUE_MAX) {
+                *error = g_strdup_printf("Invalid value for attribute '%s': %zu bytes, at most %d are allowed",
+                                         q, vlen, USER_ATTRIBUTE_VALUE_MAX);
+                return false;
+        }
+        return true;
+}
+
+static bool set_attributes(UserRecord *u, GVariant *value, char **error) {
+        gsize n = g_variant_n_children(value);
+        g_autoptr(GTree) sorted = g_tree_new((GCompareFunc) strcmp);
+        GVariantBuilder builder;
+        GVariantIter iter;
+        const char *key, *val;
+
+        if (n > USER_ATTRIBUTES_MAX) {
+                *error = g_strdup_printf("Invalid value for 'attributes': %zu entries, at most %d are allowed",
+                                         n, USER_ATTRIBUTES_MAX);
+                return false;
+        }
+        g_variant_iter_init(&iter, value);
+        while (g_variant_iter_next(&iter, "{&s&s}", &key, &val)) {
+                if (!check_attribute(key, val, error))
+                        return false;
+                if (g_tree_lookup(sorted, key)) {
+                        g_autofree char *q = quote_for_error(key, 80);
+                        *error = g_strdup_printf("Invalid value for 'attributes': key '%s' given twice", q);
+                        return false;
+                }
+                g_tree_insert(sorted, (char *) key, (char *) val);
+        }
+
+        /* Sorted so that a stored user reads back the same however it was sent. */
+        g_variant_builder_init(&builder, G_VARIANT_TYPE("a{ss}"));
+        for (GTreeNode *node = g_tree_node_first(sorted); node; node = g_tree_node_next(node))
+                g_variant_builder_add(&builder, "{ss}", g_tree_node_key(node), g_tree_node_value(node));
+        g_clear_pointer(&u->attributes, g_variant_unref);
+        u->attributes = g_variant_ref_sink(g_variant_builder_end(&builder));
+        return true;
+}
+
+static const UserKey user_keys[] = {
+        { "id",           "s",     0,                       NULL },
+        { "tag",          "s",     0,                       NULL },
+        { "name",         "s",     USER_FIELD_NAME,         set_name },
+        { "display-name", "s",     USER_FIELD_DISPLAY_NAME, set_display_name },
+        { "email",        "s",     USER_FIELD_EMAIL,        set_email },
+        { "enabled",      "b",     USER_FIELD_ENABLED,      set_enabled },
+        { "attributes",   "a{ss}", USER_FIELD_ATTRIBUTES,   set_attributes },
+        { "created",      "x",     0,                       NULL },
+        { "modified",     "x",     0,                       NULL },
+};
+
+static const UserKey *user_key_find(const char *key) {
+        for (size_t i = 0; i < G_N_ELEMENTS(user_keys); i++)
+                if (strcmp(user_keys[i].key, key) == 0)
+                        return &user_keys[i];
+        return NULL;
+}
+
+void user_record_init(UserRecord *u) {
+        *u = (UserRecord) {
+                .display_name = g_strdup(""),
+                .email = g_strdup(""),
+                .enabled = true,
+                .attributes = g_variant_ref_sink(g_variant_new_array(G_VARIANT_TYPE("{ss}"), NULL, 0)),
+        };
+}
+
+void user_record_clear(UserRecord *u) {
+        g_free(u->id);
+        g_free(u->tag);
+        g_free(u->name);
+        g_free(u->display_name);
+        g_free(u->email);
+        g_clear_pointer(&u->attributes, g_variant_unref);
+        *u = (UserRecord) {};
+}
+
+static bool apply_one(UserRecord *u, const char *key, GVariant *value, UserField *fields, char **error) {
+        g_autofree char *q = quote_for_error(key, 80);
+        const UserKey *k = user_key_find(key);
+
+        if (!k) {
+                *error = g_strdup_printf("Unknown user key '%s'", q);
+                return false;
+        }
+        if (!k->set) {
+                *error = g_strdup_printf("Key '%s' is read-only", key);
+                return false;
+        }
+        if (!g_variant_is_of_type(value, G_VARIANT_TYPE(k->type))) {
+                *error = g_strdup_printf("Key '%s' must be of type '%s', not '%s'",
+                                         key, k->type, g_variant_get_type_string(value));
+                return false;
+        }
+        if (*fields & k->field) {
+                *error = g_strdup_printf("Key '%s' given twice", key);
+                return false;
+        }
+        *fields |= k->field;
+        return k->set(u, value, error);
+}
+
+bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, char **error) {
+        UserField fields = 0;
+        GVariantIter iter;
+        const char *key;
+        GVariant *value;
+
+        g_return_val_if_fail(g_variant_is_of_type(changes, G_VARIANT_TYPE_VARDICT), false);
+
+        g_variant_iter_init(&iter, changes);
+        while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
+                bool ok = apply_one(u, key, value, &fields, error);
+
+                g_variant_unref(value);
+                if (!ok)
+                        return false;
+        }
+        *ret_fields = fields;
+        return true;
+}
+
+GVariant *user_record_to_variant(const UserRecord *u) {
+        GVariantBuilder b;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+        g_variant_builder_add(&b, "{sv}", "id", g_variant_new_string(u->id));
+        g_variant_builder_add(&b, "{sv}", "tag", g_variant_new_string(u->tag));
+        g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(u->name));
+        g_variant_builder_add(&b, "{sv}", "display-name", g_variant_new_string(u->display_name));
+        g_variant_builder_add(&b, "{sv}", "email", g_variant_new_string(u->email));
+        g_variant_builder_add(&b, "{sv}", "enabled", g_variant_new_boolean(u->enabled));
+        g_variant_builder_add(&b, "{sv}", "attributes", u->attributes);
+        g_variant_builder_add(&b, "{sv}", "created", g_variant_new_int64(u->created));
+        g_variant_builder_add(&b, "{sv}", "modified", g_variant_new_int64(u->modified));
+        return g_variant_builder_end(&b);
+}

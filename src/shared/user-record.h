@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A user as the Users manager stores it: the data object of DESIGN.md §3. */
+typedef struct UserRecord {
+        char *id;
+        char *tag;
+        char *name;
+        char *display_name;
+        char *email;
+        bool enabled;
+        GVariant *attributes;   /* a{ss}, sorted by key, never NULL once set up */
+        int64_t created;
+        int64_t modified;
+} UserRecord;
+
+typedef enum UserField {
+        USER_FIELD_NAME         = 1 << 0,
+        USER_FIELD_DISPLAY_NAME = 1 << 1,
+        USER_FIELD_EMAIL        = 1 << 2,
+        USER_FIELD_ENABLED      = 1 << 3,
+        USER_FIELD_ATTRIBUTES   = 1 << 4,
+} UserField;
+
+/* A record with the defaults of a new user and no id. */
+void user_record_init(UserRecord *u);
+void user_record_clear(UserRecord *u);
+
+/* Validate CHANGES (an a{sv}) and apply them to U. On bad input returns
+ * false and sets *error to a message naming the key, the problem and the
+ * value; U is then in an unspecified state and must not be stored. */
+bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, char **error);
+
+/* The record as the a{sv} of the bus contract. */
+GVariant *user_record_to_variant(const UserRecord *u);

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <glib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+#include "validate.h"
+
+static bool is_lower_alnum(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool user_name_is_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > USER_NAME_MAX)
+                return false;
+        if (!((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if (!is_lower_alnum(s[i]) && !strchr("_.-", s[i]))
+                        return false;
+        return true;
+}
+
+bool uuid_string_is_valid(const char *s) {
+        if (strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+                if (dash ? s[i] != '-' : !g_ascii_isxdigit(s[i]) || g_ascii_isupper(s[i]))
+                        return false;
+        }
+        return true;
+}
+
+char *uuid_string_new(void) {
+        uuid_t u;
+        char buf[UUID_STR_LEN];
+
+        uuid_generate_random(u);
+        uuid_unparse_lower(u, buf);
+        return g_strdup(buf);
+}
+
+bool topic_is_valid(const char *s) {
+        size_t n = strlen(s);
+        bool segment_empty = true;
+
+        if (n == 0 || n > TOPIC_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] == '/') {
+                        if (segment_empty)
+                                return false;
+                        segment_empty = true;
+                } else if (g_ascii_isalnum(s[i]) || strchr("_.-", s[i]))
+                        segment_empty = false;
+                else
+                        return false;
+        }
+        return !segment_empty;
+}
+
+char *quote_for_error(const char *s, size_t max) {
+        if (!g_utf8_validate(s, -1, NULL))
+                return g_strdup("(invalid UTF-8)");
+        if (g_utf8_strlen(s, -1) <= (glong) max)
+                return g_strdup(s);
+
+        g_autofree char *head = g_utf8_substring(s, 0, max);
+        return g_strconcat(head, "…", NULL);
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static const char *env_or(const char *name, const char *fallback) {
+        const char *v = g_getenv(name);
+        return v && *v ? v : fallback;
+}
+
+/* Children die with the test program, whatever way it ends. */
+static void child_setup(gpointer data) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+void test_init(int *argc, char ***argv) {
+        g_test_init(argc, argv, NULL);
+        /* A daemon that dies must not kill the test with SIGPIPE. */
+        signal(SIGPIPE, SIG_IGN);
+}
+
+static char *bus_config(const char *tmpdir) {
+        const char *policy = env_or("OUTPOST_POLICY", SRCDIR "/data/org.outpost.Outpost1.conf");
+
+        /* Like Debian's /usr/share/dbus-1/system.conf: deny by default,
+         * with our policy file included as the system bus would. */
+        return g_strdup_printf(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                "<busconfig>\n"
+                "  <type>system</type>\n"
+                "  <listen>unix:path=%s/system_bus_socket</listen>\n"
+                "  <auth>EXTERNAL</auth>\n"
+                "  <policy context=\"default\">\n"
+                "    <allow user=\"*\"/>\n"
+                "    <deny own=\"*\"/>\n"
+                "    <deny send_type=\"method_call\"/>\n"
+                "    <allow send_type=\"signal\"/>\n"
+                "    <allow send_requested_reply=\"true\" send_type=\"method_return\"/>\n"
+                "    <allow send_requested_reply=\"true\" send_type=\"error\"/>\n"
+                "    <allow receive_type=\"method_call\"/>\n"
+                "    <allow receive_type=\"method_return\"/>\n"
+                "    <allow receive_type=\"error\"/>\n"
+                "    <allow receive_type=\"signal\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Introspectable\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Properties\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Peer\"/>\n"
+                "    <deny send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\" send_member=\"UpdateActivationEnvironment\"/>\n"
+                "    <deny send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Debug.Stats\"/>\n"
+                "    <deny send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.systemd1.Activator\"/>\n"
+                "  </policy>\n"
+                "  <policy user=\"root\">\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.systemd1.Activator\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Monitoring\"/>\n"
+                "    <allow own=\"org.freedesktop.PolicyKit1\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.PolicyKit1\"/>\n"
+                "  </policy>\n"
+                "  <include>%s</include>\n"
+                "</busconfig>\n",
+                tmpdir, policy);
+}
+
+TestBus *test_bus_new(void) {
+        g_autoptr(TestBus) tb = g_new0(TestBus, 1);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *config = NULL, *config_path = NULL, *config_arg = NULL;
+        g_autofree char *line = NULL;
+        const char *dbus_daemon = env_or("DBUS_DAEMON", "dbus-daemon");
+        g_autoptr(GIOChannel) out = NULL;
+        int out_fd;
+
+        tb->tmpdir = g_dir_make_tmp("outpost-test-XXXXXX", &error);
+        g_assert_no_error(error);
+        tb->state_dir = g_build_filename(tb->tmpdir, "state", NULL);
+        tb->config_path = g_build_filename(tb->tmpdir, "outpostd.conf", NULL);
+
+        config = bus_config(tb->tmpdir);
+        config_path = g_build_filename(tb->tmpdir, "bus.conf", NULL);
+        g_assert_true(g_file_set_contents(config_path, config, -1, &error));
+        g_assert_no_error(error);
+        config_arg = g_strconcat("--config-file=", config_path, NULL);
+
+        const char *argv[] = { dbus_daemon, config_arg, "--nofork", "--nopidfile", "--print-address=1", NULL };
+        g_spawn_async_with_pipes(NULL, (char **) argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH,
+                                 child_setup, NULL, &tb->bus_pid, NULL, &out_fd, NULL, &error);
+        g_assert_no_error(error);
+
+        out = g_io_channel_unix_new(out_fd);
+        g_io_channel_set_close_on_unref(out, TRUE);
+        g_io_channel_read_line(out, &line, NULL, NULL, &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(line);
+        tb->address = g_strstrip(g_steal_pointer(&line));
+
+        tb->conn = test_bus_connect(tb);
+        return g_steal_pointer(&tb);
+}
+
+static void kill_and_reap(GPid *pid, int signal) {
+        if (*pid <= 0)
+                return;
+        kill(*pid, signal);
+        waitpid(*pid, NULL, 0);
+        g_spawn_close_pid(*pid);
+        *pid = 0;
+}
+
+static void remove_tree(const char *path) {
+        g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+        const char *name;
+
+        if (dir)
+                while ((name = g_dir_read_name(dir))) {
+                        g_autofree char *child = g_build_filename(path, name, NULL);
+                        if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK))
+                                remove_tree(child);
+                        else
+                                g_unlink(child);
+                }
+        g_rmdir(path);
+}
+
+void test_bus_free(TestBus *tb) {
+        if (!tb)
+                return;
+        /* outpostd must end cleanly on SIGTERM: under the sanitizers a leak
+         * or an error at shutdown shows here. */
+        if (tb->daemon_pid > 0)
+                test_bus_stop_daemon(tb, SIGTERM);
+        if (tb->conn) {
+                g_dbus_connection_close_sync(tb->conn, NULL, NULL);
+                g_object_unref(tb->conn);
+        }
+        kill_and_reap(&tb->bus_pid, SIGTERM);
+        if (tb->tmpdir)
+                remove_tree(tb->tmpdir);
+        g_free(tb->tmpdir);
+        g_free(tb->address);
+        g_free(tb->state_dir);
+        g_free(tb->config_path);
+        g_free(tb);
+}
+
+GDBusConnection *test_bus_connect(TestBus *tb) {
+        g_autoptr(GError) error = NULL;
+        GDBusConnection *c;
+
+        c = g_dbus_connection_new_for_address_sync(tb->address,
+                                                   G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                                                   G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                                                   NULL, NULL, &error);
+        g_assert_no_error(error);
+        g_dbus_connection_set_exit_on_close(c, FALSE);
+        return c;
+}
+
+static gboolean name_has_owner(GDBusConnection *c) {
+        g_autoptr(GVariant) r = NULL;
+        gboolean owned = FALSE;
+
+        r = g_dbus_connection_call_sync(c, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                        "NameHasOwner", g_variant_new("(s)", OUTPOST_NAME), G_VARIANT_TYPE("(b)"),
+                                        G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
+        if (r)
+                g_variant_get(r, "(b)", &owned);
+        return owned;
+}
+
+static void spawn_daemon(TestBus *tb, const char *const *extra, GPid *ret_pid, int *ret_stderr_fd) {
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        g_autoptr(GError) error = NULL;
+        g_autofree char *address = g_strconcat("--address=", tb->address, NULL);
+        g_autofree char *state = g_strconcat("--state-dir=", tb->state_dir, NULL);
+        g_autofree char *config = g_strconcat("--config=", tb->config_path, NULL);
+
+        g_ptr_array_add(argv, (char *) env_or("OUTPOSTD", BUILDDIR "/outpostd"));
+        g_ptr_array_add(argv, address);
+        g_ptr_array_add(argv, state);
+        g_ptr_array_add(argv, config);
+        g_ptr_array_add(argv, (char *) env_or("OUTPOSTD_LOG_LEVEL", "--log-level=info"));
+        for (size_t i = 0; extra && extra[i]; i++)
+                g_ptr_array_add(argv, (char *) extra[i]);
+        g_ptr_array_add(argv, NULL);
+
+        g_spawn_async_with_pipes(NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL,
+                                 ret_pid, NULL, NULL, ret_stderr_fd, &error);
+        g_assert_no_error(error);
+}
+
+void test_bus_start_daemon(TestBus *tb, const char *config) {
+        g_autoptr(GError) error = NULL;
+        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+        g_assert_cmpint(tb->daemon_pid, ==, 0);
+        if (config)
+                g_assert_true(g_file_set_contents(tb->config_path, config, -1, &error));
+        spawn_daemon(tb, NULL, &tb->daemon_pid, NULL);
+
+        while (!name_has_owner(tb->conn)) {
+                int status;
+
+                if (waitpid(tb->daemon_pid, &status, WNOHANG) == tb->daemon_pid) {
+                        tb->daemon_pid = 0;
+                        g_error("outpostd exited before owning its name (status %d)", status);
+                }
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpostd did not own %s within 20 s", OUTPOST_NAME);
+                g_usleep(5000);
+        }
+}
+
+int test_bus_stop_daemon(TestBus *tb, int signal) {
+        int status = 0;
+
+        g_assert_cmpint(tb->daemon_pid, >, 0);
+        kill(tb->daemon_pid, signal);
+        g_assert_cmpint(waitpid(tb->daemon_pid, &status, 0), ==, tb->daemon_pid);
+        g_spawn_close_pid(tb->daemon_pid);
+        tb->daemon_pid = 0;
+        if (signal == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                g_error("outpostd did not exit cleanly on SIGTERM (wait status 0x%x)", status);
+        /* Let the bus notice the name is gone before anyone restarts it. */
+        while (tb->conn && name_has_owner(tb->conn))
+                g_usleep(2000);
+        return status;
+}
+
+int test_bus_run_daemon(TestBus *tb, const char *const *args, char **ret_stderr) {
+        g_autoptr(GString) err = g_string_new(NULL);
+        GPid pid;
+        int fd, status = 0;
+        char buf[4096];
+        ssize_t n;
+
+        spawn_daemon(tb, args, &pid, &fd);
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+                g_string_append_len(err, buf, n);
+        close(fd);
+        g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+        g_spawn_close_pid(pid);
+        if (ret_stderr)
+                *ret_stderr = g_string_free(g_steal_pointer(&err), FALSE);
+        return status;
+}
+
+GVariant *test_call(GDBusConnection *c, const char *path, const char *iface, const char *method,
+                    GVariant *params, const char *reply_type, GError **error) {
+        return g_dbus_connection_call_sync(c, OUTPOST_NAME, path, iface, method, params,
+                                           reply_type ? G_VARIANT_TYPE(reply_type) : NULL,
+                                           G_DBUS_CALL_FLAGS_NONE, 30000, NULL, error);
+}
+
+GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, const char *method,
+                       GVariant *params, const char *reply_type) {
+        g_autoptr(GError) error = NULL;
+        GVariant *r = test_call(c, path, iface, method, params, reply_type, &error);
+
+        g_assert_no_error(error);
+        return r;
+}
+
+void test_assert_dbus_error(GError *error, const char *name, const char *mention) {
+        g_autofree char *remote = NULL;
+        g_autofree char *full = strchr(name, '.') ? g_strdup(name) : g_strconcat(ERROR_PREFIX, name, NULL);
+
+        g_assert_nonnull(error);
+        remote = g_dbus_error_get_remote_error(error);
+        if (g_strcmp0(remote, full) != 0)
+                g_error("expected error %s, got %s: %s", full, remote ?: "(none)", error->message);
+        if (mention && !strstr(error->message, mention))
+                g_error("error message '%s' does not mention '%s'", error->message, mention);
+}
+
+char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
+        g_autoptr(GVariant) r = NULL;
+        char *id, *tag;
+
+        r = test_call_ok(c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+                         g_variant_new_parsed("({'name': <%s>},)", name), "(ss)");
+        g_variant_get(r, "(ss)", &id, &tag);
+        if (ret_tag)
+                *ret_tag = tag;
+        else
+                g_free(tag);
+        return id;
+}

@@ -1,0 +1,86 @@
+#!/bin/bash
+# Set up a Debian 12 machine for Outpost, build it, and run either the demo
+# or the whole test suite.
+#
+#   tools/dev.sh demo    install, build, run the demo deployment
+#   tools/dev.sh test    install, build, run make check, the sanitizer run
+#                        and make distcheck; ends with "N passed, N failed"
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+packages=(
+	build-essential autoconf automake autoconf-archive autopoint libtool pkg-config gettext
+	libsystemd-dev libglib2.0-dev libglib2.0-bin libsqlite3-dev uuid-dev
+	dbus dbus-daemon systemd python3 python3-gi python3-dbusmock libglib-testing-0-dev
+	libgnutls28-dev gnutls-bin libxml2-utils xz-utils
+)
+
+install_packages() {
+	local missing=()
+	for p in "${packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "== Installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build DIR [configure options]: an out-of-tree build in DIR.
+build() {
+	local dir=$1; shift
+	[ -x configure ] || NOCONFIGURE=1 ./autogen.sh >/dev/null 2>&1
+	mkdir -p "$dir"
+	(cd "$dir" && "$top/configure" --quiet --enable-werror --prefix=/usr --sysconfdir=/etc \
+		--localstatedir=/var "$@" && make -j"$(nproc)" --quiet)
+}
+
+passed=0
+failed=0
+
+# check DIR TARGET: run a make target, add its automake summary to the totals.
+check() {
+	local dir=$1 target=$2 log
+	log=$(mktemp)
+	echo "== make $target in $dir"
+	if (cd "$dir" && make -j"$(nproc)" "$target") >"$log" 2>&1; then :; else
+		tail -n 60 "$log"
+		find "$dir" -name 'test-suite.log' -newer "$log" -exec tail -n 120 {} \; 2>/dev/null || true
+	fi
+	local p f
+	p=$(awk '/^# PASS:/ {s += $3} END {print s + 0}' "$log")
+	f=$(awk '/^# (FAIL|ERROR|XPASS):/ {s += $3} END {print s + 0}' "$log")
+	grep -E '^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):' "$log" || true
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		# The target itself failed before any test ran.
+		grep -q '^# TOTAL' "$log" || f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	rm -f "$log"
+}
+
+case "${1:-}" in
+demo)
+	install_packages
+	build build
+	exec "$top/tools/demo.sh" "$top/build"
+	;;
+test)
+	install_packages
+	build build
+	check build check
+	build build-sanitizers --enable-sanitizers
+	check build-sanitizers check
+	check build distcheck
+	echo "$passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+	;;
+*)
+	echo "usage: $0 demo|test" >&2
+	exit 2
+	;;
+esac
