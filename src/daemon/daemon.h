@@ -35,9 +35,13 @@ typedef struct Daemon {
         Store *store;
         DaemonConfig config;
 
-        /* Events committed in the current transaction, emitted once it is
-         * durable (DESIGN.md §4 rule 3). */
-        GPtrArray *pending_events;
+        /* The open batch (batch.c): events appended and replies owed,
+         * emitted and sent once the batch is durable (DESIGN.md §4 rule 3). */
+        bool batch_open;
+        GPtrArray *pending_events;      /* StoredEvent */
+        GPtrArray *pending_replies;     /* DeferredReply */
+        guint change_first_event;       /* index in pending_events where the current change began */
+        sd_event_source *flush_source;
 
         Presence *presence;
         sd_event_source *retention_timer;
@@ -51,18 +55,32 @@ int messages_register(Daemon *d);
 int events_register(Daemon *d);
 void presence_free(Presence *p);
 
-/* A change made by a controller: begin, append events, commit. Commit makes
- * everything durable and only then emits the Event signals of the appended
- * events, so a caller that replies after daemon_commit() keeps both "durable
- * before visible" and "signal before reply". */
+/* A change made by a controller (batch.c): daemon_begin(), then the store
+ * writes and daemon_append_event(), then either
+ *  - daemon_reply_after_commit(): the reply (and HOOK, run after the
+ *    commit and the batch's Event signals, before the reply) waits for the
+ *    group commit; the handler returns what it returns;
+ *  - daemon_commit(): commit the batch now and emit its events;
+ *  - daemon_commit_durable() + daemon_emit_pending(): the two halves, for
+ *    a model that must show its new state before the events describing it;
+ * or daemon_rollback() on failure, which undoes only this change. */
+typedef int (*DaemonHook)(Daemon *d, const char *arg);
+
+int batch_setup(Daemon *d);
+void batch_done(Daemon *d);
 int daemon_begin(Daemon *d);
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq);
+/* Queue the method return of CALL, with TYPES and the values after it as
+ * for sd_bus_message_append(), to be sent after the commit. Returns 1, or
+ * negative errno with the change rolled back. */
+int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
+                              const char *types, ...);
 int daemon_commit(Daemon *d);
-/* The two halves of daemon_commit(), for a model that must show its new
- * state (PropertiesChanged) before the events that describe it. */
 int daemon_commit_durable(Daemon *d);
 void daemon_emit_pending(Daemon *d);
 void daemon_rollback(Daemon *d);
+/* Commit the open batch, emit its events, send its replies. */
+int daemon_flush(Daemon *d);
 
 /* Called by the Users manager after a user was deleted or disabled. */
 int presence_user_gone(Daemon *d, const char *user_id);

@@ -20,81 +20,6 @@
 #define RETENTION_BATCH         2000            /* rows deleted per round */
 #define RETENTION_INTERVAL_USEC (1000 * 1000)
 
-/* Transactions */
-
-int daemon_begin(Daemon *d) {
-        return store_begin(d->store);
-}
-
-int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
-        StoredEvent *e;
-        uint64_t seq;
-        int64_t now = g_get_real_time();
-        int r;
-
-        r = store_event_append(d->store, topic, now, data, &seq);
-        if (r < 0)
-                return r;
-        e = g_new0(StoredEvent, 1);
-        *e = (StoredEvent) {
-                .seq = seq,
-                .topic = g_strdup(topic),
-                .time = now,
-                .data = g_variant_ref(data),
-        };
-        g_ptr_array_add(d->pending_events, e);
-        if (ret_seq)
-                *ret_seq = seq;
-        return 0;
-}
-
-static int emit_event(Daemon *d, const StoredEvent *e) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r;
-
-        r = sd_bus_message_new_signal(d->bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "tsx", e->seq, e->topic, e->time);
-        if (r >= 0)
-                r = bus_message_append_gvariant(m, e->data);
-        if (r >= 0)
-                r = sd_bus_send(d->bus, m, NULL);
-        if (r < 0)
-                /* The event is stored: subscribers catch up with FetchSince. */
-                log_warning_errno(r, "Cannot emit event %" G_GUINT64_FORMAT, e->seq);
-        return r;
-}
-
-int daemon_commit_durable(Daemon *d) {
-        int r;
-
-        r = store_commit(d->store);
-        if (r < 0)
-                g_ptr_array_set_size(d->pending_events, 0);
-        return r;
-}
-
-void daemon_emit_pending(Daemon *d) {
-        for (guint i = 0; i < d->pending_events->len; i++)
-                (void) emit_event(d, d->pending_events->pdata[i]);
-        g_ptr_array_set_size(d->pending_events, 0);
-}
-
-int daemon_commit(Daemon *d) {
-        int r;
-
-        r = daemon_commit_durable(d);
-        if (r < 0)
-                return r;
-        daemon_emit_pending(d);
-        return 0;
-}
-
-void daemon_rollback(Daemon *d) {
-        store_rollback(d->store);
-        g_ptr_array_set_size(d->pending_events, 0);
-}
-
 /* The Events interface */
 
 static bool topic_is_reserved(const char *topic) {
@@ -142,12 +67,12 @@ static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (r >= 0)
                 r = daemon_append_event(d, topic, data, &seq);
         if (r >= 0)
-                r = daemon_commit(d);
+                r = daemon_reply_after_commit(d, m, NULL, NULL, "t", seq);
         if (r < 0) {
                 daemon_rollback(d);
                 return reply_store_error(m, r, error);
         }
-        return sd_bus_reply_method_return(m, "t", seq);
+        return r;
 }
 
 typedef struct FetchFilter {

@@ -151,12 +151,12 @@ static int register_objects(Daemon *d) {
 }
 
 static void daemon_done(Daemon *d) {
+        batch_done(d);
         if (d->bus)
                 sd_bus_flush_close_unref(d->bus);
         presence_free(d->presence);
         sd_event_source_unref(d->retention_timer);
         store_close(d->store);
-        g_clear_pointer(&d->pending_events, g_ptr_array_unref);
         sd_event_unref(d->event);
 }
 
@@ -181,7 +181,6 @@ static int run(const Options *o) {
         (void) sd_event_add_signal(d.event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(d.event, NULL, SIGINT, NULL, NULL);
 
-        d.pending_events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
         r = store_open(o->state_dir ?: DEFAULT_STATE_DIR, &d.store);
         if (r < 0)
                 return r;
@@ -193,6 +192,9 @@ static int run(const Options *o) {
         if (r < 0)
                 return log_error_errno(r, "Cannot attach the bus to the event loop");
 
+        r = batch_setup(&d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the commit path");
         r = register_objects(&d);
         if (r < 0)
                 return r;

@@ -117,12 +117,12 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         if (r >= 0)
                 r = append_message_events(d, user_ids, id, body, uid, &last_seq);
         if (r >= 0)
-                r = daemon_commit(d);
+                r = daemon_reply_after_commit(d, m, NULL, NULL, "st", id, last_seq);
         if (r < 0) {
                 daemon_rollback(d);
                 return reply_store_error(m, r, error);
         }
-        return sd_bus_reply_method_return(m, "st", id, last_seq);
+        return r;
 }
 
 static const sd_bus_vtable messages_vtable[] = {

@@ -23,7 +23,9 @@ typedef struct Hold {
         uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
 } Hold;
 
-/* One bus connection that holds users online. */
+/* One bus connection that holds, or held, users online. It is kept until
+ * the connection leaves the bus, so that a client going on and off line
+ * does not set up peer tracking (a bus round trip) each time. */
 struct Holder {
         Presence *presence;
         char *sender;
@@ -97,11 +99,6 @@ static void online_remove(Presence *p, const char *user_id, Change *c) {
                 g_hash_table_replace(p->online, g_strdup(user_id), GUINT_TO_POINTER(n - 1));
 }
 
-static void holder_drop_if_empty(Holder *h) {
-        if (g_hash_table_size(h->holds) == 0)
-                g_hash_table_remove(h->presence->holders, h->sender);
-}
-
 static void hold_remove(Hold *h, Change *c) {
         Holder *holder = h->holder;
 
@@ -130,6 +127,9 @@ static int presence_publish(Presence *p, Change *c) {
         if (change_is_empty(c))
                 return 0;
 
+        /* Changes already batched are committed and answered first, so this
+         * change's PropertiesChanged follows their events. */
+        (void) daemon_flush(d);
         r = daemon_begin(d);
         if (r >= 0)
                 r = append_presence_events(d, c->online, true);
@@ -205,7 +205,6 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
         Presence *p = userdata;
         _cleanup_(change_clear) Change c = {};
         uint64_t now = now_monotonic();
-        g_autoptr(GPtrArray) emptied = g_ptr_array_new();
         GHashTableIter hi, ui;
         Holder *h;
         Hold *hold;
@@ -219,11 +218,7 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
                                 online_remove(p, hold->user_id, &c);
                                 g_hash_table_iter_remove(&ui);
                         }
-                if (g_hash_table_size(h->holds) == 0)
-                        g_ptr_array_add(emptied, h);
         }
-        for (guint i = 0; i < emptied->len; i++)
-                holder_drop_if_empty(emptied->pdata[i]);
         (void) presence_publish(p, &c);
         rearm_expiry(p);
         return 0;
@@ -331,7 +326,6 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
         hold = h ? g_hash_table_lookup(h->holds, user_id) : NULL;
         if (hold) {
                 hold_remove(hold, &c);
-                holder_drop_if_empty(h);
                 rearm_expiry(p);
         }
         (void) presence_publish(p, &c);
@@ -341,7 +335,6 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
 int presence_user_gone(Daemon *d, const char *user_id) {
         Presence *p = d->presence;
         _cleanup_(change_clear) Change c = {};
-        g_autoptr(GPtrArray) emptied = g_ptr_array_new();
         GHashTableIter iter;
         Holder *h;
 
@@ -352,14 +345,9 @@ int presence_user_gone(Daemon *d, const char *user_id) {
         g_hash_table_iter_init(&iter, p->holders);
         while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &h)) {
                 Hold *hold = g_hash_table_lookup(h->holds, user_id);
-                if (!hold)
-                        continue;
-                hold_remove(hold, &c);
-                if (g_hash_table_size(h->holds) == 0)
-                        g_ptr_array_add(emptied, h);
+                if (hold)
+                        hold_remove(hold, &c);
         }
-        for (guint i = 0; i < emptied->len; i++)
-                holder_drop_if_empty(emptied->pdata[i]);
         rearm_expiry(p);
         return presence_publish(p, &c);
 }

@@ -16,6 +16,9 @@ typedef enum StatementId {
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
+        STMT_SAVEPOINT,
+        STMT_RELEASE,
+        STMT_ROLLBACK_TO,
         STMT_USER_GET,
         STMT_USER_LOOKUP,
         STMT_USER_INSERT,
@@ -35,6 +38,9 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_BEGIN]        = "BEGIN IMMEDIATE",
         [STMT_COMMIT]       = "COMMIT",
         [STMT_ROLLBACK]     = "ROLLBACK",
+        [STMT_SAVEPOINT]    = "SAVEPOINT change",
+        [STMT_RELEASE]      = "RELEASE change",
+        [STMT_ROLLBACK_TO]  = "ROLLBACK TO change",
         [STMT_USER_GET]     = "SELECT " USER_COLUMNS " FROM users WHERE id = ?1",
         [STMT_USER_LOOKUP]  = "SELECT " USER_COLUMNS " FROM users WHERE name = ?1",
         [STMT_USER_INSERT]  = "INSERT INTO users (" USER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -265,6 +271,21 @@ void store_rollback(Store *s) {
                 (void) exec_simple(s, STMT_ROLLBACK);
         /* Sequence numbers handed out in the rolled back transaction may be
          * given out again: nobody has seen them. */
+        (void) read_event_bounds(s);
+}
+
+int store_savepoint(Store *s) {
+        return exec_simple(s, STMT_SAVEPOINT);
+}
+
+int store_release_savepoint(Store *s) {
+        return exec_simple(s, STMT_RELEASE);
+}
+
+void store_rollback_savepoint(Store *s) {
+        /* ROLLBACK TO keeps the savepoint open; RELEASE then ends it. */
+        (void) exec_simple(s, STMT_ROLLBACK_TO);
+        (void) exec_simple(s, STMT_RELEASE);
         (void) read_event_bounds(s);
 }
 

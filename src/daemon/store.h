@@ -34,6 +34,10 @@ const char *store_history_id(Store *s);
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
+/* One change inside the open transaction, undone alone on failure. */
+int store_savepoint(Store *s);
+int store_release_savepoint(Store *s);
+void store_rollback_savepoint(Store *s);
 
 /* Users. Lookups return -ENOENT when there is no such user; insert and
  * update return -EEXIST when the name belongs to another user. */

@@ -88,12 +88,12 @@ static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r >= 0)
                 r = append_user_event(d, "created", &u);
         if (r >= 0)
-                r = daemon_commit(d);
+                r = daemon_reply_after_commit(d, m, NULL, NULL, "ss", u.id, u.tag);
         if (r < 0) {
                 daemon_rollback(d);
                 return reply_store_error(m, r, error);
         }
-        return sd_bus_reply_method_return(m, "ss", u.id, u.tag);
+        return r;
 }
 
 static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -255,16 +255,13 @@ static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (r < 0)
                 return reply_store_error(m, r, error);
         r = save_user(d, m, id, expected_tag, &u, &disabled, error);
-        if (r >= 0)
-                r = daemon_commit(d);
         if (r < 0) {
                 daemon_rollback(d);
                 return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
         }
         /* A disabled user goes offline at once, before the caller hears back. */
-        if (disabled)
-                (void) presence_user_gone(d, u.id);
-        return sd_bus_reply_method_return(m, "s", u.tag);
+        r = daemon_reply_after_commit(d, m, disabled ? presence_user_gone : NULL, u.id, "s", u.tag);
+        return r < 0 ? reply_store_error(m, r, error) : r;
 }
 
 static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -288,14 +285,12 @@ static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *e
                 r = store_user_delete(d->store, id);
         if (r >= 0)
                 r = append_user_event(d, "deleted", &u);
-        if (r >= 0)
-                r = daemon_commit(d);
         if (r < 0) {
                 daemon_rollback(d);
                 return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
         }
-        (void) presence_user_gone(d, id);
-        return sd_bus_reply_method_return(m, "");
+        r = daemon_reply_after_commit(d, m, presence_user_gone, id, NULL);
+        return r < 0 ? reply_store_error(m, r, error) : r;
 }
 
 static const sd_bus_vtable users_vtable[] = {
