@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
@@ -191,9 +192,43 @@ static void spawn_daemon(TestBus *tb, const char *const *extra, GPid *ret_pid, i
                 g_ptr_array_add(argv, (char *) extra[i]);
         g_ptr_array_add(argv, NULL);
 
-        g_spawn_async_with_pipes(NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL,
-                                 ret_pid, NULL, NULL, ret_stderr_fd, &error);
+        if (ret_stderr_fd) {
+                g_spawn_async_with_pipes(NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, child_setup,
+                                         NULL, ret_pid, NULL, NULL, ret_stderr_fd, &error);
+        } else {
+                /* The daemon's log goes to a file that is checked when it stops. */
+                g_autofree char *log = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+                g_assert_cmpint(fd, >=, 0);
+                g_spawn_async_with_fds(NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD, child_setup,
+                                       NULL, ret_pid, -1, -1, fd, &error);
+                close(fd);
+        }
         g_assert_no_error(error);
+}
+
+/* Show what the daemon logged since the last check, and fail the test if
+ * it logged an error: tests never provoke one. */
+static void check_daemon_log(TestBus *tb) {
+        g_autofree char *log = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        g_autofree char *contents = NULL;
+        gsize length = 0;
+        g_auto(GStrv) lines = NULL;
+
+        if (!g_file_get_contents(log, &contents, &length, NULL) || length <= tb->daemon_log_offset)
+                return;
+        lines = g_strsplit(contents + tb->daemon_log_offset, "\n", -1);
+        tb->daemon_log_offset = length;
+        for (size_t i = 0; lines[i]; i++) {
+                if (!lines[i][0])
+                        continue;
+                g_printerr("outpostd: %s\n", lines[i]);
+                if (g_str_has_prefix(lines[i], "<0>") || g_str_has_prefix(lines[i], "<1>") ||
+                    g_str_has_prefix(lines[i], "<2>") || g_str_has_prefix(lines[i], "<3>") ||
+                    strstr(lines[i], "Sanitizer") || strstr(lines[i], "runtime error"))
+                        g_error("outpostd logged an error: %s", lines[i]);
+        }
 }
 
 void test_bus_start_daemon(TestBus *tb, const char *config) {
@@ -226,6 +261,7 @@ int test_bus_stop_daemon(TestBus *tb, int signal) {
         g_assert_cmpint(waitpid(tb->daemon_pid, &status, 0), ==, tb->daemon_pid);
         g_spawn_close_pid(tb->daemon_pid);
         tb->daemon_pid = 0;
+        check_daemon_log(tb);
         if (signal == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
                 g_error("outpostd did not exit cleanly on SIGTERM (wait status 0x%x)", status);
         /* Let the bus notice the name is gone before anyone restarts it. */

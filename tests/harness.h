@@ -29,6 +29,7 @@ typedef struct TestBus {
         char *config_path;      /* outpostd.conf, written by test_bus_start_daemon */
         GPid bus_pid;
         GPid daemon_pid;
+        gsize daemon_log_offset; /* of outpostd.log, checked up to here */
         GDBusConnection *conn;  /* a client connection of the test itself */
 } TestBus;
 

@@ -62,8 +62,20 @@ int daemon_begin(Daemon *d) {
                         return r;
                 d->batch_open = true;
         }
+        r = store_savepoint(d->store);
+        if (r < 0)
+                return r;
+        d->change_open = true;
         d->change_first_event = d->pending_events->len;
-        return store_savepoint(d->store);
+        return 0;
+}
+
+/* End the current change's savepoint, keeping what it did in the batch. */
+static int change_release(Daemon *d) {
+        if (!d->change_open)
+                return 0;
+        d->change_open = false;
+        return store_release_savepoint(d->store);
 }
 
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
@@ -89,8 +101,9 @@ int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *
 }
 
 void daemon_rollback(Daemon *d) {
-        if (!d->batch_open)
+        if (!d->change_open)
                 return;
+        d->change_open = false;
         store_rollback_savepoint(d->store);
         g_ptr_array_set_size(d->pending_events, d->change_first_event);
 }
@@ -109,7 +122,7 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
                 va_end(ap);
         }
         if (r >= 0)
-                r = store_release_savepoint(d->store);
+                r = change_release(d);
         if (r < 0) {
                 daemon_rollback(d);
                 return r;
@@ -152,7 +165,7 @@ int daemon_commit_durable(Daemon *d) {
         int r = 0;
 
         if (d->batch_open) {
-                (void) store_release_savepoint(d->store);
+                (void) change_release(d);
                 d->batch_open = false;
                 r = store_commit(d->store);
         }

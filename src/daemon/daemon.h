@@ -38,6 +38,7 @@ typedef struct Daemon {
         /* The open batch (batch.c): events appended and replies owed,
          * emitted and sent once the batch is durable (DESIGN.md §4 rule 3). */
         bool batch_open;
+        bool change_open;               /* a change's savepoint is open in the batch */
         GPtrArray *pending_events;      /* StoredEvent */
         GPtrArray *pending_replies;     /* DeferredReply */
         guint change_first_event;       /* index in pending_events where the current change began */
