@@ -15,6 +15,7 @@ packages=(
 	libsystemd-dev libglib2.0-dev libglib2.0-bin libsqlite3-dev uuid-dev
 	dbus dbus-daemon systemd python3 python3-gi python3-dbusmock libglib-testing-0-dev
 	libgnutls28-dev gnutls-bin libxml2-utils xz-utils
+	libgirepository1.0-dev gobject-introspection gir1.2-glib-2.0 gi-docgen
 )
 
 install_packages() {
