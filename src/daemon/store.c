@@ -11,6 +11,7 @@
 #include "validate.h"
 
 #define SCHEMA_VERSION 1
+#define STORE_PAGE_BYTES_MAX (8u * 1024 * 1024)
 
 typedef enum StatementId {
         STMT_BEGIN,
@@ -464,6 +465,7 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
         sqlite3_stmt *st = statement(s, STMT_EVENT_SCAN);
         uint64_t last = after;
         unsigned found = 0, scanned = 0;
+        size_t bytes = 0;
         bool more = false;
         int r;
 
@@ -472,7 +474,10 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *topic = (const char *) sqlite3_column_text(st, 1);
 
-                if (found >= limit || scanned >= max_scan) {
+                /* A page also ends before its reply would outgrow what a bus
+                 * carries in one message (dbus-daemon drops a sender that
+                 * exceeds it); it always holds at least one event. */
+                if (found >= limit || scanned >= max_scan || (found > 0 && bytes >= STORE_PAGE_BYTES_MAX)) {
                         more = true;
                         break;
                 }
@@ -480,6 +485,7 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
                 last = (uint64_t) sqlite3_column_int64(st, 0);
                 if (match && !match(topic ?: "", userdata))
                         continue;
+                bytes += (size_t) sqlite3_column_bytes(st, 1) + (size_t) sqlite3_column_bytes(st, 3) + 64;
                 g_ptr_array_add(out, event_from_row(st));
                 found++;
         }

@@ -58,8 +58,9 @@ uint64_t store_event_first_seq(Store *s);
 uint64_t store_event_last_seq(Store *s);
 /* Events with seq > AFTER, ascending, scanning at most MAX_SCAN rows; each
  * one for which MATCH returns true is appended to OUT until LIMIT are
- * found. *ret_last_scanned is the seq of the last row looked at (AFTER when
- * none), *ret_more whether rows remain beyond it. */
+ * found, or until the events found add up to about 8 MiB. *ret_last_scanned
+ * is the seq of the last row looked at (AFTER when none), *ret_more whether
+ * rows remain beyond it. */
 typedef bool (*StoreEventMatch)(const char *topic, void *userdata);
 int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan,
                      StoreEventMatch match, void *userdata,
