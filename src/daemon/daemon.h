@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-errors.h"
+#include "polkit.h"
 #include "store.h"
 
 #define USERS_PATH    OUTPOST_ROOT_PATH "/users"
@@ -46,6 +47,9 @@ typedef struct Daemon {
 
         Presence *presence;
         sd_event_source *retention_timer;
+
+        /* Authorization of the change methods (polkit.c). */
+        Polkit *polkit;
 } Daemon;
 
 /* Each manager registers its object(s) on d->bus. */

@@ -62,6 +62,9 @@ static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error
         if (size > EVENT_DATA_MAX)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "Event data is %zu bytes serialized, at most %d are allowed", size, EVENT_DATA_MAX);
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
+        if (r != 0)
+                return r;
 
         r = daemon_begin(d);
         if (r >= 0)

@@ -152,6 +152,7 @@ static int register_objects(Daemon *d) {
 
 static void daemon_done(Daemon *d) {
         batch_done(d);
+        polkit_free(d->polkit);
         if (d->bus)
                 sd_bus_flush_close_unref(d->bus);
         presence_free(d->presence);
@@ -195,6 +196,9 @@ static int run(const Options *o) {
         r = batch_setup(&d);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the commit path");
+        r = polkit_new(d.bus, &d.polkit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up authorization");
         r = register_objects(&d);
         if (r < 0)
                 return r;

@@ -108,6 +108,9 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 r = check_recipients(d, user_ids, error);
         if (r < 0)
                 return r;
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SEND_MESSAGES, error);
+        if (r != 0)
+                return r;
         r = sender_uid(m, &uid);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));

@@ -283,6 +283,9 @@ static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = check_user(p, user_id, true, error);
         if (r < 0)
                 return r;
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SET_PRESENCE, error);
+        if (r != 0)
+                return r;
         r = holder_get(p, m, &h);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot track the caller: %s", strerror(-r));
@@ -318,6 +321,9 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         r = check_user(p, user_id, false, error);
         if (r < 0)
+                return r;
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SET_PRESENCE, error);
+        if (r != 0)
                 return r;
 
         change_init(&c);

@@ -46,32 +46,44 @@ static int reply_user(sd_bus_message *m, const UserRecord *u) {
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* Read the a{sv} argument and apply it to U, or fail with InvalidArgument. */
-static int read_changes(sd_bus_message *m, UserRecord *u, UserField *fields, sd_bus_error *error) {
-        g_autoptr(GVariant) changes = NULL;
+/* Apply the a{sv} CHANGES to U, or fail with InvalidArgument. */
+static int apply_changes(GVariant *changes, UserRecord *u, UserField *fields, sd_bus_error *error) {
         g_autofree char *problem = NULL;
-        int r;
 
-        r = bus_message_read_vardict(m, &changes);
-        if (r < 0)
-                return r;
         if (!user_record_apply(u, changes, fields, &problem))
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, problem);
         return 0;
 }
 
+/* CHANGES are valid whatever user they are applied to: checked before the
+ * caller is authorized, and applied to the stored user afterwards. */
+static int check_changes(GVariant *changes, sd_bus_error *error) {
+        _cleanup_(user_record_clear) UserRecord scratch = {};
+        UserField fields = 0;
+
+        user_record_init(&scratch);
+        return apply_changes(changes, &scratch, &fields, error);
+}
+
 static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         _cleanup_(user_record_clear) UserRecord u = {};
+        g_autoptr(GVariant) fields_arg = NULL;
         UserField fields = 0;
         int r;
 
+        r = bus_message_read_vardict(m, &fields_arg);
+        if (r < 0)
+                return r;
         user_record_init(&u);
-        r = read_changes(m, &u, &fields, error);
+        r = apply_changes(fields_arg, &u, &fields, error);
         if (r < 0)
                 return r;
         if (!(fields & USER_FIELD_NAME))
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "Key 'name' is required to create a user");
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        if (r != 0)
+                return r;
 
         u.id = uuid_string_new();
         u.tag = uuid_string_new();
@@ -209,7 +221,7 @@ static int get_for_change(Daemon *d, const char *id, const char *expected_tag, U
         return 0;
 }
 
-static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *expected_tag,
+static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *expected_tag, GVariant *changes,
                      UserRecord *u, bool *ret_disabled, sd_bus_error *error) {
         UserField fields = 0;
         bool was_enabled;
@@ -219,7 +231,7 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
         if (r < 0)
                 return r;
         was_enabled = u->enabled;
-        r = read_changes(m, u, &fields, error);
+        r = apply_changes(changes, u, &fields, error);
         if (r < 0)
                 return r;
 
@@ -240,21 +252,29 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
 static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         _cleanup_(user_record_clear) UserRecord u = {};
+        g_autoptr(GVariant) changes = NULL;
         const char *id, *expected_tag;
         bool disabled = false;
         int r;
 
         r = sd_bus_message_read(m, "ss", &id, &expected_tag);
+        if (r >= 0)
+                r = bus_message_read_vardict(m, &changes);
         if (r < 0)
                 return r;
         r = check_user_id(id, error);
+        if (r >= 0)
+                r = check_changes(changes, error);
         if (r < 0)
+                return r;
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        if (r != 0)
                 return r;
 
         r = daemon_begin(d);
         if (r < 0)
                 return reply_store_error(m, r, error);
-        r = save_user(d, m, id, expected_tag, &u, &disabled, error);
+        r = save_user(d, m, id, expected_tag, changes, &u, &disabled, error);
         if (r < 0) {
                 daemon_rollback(d);
                 return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
@@ -275,6 +295,9 @@ static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *e
                 return r;
         r = check_user_id(id, error);
         if (r < 0)
+                return r;
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        if (r != 0)
                 return r;
 
         r = daemon_begin(d);

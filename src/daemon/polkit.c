@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Authorization through polkit, without libpolkit.
+ *
+ * A change method that needs ACTION calls polkit_authorize() once it has
+ * read and checked its arguments. A caller with effective uid 0 (as the bus
+ * saw it when the caller connected) may do everything. For anyone else, the
+ * first run sends CheckAuthorization to polkit and remembers the question,
+ * keyed by the caller's message, and the handler returns without replying.
+ * When polkit answers, the caller's message is rewound and queued on the bus
+ * again, so the handler runs once more from the start; this time
+ * polkit_authorize() finds the answer and returns it. Nothing waits in the
+ * meantime: other callers are served while polkit thinks, or while it asks a
+ * user for a password.
+ *
+ * A bus filter notices the message coming round again and takes its answer
+ * out of the table, so an answer is freed even when the second run fails
+ * before it asks (e.g. the user it names was deleted meanwhile). */
+#include "config.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+#include "polkit.h"
+
+#define POLKIT_NAME  "org.freedesktop.PolicyKit1"
+#define POLKIT_PATH  "/org/freedesktop/PolicyKit1/Authority"
+#define POLKIT_IFACE "org.freedesktop.PolicyKit1.Authority"
+
+/* CheckAuthorizationFlags */
+#define POLKIT_CHECK_ALLOW_USER_INTERACTION 1u
+
+/* polkit answers a plain question at once; a question that makes it ask a
+ * person for a password takes that person's time. */
+#define POLKIT_TIMEOUT_USEC             (25ULL * 1000 * 1000)
+#define POLKIT_INTERACTIVE_TIMEOUT_USEC (300ULL * 1000 * 1000)
+
+/* Questions in flight: in all, and for one caller. */
+#define QUERIES_MAX            4096
+#define QUERIES_PER_SENDER_MAX 32
+
+/* Unique names are never reused on a bus, so a name's uid never changes;
+ * the cache is only bounded, and forgets everything when full. */
+#define UID_CACHE_MAX 4096
+
+typedef enum Verdict {
+        VERDICT_PENDING,
+        VERDICT_ALLOWED,
+        VERDICT_DENIED,
+        VERDICT_CHALLENGE,      /* polkit would authorize after authentication */
+        VERDICT_FAILED,         /* polkit could not be asked */
+} Verdict;
+
+typedef struct Query {
+        Polkit *polkit;
+        sd_bus_message *request;        /* the caller's method call */
+        char *action;
+        sd_bus_slot *slot;              /* the CheckAuthorization call in flight */
+        Verdict verdict;
+        char *failure;                  /* VERDICT_FAILED: why */
+} Query;
+
+struct Polkit {
+        sd_bus *bus;
+        GHashTable *queries;            /* sd_bus_message *request → Query, owned */
+        Query *current;                 /* answered; its request is being dispatched again */
+        GHashTable *uids;               /* unique name → effective uid (GUINT_TO_POINTER) */
+        sd_bus_slot *filter;
+};
+
+static void query_free(Query *q) {
+        if (!q)
+                return;
+        sd_bus_slot_unref(q->slot);
+        sd_bus_message_unref(q->request);
+        g_free(q->action);
+        g_free(q->failure);
+        g_free(q);
+}
+
+static void query_freep(Query **q) {
+        query_free(*q);
+}
+
+static const char *message_method(sd_bus_message *m) {
+        return sd_bus_message_get_member(m) ?: "(unknown method)";
+}
+
+static int deny(sd_bus_message *m, const char *action, const char *why, sd_bus_error *error) {
+        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s.%s is not allowed: %s%s%s%s",
+                                 sd_bus_message_get_interface(m) ?: "", message_method(m), action,
+                                 why ? " (" : "", why ?: "", why ? ")" : "");
+}
+
+/* The answer of Q to the caller's message M, as polkit_authorize() returns it. */
+static int query_result(const Query *q, sd_bus_message *m, sd_bus_error *error) {
+        switch (q->verdict) {
+        case VERDICT_ALLOWED:
+                return 0;
+        case VERDICT_CHALLENGE:
+                if (sd_bus_message_get_allow_interactive_authorization(m))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                                 "%s needs authentication for %s, and no polkit authentication agent could ask for it",
+                                                 message_method(m), q->action);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                         "%s needs authentication for %s: call it again allowing interactive authorization",
+                                         message_method(m), q->action);
+        case VERDICT_FAILED:
+                return deny(m, q->action, q->failure, error);
+        case VERDICT_DENIED:
+        default:
+                return deny(m, q->action, NULL, error);
+        }
+}
+
+/* The effective uid the caller had when it connected, as the bus daemon
+ * saw it (not read from /proc, so a later exec cannot change it). */
+static int sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(m);
+        gpointer cached;
+        uid_t uid;
+        int r;
+
+        if (sender && g_hash_table_lookup_extended(p->uids, sender, NULL, &cached)) {
+                *ret = GPOINTER_TO_UINT(cached);
+                return 0;
+        }
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        if (sender && sender[0] == ':') {
+                if (g_hash_table_size(p->uids) >= UID_CACHE_MAX)
+                        g_hash_table_remove_all(p->uids);
+                g_hash_table_insert(p->uids, g_strdup(sender), GUINT_TO_POINTER(uid));
+        }
+        *ret = uid;
+        return 0;
+}
+
+static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Query *q = userdata;
+        Polkit *p = q->polkit;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        const char *sender = sd_bus_message_get_sender(q->request);
+        int authorized = false, challenge = false;
+        int r;
+
+        q->slot = sd_bus_slot_unref(q->slot);
+
+        if (e) {
+                q->verdict = VERDICT_FAILED;
+                q->failure = g_strdup_printf("polkit could not be asked: %s", e->message ?: e->name);
+                log_warning("Cannot ask polkit whether %s may %s (%s: %s); denying",
+                            sender, q->action, e->name, e->message ?: "");
+        } else {
+                r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
+                if (r > 0)
+                        r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
+                if (r <= 0) {
+                        q->verdict = VERDICT_FAILED;
+                        q->failure = g_strdup("polkit's answer could not be read");
+                        log_warning("Cannot read polkit's answer for %s on %s: %s; denying",
+                                    sender, q->action, r < 0 ? strerror(-r) : "empty answer");
+                } else
+                        q->verdict = authorized ? VERDICT_ALLOWED : challenge ? VERDICT_CHALLENGE : VERDICT_DENIED;
+        }
+        log_debug("polkit: %s may %s: %s", sender, q->action,
+                  q->verdict == VERDICT_ALLOWED ? "yes" : q->verdict == VERDICT_CHALLENGE ? "after authentication" : "no");
+
+        /* The handler runs again, from its first argument. */
+        r = sd_bus_message_rewind(q->request, true);
+        if (r >= 0)
+                r = sd_bus_enqueue_for_read(p->bus, q->request);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot dispatch %s's %s call again after polkit answered",
+                                  sender, message_method(q->request));
+                (void) sd_bus_reply_method_errorf(q->request, SD_BUS_ERROR_FAILED,
+                                                  "The call could not be carried out after authorization (%s); see the outpostd log",
+                                                  strerror(-r));
+                g_hash_table_remove(p->queries, q->request);
+        }
+        return 0;
+}
+
+/* The question's answer moves out of the table as its message comes round. */
+static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Polkit *p = userdata;
+        Query *q;
+
+        if (g_hash_table_size(p->queries) == 0)
+                return 0;
+        q = g_hash_table_lookup(p->queries, m);
+        if (!q || q->verdict == VERDICT_PENDING)
+                return 0;
+        g_hash_table_steal(p->queries, m);
+        query_free(p->current);
+        p->current = q;
+        return 0;
+}
+
+static int check_limits(Polkit *p, const char *sender, sd_bus_message *m, const char *action, sd_bus_error *error) {
+        GHashTableIter iter;
+        Query *q;
+        unsigned n = 0;
+
+        if (g_hash_table_size(p->queries) >= QUERIES_MAX) {
+                log_warning("%u authorization questions are waiting for polkit; refusing %s's %s",
+                            g_hash_table_size(p->queries), sender, message_method(m));
+                return deny(m, action, "too many authorization questions are waiting for polkit", error);
+        }
+        g_hash_table_iter_init(&iter, p->queries);
+        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &q))
+                if (strcmp(sd_bus_message_get_sender(q->request), sender) == 0 && ++n >= QUERIES_PER_SENDER_MAX)
+                        return deny(m, action, "too many of this caller's calls are waiting for polkit", error);
+        return 0;
+}
+
+static int ask_polkit(Polkit *p, sd_bus_message *m, const char *sender, const char *action, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        _cleanup_(query_freep) Query *q = NULL;
+        bool interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
+        int r;
+
+        r = sd_bus_message_new_method_call(p->bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE, "CheckAuthorization");
+        if (r >= 0)
+                r = sd_bus_message_append(call, "(sa{sv})sa{ss}us",
+                                          "system-bus-name", 1, "name", "s", sender,
+                                          action,
+                                          0,
+                                          interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0u,
+                                          "");
+        if (r < 0)
+                goto fail;
+
+        q = g_new0(Query, 1);
+        q->polkit = p;
+        q->request = sd_bus_message_ref(m);
+        q->action = g_strdup(action);
+        r = sd_bus_call_async(p->bus, &q->slot, call, on_check_reply, q,
+                              interactive ? POLKIT_INTERACTIVE_TIMEOUT_USEC : POLKIT_TIMEOUT_USEC);
+        if (r < 0)
+                goto fail;
+        g_hash_table_insert(p->queries, m, TAKE_PTR(q));
+        return 1;
+
+fail:
+        log_warning_errno(r, "Cannot ask polkit whether %s may %s; denying", sender, action);
+        {
+                g_autofree char *why = g_strdup_printf("polkit could not be asked: %s", strerror(-r));
+                return deny(m, action, why, error);
+        }
+}
+
+int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error) {
+        _cleanup_(query_freep) Query *answered = NULL;
+        const char *sender;
+        uid_t uid;
+        int r;
+
+        /* The second run: polkit has answered. */
+        if (p->current && p->current->request == m)
+                answered = TAKE_PTR(p->current);
+        else {
+                Query *q = g_hash_table_lookup(p->queries, m);
+
+                if (q && q->verdict == VERDICT_PENDING)
+                        return 1;       /* already asked; the answer brings M back */
+                if (q) {
+                        g_hash_table_steal(p->queries, m);
+                        answered = q;
+                }
+        }
+        if (answered) {
+                if (strcmp(answered->action, action) != 0) {
+                        log_warning("%s asked polkit about %s, then needed %s; denying",
+                                    message_method(m), answered->action, action);
+                        return deny(m, action, NULL, error);
+                }
+                return query_result(answered, m, error);
+        }
+
+        r = sender_euid(p, m, &uid);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot tell who called %s; denying", message_method(m));
+                return deny(m, action, "the caller's credentials could not be read", error);
+        }
+        if (uid == 0)
+                return 0;
+
+        sender = sd_bus_message_get_sender(m);
+        if (!sender)
+                return deny(m, action, "a caller without a bus name cannot be authorized", error);
+        r = check_limits(p, sender, m, action, error);
+        if (r < 0)
+                return r;
+        return ask_polkit(p, m, sender, action, error);
+}
+
+int polkit_new(sd_bus *bus, Polkit **ret) {
+        Polkit *p = g_new0(Polkit, 1);
+        int r;
+
+        p->bus = sd_bus_ref(bus);
+        p->queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) query_free);
+        p->uids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        r = sd_bus_add_filter(bus, &p->filter, on_incoming, p);
+        if (r < 0) {
+                polkit_free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+void polkit_free(Polkit *p) {
+        if (!p)
+                return;
+        if (g_hash_table_size(p->queries) > 0)
+                log_info("Dropping %u calls that wait for polkit", g_hash_table_size(p->queries));
+        sd_bus_slot_unref(p->filter);
+        g_hash_table_unref(p->queries);
+        query_free(p->current);
+        g_hash_table_unref(p->uids);
+        sd_bus_unref(p->bus);
+        g_free(p);
+}

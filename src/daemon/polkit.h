@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+/* Authorization of the change methods through polkit, spoken over sd-bus
+ * (no libpolkit): org.freedesktop.PolicyKit1.Authority.CheckAuthorization,
+ * asked asynchronously, with the caller's message dispatched again once
+ * polkit has answered (DESIGN.md §5, issue 6). */
+
+/* The actions of data/org.outpost.Outpost1.policy. */
+#define POLKIT_ACTION_MANAGE_USERS   "org.outpost.Outpost1.manage-users"
+#define POLKIT_ACTION_SET_PRESENCE   "org.outpost.Outpost1.set-presence"
+#define POLKIT_ACTION_SEND_MESSAGES  "org.outpost.Outpost1.send-messages"
+#define POLKIT_ACTION_PUBLISH_EVENTS "org.outpost.Outpost1.publish-events"
+#define POLKIT_ACTION_MANAGE_BRIDGE  "org.outpost.Outpost1.manage-bridge"
+
+typedef struct Polkit Polkit;
+
+int polkit_new(sd_bus *bus, Polkit **ret);
+/* Pending questions are dropped; their callers see the daemon leave. */
+void polkit_free(Polkit *p);
+
+/* May the sender of the method call M do ACTION?
+ *  0: yes, go on with the change;
+ *  1: polkit was asked; the handler returns 1 (handled, no reply yet) and
+ *     runs again with M, from the start, when the answer is in;
+ *  <0: no; ERROR says why (AccessDenied or InteractiveAuthorizationRequired,
+ *     naming ACTION), and the handler returns this value.
+ * So a handler says: r = polkit_authorize(...); if (r != 0) return r;
+ * It must have read and checked its arguments before, and change nothing
+ * before: the first run ends here. A caller with effective uid 0 is allowed
+ * without asking polkit. */
+int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error);
