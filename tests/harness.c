@@ -3,10 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +26,12 @@ static void child_setup(gpointer data) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
+static int call_as_child(void);
+
 void test_init(int *argc, char ***argv) {
+        /* test_call_as() runs the test program again as another user. */
+        if (g_getenv("OUTPOST_TEST_CALL_CHILD"))
+                exit(call_as_child());
         g_test_init(argc, argv, NULL);
         /* A daemon that dies must not kill the test with SIGPIPE. */
         signal(SIGPIPE, SIG_IGN);
@@ -81,6 +90,8 @@ TestBus *test_bus_new(void) {
 
         tb->tmpdir = g_dir_make_tmp("outpost-test-XXXXXX", &error);
         g_assert_no_error(error);
+        /* Other users' clients (test_call_as) reach the bus socket in it. */
+        g_assert_cmpint(chmod(tb->tmpdir, 0711), ==, 0);
         tb->state_dir = g_build_filename(tb->tmpdir, "state", NULL);
         tb->config_path = g_build_filename(tb->tmpdir, "outpostd.conf", NULL);
 
@@ -137,6 +148,7 @@ void test_bus_free(TestBus *tb) {
          * or an error at shutdown shows here. */
         if (tb->daemon_pid > 0)
                 test_bus_stop_daemon(tb, SIGTERM);
+        kill_and_reap(&tb->polkit_pid, SIGTERM);
         if (tb->conn) {
                 g_dbus_connection_close_sync(tb->conn, NULL, NULL);
                 g_object_unref(tb->conn);
@@ -164,16 +176,20 @@ GDBusConnection *test_bus_connect(TestBus *tb) {
         return c;
 }
 
-static gboolean name_has_owner(GDBusConnection *c) {
+static gboolean bus_name_has_owner(GDBusConnection *c, const char *name) {
         g_autoptr(GVariant) r = NULL;
         gboolean owned = FALSE;
 
         r = g_dbus_connection_call_sync(c, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                        "NameHasOwner", g_variant_new("(s)", OUTPOST_NAME), G_VARIANT_TYPE("(b)"),
+                                        "NameHasOwner", g_variant_new("(s)", name), G_VARIANT_TYPE("(b)"),
                                         G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL);
         if (r)
                 g_variant_get(r, "(b)", &owned);
         return owned;
+}
+
+static gboolean name_has_owner(GDBusConnection *c) {
+        return bus_name_has_owner(c, OUTPOST_NAME);
 }
 
 static void spawn_daemon(TestBus *tb, const char *const *extra, GPid *ret_pid, int *ret_stderr_fd) {
@@ -316,6 +332,186 @@ void test_assert_dbus_error(GError *error, const char *name, const char *mention
                 g_error("error message '%s' does not mention '%s'", error->message, mention);
 }
 
+/* polkit */
+
+#define POLKIT_NAME  "org.freedesktop.PolicyKit1"
+#define POLKIT_PATH  "/org/freedesktop/PolicyKit1/Authority"
+#define POLKIT_IFACE "org.freedesktop.PolicyKit1.Authority"
+#define MOCK_IFACE   "org.freedesktop.DBus.Mock"
+
+gboolean test_bus_start_polkit(TestBus *tb) {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *log = g_build_filename(tb->tmpdir, "polkitd.log", NULL);
+        g_auto(GStrv) env = g_environ_setenv(g_get_environ(), "DBUS_SYSTEM_BUS_ADDRESS", tb->address, TRUE);
+        const char *argv[] = { env_or("PYTHON3", "/usr/bin/python3"), "-m", "dbusmock", "--template", "polkitd", NULL };
+        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+        int fd;
+
+        g_assert_cmpint(tb->polkit_pid, ==, 0);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        g_assert_cmpint(fd, >=, 0);
+        g_spawn_async_with_fds(NULL, (char **) argv, env, G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL,
+                               &tb->polkit_pid, -1, fd, fd, &error);
+        close(fd);
+        g_assert_no_error(error);
+
+        while (!bus_name_has_owner(tb->conn, POLKIT_NAME)) {
+                int status;
+
+                if (waitpid(tb->polkit_pid, &status, WNOHANG) == tb->polkit_pid) {
+                        g_autofree char *contents = NULL;
+
+                        g_spawn_close_pid(tb->polkit_pid);
+                        tb->polkit_pid = 0;
+                        (void) g_file_get_contents(log, &contents, NULL, NULL);
+                        g_test_skip_printf("The mock polkitd (python3-dbusmock) did not start: %s", contents ?: "");
+                        return FALSE;
+                }
+                if (g_get_monotonic_time() > deadline)
+                        g_error("The mock polkitd did not own %s within 20 s", POLKIT_NAME);
+                g_usleep(5000);
+        }
+        return TRUE;
+}
+
+void test_bus_stop_polkit(TestBus *tb) {
+        kill_and_reap(&tb->polkit_pid, SIGTERM);
+        while (bus_name_has_owner(tb->conn, POLKIT_NAME))
+                g_usleep(2000);
+}
+
+GVariant *test_polkit_mock(TestBus *tb, const char *method, GVariant *params) {
+        g_autoptr(GError) error = NULL;
+        GVariant *r;
+
+        r = g_dbus_connection_call_sync(tb->conn, POLKIT_NAME, POLKIT_PATH, MOCK_IFACE, method, params, NULL,
+                                        G_DBUS_CALL_FLAGS_NONE, 10000, NULL, &error);
+        g_assert_no_error(error);
+        return r;
+}
+
+static void call_mock(TestBus *tb, const char *method, GVariant *params) {
+        g_variant_unref(test_polkit_mock(tb, method, params));
+}
+
+void test_polkit_set_allowed(TestBus *tb, const char *const *actions) {
+        const char *const none[] = { NULL };
+
+        call_mock(tb, "SetAllowed", g_variant_new("(^as)", actions ?: none));
+}
+
+void test_polkit_challenge(TestBus *tb) {
+        /* args[3] is CheckAuthorization's flags: 1 allows user interaction. */
+        call_mock(tb, "AddMethod",
+                  g_variant_new("(sssss)", POLKIT_IFACE, "CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})",
+                                "ret = (args[3] == 1, args[3] != 1, {})"));
+}
+
+/* Calls from another user */
+
+gboolean test_can_switch_user(void) {
+        if (geteuid() == 0)
+                return TRUE;
+        g_test_skip("Calls from another user need the tests to run as root");
+        return FALSE;
+}
+
+typedef struct SwitchUser {
+        uid_t uid;
+        gid_t gid;
+} SwitchUser;
+
+/* In the child, between fork and exec: only system calls. */
+static void switch_user(gpointer data) {
+        const SwitchUser *s = data;
+
+        if (setgroups(0, NULL) < 0 || setresgid(s->gid, s->gid, s->gid) < 0 || setresuid(s->uid, s->uid, s->uid) < 0)
+                _exit(126);
+        /* Set after the switch, which clears it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/* The child side of test_call_as(): the request on stdin, the outcome on
+ * stdout, both as GVariant text. */
+static int call_as_child(void) {
+        g_autoptr(GError) error = NULL, call_error = NULL;
+        g_autoptr(GIOChannel) in = g_io_channel_unix_new(STDIN_FILENO);
+        g_autofree char *text = NULL, *out = NULL;
+        g_autoptr(GVariant) request = NULL, params = NULL, reply = NULL, outcome = NULL;
+        g_autoptr(GDBusConnection) c = NULL;
+        const char *address, *dest, *path, *iface, *method, *reply_type;
+        guint32 flags;
+
+        if (g_io_channel_read_to_end(in, &text, NULL, &error) != G_IO_STATUS_NORMAL ||
+            !(request = g_variant_parse(G_VARIANT_TYPE("(sssssvsu)"), text, NULL, NULL, &error))) {
+                fprintf(stderr, "test_call_as child: bad request: %s\n", error ? error->message : "?");
+                return 2;
+        }
+        g_variant_get(request, "(&s&s&s&s&sv&su)", &address, &dest, &path, &iface, &method, &params, &reply_type, &flags);
+
+        c = g_dbus_connection_new_for_address_sync(address,
+                                                   G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                                                   G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                                                   NULL, NULL, &call_error);
+        if (c)
+                reply = g_dbus_connection_call_sync(c, dest, path, iface, method, g_steal_pointer(&params),
+                                                    reply_type[0] ? G_VARIANT_TYPE(reply_type) : NULL,
+                                                    flags, 30000, NULL, &call_error);
+        if (reply)
+                outcome = g_variant_new("(bssv)", TRUE, "", "", reply);
+        else {
+                g_autofree char *name = g_dbus_error_get_remote_error(call_error);
+
+                g_dbus_error_strip_remote_error(call_error);
+                outcome = g_variant_new("(bssv)", FALSE, name ?: "", call_error->message, g_variant_new("()"));
+        }
+        out = g_variant_print(g_variant_ref_sink(outcome), TRUE);
+        printf("%s\n", out);
+        if (c)
+                g_dbus_connection_close_sync(c, NULL, NULL);
+        return 0;
+}
+
+GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, const char *dest,
+                       const char *path, const char *iface, const char *method,
+                       GVariant *params, const char *reply_type, GError **error) {
+        g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                                                            G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+        g_autoptr(GSubprocess) child = NULL;
+        g_autoptr(GError) local = NULL;
+        g_autoptr(GVariant) request = NULL, outcome = NULL, reply = NULL;
+        g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+        g_autofree char *text = NULL, *out = NULL;
+        SwitchUser su = { .uid = uid, .gid = gid };
+        gboolean ok;
+        const char *name, *message;
+
+        g_assert_nonnull(self);
+        request = g_variant_ref_sink(g_variant_new("(sssssvsu)", tb->address, dest ?: OUTPOST_NAME, path, iface, method,
+                                                   params ?: g_variant_new("()"), reply_type ?: "", (guint32) flags));
+        text = g_variant_print(request, TRUE);
+
+        g_subprocess_launcher_setenv(launcher, "OUTPOST_TEST_CALL_CHILD", "1", TRUE);
+        g_subprocess_launcher_set_child_setup(launcher, switch_user, &su, NULL);
+        child = g_subprocess_launcher_spawn(launcher, &local, self, NULL);
+        g_assert_no_error(local);
+        g_subprocess_communicate_utf8(child, text, NULL, &out, NULL, &local);
+        g_assert_no_error(local);
+        if (!g_subprocess_get_if_exited(child) || g_subprocess_get_exit_status(child) != 0)
+                g_error("test_call_as: the child calling %s as uid %u failed", method, (unsigned) uid);
+
+        outcome = g_variant_parse(G_VARIANT_TYPE("(bssv)"), out, NULL, NULL, &local);
+        g_assert_no_error(local);
+        g_variant_get(outcome, "(b&s&sv)", &ok, &name, &message, &reply);
+        if (ok)
+                return g_steal_pointer(&reply);
+        if (name[0])
+                g_propagate_error(error, g_dbus_error_new_for_dbus_error(name, message));
+        else
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s", message);
+        return NULL;
+}
+
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
         g_autoptr(GVariant) r = NULL;
         char *id, *tag;
@@ -328,4 +524,27 @@ char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
         else
                 g_free(tag);
         return id;
+}
+
+char *test_state_snapshot(GDBusConnection *c) {
+        g_autoptr(GString) out = g_string_new(NULL);
+        g_autoptr(GVariant) objects = NULL;
+        g_autofree char *cursor = g_strdup("");
+
+        objects = test_call_ok(c, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
+                               "(a{oa{sa{sv}}})");
+        g_variant_print_string(objects, out, TRUE);
+        do {
+                g_autoptr(GVariant) page = NULL, users = NULL;
+                g_autofree char *next = NULL;
+
+                page = test_call_ok(c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", cursor, 1000),
+                                    "(aa{sv}s)");
+                g_variant_get(page, "(@aa{sv}s)", &users, &next);
+                g_string_append_c(out, '\n');
+                g_variant_print_string(users, out, TRUE);
+                g_free(cursor);
+                cursor = g_steal_pointer(&next);
+        } while (cursor[0]);
+        return g_string_free(g_steal_pointer(&out), FALSE);
 }

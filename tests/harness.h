@@ -29,6 +29,7 @@ typedef struct TestBus {
         char *config_path;      /* outpostd.conf, written by test_bus_start_daemon */
         GPid bus_pid;
         GPid daemon_pid;
+        GPid polkit_pid;        /* the mock polkitd, when started */
         gsize daemon_log_offset; /* of outpostd.log, checked up to here */
         GDBusConnection *conn;  /* a client connection of the test itself */
 } TestBus;
@@ -61,6 +62,45 @@ GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, 
  * after "org.outpost.Outpost1.Error.") and that its message mentions
  * MENTION (may be NULL). */
 void test_assert_dbus_error(GError *error, const char *name, const char *mention);
+
+/* polkit on the test bus: python3-dbusmock's polkitd template, which owns
+ * org.freedesktop.PolicyKit1 (the test bus lets root own it) and denies
+ * every action until told otherwise. Start it before the callers need it;
+ * stop it to see what outpostd does without polkit. */
+/* Returns FALSE after g_test_skip() when python3-dbusmock is missing. */
+gboolean test_bus_start_polkit(TestBus *tb);
+void test_bus_stop_polkit(TestBus *tb);
+/* Call METHOD of the mock's control interface (org.freedesktop.DBus.Mock,
+ * e.g. SimulateHang, HaveHangingCalls, ReleaseHangingCalls), asserting
+ * success; returns the reply. */
+GVariant *test_polkit_mock(TestBus *tb, const char *method, GVariant *params);
+/* Allow exactly ACTIONS (NULL-terminated; NULL or empty: none). */
+void test_polkit_set_allowed(TestBus *tb, const char *const *actions);
+/* Make the mock answer every question with a challenge (not authorized,
+ * but would be after authentication) when the call did not allow user
+ * interaction, and authorize it when it did, as if the user had
+ * authenticated: so a test sees both the mapping and the flag. */
+void test_polkit_challenge(TestBus *tb);
+
+/* Calls from another user. Only root can switch users: when the test does
+ * not run as root these return FALSE after g_test_skip(), and the test
+ * returns at once. */
+gboolean test_can_switch_user(void);
+/* Call DEST (NULL: outpostd) from a process running as UID/GID with no
+ * supplementary groups, connected to the test bus on its own. FLAGS as for
+ * g_dbus_connection_call() (e.g. G_DBUS_CALL_FLAGS_ALLOW_INTERACTIVE_AUTHORIZATION).
+ * Returns the reply (checked against REPLY_TYPE unless NULL), or NULL with
+ * *error set to the D-Bus error the caller got. */
+GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, const char *dest,
+                       const char *path, const char *iface, const char *method,
+                       GVariant *params, const char *reply_type, GError **error);
+#define TEST_UID_NOBODY 65534
+#define TEST_GID_NOGROUP 65534
+
+/* Everything a client can see of outpostd's state, as text to compare
+ * before and after a call that must change nothing: every model
+ * (GetManagedObjects: LastSeq, Online, Generation, ...) and every user. */
+char *test_state_snapshot(GDBusConnection *c);
 
 /* Create a user named NAME; returns its id, and its tag in *ret_tag. */
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag);
