@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bus-gvariant.h"
+#include "bus-read.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
@@ -91,9 +92,8 @@ static bool fetch_filter_match(const char *topic, void *userdata) {
         return false;
 }
 
-static int check_prefixes(char **prefixes, sd_bus_error *error) {
-        size_t n = g_strv_length(prefixes);
-
+/* PREFIXES holds the first of N prefixes given (all, when N is allowed). */
+static int check_prefixes(char **prefixes, size_t n, sd_bus_error *error) {
         if (n > FETCH_PREFIXES_MAX)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "%zu topic prefixes given, at most %d are allowed", n, FETCH_PREFIXES_MAX);
@@ -164,12 +164,13 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         const char *history_id;
         uint64_t after, next_after;
         uint32_t limit;
+        size_t n_prefixes;
         bool more;
         int r;
 
         r = sd_bus_message_read(m, "st", &history_id, &after);
         if (r >= 0)
-                r = bus_message_read_strv_nonnull(m, &prefixes);
+                r = bus_read_strv_bounded(m, FETCH_PREFIXES_MAX, &prefixes, &n_prefixes);
         if (r >= 0)
                 r = sd_bus_message_read(m, "u", &limit);
         if (r < 0)
@@ -178,7 +179,7 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (limit < 1 || limit > FETCH_LIMIT_MAX)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid limit %u: must be 1-%d", limit, FETCH_LIMIT_MAX);
-        r = check_prefixes(prefixes, error);
+        r = check_prefixes(prefixes, n_prefixes, error);
         if (r < 0)
                 return r;
         r = check_history(d, history_id, after, error);

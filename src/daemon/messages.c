@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "bus-gvariant.h"
+#include "bus-read.h"
 #include "daemon.h"
 #include "macro.h"
 #include "validate.h"
@@ -15,9 +15,8 @@
 #define MESSAGE_RECIPIENTS_MAX 1000
 
 /* Every recipient is a known user, or an error names the first that is not. */
-static int check_recipients(Daemon *d, char **user_ids, sd_bus_error *error) {
-        size_t n = g_strv_length(user_ids);
-
+/* USER_IDS holds the first of N recipients given (all, when N is allowed). */
+static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error) {
         if (n == 0)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message needs at least one recipient");
         if (n > MESSAGE_RECIPIENTS_MAX)
@@ -93,19 +92,20 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         g_auto(GStrv) user_ids = NULL;
         g_autofree char *id = NULL;
+        size_t n_recipients;
         const char *body;
         uint64_t last_seq = 0;
         uint32_t uid;
         int r;
 
-        r = bus_message_read_strv_nonnull(m, &user_ids);
+        r = bus_read_strv_bounded(m, MESSAGE_RECIPIENTS_MAX, &user_ids, &n_recipients);
         if (r >= 0)
                 r = sd_bus_message_read(m, "s", &body);
         if (r < 0)
                 return r;
         r = check_body(body, error);
         if (r >= 0)
-                r = check_recipients(d, user_ids, error);
+                r = check_recipients(d, user_ids, n_recipients, error);
         if (r < 0)
                 return r;
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SEND_MESSAGES, error);

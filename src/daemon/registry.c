@@ -6,6 +6,7 @@
 
 #include "daemon.h"
 #include "macro.h"
+#include "validate.h"
 
 typedef struct ManagerEntry {
         const char *name;
@@ -51,8 +52,10 @@ static int method_get_manager(sd_bus_message *m, void *userdata, sd_bus_error *e
         for (size_t i = 0; i < ELEMENTSOF(managers); i++)
                 if (strcmp(managers[i].name, name) == 0)
                         return sd_bus_reply_method_return(m, "o", managers[i].path);
+        /* Quoted short: the name can be as long as the caller likes. */
+        g_autofree char *q = quote_for_error(name, 80);
         return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND,
-                                 "No manager named '%s' (known: users, presence, messages, events)", name);
+                                 "No manager named '%s' (known: users, presence, messages, events)", q);
 }
 
 static int property_get_server_id(sd_bus *bus, const char *path, const char *interface, const char *property,
