@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#if !defined(OUTPOST_INSIDE) && !defined(OUTPOST_COMPILATION)
+#error "Only <outpost/outpost.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include <outpost/outpost-generated.h>
+
+G_BEGIN_DECLS
+
+/**
+ * OutpostClientState:
+ * @OUTPOST_CLIENT_STATE_CONNECTING: the service is there but not usable yet:
+ *   the client is catching up after a (re)connection, or a bridge on the way
+ *   is trying to reach the origin daemon again.
+ * @OUTPOST_CLIENT_STATE_CONNECTED: the service is there and up to date; calls
+ *   go through.
+ * @OUTPOST_CLIENT_STATE_DISCONNECTED: nobody owns `org.outpost.Outpost1` on
+ *   the bus, or a bridge on the way gave up; calls through the client fail at
+ *   once with %OUTPOST_ERROR_DISCONNECTED.
+ *
+ * Where an #OutpostClient stands with the service. It changes on its own as
+ * the service comes and goes; watch #OutpostClient:state.
+ */
+typedef enum {
+        OUTPOST_CLIENT_STATE_CONNECTING,
+        OUTPOST_CLIENT_STATE_CONNECTED,
+        OUTPOST_CLIENT_STATE_DISCONNECTED,
+} OutpostClientState;
+
+#define OUTPOST_TYPE_CLIENT_STATE (outpost_client_state_get_type())
+GType outpost_client_state_get_type(void);
+
+#define OUTPOST_TYPE_CLIENT (outpost_client_get_type())
+G_DECLARE_FINAL_TYPE(OutpostClient, outpost_client, OUTPOST, CLIENT, GObject)
+
+/**
+ * OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC:
+ *
+ * The timeout of every call made through the client and its proxies: no
+ * call waits longer than this for a reply.
+ */
+#define OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC 25000
+
+/**
+ * OutpostEventFunc:
+ * @client: the client
+ * @seq: the event's global sequence number
+ * @topic: the event's topic
+ * @time: when it was published, in microseconds since the Unix epoch
+ * @data: the event's data, of type `a{sv}`
+ * @user_data: the data given to outpost_client_subscribe()
+ *
+ * Called for each event whose topic starts with the prefix of a
+ * subscription, in ascending order of @seq, each event once.
+ */
+typedef void (*OutpostEventFunc)(OutpostClient *client, guint64 seq, const char *topic, gint64 time,
+                                 GVariant *data, gpointer user_data);
+
+void outpost_client_new(GBusType bus_type, GCancellable *cancellable, GAsyncReadyCallback callback,
+                        gpointer user_data);
+void outpost_client_new_for_address(const char *address, GCancellable *cancellable,
+                                    GAsyncReadyCallback callback, gpointer user_data);
+OutpostClient *outpost_client_new_finish(GAsyncResult *result, GError **error);
+
+OutpostClientState outpost_client_get_state(OutpostClient *client);
+const char *outpost_client_get_server_id(OutpostClient *client);
+GDBusConnection *outpost_client_get_connection(OutpostClient *client);
+guint64 outpost_client_get_last_seq(OutpostClient *client);
+
+OutpostRegistry *outpost_client_get_registry(OutpostClient *client);
+OutpostUsers *outpost_client_get_users(OutpostClient *client);
+OutpostPresence *outpost_client_get_presence(OutpostClient *client);
+OutpostMessages *outpost_client_get_messages(OutpostClient *client);
+OutpostEvents *outpost_client_get_events(OutpostClient *client);
+OutpostBridge *outpost_client_get_bridge(OutpostClient *client);
+
+void outpost_client_call(OutpostClient *client, GDBusProxy *proxy, const char *method, GVariant *parameters,
+                         GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+GVariant *outpost_client_call_finish(OutpostClient *client, GAsyncResult *result, GError **error);
+
+guint outpost_client_subscribe(OutpostClient *client, const char *topic_prefix, OutpostEventFunc callback,
+                               gpointer user_data, GDestroyNotify destroy);
+void outpost_client_unsubscribe(OutpostClient *client, guint subscription_id);
+void outpost_client_resume_from(OutpostClient *client, const char *history_id, guint64 after_seq);
+
+void outpost_client_hold_presence(OutpostClient *client, const char *user_id, guint ttl_seconds,
+                                  GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);
+gboolean outpost_client_hold_presence_finish(OutpostClient *client, GAsyncResult *result, GError **error);
+void outpost_client_release_presence(OutpostClient *client, const char *user_id, GCancellable *cancellable,
+                                     GAsyncReadyCallback callback, gpointer user_data);
+gboolean outpost_client_release_presence_finish(OutpostClient *client, GAsyncResult *result, GError **error);
+
+G_END_DECLS

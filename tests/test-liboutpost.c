@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* liboutpost against the real outpostd: the client's state, its proxies and
+ * error mapping, event subscriptions across daemon restarts, presence holds
+ * and resync-needed when the history was truncated meanwhile. */
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* harness.h names the manager paths like the library's cast macros. */
+#define PATH_PRESENCE OUTPOST_ROOT "/presence"
+#define PATH_EVENTS   OUTPOST_ROOT "/events"
+#undef OUTPOST_USERS
+#undef OUTPOST_PRESENCE
+#undef OUTPOST_MESSAGES
+#undef OUTPOST_EVENTS
+
+#include <outpost/outpost.h>
+
+#define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
+
+typedef struct Fixture {
+        TestBus *tb;
+        OutpostClient *client;
+        GArray *states;         /* OutpostClientState, each change */
+        GArray *seqs;           /* guint64, each event delivered */
+        GPtrArray *topics;      /* char*, each event delivered */
+        guint resyncs;
+} Fixture;
+
+static void on_client(GObject *source, GAsyncResult *result, gpointer data) {
+        Fixture *f = data;
+        g_autoptr(GError) error = NULL;
+
+        f->client = outpost_client_new_finish(result, &error);
+        g_assert_no_error(error);
+        g_assert_nonnull(f->client);
+}
+
+static void on_state(GObject *object, GParamSpec *pspec, gpointer data) {
+        Fixture *f = data;
+        OutpostClientState s = outpost_client_get_state(OUTPOST_CLIENT(object));
+
+        g_array_append_val(f->states, s);
+}
+
+static void on_resync(OutpostClient *client, gpointer data) {
+        Fixture *f = data;
+
+        f->resyncs++;
+}
+
+static void on_event(OutpostClient *client, guint64 seq, const char *topic, gint64 time, GVariant *data,
+                     gpointer user_data) {
+        Fixture *f = user_data;
+
+        g_assert_true(g_variant_is_of_type(data, G_VARIANT_TYPE("a{sv}")));
+        if (f->seqs->len > 0)
+                g_assert_cmpuint(seq, >, g_array_index(f->seqs, guint64, f->seqs->len - 1));
+        g_array_append_val(f->seqs, seq);
+        g_ptr_array_add(f->topics, g_strdup(topic));
+}
+
+static void connect_client(Fixture *f) {
+        outpost_client_new_for_address(f->tb->address, NULL, on_client, f);
+        test_wait_until(f->client != NULL, 10000);
+        g_signal_connect(f->client, "notify::state", G_CALLBACK(on_state), f);
+        g_signal_connect(f->client, "resync-needed", G_CALLBACK(on_resync), f);
+}
+
+static void fixture_setup(Fixture *f, gconstpointer data) {
+        f->tb = test_bus_new();
+        f->states = g_array_new(FALSE, FALSE, sizeof(OutpostClientState));
+        f->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+        f->topics = g_ptr_array_new_with_free_func(g_free);
+        test_bus_start_daemon(f->tb, data);
+        connect_client(f);
+}
+
+static void fixture_setup_no_daemon(Fixture *f, gconstpointer data) {
+        f->tb = test_bus_new();
+        f->states = g_array_new(FALSE, FALSE, sizeof(OutpostClientState));
+        f->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+        f->topics = g_ptr_array_new_with_free_func(g_free);
+        connect_client(f);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data) {
+        g_clear_object(&f->client);
+        /* Let the cancelled calls of the client come back. */
+        for (int i = 0; i < 50; i++)
+                while (g_main_context_iteration(NULL, FALSE))
+                        ;
+        test_bus_free(f->tb);
+        g_array_unref(f->states);
+        g_array_unref(f->seqs);
+        g_ptr_array_unref(f->topics);
+}
+
+static guint64 publish(Fixture *f, const char *topic) {
+        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_EVENTS, IFACE_EVENTS, "Publish",
+                                             g_variant_new_parsed("(%s, {'k': <1>})", topic), "(t)");
+        guint64 seq;
+
+        g_variant_get(r, "(t)", &seq);
+        return seq;
+}
+
+static guint64 events_property(Fixture *f, const char *name) {
+        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+                                             g_variant_new("(ss)", IFACE_EVENTS, name), "(v)");
+        g_autoptr(GVariant) v = NULL;
+
+        g_variant_get(r, "(v)", &v);
+        return g_variant_get_uint64(v);
+}
+
+static gboolean is_online(Fixture *f, const char *user_id) {
+        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+                                             g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
+        g_autoptr(GVariant) online = NULL;
+        g_autofree const char **ids = NULL;
+
+        g_variant_get(r, "(v)", &online);
+        ids = g_variant_get_strv(online, NULL);
+        return g_strv_contains(ids, user_id);
+}
+
+static gboolean saw_state(Fixture *f, OutpostClientState s) {
+        for (guint i = 0; i < f->states->len; i++)
+                if (g_array_index(f->states, OutpostClientState, i) == s)
+                        return TRUE;
+        return FALSE;
+}
+
+#define client_state(f) outpost_client_get_state((f)->client)
+
+/* Connection */
+
+static void test_connected(Fixture *f, gconstpointer data) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+        const char *server_id;
+
+        g_assert_cmpint(client_state(f), ==, OUTPOST_CLIENT_STATE_CONNECTED);
+        r = test_call_ok(f->tb->conn, OUTPOST_ROOT, "org.freedesktop.DBus.Properties", "Get",
+                         g_variant_new("(ss)", IFACE_REGISTRY, "ServerId"), "(v)");
+        g_variant_get(r, "(v)", &v);
+        server_id = g_variant_get_string(v, NULL);
+        g_assert_cmpstr(outpost_client_get_server_id(f->client), ==, server_id);
+
+        g_assert_nonnull(outpost_client_get_registry(f->client));
+        g_assert_nonnull(outpost_client_get_users(f->client));
+        g_assert_nonnull(outpost_client_get_presence(f->client));
+        g_assert_nonnull(outpost_client_get_messages(f->client));
+        g_assert_nonnull(outpost_client_get_events(f->client));
+        g_assert_null(outpost_client_get_bridge(f->client));
+        g_assert_cmpstr(outpost_registry_get_version(outpost_client_get_registry(f->client)), ==, PACKAGE_VERSION);
+        g_assert_cmpint(g_dbus_proxy_get_default_timeout(G_DBUS_PROXY(outpost_client_get_users(f->client))), ==,
+                        OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC);
+}
+
+/* Errors */
+
+typedef struct CallResult {
+        gboolean done;
+        GVariant *reply;
+        GError *error;
+} CallResult;
+
+static void on_call_done(GObject *source, GAsyncResult *result, gpointer data) {
+        CallResult *r = data;
+
+        r->reply = outpost_client_call_finish(OUTPOST_CLIENT(source), result, &r->error);
+        r->done = TRUE;
+}
+
+static void call_result_clear(CallResult *r) {
+        g_clear_pointer(&r->reply, g_variant_unref);
+        g_clear_error(&r->error);
+        r->done = FALSE;
+}
+
+static void on_get_user(GObject *source, GAsyncResult *result, gpointer data) {
+        CallResult *r = data;
+
+        outpost_users_call_get_user_finish(OUTPOST_USERS(source), &r->reply, result, &r->error);
+        r->done = TRUE;
+}
+
+static void on_save_user(GObject *source, GAsyncResult *result, gpointer data) {
+        CallResult *r = data;
+        g_autofree char *tag = NULL;
+
+        outpost_users_call_save_user_finish(OUTPOST_USERS(source), &tag, result, &r->error);
+        r->done = TRUE;
+}
+
+static void test_errors(Fixture *f, gconstpointer data) {
+        OutpostUsers *users = outpost_client_get_users(f->client);
+        CallResult r = { 0 };
+        g_autofree char *id = NULL, *tag = NULL, *remote = NULL;
+
+        /* Through the generated proxy */
+        outpost_users_call_get_user(users, UNKNOWN_ID, NULL, on_get_user, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_NOT_FOUND);
+        remote = g_dbus_error_get_remote_error(r.error);
+        g_assert_cmpstr(remote, ==, ERROR_PREFIX "NotFound");
+        call_result_clear(&r);
+
+        id = test_create_user(f->tb->conn, "ann", &tag);
+        outpost_users_call_save_user(users, id, UNKNOWN_ID, g_variant_new_parsed("@a{sv} {'email': <'a@b'>}"), NULL,
+                                     on_save_user, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_SAVE_CONFLICT);
+        g_assert_nonnull(strstr(r.error->message, tag));
+        call_result_clear(&r);
+
+        /* Through the client's helper */
+        outpost_client_call(f->client, G_DBUS_PROXY(users), "CreateUser",
+                            g_variant_new_parsed("({'name': <'ann'>},)"), NULL, on_call_done, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_ALREADY_EXISTS);
+        call_result_clear(&r);
+
+        outpost_client_call(f->client, G_DBUS_PROXY(users), "CreateUser",
+                            g_variant_new_parsed("({'name': <'Bad Name'>},)"), NULL, on_call_done, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_INVALID_ARGUMENT);
+        call_result_clear(&r);
+
+        outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_events(f->client)), "FetchSince",
+                            g_variant_new_parsed("('not-the-history', @t 0, @as [], @u 10)"), NULL, on_call_done, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_RESET);
+        call_result_clear(&r);
+
+        outpost_client_call(f->client, G_DBUS_PROXY(users), "GetUser", g_variant_new("(s)", id), NULL, on_call_done, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_no_error(r.error);
+        g_assert_true(g_variant_is_of_type(r.reply, G_VARIANT_TYPE("(a{sv})")));
+        call_result_clear(&r);
+}
+
+/* No daemon, then a daemon */
+
+static void test_disconnected(Fixture *f, gconstpointer data) {
+        CallResult r = { 0 };
+
+        g_assert_cmpint(client_state(f), ==, OUTPOST_CLIENT_STATE_DISCONNECTED);
+        g_assert_null(outpost_client_get_server_id(f->client));
+
+        outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_users(f->client)), "GetUser",
+                            g_variant_new("(s)", UNKNOWN_ID), NULL, on_call_done, &r);
+        /* It fails at once, but only through the callback. */
+        g_assert_false(r.done);
+        test_wait_until(r.done, 1000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
+        call_result_clear(&r);
+
+        test_bus_start_daemon(f->tb, NULL);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        g_assert_nonnull(outpost_client_get_server_id(f->client));
+}
+
+/* Events across a restart */
+
+static void on_held(GObject *source, GAsyncResult *result, gpointer data) {
+        CallResult *r = data;
+
+        outpost_client_hold_presence_finish(OUTPOST_CLIENT(source), result, &r->error);
+        r->done = TRUE;
+}
+
+static void on_released(GObject *source, GAsyncResult *result, gpointer data) {
+        CallResult *r = data;
+
+        outpost_client_release_presence_finish(OUTPOST_CLIENT(source), result, &r->error);
+        r->done = TRUE;
+}
+
+/* Every event in the history after AFTER, as the test's own connection
+ * sees it. */
+static GArray *history_after(Fixture *f, guint64 after) {
+        GArray *seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+        gboolean more = TRUE;
+
+        while (more) {
+                g_autoptr(GVariant) r = NULL;
+                g_autoptr(GVariantIter) iter = NULL;
+                guint64 seq;
+
+                r = test_call_ok(f->tb->conn, PATH_EVENTS, IFACE_EVENTS, "FetchSince",
+                                 g_variant_new_parsed("('', %t, @as [], @u 1000)", after), "(a(tsxa{sv})tb)");
+                g_variant_get(r, "(a(tsxa{sv})tb)", &iter, &after, &more);
+                while (g_variant_iter_next(iter, "(tsxa{sv})", &seq, NULL, NULL, NULL))
+                        g_array_append_val(seqs, seq);
+        }
+        return seqs;
+}
+
+static void assert_seqs_equal(GArray *got, GArray *want) {
+        g_assert_cmpmem(got->data, got->len * sizeof(guint64), want->data, want->len * sizeof(guint64));
+}
+
+static void test_restart(Fixture *f, gconstpointer data) {
+        CallResult r = { 0 };
+        g_autofree char *id = test_create_user(f->tb->conn, "ann", NULL);
+        g_autoptr(GArray) want = NULL;
+        guint64 start = outpost_client_get_last_seq(f->client), last = 0;
+
+        outpost_client_subscribe(f->client, NULL, on_event, f, NULL);
+        g_assert_cmpuint(start, ==, events_property(f, "LastSeq") - 1);         /* the user's creation */
+
+        outpost_client_hold_presence(f->client, id, 0, NULL, on_held, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_no_error(r.error);
+        call_result_clear(&r);
+        g_assert_true(is_online(f, id));
+
+        for (int i = 0; i < 3; i++)
+                last = publish(f, "app/before");
+        test_wait_until(f->seqs->len > 0 && g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
+
+        /* These are published before the client sees the daemon back: it
+         * gets them both from FetchSince and as signals, and delivers each
+         * once. */
+        test_bus_start_daemon(f->tb, NULL);
+        for (int i = 0; i < 5; i++)
+                last = publish(f, "app/after");
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        test_wait_until(g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+        g_assert_true(saw_state(f, OUTPOST_CLIENT_STATE_DISCONNECTED));
+        g_assert_cmpint(g_array_index(f->states, OutpostClientState, f->states->len - 1), ==,
+                        OUTPOST_CLIENT_STATE_CONNECTED);
+
+        /* The hold came back (the daemon forgot it). */
+        test_wait_until(is_online(f, id), 10000);
+        last = events_property(f, "LastSeq");
+        test_wait_until(g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+
+        want = history_after(f, start);
+        assert_seqs_equal(f->seqs, want);
+        g_assert_cmpuint(f->resyncs, ==, 0);
+
+        outpost_client_release_presence(f->client, id, NULL, on_released, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_no_error(r.error);
+        call_result_clear(&r);
+        g_assert_false(is_online(f, id));
+}
+
+static void test_lease(Fixture *f, gconstpointer data) {
+        CallResult r = { 0 };
+        g_autofree char *id = test_create_user(f->tb->conn, "ann", NULL);
+        gint64 until;
+
+        outpost_client_hold_presence(f->client, id, 2, NULL, on_held, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_no_error(r.error);
+        call_result_clear(&r);
+
+        /* A 2 s lease, renewed every second, for 3 s. */
+        until = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+        while (g_get_monotonic_time() < until) {
+                g_assert_true(is_online(f, id));
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(20000);
+        }
+
+        /* An unknown user is an error, and no hold. */
+        outpost_client_hold_presence(f->client, UNKNOWN_ID, 2, NULL, on_held, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_NOT_FOUND);
+        call_result_clear(&r);
+}
+
+/* Subscriptions: prefixes, unsubscribe, resume_from */
+
+static void on_prefixed(OutpostClient *client, guint64 seq, const char *topic, gint64 time, GVariant *data,
+                        gpointer user_data) {
+        guint *n = user_data;
+
+        g_assert_true(g_str_has_prefix(topic, "app/x"));
+        (*n)++;
+}
+
+static void test_subscriptions(Fixture *f, gconstpointer data) {
+        guint n = 0, id;
+        guint64 last = 0, first;
+        g_autoptr(GArray) want = NULL;
+
+        id = outpost_client_subscribe(f->client, "app/x", on_prefixed, &n, NULL);
+        outpost_client_subscribe(f->client, "", on_event, f, NULL);
+        first = publish(f, "app/x");
+        publish(f, "app/y");
+        last = publish(f, "app/xz");
+        test_wait_until(f->seqs->len == 3, 10000);
+        g_assert_cmpuint(n, ==, 2);
+
+        outpost_client_unsubscribe(f->client, id);
+        last = publish(f, "app/x");
+        test_wait_until(f->seqs->len == 4, 10000);
+        g_assert_cmpuint(n, ==, 2);
+
+        /* Back in time: the client fetches what it had delivered already
+         * and delivers it again, in order, then goes on live. */
+        g_array_set_size(f->seqs, 0);
+        outpost_client_resume_from(f->client, NULL, first - 1);
+        last = publish(f, "app/z");
+        test_wait_until(f->seqs->len > 0 && g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+        want = history_after(f, first - 1);
+        assert_seqs_equal(f->seqs, want);
+}
+
+/* Retention discarded what the client missed */
+
+static void test_truncated(Fixture *f, gconstpointer data) {
+        guint64 missed_after, last = 0;
+
+        outpost_client_subscribe(f->client, "app/", on_event, f, NULL);
+        publish(f, "app/seen");
+        test_wait_until(f->seqs->len == 1, 10000);
+        missed_after = g_array_index(f->seqs, guint64, 0);
+
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        test_bus_start_daemon(f->tb, NULL);
+        for (int i = 0; i < 25; i++)
+                last = publish(f, "app/missed");
+        /* Retention runs every second. */
+        while (events_property(f, "FirstSeq") <= missed_after + 1)
+                g_usleep(50000);
+
+        test_wait_until(f->resyncs == 1, 10000);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        g_assert_cmpuint(outpost_client_get_last_seq(f->client), >=, last);
+
+        /* It goes on from there. */
+        last = publish(f, "app/later");
+        test_wait_until(g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+        g_assert_cmpuint(f->resyncs, ==, 1);
+}
+
+int main(int argc, char **argv) {
+        test_init(&argc, &argv);
+
+#define ADD(name, data, setup, fn) g_test_add(name, Fixture, data, setup, fn, fixture_teardown)
+        ADD("/liboutpost/connected", NULL, fixture_setup, test_connected);
+        ADD("/liboutpost/errors", NULL, fixture_setup, test_errors);
+        ADD("/liboutpost/disconnected", NULL, fixture_setup_no_daemon, test_disconnected);
+        ADD("/liboutpost/restart", NULL, fixture_setup, test_restart);
+        ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
+        ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);
+        ADD("/liboutpost/truncated", "[Events]\nRetentionCount=10\n", fixture_setup, test_truncated);
+
+        return g_test_run();
+}
