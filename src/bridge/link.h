@@ -9,7 +9,8 @@
  * with X.509 certificates and encrypted with TLS (or, on loopback and only
  * when asked, plain), whose plaintext side is handed to sd-bus as one end
  * of a socketpair. The link pumps bytes between the two, with explicit
- * limits, and reports when either side ends. */
+ * limits, and reports when either side ends. Everything runs on the
+ * sd_event given; nothing blocks except the name lookup in link_connect. */
 
 typedef struct LinkConfig {
         char *ca_file;          /* PEM: the CA that signs peers' certificates */
@@ -17,42 +18,75 @@ typedef struct LinkConfig {
         char *key_file;         /* PEM: our key; refused when readable by group or others */
         char **allowed_peers;   /* listener only: accepted certificate names (CN or DNS SAN); NULL: any the CA signed */
         bool insecure_plaintext;/* plain TCP, only to or on a loopback address */
-        size_t max_queued_bytes;/* per direction; a peer that does not read past this is dropped */
-        unsigned handshake_timeout_sec;
+        /* Per direction, 0: 8 MiB. Toward the peer: when this much waits
+         * and TCP takes nothing more, the peer stopped reading and the link
+         * is dropped (bytes in the kernel's socket buffers come on top).
+         * Toward sd-bus: reading from TCP pauses until sd-bus catches up. */
+        size_t max_queued_bytes;
+        unsigned handshake_timeout_sec; /* TCP connect + TLS handshake, 0: 10 s */
 } LinkConfig;
 
 /* A parsed "tls:host=H,port=P" or "tcp:host=H,port=P" address. */
 typedef struct LinkAddress {
         bool tls;
         char *host;
-        unsigned port;
+        unsigned port;          /* 1-65535 from the parser; a listener also takes 0 (any free port) */
 } LinkAddress;
 
+/* On failure *RET_ERROR (when not NULL) is a message naming the bad part,
+ * to be freed with free()/g_free(). */
 int link_address_parse(const char *s, LinkAddress *ret, char **ret_error);
 void link_address_clear(LinkAddress *a);
+
+/* Whether ADDRESS may be used with CONFIG: the plaintext rule (tcp: only
+ * with insecure_plaintext and only on loopback) and, for tls:, that the
+ * certificate files load and the key is private to its owner. Returns a
+ * negative errno and a message (free it) saying what is wrong.
+ * link_connect and link_listener_new check the same and log the message;
+ * call this at start-up to fail early with the message in hand. */
+int link_check(const LinkAddress *address, const LinkConfig *config, char **ret_error);
 
 typedef struct Link Link;
 
 /* Called once the link is up: FD is the plaintext end of a socketpair (the
- * callee owns it); PEER describes the remote side for logs ("192.0.2.1:5555
- * CN=site1"). Called with FD < 0 and ERROR set when setting up failed. */
+ * callee owns it; AF_UNIX/SOCK_STREAM, non-blocking, close-on-exec); PEER
+ * describes the remote side for logs ("192.0.2.1:5555 CN=site1").
+ * Importer side only: called with FD < 0 and ERROR set when connecting,
+ * the handshake or the server's certificate failed; the link frees itself
+ * after the callback returns (CLOSED is not called).
+ * Listener side: a peer that fails to connect or authenticate is logged
+ * here (log_warning, with its address) and dropped; READY is not called.
+ * READY may call link_free(). */
 typedef void (*LinkReadyFunc)(Link *link, int fd, const char *peer, const char *error, void *userdata);
-/* Called once when an established link ends, with the reason. The link is
- * freed after the callback returns. */
+/* Called once when an established link ends, with the reason ("connection
+ * closed by peer", "connection closed locally", "TLS error: …", "peer
+ * stopped reading: N bytes queued", …). The link is freed after the
+ * callback returns: do not call link_free() on it. */
 typedef void (*LinkClosedFunc)(Link *link, const char *reason, void *userdata);
 
 /* Importer side: connect to ADDRESS, verify the server's certificate
- * against the CA and the host name dialled. */
+ * against the CA and the host name dialled. Fails at once (negative errno,
+ * message logged) when link_check() does; every later failure comes
+ * through READY, never from inside this call. */
 int link_connect(sd_event *event, const LinkAddress *address, const LinkConfig *config,
                  LinkReadyFunc ready, LinkClosedFunc closed, void *userdata, Link **ret);
 
 /* Listener side. */
 typedef struct LinkListener LinkListener;
 /* Listen on ADDRESS, or on an already listening socket FD (socket
- * activation) when FD >= 0. READY is called for each authenticated peer. */
+ * activation; the listener takes it over) when FD >= 0. READY is called
+ * for each authenticated peer, with USERDATA; CLOSED gets whatever
+ * link_set_userdata() set since. With FD >= 0, ADDRESS may be NULL or
+ * unparsed (host NULL): the link is then TLS; a parsed "tcp:" ADDRESS with
+ * FD >= 0 selects plain TCP, subject to the loopback rule checked on the
+ * socket's own address. */
 int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const LinkConfig *config,
                       LinkReadyFunc ready, LinkClosedFunc closed, void *userdata, LinkListener **ret);
+/* Stops listening and drops handshakes in progress; links already handed
+ * out through READY live on. */
 LinkListener *link_listener_free(LinkListener *l);
+/* The local port listened on (useful with port 0), or a negative errno. */
+int link_listener_get_port(LinkListener *l);
 
 /* Close a link at once (both sides); CLOSED is not called. */
 Link *link_free(Link *link);
