@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <string.h>
+
+#include "cache.h"
+
+/* path → interface → property → GVariant, all hash tables. */
+struct Cache {
+        GHashTable *objects;
+};
+
+static GHashTable *new_table(GDestroyNotify free_value) {
+        return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, free_value);
+}
+
+Cache *cache_new(void) {
+        Cache *c = g_new0(Cache, 1);
+
+        c->objects = new_table((GDestroyNotify) g_hash_table_unref);
+        return c;
+}
+
+void cache_free(Cache *c) {
+        if (!c)
+                return;
+        g_hash_table_unref(c->objects);
+        g_free(c);
+}
+
+static GHashTable *interfaces_of(Cache *c, const char *path, gboolean create) {
+        GHashTable *ifaces = g_hash_table_lookup(c->objects, path);
+
+        if (!ifaces && create) {
+                ifaces = new_table((GDestroyNotify) g_hash_table_unref);
+                g_hash_table_insert(c->objects, g_strdup(path), ifaces);
+        }
+        return ifaces;
+}
+
+static GHashTable *properties_of(Cache *c, const char *path, const char *interface, gboolean create) {
+        GHashTable *ifaces = interfaces_of(c, path, create), *props;
+
+        if (!ifaces)
+                return NULL;
+        props = g_hash_table_lookup(ifaces, interface);
+        if (!props && create) {
+                props = new_table((GDestroyNotify) g_variant_unref);
+                g_hash_table_insert(ifaces, g_strdup(interface), props);
+        }
+        return props;
+}
+
+void cache_update(Cache *c, const char *path, const char *interface, GVariant *changed) {
+        GHashTable *props = properties_of(c, path, interface, TRUE);
+        GVariantIter iter;
+        const char *name;
+        GVariant *value;
+
+        g_variant_iter_init(&iter, changed);
+        while (g_variant_iter_next(&iter, "{&sv}", &name, &value))
+                g_hash_table_insert(props, g_strdup(name), value);
+}
+
+void cache_remove_object(Cache *c, const char *path) {
+        g_hash_table_remove(c->objects, path);
+}
+
+/* The properties of NEW_PROPS (a{sv}) that OLD lacks or holds otherwise. */
+static GVariant *diff_properties(GHashTable *old, GVariant *new_props) {
+        GVariantBuilder b;
+        GVariantIter iter;
+        const char *name;
+        GVariant *value;
+        gboolean any = FALSE;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+        g_variant_iter_init(&iter, new_props);
+        while (g_variant_iter_next(&iter, "{&sv}", &name, &value)) {
+                GVariant *before = g_hash_table_lookup(old, name);
+
+                if (!before || !g_variant_equal(before, value)) {
+                        g_variant_builder_add(&b, "{sv}", name, value);
+                        any = TRUE;
+                }
+                g_variant_unref(value);
+        }
+        if (!any) {
+                g_variant_builder_clear(&b);
+                return NULL;
+        }
+        return g_variant_ref_sink(g_variant_builder_end(&b));
+}
+
+void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *userdata) {
+        g_autoptr(GHashTable) old = g_steal_pointer(&c->objects);
+        GVariantIter objects_iter;
+        const char *path;
+        GVariant *interfaces;
+
+        c->objects = new_table((GDestroyNotify) g_hash_table_unref);
+        g_variant_iter_init(&objects_iter, objects);
+        while (g_variant_iter_next(&objects_iter, "{&o@a{sa{sv}}}", &path, &interfaces)) {
+                GHashTable *old_ifaces = g_hash_table_lookup(old, path);
+                GVariantIter iface_iter;
+                const char *iface;
+                GVariant *props;
+
+                g_variant_iter_init(&iface_iter, interfaces);
+                while (g_variant_iter_next(&iface_iter, "{&s@a{sv}}", &iface, &props)) {
+                        GHashTable *old_props = old_ifaces ? g_hash_table_lookup(old_ifaces, iface) : NULL;
+
+                        /* Only what a client may already have cached can differ. */
+                        if (old_props && changed) {
+                                g_autoptr(GVariant) diff = diff_properties(old_props, props);
+                                if (diff)
+                                        changed(path, iface, diff, userdata);
+                        }
+                        cache_update(c, path, iface, props);
+                        g_variant_unref(props);
+                }
+                g_variant_unref(interfaces);
+        }
+}
+
+GVariant *cache_get(Cache *c, const char *path, const char *interface, const char *property) {
+        GHashTable *props = properties_of(c, path, interface, FALSE);
+
+        return props ? g_hash_table_lookup(props, property) : NULL;
+}
+
+static GVariant *table_to_vardict(GHashTable *props) {
+        GVariantBuilder b;
+        GHashTableIter iter;
+        const char *name;
+        GVariant *value;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+        g_hash_table_iter_init(&iter, props);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &name, (gpointer *) &value))
+                g_variant_builder_add(&b, "{sv}", name, value);
+        return g_variant_builder_end(&b);
+}
+
+GVariant *cache_get_all(Cache *c, const char *path, const char *interface) {
+        GHashTable *props = properties_of(c, path, interface, FALSE);
+
+        return props ? table_to_vardict(props) : NULL;
+}
+
+GVariant *cache_get_objects(Cache *c) {
+        GVariantBuilder objects;
+        GHashTableIter oi;
+        const char *path;
+        GHashTable *ifaces;
+
+        g_variant_builder_init(&objects, G_VARIANT_TYPE("a{oa{sa{sv}}}"));
+        g_hash_table_iter_init(&oi, c->objects);
+        while (g_hash_table_iter_next(&oi, (gpointer *) &path, (gpointer *) &ifaces)) {
+                GVariantBuilder interfaces;
+                GHashTableIter ii;
+                const char *iface;
+                GHashTable *props;
+
+                g_variant_builder_init(&interfaces, G_VARIANT_TYPE("a{sa{sv}}"));
+                g_hash_table_iter_init(&ii, ifaces);
+                while (g_hash_table_iter_next(&ii, (gpointer *) &iface, (gpointer *) &props))
+                        g_variant_builder_add(&interfaces, "{s@a{sv}}", iface, table_to_vardict(props));
+                g_variant_builder_add(&objects, "{o@a{sa{sv}}}", path, g_variant_builder_end(&interfaces));
+        }
+        return g_variant_builder_end(&objects);
+}
+
+gboolean cache_has_object(Cache *c, const char *path) {
+        return g_hash_table_contains(c->objects, path);
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+
+/* The importer's copy of every manager's properties, as the upstream's
+ * GetManagedObjects and PropertiesChanged describe them. It answers reads
+ * while the link is down (DESIGN.md §4 rule 5), and tells what differs
+ * after a reconnect (rule 6). */
+typedef struct Cache Cache;
+
+/* PROPERTIES: an a{sv} of what changed on PATH, INTERFACE. */
+typedef void (*CacheChangedFunc)(const char *path, const char *interface, GVariant *properties, void *userdata);
+
+Cache *cache_new(void);
+void cache_free(Cache *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Cache, cache_free)
+
+/* Replace everything with OBJECTS (a{oa{sa{sv}}}). CHANGED is called once
+ * per interface of an object that was cached before and whose properties
+ * now differ, with the differing ones. */
+void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *userdata);
+/* Merge CHANGED (a{sv}) into PATH, INTERFACE. */
+void cache_update(Cache *c, const char *path, const char *interface, GVariant *changed);
+/* Forget PATH entirely (e.g. the upstream's own /bridge object). */
+void cache_remove_object(Cache *c, const char *path);
+
+/* A property, or NULL. Borrowed. */
+GVariant *cache_get(Cache *c, const char *path, const char *interface, const char *property);
+/* The properties of PATH, INTERFACE as a floating a{sv}, or NULL. */
+GVariant *cache_get_all(Cache *c, const char *path, const char *interface);
+/* Everything as a floating a{oa{sa{sv}}}. */
+GVariant *cache_get_objects(Cache *c);
+gboolean cache_has_object(Cache *c, const char *path);

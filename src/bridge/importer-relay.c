@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What local callers ask the importer: method calls are relayed upstream
+ * (a new call with the body copied, the reply or error mapped back), reads
+ * are answered from the cache, and presence holds are counted so that the
+ * upstream hold of the link follows the local holders (DESIGN.md §5). */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "bus-gvariant.h"
+#include "importer.h"
+#include "log.h"
+#include "macro.h"
+
+/* A local call relayed upstream, kept so that a link that drops can fail
+ * it with Disconnected at once. */
+typedef struct RelayedCall {
+        Importer *importer;
+        sd_bus_message *call;
+        sd_bus_slot *slot;
+        char *hold_user;                /* GoOnline with ttl 0: the user to count on success */
+        bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
+} RelayedCall;
+
+/* A local connection holding users online with ttl 0. */
+typedef struct LocalHolder {
+        Importer *importer;
+        char *sender;
+        sd_bus_track *track;
+        GHashTable *users;              /* user id set */
+} LocalHolder;
+
+static void relayed_call_free(RelayedCall *c) {
+        sd_bus_slot_unref(c->slot);
+        sd_bus_message_unref(c->call);
+        g_free(c->hold_user);
+        g_free(c);
+}
+
+static int reply_disconnected(Importer *im, sd_bus_message *m) {
+        char since[64];
+
+        return sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
+                                          "Upstream %s is not connected (%s since %s)%s%s",
+                                          im->bridge->config.upstream, im->state,
+                                          importer_since_string(im, since, sizeof since),
+                                          im->bridge_last_error && im->bridge_last_error[0] ? ": " : "",
+                                          im->bridge_last_error ?: "");
+}
+
+void importer_relay_fail_all(Importer *im) {
+        g_autoptr(GHashTable) calls = g_steal_pointer(&im->in_flight);
+        GHashTableIter iter;
+        RelayedCall *c;
+
+        im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
+        if (!calls)
+                return;
+        g_hash_table_iter_init(&iter, calls);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL))
+                (void) reply_disconnected(im, c->call);
+}
+
+/* Presence holds */
+
+static void holder_free(LocalHolder *h) {
+        sd_bus_track_unref(h->track);
+        g_hash_table_unref(h->users);
+        g_free(h->sender);
+        g_free(h);
+}
+
+void importer_holders_free(Importer *im) {
+        g_clear_pointer(&im->holders, g_hash_table_unref);
+        g_clear_pointer(&im->hold_counts, g_hash_table_unref);
+        g_clear_pointer(&im->in_flight, g_hash_table_unref);
+}
+
+static unsigned hold_count(Importer *im, const char *user) {
+        return GPOINTER_TO_UINT(g_hash_table_lookup(im->hold_counts, user));
+}
+
+static void send_upstream_go_offline(Importer *im, const char *user) {
+        if (im->phase != PHASE_UP || !im->upstream)
+                return;
+        /* Nobody waits for this answer: the holder is gone. */
+        (void) sd_bus_call_method_async(im->upstream, NULL, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline",
+                                        NULL, NULL, "s", user);
+}
+
+/* Drop one local hold of USER; returns whether it was the last. */
+static bool hold_release(Importer *im, const char *user) {
+        unsigned n = hold_count(im, user);
+
+        if (n <= 1) {
+                g_hash_table_remove(im->hold_counts, user);
+                return true;
+        }
+        g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(n - 1));
+        return false;
+}
+
+static int on_holder_left(sd_bus_track *track, void *userdata) {
+        LocalHolder *h = userdata;
+        Importer *im = h->importer;
+        GHashTableIter iter;
+        const char *user;
+
+        g_hash_table_iter_init(&iter, h->users);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL))
+                if (hold_release(im, user))
+                        send_upstream_go_offline(im, user);
+        g_hash_table_remove(im->holders, h->sender);
+        return 0;
+}
+
+static void hold_add(Importer *im, const char *sender, const char *user) {
+        LocalHolder *h = g_hash_table_lookup(im->holders, sender);
+
+        if (!h) {
+                h = g_new0(LocalHolder, 1);
+                h->importer = im;
+                h->sender = g_strdup(sender);
+                h->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+                if (sd_bus_track_new(im->local, &h->track, on_holder_left, h) < 0 ||
+                    sd_bus_track_add_name(h->track, sender) < 0) {
+                        log_warning("Cannot track %s; its presence holds end with the link", sender);
+                        holder_free(h);
+                        return;
+                }
+                g_hash_table_insert(im->holders, h->sender, h);
+        }
+        if (g_hash_table_add(h->users, g_strdup(user)))
+                g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(hold_count(im, user) + 1));
+}
+
+/* Whether SENDER held USER, and its hold is now gone. */
+static bool hold_remove(Importer *im, const char *sender, const char *user) {
+        LocalHolder *h = sender ? g_hash_table_lookup(im->holders, sender) : NULL;
+
+        if (!h || !g_hash_table_remove(h->users, user))
+                return false;
+        (void) hold_release(im, user);
+        return true;
+}
+
+typedef struct Reassert {
+        Importer *importer;
+        unsigned pending;
+        sd_bus_message_handler_t done;
+        void *userdata;
+} Reassert;
+
+static int on_reasserted(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Reassert *ra = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e)
+                log_warning("Could not re-assert a presence hold: %s", e->message);
+        if (--ra->pending == 0) {
+                ra->done(reply, ra->userdata, ret_error);
+                g_free(ra);
+        }
+        return 0;
+}
+
+/* After a reconnect the upstream holds for the link are gone: ask again
+ * for every user a local client still holds, then call DONE. */
+int importer_reassert_holds(Importer *im, sd_bus_message_handler_t done, void *userdata) {
+        Reassert *ra;
+        GHashTableIter iter;
+        const char *user;
+        int r;
+
+        if (g_hash_table_size(im->hold_counts) == 0)
+                return done(NULL, userdata, NULL);
+        ra = g_new0(Reassert, 1);
+        *ra = (Reassert) { .importer = im, .done = done, .userdata = userdata };
+        g_hash_table_iter_init(&iter, im->hold_counts);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL)) {
+                r = sd_bus_call_method_async(im->upstream, NULL, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline",
+                                             on_reasserted, ra, "su", user, 0);
+                if (r < 0)
+                        return r;   /* the link fails; the calls already sent end with it */
+                ra->pending++;
+        }
+        return 0;
+}
+
+/* Relaying */
+
+static GVariant *bridge_object_entry(Importer *im) {
+        GVariantBuilder props, ifaces;
+
+        g_variant_builder_init(&props, G_VARIANT_TYPE_VARDICT);
+        g_variant_builder_add(&props, "{sv}", "State", g_variant_new_string(im->state));
+        g_variant_builder_add(&props, "{sv}", "Upstream", g_variant_new_string(im->bridge->config.upstream));
+        g_variant_builder_add(&props, "{sv}", "LastError", g_variant_new_string(im->bridge_last_error ?: ""));
+        g_variant_builder_add(&props, "{sv}", "Since", g_variant_new_int64(im->since));
+        g_variant_builder_add(&props, "{sv}", "Reconnects", g_variant_new_uint32(im->reconnects));
+        g_variant_builder_add(&props, "{sv}", "Hops", g_variant_new_uint32(im->hops));
+        g_variant_builder_init(&ifaces, G_VARIANT_TYPE("a{sa{sv}}"));
+        g_variant_builder_add(&ifaces, "{s@a{sv}}", BRIDGE_IFACE, g_variant_builder_end(&props));
+        return g_variant_new("{o@a{sa{sv}}}", BRIDGE_PATH, g_variant_builder_end(&ifaces));
+}
+
+/* OBJECTS (a{oa{sa{sv}}}) without any /bridge object, plus ours. */
+static GVariant *with_our_bridge_object(Importer *im, GVariant *objects) {
+        GVariantBuilder b;
+        GVariantIter iter;
+        GVariant *entry;
+
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a{oa{sa{sv}}}"));
+        g_variant_iter_init(&iter, objects);
+        while ((entry = g_variant_iter_next_value(&iter))) {
+                const char *path;
+                g_variant_get_child(entry, 0, "&o", &path);
+                if (strcmp(path, BRIDGE_PATH) != 0)
+                        g_variant_builder_add_value(&b, entry);
+                g_variant_unref(entry);
+        }
+        g_variant_builder_add_value(&b, bridge_object_entry(im));
+        return g_variant_builder_end(&b);
+}
+
+static int reply_managed_objects(Importer *im, sd_bus_message *call, GVariant *objects) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(GVariant) all = g_variant_ref_sink(with_our_bridge_object(im, objects));
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r >= 0)
+                r = bus_message_append_gvariant(reply, all);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
+        Importer *im = c->importer;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        g_autoptr(GVariant) objects = NULL;
+
+        if (!e && c->hold_user)
+                hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user);
+        if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
+                (void) reply_managed_objects(im, c->call, objects);
+                return;
+        }
+        (void) bus_reply_copy(c->call, reply);
+}
+
+static int on_relayed_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        RelayedCall *c = userdata;
+        Importer *im = c->importer;
+
+        /* Replies and signals are relayed in the order the upstream sent
+         * them, so the signal-before-reply rule holds over every hop. */
+        finish_relayed(c, reply);
+        g_hash_table_remove(im->in_flight, c);
+        return 0;
+}
+
+/* Send CALL (built for the upstream) on behalf of the local message M. */
+static int relay_prepared(Importer *im, sd_bus_message *m, sd_bus_message *call, RelayedCall **ret) {
+        RelayedCall *c;
+        int r;
+
+        r = sd_bus_message_set_allow_interactive_authorization(call,
+                                                               sd_bus_message_get_allow_interactive_authorization(m));
+        if (r < 0)
+                return r;
+        c = g_new0(RelayedCall, 1);
+        c->importer = im;
+        c->call = sd_bus_message_ref(m);
+        r = sd_bus_call_async(im->upstream, &c->slot, call, on_relayed_reply, c, 0);
+        if (r < 0) {
+                relayed_call_free(c);
+                return r;
+        }
+        g_hash_table_add(im->in_flight, c);
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+static int new_upstream_call(Importer *im, sd_bus_message *m, sd_bus_message **ret) {
+        return sd_bus_message_new_method_call(im->upstream, ret, NULL, sd_bus_message_get_path(m),
+                                              sd_bus_message_get_interface(m), sd_bus_message_get_member(m));
+}
+
+static int relay(Importer *im, sd_bus_message *m, RelayedCall **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        int r;
+
+        if (im->phase != PHASE_UP)
+                return reply_disconnected(im, m);
+        r = new_upstream_call(im, m, &call);
+        if (r >= 0)
+                r = sd_bus_message_copy(call, m, true);
+        if (r >= 0)
+                r = relay_prepared(im, m, call, ret);
+        if (r < 0)
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
+                                                  strerror(-r));
+        return 0;
+}
+
+/* GoOnline with ttl 0 is counted per local holder; while any local client
+ * holds the user with ttl 0, the link's hold upstream stays without ttl. */
+static int relay_go_online(Importer *im, sd_bus_message *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        RelayedCall *c = NULL;
+        const char *user;
+        uint32_t ttl;
+        int r;
+
+        if (im->phase != PHASE_UP)
+                return reply_disconnected(im, m);
+        r = sd_bus_message_read(m, "su", &user, &ttl);
+        if (r < 0)
+                return r;
+        if (hold_count(im, user) > 0)
+                ttl = 0;
+        r = new_upstream_call(im, m, &call);
+        if (r >= 0)
+                r = sd_bus_message_append(call, "su", user, ttl);
+        if (r >= 0)
+                r = relay_prepared(im, m, call, &c);
+        if (r < 0)
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
+                                                  strerror(-r));
+        if (ttl == 0)
+                c->hold_user = g_strdup(user);
+        return 0;
+}
+
+/* GoOffline drops the caller's local hold; upstream only once no local
+ * client holds the user any more. */
+static int relay_go_offline(Importer *im, sd_bus_message *m) {
+        GVariant *generation;
+        const char *user;
+        int r;
+
+        if (im->phase != PHASE_UP)
+                return reply_disconnected(im, m);
+        r = sd_bus_message_read(m, "s", &user);
+        if (r < 0)
+                return r;
+        (void) hold_remove(im, sd_bus_message_get_sender(m), user);
+        generation = cache_get(im->cache, PRESENCE_PATH, PRESENCE_IFACE, "Generation");
+        if (hold_count(im, user) > 0 && generation)
+                /* Still held by another local client: nothing changes. */
+                return sd_bus_reply_method_return(m, "t", g_variant_get_uint64(generation));
+        (void) sd_bus_message_rewind(m, true);
+        return relay(im, m, NULL);
+}
+
+/* Reads */
+
+static int reply_variant(sd_bus_message *m, const char *type, GVariant *v) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0 && type)
+                r = sd_bus_message_open_container(reply, 'v', type);
+        if (r >= 0)
+                r = bus_message_append_gvariant(reply, v);
+        if (r >= 0 && type)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* FirstSeq and LastSeq emit no change signal: the cache cannot follow
+ * them, so they are read from the upstream while it is there. */
+static bool read_through(Importer *im, const char *iface, const char *prop) {
+        return im->phase == PHASE_UP && strcmp(iface, EVENTS_IFACE) == 0 &&
+               (!prop || strcmp(prop, "FirstSeq") == 0 || strcmp(prop, "LastSeq") == 0);
+}
+
+static int handle_properties(Importer *im, sd_bus_message *m) {
+        const char *path = sd_bus_message_get_path(m), *iface, *prop = NULL;
+        int r;
+
+        if (sd_bus_message_is_method_call(m, NULL, "Set"))
+                return relay(im, m, NULL);
+        r = sd_bus_message_read(m, "s", &iface);
+        if (r >= 0 && sd_bus_message_is_method_call(m, NULL, "Get"))
+                r = sd_bus_message_read(m, "s", &prop);
+        if (r < 0)
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "Bad arguments");
+        if (read_through(im, iface, prop)) {
+                (void) sd_bus_message_rewind(m, true);
+                return relay(im, m, NULL);
+        }
+        if (!prop) {
+                g_autoptr(GVariant) all = cache_get_all(im->cache, path, iface);
+                if (!all)
+                        return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_UNKNOWN_INTERFACE,
+                                                          "No interface %s on %s", iface, path);
+                g_variant_ref_sink(all);
+                return reply_variant(m, NULL, all);
+        }
+        GVariant *v = cache_get(im->cache, path, iface, prop);
+        if (!v)
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_UNKNOWN_PROPERTY, "No property %s.%s on %s",
+                                                  iface, prop, path);
+        return reply_variant(m, g_variant_get_type_string(v), v);
+}
+
+static int handle_managed_objects(Importer *im, sd_bus_message *m) {
+        RelayedCall *c = NULL;
+        g_autoptr(GVariant) objects = NULL;
+
+        /* A fresh snapshot while the link is up (it reads FirstSeq and
+         * LastSeq too); the cache, consistent if old, while it is down. */
+        if (im->phase == PHASE_UP) {
+                int r = relay(im, m, &c);
+                if (c)
+                        c->edit_managed_objects = true;
+                return r;
+        }
+        objects = g_variant_ref_sink(cache_get_objects(im->cache));
+        return reply_managed_objects(im, m, objects);
+}
+
+/* Every message on the local bus comes here first. */
+static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Importer *im = userdata;
+        const char *path = sd_bus_message_get_path(m), *iface = sd_bus_message_get_interface(m);
+
+        if (!sd_bus_message_is_method_call(m, NULL, NULL) || !object_path_in_tree(path))
+                return 0;
+        if (strcmp(path, BRIDGE_PATH) == 0)
+                return 0;       /* our own object, served by its vtable */
+        if (iface && strcmp(iface, "org.freedesktop.DBus.Peer") == 0)
+                return 0;
+        if (iface && strcmp(iface, "org.freedesktop.DBus.Properties") == 0)
+                return (void) handle_properties(im, m), 1;
+        if (sd_bus_message_is_method_call(m, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects") &&
+            strcmp(path, OUTPOST_ROOT_PATH) == 0)
+                return (void) handle_managed_objects(im, m), 1;
+        if (sd_bus_message_is_method_call(m, PRESENCE_IFACE, "GoOnline"))
+                return (void) relay_go_online(im, m), 1;
+        if (sd_bus_message_is_method_call(m, PRESENCE_IFACE, "GoOffline"))
+                return (void) relay_go_offline(im, m), 1;
+        (void) relay(im, m, NULL);
+        return 1;
+}
+
+int importer_relay_setup(Importer *im) {
+        im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
+        im->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        im->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
+        return sd_bus_add_filter(im->local, NULL, on_local_message, im);
+}

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The listener: exports org.outpost.Outpost1 of the local bus to remote
+ * bridges (DESIGN.md §5). Each remote peer gets its own connection to the
+ * local bus, so state scoped to a caller (presence holds) belongs to that
+ * peer and ends with its link. A peer can call methods under
+ * /org/outpost/Outpost1 of that one name, and receives that name's
+ * signals; nothing else on the bus is reachable through it. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "macro.h"
+
+typedef struct Peer Peer;
+
+struct Listener {
+        Bridge *bridge;
+        LinkListener *link_listener;
+        GHashTable *peers;      /* Peer* set */
+};
+
+struct Peer {
+        Listener *listener;
+        Link *link;
+        char *description;
+        sd_bus *remote;         /* the peer-to-peer connection over the link */
+        sd_bus *local;          /* this peer's own connection to the local bus */
+        unsigned n_in_flight;   /* calls relayed to the local bus, not yet answered */
+        sd_event_source *idle_timer;
+        bool closing;
+};
+
+/* One call of the peer, relayed to the local bus. Freed with its slot. */
+typedef struct InFlight {
+        Peer *peer;
+        sd_bus_message *call;
+} InFlight;
+
+static void peer_free(Peer *p) {
+        if (!p)
+                return;
+        /* The local connection goes first: that releases what the peer held
+         * (presence) and drops its calls in flight, whose replies have
+         * nowhere to go. */
+        if (p->local)
+                sd_bus_flush_close_unref(p->local);
+        /* The remote side may have stopped reading: do not wait for it. */
+        bus_close_unref_later(p->listener->bridge, TAKE_PTR(p->remote));
+        link_free(p->link);
+        sd_event_source_unref(p->idle_timer);
+        g_free(p->description);
+        g_free(p);
+}
+
+/* End a peer's session from any callback: the teardown waits for a clean
+ * point of the loop, since sd-bus may be dispatching on its connections. */
+static int on_peer_teardown(sd_event_source *s, void *userdata) {
+        Peer *p = userdata;
+
+        sd_event_source_disable_unref(s);
+        g_hash_table_remove(p->listener->peers, p);
+        return 0;
+}
+
+static void peer_close(Peer *p, const char *reason) {
+        if (p->closing)
+                return;
+        p->closing = true;
+        log_info("Peer %s: closing: %s", p->description, reason);
+        (void) sd_event_add_defer(p->listener->bridge->event, NULL, on_peer_teardown, p);
+}
+
+static void on_link_closed(Link *link, const char *reason, void *userdata) {
+        Peer *p = userdata;
+
+        p->link = NULL;         /* the link frees itself */
+        peer_close(p, reason);
+}
+
+static void in_flight_free(void *userdata) {
+        InFlight *f = userdata;
+
+        f->peer->n_in_flight--;
+        sd_bus_message_unref(f->call);
+        g_free(f);
+}
+
+static int on_local_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        InFlight *f = userdata;
+        int r;
+
+        if (f->peer->closing)
+                return 0;
+        r = bus_reply_copy(f->call, reply);
+        if (r < 0)
+                log_debug("Peer %s: cannot relay a reply: %s", f->peer->description, strerror(-r));
+        return 0;
+}
+
+static int reply_chain(Peer *p, sd_bus_message *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Bridge *b = p->listener->bridge;
+        char **upstream = b->importer ? importer_get_chain(b->importer) : NULL;
+        g_autoptr(GStrvBuilder) builder = g_strv_builder_new();
+        g_auto(GStrv) chain = NULL;
+        int r;
+
+        /* This process, then the ones it imports from, up to the origin. */
+        g_strv_builder_add(builder, b->instance_id);
+        if (upstream)
+                g_strv_builder_addv(builder, (const char **) upstream);
+        chain = g_strv_builder_end(builder);
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, chain);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int relay_to_local(Peer *p, sd_bus_message *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        sd_bus_slot *slot = NULL;
+        InFlight *f;
+        int r;
+
+        if (p->n_in_flight >= p->listener->bridge->config.max_calls_in_flight)
+                return sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                                  "Too many calls in flight over this link (at most %u)",
+                                                  p->listener->bridge->config.max_calls_in_flight);
+
+        r = sd_bus_message_new_method_call(p->local, &call, OUTPOST_BUS_NAME, sd_bus_message_get_path(m),
+                                           sd_bus_message_get_interface(m), sd_bus_message_get_member(m));
+        if (r >= 0)
+                r = sd_bus_message_copy(call, m, true);
+        if (r >= 0)
+                r = sd_bus_message_set_allow_interactive_authorization(
+                        call, sd_bus_message_get_allow_interactive_authorization(m));
+        if (r < 0)
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "Cannot relay the call: %s",
+                                                  strerror(-r));
+
+        f = g_new0(InFlight, 1);
+        f->peer = p;
+        f->call = sd_bus_message_ref(m);
+        p->n_in_flight++;
+        r = sd_bus_call_async(p->local, &slot, call, on_local_reply, f, 0);
+        if (r < 0) {
+                in_flight_free(f);
+                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call: %s", strerror(-r));
+        }
+        /* The local bus owns the slot; its end frees the record. */
+        (void) sd_bus_slot_set_destroy_callback(slot, in_flight_free);
+        (void) sd_bus_slot_set_floating(slot, true);
+        sd_bus_slot_unref(slot);
+        return 0;
+}
+
+static bool interface_is_driver(const char *iface) {
+        return iface && g_str_has_prefix(iface, "org.freedesktop.DBus") &&
+               (strcmp(iface, "org.freedesktop.DBus") == 0 || strcmp(iface, "org.freedesktop.DBus.Monitoring") == 0 ||
+                strcmp(iface, "org.freedesktop.DBus.Debug.Stats") == 0);
+}
+
+/* Every message the remote peer sends comes here first, and goes no
+ * further than this function decides. */
+static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Peer *p = userdata;
+        const char *path = sd_bus_message_get_path(m), *iface = sd_bus_message_get_interface(m);
+
+        (void) sd_event_source_set_time_relative(p->idle_timer,
+                                                 (uint64_t) p->listener->bridge->config.peer_idle_timeout_ms * 1000);
+        if (p->closing)
+                return 1;
+        if (!sd_bus_message_is_method_call(m, NULL, NULL))
+                return 1;       /* a peer has nothing else to say here */
+        if (sd_bus_message_is_method_call(m, BRIDGE_LINK_IFACE, "Hello")) {
+                (void) reply_chain(p, m);
+                return 1;
+        }
+        if (sd_bus_message_get_destination(m) && strcmp(sd_bus_message_get_destination(m), OUTPOST_BUS_NAME) != 0) {
+                (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "Only " OUTPOST_BUS_NAME " is reachable over a bridge, not '%s'",
+                                                  sd_bus_message_get_destination(m));
+                return 1;
+        }
+        if (!object_path_in_tree(path)) {
+                (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "Only objects under " OUTPOST_ROOT_PATH
+                                                  " are reachable over a bridge, not '%s'", path ?: "");
+                return 1;
+        }
+        if (interface_is_driver(iface)) {
+                (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                                  "Interface '%s' is not reachable over a bridge", iface);
+                return 1;
+        }
+        (void) relay_to_local(p, m);
+        return 1;
+}
+
+/* Signals of org.outpost.Outpost1 go to the peer in the order they came,
+ * after the replies that came before them. */
+static int on_local_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Peer *p = userdata;
+        uint64_t queued = 0;
+        int r;
+
+        if (p->closing || !object_path_in_tree(sd_bus_message_get_path(m)))
+                return 0;
+        r = bus_forward_signal(p->remote, m);
+        if (r < 0) {
+                peer_close(p, "cannot forward a signal");
+                return 0;
+        }
+        /* The link bounds the bytes it holds; this bounds what sd-bus holds
+         * before the link takes it. */
+        if (sd_bus_get_n_queued_write(p->remote, &queued) >= 0 && queued > 4096)
+                peer_close(p, "peer stopped reading (4096 messages queued)");
+        return 0;
+}
+
+/* The service behind us went away or was replaced: to the peer that is a
+ * link outage, after which it takes a fresh snapshot. */
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        peer_close(userdata, OUTPOST_BUS_NAME " changed owner on the local bus");
+        return 0;
+}
+
+static int on_peer_idle(sd_event_source *s, uint64_t usec, void *userdata) {
+        peer_close(userdata, "peer silent for too long");
+        return 0;
+}
+
+static int peer_setup_remote(Peer *p, int fd) {
+        sd_id128_t id;
+        int r;
+
+        r = sd_bus_new(&p->remote);
+        if (r < 0)
+                return r;
+        (void) sd_id128_randomize(&id);
+        r = sd_bus_set_fd(p->remote, fd, fd);
+        if (r >= 0)
+                r = sd_bus_set_server(p->remote, true, id);
+        if (r >= 0)
+                r = sd_bus_set_anonymous(p->remote, true);
+        if (r >= 0)
+                r = sd_bus_negotiate_fds(p->remote, false);
+        if (r >= 0)
+                r = sd_bus_add_filter(p->remote, NULL, on_remote_message, p);
+        if (r >= 0)
+                r = sd_bus_start(p->remote);
+        if (r >= 0)
+                r = sd_bus_attach_event(p->remote, p->listener->bridge->event, SD_EVENT_PRIORITY_NORMAL);
+        return r;
+}
+
+static int peer_setup_local(Peer *p) {
+        int r;
+
+        r = bridge_open_local_bus(p->listener->bridge, &p->local);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(p->local, p->listener->bridge->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = sd_bus_match_signal_async(p->local, NULL, OUTPOST_BUS_NAME, NULL, NULL, NULL,
+                                              on_local_signal, NULL, p);
+        if (r >= 0)
+                r = sd_bus_add_match_async(p->local, NULL,
+                                           "type='signal',sender='org.freedesktop.DBus',"
+                                           "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+                                           "arg0='" OUTPOST_BUS_NAME "'",
+                                           on_name_owner_changed, NULL, p);
+        return r;
+}
+
+static void on_link_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
+        Listener *l = userdata;
+        Peer *p;
+        int r;
+
+        if (fd < 0) {
+                log_warning("Refused a peer: %s", error ?: "unknown error");
+                return;
+        }
+        p = g_new0(Peer, 1);
+        p->listener = l;
+        p->link = link;
+        p->description = g_strdup(peer);
+        g_hash_table_add(l->peers, p);
+        link_set_userdata(link, p);
+
+        r = sd_event_add_time_relative(l->bridge->event, &p->idle_timer, CLOCK_MONOTONIC,
+                                       (uint64_t) l->bridge->config.peer_idle_timeout_ms * 1000, 0,
+                                       on_peer_idle, p);
+        if (r >= 0)
+                r = peer_setup_local(p);
+        if (r >= 0)
+                r = peer_setup_remote(p, fd);
+        else
+                close(fd);
+        if (r < 0) {
+                log_warning_errno(r, "Peer %s: cannot set up its connections", peer);
+                peer_close(p, "setup failed");
+                return;
+        }
+        log_info("Peer %s: connected", peer);
+}
+
+int listener_new(Bridge *b, int activated_fd, Listener **ret) {
+        g_autofree char *error = NULL;
+        LinkAddress address = {};
+        Listener *l;
+        int r;
+
+        if (b->config.listen && link_address_parse(b->config.listen, &address, &error) < 0) {
+                log_error("Bad --listen address '%s': %s", b->config.listen, error);
+                return -EINVAL;
+        }
+        l = g_new0(Listener, 1);
+        l->bridge = b;
+        l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
+        r = link_listener_new(b->event, &address, activated_fd, &b->link_config, on_link_ready, on_link_closed,
+                              l, &l->link_listener);
+        link_address_clear(&address);
+        if (r < 0) {
+                listener_free(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+Listener *listener_free(Listener *l) {
+        if (!l)
+                return NULL;
+        g_clear_pointer(&l->peers, g_hash_table_unref);
+        link_listener_free(l->link_listener);
+        g_free(l);
+        return NULL;
+}

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* outpost-bridge: relays org.outpost.Outpost1 between buses over TLS
+ * (DESIGN.md §5). --listen exports the local bus's service to remote
+ * bridges; --upstream imports a remote service onto the local bus; a site
+ * server runs both. */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "bridge.h"
+#include "config-file.h"
+#include "log.h"
+#include "macro.h"
+#include "validate.h"
+
+#define DEFAULT_CONFIG_FILE SYSCONFDIR "/outpost/bridge.conf"
+
+#define KEY(name, type, field, min, max) \
+        { "Bridge", name, type, offsetof(BridgeConfig, field), min, max }
+
+static const ConfigKey bridge_config_keys[] = {
+        KEY("session",              CONFIG_BOOL,   session, 0, 0),
+        KEY("address",              CONFIG_STRING, address, 0, 0),
+        KEY("listen",               CONFIG_STRING, listen, 0, 0),
+        KEY("upstream",             CONFIG_STRING, upstream, 0, 0),
+        KEY("tls-ca",               CONFIG_STRING, tls_ca, 0, 0),
+        KEY("tls-cert",             CONFIG_STRING, tls_cert, 0, 0),
+        KEY("tls-key",              CONFIG_STRING, tls_key, 0, 0),
+        KEY("allowed-peers",        CONFIG_STRING, allowed_peers, 0, 0),
+        KEY("insecure-plaintext",   CONFIG_BOOL,   insecure_plaintext, 0, 0),
+        KEY("reconnect-min-ms",     CONFIG_UINT,   reconnect_min_ms, 10, 3600000),
+        KEY("reconnect-max-ms",     CONFIG_UINT,   reconnect_max_ms, 10, 3600000),
+        KEY("heartbeat-ms",         CONFIG_UINT,   heartbeat_ms, 50, 3600000),
+        KEY("heartbeat-timeout-ms", CONFIG_UINT,   heartbeat_timeout_ms, 50, 3600000),
+        KEY("peer-idle-timeout-ms", CONFIG_UINT,   peer_idle_timeout_ms, 100, 86400000),
+        KEY("max-calls-in-flight",  CONFIG_UINT,   max_calls_in_flight, 1, 100000),
+        KEY("max-queued-bytes",     CONFIG_UINT,   max_queued_bytes, 65536, 1u << 30),
+};
+
+/* The command line: strings NULL and numbers -1 when not given, so that
+ * they override the config file only when given. */
+typedef struct Options {
+        char *config_file;
+        char *log_level;
+        gboolean version;
+        gboolean session;
+        gboolean insecure_plaintext;
+        char *strings[8];
+        int numbers[7];
+} Options;
+
+static const char *const string_options[8] = {
+        "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
+};
+static const char *const number_options[7] = {
+        "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
+        "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes",
+};
+
+static void options_clear(Options *o) {
+        g_free(o->config_file);
+        g_free(o->log_level);
+        for (size_t i = 0; i < ELEMENTSOF(o->strings); i++)
+                g_free(o->strings[i]);
+}
+
+static void config_clear(BridgeConfig *c) {
+        g_free(c->address);
+        g_free(c->listen);
+        g_free(c->upstream);
+        g_free(c->tls_ca);
+        g_free(c->tls_cert);
+        g_free(c->tls_key);
+        g_free(c->allowed_peers);
+}
+
+static const ConfigKey *find_key(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(bridge_config_keys); i++)
+                if (strcmp(bridge_config_keys[i].key, name) == 0)
+                        return &bridge_config_keys[i];
+        return NULL;
+}
+
+static int parse_options(int argc, char **argv, Options *o) {
+        GOptionEntry entries[32] = {
+                { "config",    0, 0, G_OPTION_ARG_FILENAME, &o->config_file, "Read settings from FILE (default " DEFAULT_CONFIG_FILE ")", "FILE" },
+                { "session",   0, 0, G_OPTION_ARG_NONE, &o->session, "Use the session bus", NULL },
+                { "insecure-plaintext", 0, 0, G_OPTION_ARG_NONE, &o->insecure_plaintext, "Allow tcp: links on loopback (development only)", NULL },
+                { "log-level", 0, 0, G_OPTION_ARG_STRING, &o->log_level, "Log up to LEVEL (err, warning, notice, info, debug)", "LEVEL" },
+                { "version",   0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version and exit", NULL },
+        };
+        size_t n = 5;
+        g_autoptr(GOptionContext) context = g_option_context_new("- relay org.outpost.Outpost1 between buses over TLS");
+        g_autoptr(GError) error = NULL;
+
+        for (size_t i = 0; string_options[i]; i++)
+                entries[n++] = (GOptionEntry) { string_options[i], 0, 0, G_OPTION_ARG_STRING, &o->strings[i],
+                                                "See bridge.conf", "VALUE" };
+        for (size_t i = 0; i < ELEMENTSOF(number_options); i++) {
+                o->numbers[i] = -1;
+                entries[n++] = (GOptionEntry) { number_options[i], 0, 0, G_OPTION_ARG_INT, &o->numbers[i],
+                                                "See bridge.conf", "N" };
+        }
+        entries[n] = (GOptionEntry) {};
+
+        g_option_context_set_summary(context,
+                "--listen=tls:host=H,port=P exports the local bus's org.outpost.Outpost1 to remote bridges;\n"
+                "--upstream=tls:host=H,port=P imports a remote one onto the local bus. A site server runs both.");
+        g_option_context_add_main_entries(context, entries, NULL);
+        if (!g_option_context_parse(context, &argc, &argv, &error)) {
+                log_error("%s", error->message);
+                return -EINVAL;
+        }
+        if (argc > 1) {
+                log_error("Unexpected argument '%s'", argv[1]);
+                return -EINVAL;
+        }
+        if (o->log_level) {
+                int level = log_level_from_string(o->log_level);
+                if (level < 0) {
+                        log_error("Unknown log level '%s'", o->log_level);
+                        return -EINVAL;
+                }
+                log_set_max_level(level);
+        }
+        return 0;
+}
+
+/* The config file, then what the command line gives on top. */
+static int load_config(const Options *o, BridgeConfig *c) {
+        g_autoptr(GError) error = NULL;
+
+        *c = (BridgeConfig) {
+                .reconnect_min_ms = 1000,
+                .reconnect_max_ms = 30000,
+                .heartbeat_ms = 1000,
+                .heartbeat_timeout_ms = 2000,
+                .peer_idle_timeout_ms = 10000,
+                .max_calls_in_flight = 64,
+                .max_queued_bytes = 8u << 20,
+        };
+        if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
+                              ELEMENTSOF(bridge_config_keys), c, &error)) {
+                log_error("%s", error->message);
+                return -EINVAL;
+        }
+        c->session = c->session || o->session;
+        c->insecure_plaintext = c->insecure_plaintext || o->insecure_plaintext;
+        for (size_t i = 0; string_options[i]; i++) {
+                const ConfigKey *k = find_key(string_options[i]);
+
+                if (k && o->strings[i]) {
+                        char **field = (char **) ((char *) c + k->offset);
+                        g_free(*field);
+                        *field = g_strdup(o->strings[i]);
+                }
+        }
+        for (size_t i = 0; i < ELEMENTSOF(number_options); i++) {
+                const ConfigKey *k = find_key(number_options[i]);
+
+                if (k && o->numbers[i] >= 0) {
+                        if ((unsigned) o->numbers[i] < k->min || (unsigned) o->numbers[i] > k->max) {
+                                log_error("--%s=%d: expected %u to %u", k->key, o->numbers[i], k->min, k->max);
+                                return -EINVAL;
+                        }
+                        *(unsigned *) ((char *) c + k->offset) = (unsigned) o->numbers[i];
+                }
+        }
+        return 0;
+}
+
+static int check_config(const BridgeConfig *c) {
+        if (!c->listen && !c->upstream) {
+                log_error("Nothing to do: give --listen=, --upstream= or both (or set them in bridge.conf)");
+                return -EINVAL;
+        }
+        if (c->session && c->address) {
+                log_error("session and address cannot be combined");
+                return -EINVAL;
+        }
+        if (!c->insecure_plaintext && (!c->tls_ca || !c->tls_cert || !c->tls_key)) {
+                log_error("TLS needs tls-ca, tls-cert and tls-key");
+                return -EINVAL;
+        }
+        if (c->reconnect_min_ms > c->reconnect_max_ms) {
+                log_error("reconnect-min-ms (%u) is larger than reconnect-max-ms (%u)",
+                          c->reconnect_min_ms, c->reconnect_max_ms);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int bridge_open_local_bus(Bridge *b, sd_bus **ret) {
+        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (b->config.address) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, b->config.address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        } else if (b->config.session)
+                r = sd_bus_open_user(&bus);
+        else
+                r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the local bus");
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+/* Certificates, keys and the plaintext rule, checked before anything
+ * starts, so that a mistake is one clear line at start-up. */
+static int check_links(Bridge *b) {
+        const char *addresses[] = { b->config.listen, b->config.upstream };
+
+        for (size_t i = 0; i < ELEMENTSOF(addresses); i++) {
+                g_autofree char *error = NULL;
+                LinkAddress a = {};
+                int r;
+
+                if (!addresses[i])
+                        continue;
+                r = link_address_parse(addresses[i], &a, &error);
+                if (r >= 0)
+                        r = link_check(&a, &b->link_config, &error);
+                link_address_clear(&a);
+                if (r < 0) {
+                        log_error("%s: %s", addresses[i], error ?: strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void bridge_done(Bridge *b) {
+        b->listener = listener_free(b->listener);
+        b->importer = importer_free(b->importer);
+        bridge_release_buses(b);
+        g_strfreev(b->link_config.allowed_peers);
+        config_clear(&b->config);
+        g_free(b->instance_id);
+        sd_event_unref(b->event);
+}
+
+static int run(const Options *o) {
+        _cleanup_(bridge_done) Bridge b = {};
+        int activated = -1, n, r;
+        sigset_t mask;
+
+        r = load_config(o, &b.config);
+        if (r >= 0)
+                r = check_config(&b.config);
+        if (r < 0)
+                return r;
+        b.instance_id = uuid_string_new();
+        b.link_config = (LinkConfig) {
+                .ca_file = b.config.tls_ca,
+                .cert_file = b.config.tls_cert,
+                .key_file = b.config.tls_key,
+                .allowed_peers = b.config.allowed_peers ? g_strsplit(b.config.allowed_peers, ",", -1) : NULL,
+                .insecure_plaintext = b.config.insecure_plaintext,
+                .max_queued_bytes = b.config.max_queued_bytes,
+                .handshake_timeout_sec = 10,
+        };
+
+        r = check_links(&b);
+        if (r < 0)
+                return r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        r = sd_event_default(&b.event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the event loop");
+        (void) sd_event_add_signal(b.event, NULL, SIGTERM, NULL, NULL);
+        (void) sd_event_add_signal(b.event, NULL, SIGINT, NULL, NULL);
+
+        if (b.config.upstream) {
+                r = importer_new(&b, &b.importer);
+                if (r < 0)
+                        return r;
+        }
+        if (b.config.listen) {
+                n = sd_listen_fds(true);
+                if (n == 1)
+                        activated = SD_LISTEN_FDS_START;
+                else if (n > 1) {
+                        log_error("Expected one socket from the service manager, got %d", n);
+                        return -EINVAL;
+                }
+                r = listener_new(&b, activated, &b.listener);
+                if (r < 0)
+                        return r;
+                log_info("Listening on %s", activated >= 0 ? "the socket passed by the service manager" : b.config.listen);
+        }
+        if (!b.importer)
+                (void) sd_notify(false, "READY=1");
+
+        r = sd_event_loop(b.event);
+        log_info("Shutting down");
+        return r;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_(options_clear) Options o = {};
+        int r;
+
+        setlocale(LC_ALL, "");
+        log_set_program_name("outpost-bridge");
+        r = parse_options(argc, argv, &o);
+        if (r < 0)
+                return EXIT_FAILURE;
+        if (o.version) {
+                printf("outpost-bridge %s\n", PACKAGE_VERSION);
+                return EXIT_SUCCESS;
+        }
+        r = run(&o);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

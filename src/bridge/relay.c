@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Pieces both bridge roles use to move messages from one connection to
+ * another. Received messages are sealed, so relaying means building a new
+ * message and copying the body (NOTES-sd-bus.md). */
+#include "config.h"
+
+#include <string.h>
+
+#include "bridge.h"
+#include "log.h"
+#include "macro.h"
+
+bool object_path_in_tree(const char *path) {
+        size_t n = strlen(OUTPOST_ROOT_PATH);
+
+        return path && strncmp(path, OUTPOST_ROOT_PATH, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+int bus_forward_signal(sd_bus *to, sd_bus_message *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *s = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(to, &s, sd_bus_message_get_path(m), sd_bus_message_get_interface(m),
+                                      sd_bus_message_get_member(m));
+        if (r < 0)
+                return r;
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(s, m, true);
+        if (r < 0)
+                return r;
+        return sd_bus_send(to, s, NULL);
+}
+
+/* Answer CALL with what REPLY (a method return or an error) carried. */
+int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *ret = NULL;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int r;
+
+        if (e)
+                return sd_bus_reply_method_error(call, e);
+        r = sd_bus_message_new_method_return(call, &ret);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_rewind(reply, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(ret, reply, true);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, ret, NULL);
+}
+
+static void empty_graveyard(Bridge *b) {
+        if (b->graveyard)
+                g_ptr_array_set_size(b->graveyard, 0);
+        b->graveyard_source = sd_event_source_disable_unref(b->graveyard_source);
+}
+
+static int on_graveyard(sd_event_source *s, void *userdata) {
+        empty_graveyard(userdata);
+        return 0;
+}
+
+static void bus_unref_void(void *bus) {
+        sd_bus_unref(bus);
+}
+
+void bus_close_unref_later(Bridge *b, sd_bus *bus) {
+        if (!bus)
+                return;
+        /* Closed at once, so nothing more is read or written; freed from a
+         * clean point of the loop, since we may be inside its dispatch, or
+         * at exit by bridge_release_buses(). */
+        sd_bus_close(bus);
+        if (!b->graveyard)
+                b->graveyard = g_ptr_array_new_with_free_func(bus_unref_void);
+        g_ptr_array_add(b->graveyard, bus);
+        if (!b->graveyard_source && sd_event_get_state(b->event) != SD_EVENT_FINISHED)
+                (void) sd_event_add_defer(b->event, &b->graveyard_source, on_graveyard, b);
+}
+
+void bridge_release_buses(Bridge *b) {
+        empty_graveyard(b);
+        g_clear_pointer(&b->graveyard, g_ptr_array_unref);
+}

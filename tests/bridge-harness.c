@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bridge-harness.h"
+
+static char *certs_dir;
+
+static void remove_certs(void) {
+        g_autofree char *cmd = NULL;
+
+        if (!certs_dir)
+                return;
+        cmd = g_strdup_printf("rm -rf '%s'", certs_dir);
+        (void) system(cmd);
+}
+
+void bridge_test_init(int *argc, char ***argv) {
+        g_autoptr(GError) error = NULL;
+        g_autofree char *script = g_build_filename(SRCDIR, "tests", "make-test-certs.sh", NULL);
+        g_autofree char *out = NULL, *err = NULL;
+        int status;
+
+        test_init(argc, argv);
+        certs_dir = g_dir_make_tmp("outpost-certs-XXXXXX", &error);
+        g_assert_no_error(error);
+        const char *cmd[] = { "/bin/sh", script, certs_dir, NULL };
+        g_spawn_sync(NULL, (char **) cmd, NULL, 0, NULL, NULL, &out, &err, &status, &error);
+        g_assert_no_error(error);
+        if (!g_spawn_check_wait_status(status, NULL))
+                g_error("make-test-certs.sh failed: %s", err);
+        atexit(remove_certs);
+}
+
+const char *bridge_test_certs(void) {
+        return certs_dir;
+}
+
+unsigned free_port(void) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(bind(fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
+        g_assert_cmpint(getsockname(fd, (struct sockaddr *) &sa, &len), ==, 0);
+        close(fd);
+        return ntohs(sa.sin_port);
+}
+
+static void child_setup(gpointer data) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+static void spawn(BridgeProcess *p) {
+        g_autoptr(GError) error = NULL;
+        int fd = open(p->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_spawn_async_with_fds(NULL, p->argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, child_setup, NULL, &p->pid,
+                               -1, -1, fd, &error);
+        close(fd);
+        g_assert_no_error(error);
+}
+
+void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, const char *upstream,
+                          const char *const *extra) {
+        g_autoptr(GPtrArray) argv = g_ptr_array_new();
+        const char *bridge = g_getenv("OUTPOST_BRIDGE") ?: BUILDDIR "/outpost-bridge";
+        g_autofree char *name = g_strdup_printf("bridge-%s%s%s", listen ? "listen" : "",
+                                                listen && upstream ? "-" : "", upstream ? "import" : "");
+
+        p->bus = bus;
+        p->log_path = g_strdup_printf("%s/%s.log", bus->tmpdir, name);
+        g_ptr_array_add(argv, g_strdup(bridge));
+        g_ptr_array_add(argv, g_strconcat("--address=", bus->address, NULL));
+        g_ptr_array_add(argv, g_strdup_printf("--config=%s/none.conf", bus->tmpdir));
+        g_ptr_array_add(argv, g_strdup_printf("--tls-ca=%s/ca.pem", certs_dir));
+        g_ptr_array_add(argv, g_strdup_printf("--tls-cert=%s/server.pem", certs_dir));
+        g_ptr_array_add(argv, g_strdup_printf("--tls-key=%s/server.key", certs_dir));
+        g_ptr_array_add(argv, g_strdup("--reconnect-min-ms=100"));
+        g_ptr_array_add(argv, g_strdup("--reconnect-max-ms=400"));
+        g_ptr_array_add(argv, g_strdup("--heartbeat-ms=200"));
+        g_ptr_array_add(argv, g_strdup("--heartbeat-timeout-ms=700"));
+        g_ptr_array_add(argv, g_strdup("--log-level=debug"));
+        if (listen)
+                g_ptr_array_add(argv, g_strconcat("--listen=", listen, NULL));
+        if (upstream)
+                g_ptr_array_add(argv, g_strconcat("--upstream=", upstream, NULL));
+        for (size_t i = 0; extra && extra[i]; i++)
+                g_ptr_array_add(argv, g_strdup(extra[i]));
+        g_ptr_array_add(argv, NULL);
+        p->argv = (char **) g_ptr_array_free(g_steal_pointer(&argv), FALSE);
+        spawn(p);
+}
+
+/* Show what the bridge logged; fail on an error-level line unless the
+ * test expects failures (links cut on purpose log warnings, not errors). */
+static void check_log(BridgeProcess *p) {
+        g_autofree char *contents = NULL;
+        gsize length = 0;
+        g_auto(GStrv) lines = NULL;
+
+        if (!g_file_get_contents(p->log_path, &contents, &length, NULL) || length <= p->log_offset)
+                return;
+        const char *bad = NULL;
+
+        lines = g_strsplit(contents + p->log_offset, "\n", -1);
+        p->log_offset = length;
+        for (size_t i = 0; lines[i]; i++) {
+                if (!lines[i][0])
+                        continue;
+                g_printerr("%s: %s\n", strrchr(p->log_path, '/') + 1, lines[i]);
+                if (!bad && (strstr(lines[i], "Sanitizer") || strstr(lines[i], "runtime error")))
+                        bad = lines[i];
+        }
+        if (bad)
+                g_error("outpost-bridge: %s", bad);
+}
+
+void bridge_process_stop(BridgeProcess *p, int signal) {
+        int status = 0;
+
+        if (p->pid <= 0)
+                return;
+        kill(p->pid, signal);
+        g_assert_cmpint(waitpid(p->pid, &status, 0), ==, p->pid);
+        g_spawn_close_pid(p->pid);
+        p->pid = 0;
+        check_log(p);
+        if (signal == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                g_error("outpost-bridge did not exit cleanly on SIGTERM (wait status 0x%x)", status);
+}
+
+void bridge_process_restart(BridgeProcess *p) {
+        g_assert_cmpint(p->pid, ==, 0);
+        spawn(p);
+}
+
+static void bridge_process_clear(BridgeProcess *p) {
+        bridge_process_stop(p, SIGTERM);
+        g_strfreev(p->argv);
+        g_free(p->log_path);
+}
+
+char *bridge_state(GDBusConnection *c) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+
+        r = g_dbus_connection_call_sync(c, OUTPOST_NAME, OUTPOST_BRIDGE, "org.freedesktop.DBus.Properties", "Get",
+                                        g_variant_new("(ss)", IFACE_BRIDGE, "State"), G_VARIANT_TYPE("(v)"),
+                                        G_DBUS_CALL_FLAGS_NO_AUTO_START, 2000, NULL, NULL);
+        if (!r)
+                return NULL;
+        g_variant_get(r, "(v)", &v);
+        return g_variant_dup_string(v, NULL);
+}
+
+void wait_bridge_state(GDBusConnection *c, const char *state, int timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        for (;;) {
+                g_autofree char *now = bridge_state(c);
+
+                if (g_strcmp0(now, state) == 0)
+                        return;
+                if (g_get_monotonic_time() > deadline)
+                        g_error("bridge State is '%s', not '%s', after %d ms", now ?: "(no bridge)", state, timeout_ms);
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(10000);
+        }
+}
+
+Deployment *deployment_new(const char *central_config) {
+        Deployment *d = g_new0(Deployment, 1);
+        g_autofree char *central_listen = NULL, *site_listen = NULL;
+
+        d->central = test_bus_new();
+        d->site = test_bus_new();
+        d->machine = test_bus_new();
+        test_bus_start_daemon(d->central, central_config);
+
+        d->central_port = free_port();
+        d->site_port = free_port();
+        central_listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", d->central_port);
+        site_listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", d->site_port);
+        bridge_process_start(&d->central_listener, d->central, central_listen, NULL, NULL);
+        bridge_process_start(&d->site_bridge, d->site, site_listen, central_listen, NULL);
+        bridge_process_start(&d->machine_bridge, d->machine, NULL, site_listen, NULL);
+
+        wait_bridge_state(d->site->conn, "connected", 20000);
+        wait_bridge_state(d->machine->conn, "connected", 20000);
+        return d;
+}
+
+void deployment_free(Deployment *d) {
+        if (!d)
+                return;
+        bridge_process_clear(&d->machine_bridge);
+        bridge_process_clear(&d->site_bridge);
+        bridge_process_clear(&d->central_listener);
+        test_bus_free(d->machine);
+        test_bus_free(d->site);
+        test_bus_free(d->central);
+        g_free(d->certs);
+        g_free(d);
+}

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What a remote peer can and cannot do at a listener (DESIGN.md §5): it
+ * reaches methods under /org/outpost/Outpost1 of org.outpost.Outpost1 and
+ * nothing else; a peer without a certificate from the CA never gets a
+ * D-Bus connection; garbage on the link does not hurt the listener. The
+ * peer here is a raw sd-bus connection over the real TLS link. */
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <systemd/sd-bus.h>
+
+#include "bridge-harness.h"
+#include "link.h"
+
+/* One dialled link. The link frees itself when it closes, so whether it
+ * is still ours to free is tracked here. */
+typedef struct Dial {
+        Link *link;
+        int fd;
+        char *error;
+        gboolean done;
+} Dial;
+
+static void on_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
+        Dial *d = userdata;
+
+        d->fd = fd;
+        d->error = g_strdup(error);
+        d->done = TRUE;
+        if (fd < 0)
+                d->link = NULL;
+}
+
+static void on_closed(Link *link, const char *reason, void *userdata) {
+        Dial *d = userdata;
+
+        d->link = NULL;
+}
+
+static void dial_free(Dial *d) {
+        if (!d)
+                return;
+        link_free(d->link);
+        g_free(d->error);
+        g_free(d);
+}
+
+/* Dial the listener on PORT with the certificate NAME; d->fd is the
+ * plaintext fd, or -1 with d->error set. */
+static Dial *dial(sd_event *event, unsigned port, const char *name) {
+        g_autofree char *ca = g_strdup_printf("%s/ca.pem", bridge_test_certs());
+        g_autofree char *cert = g_strdup_printf("%s/%s.pem", bridge_test_certs(), name);
+        g_autofree char *key = g_strdup_printf("%s/%s.key", bridge_test_certs(), name);
+        LinkConfig config = { .ca_file = ca, .cert_file = cert, .key_file = key, .handshake_timeout_sec = 5 };
+        LinkAddress address = { .tls = true, .host = (char *) "127.0.0.1", .port = port };
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        Dial *d = g_new0(Dial, 1);
+
+        d->fd = -1;
+        g_assert_cmpint(link_connect(event, &address, &config, on_ready, on_closed, d, &d->link), >=, 0);
+        while (!d->done && g_get_monotonic_time() < deadline)
+                sd_event_run(event, 100000);
+        g_assert_true(d->done);
+        return d;
+}
+
+static sd_bus *peer_bus(sd_event *event, int fd) {
+        sd_bus *bus = NULL;
+
+        g_assert_cmpint(sd_bus_new(&bus), >=, 0);
+        g_assert_cmpint(sd_bus_set_fd(bus, fd, fd), >=, 0);
+        g_assert_cmpint(sd_bus_set_anonymous(bus, true), >=, 0);
+        g_assert_cmpint(sd_bus_start(bus), >=, 0);
+        g_assert_cmpint(sd_bus_attach_event(bus, event, 0), >=, 0);
+        return bus;
+}
+
+typedef struct Call {
+        sd_bus_error error;
+        gboolean done, ok;
+} Call;
+
+static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Call *c = userdata;
+
+        c->ok = !sd_bus_message_is_method_error(m, NULL);
+        if (!c->ok)
+                sd_bus_error_copy(&c->error, sd_bus_message_get_error(m));
+        c->done = TRUE;
+        return 0;
+}
+
+/* Call and wait, with the event loop turning the link's pump. */
+static void call(sd_event *event, sd_bus *bus, const char *destination, const char *path, const char *iface,
+                 const char *member, Call *c, const char *types, ...) {
+        sd_bus_message *m = NULL;
+        va_list ap;
+
+        *c = (Call) { .error = SD_BUS_ERROR_NULL };
+        g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, destination, path, iface, member), >=, 0);
+        if (types) {
+                va_start(ap, types);
+                g_assert_cmpint(sd_bus_message_appendv(m, types, ap), >=, 0);
+                va_end(ap);
+        }
+        g_assert_cmpint(sd_bus_call_async(bus, NULL, m, on_reply, c, 10 * 1000000ULL), >=, 0);
+        sd_bus_message_unref(m);
+        while (!c->done)
+                g_assert_cmpint(sd_event_run(event, 1000000), >=, 0);
+}
+
+static void assert_denied(Call *c, const char *mention) {
+        g_assert_false(c->ok);
+        g_assert_cmpstr(c->error.name, ==, SD_BUS_ERROR_ACCESS_DENIED);
+        g_assert_nonnull(strstr(c->error.message, mention));
+        sd_bus_error_free(&c->error);
+}
+
+typedef struct Central {
+        TestBus *bus;
+        BridgeProcess listener;
+        unsigned port;
+        sd_event *event;
+} Central;
+
+static void central_start(Central *c) {
+        g_autofree char *listen = NULL;
+
+        c->bus = test_bus_new();
+        test_bus_start_daemon(c->bus, NULL);
+        c->port = free_port();
+        listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", c->port);
+        bridge_process_start(&c->listener, c->bus, listen, NULL, NULL);
+        g_assert_cmpint(sd_event_new(&c->event), >=, 0);
+}
+
+static void central_stop(Central *c) {
+        bridge_process_stop(&c->listener, SIGTERM);
+        g_strfreev(c->listener.argv);
+        g_free(c->listener.log_path);
+        test_bus_free(c->bus);
+        sd_event_unref(c->event);
+}
+
+/* Connect as site1, retrying while the listener starts. */
+static sd_bus *connect_site(Central *c, Dial **ret) {
+        for (int i = 0; i < 100; i++) {
+                Dial *d = dial(c->event, c->port, "site1");
+
+                if (d->fd >= 0) {
+                        *ret = d;
+                        return peer_bus(c->event, d->fd);
+                }
+                dial_free(d);
+                g_usleep(50000);
+        }
+        g_error("cannot reach the listener");
+}
+
+static void test_reaches_only_the_service(void) {
+        Central c = {};
+        Dial *link = NULL;
+        sd_bus *bus;
+        Call r;
+
+        central_start(&c);
+        bus = connect_site(&c, &link);
+
+        call(c.event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "GetManager", &r, "s", "users");
+        g_assert_true(r.ok);
+
+        call(c.event, bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames", &r, NULL);
+        assert_denied(&r, "org.freedesktop.DBus");
+        call(c.event, bus, NULL, "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames", &r, NULL);
+        assert_denied(&r, "/org/freedesktop/DBus");
+        call(c.event, bus, NULL, OUTPOST_ROOT, "org.freedesktop.DBus", "RequestName", &r, "su", "org.evil", 0);
+        assert_denied(&r, "org.freedesktop.DBus");
+        call(c.event, bus, NULL, OUTPOST_ROOT, "org.freedesktop.DBus", "AddMatch", &r, "s", "eavesdrop=true");
+        assert_denied(&r, "org.freedesktop.DBus");
+        call(c.event, bus, NULL, OUTPOST_ROOT, "org.freedesktop.DBus.Monitoring", "BecomeMonitor", &r, "asu", 0, 0);
+        assert_denied(&r, "Monitoring");
+        call(c.event, bus, "org.freedesktop.PolicyKit1", OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);
+        assert_denied(&r, "org.freedesktop.PolicyKit1");
+        call(c.event, bus, NULL, "/org/outpost", IFACE_REGISTRY, "ListManagers", &r, NULL);
+        assert_denied(&r, "/org/outpost");
+        call(c.event, bus, NULL, "/org/outpost/Outpost10", IFACE_REGISTRY, "ListManagers", &r, NULL);
+        assert_denied(&r, "/org/outpost/Outpost10");
+
+        /* Still served after all that. */
+        call(c.event, bus, NULL, OUTPOST_USERS, IFACE_USERS, "ListUsers", &r, "su", "", 10);
+        g_assert_true(r.ok);
+
+        sd_bus_close_unref(bus);
+        dial_free(link);
+        central_stop(&c);
+}
+
+/* With TLS 1.3 the client may finish its handshake before the server has
+ * judged its certificate; either way no D-Bus call ever gets through. */
+static void assert_refused(Central *c, const char *name) {
+        Dial *d = dial(c->event, c->port, name);
+        sd_bus *bus = NULL;
+        Call r = {};
+
+        if (d->fd < 0) {
+                g_assert_nonnull(d->error);
+                dial_free(d);
+                return;
+        }
+        g_assert_cmpint(sd_bus_new(&bus), >=, 0);
+        g_assert_cmpint(sd_bus_set_fd(bus, d->fd, d->fd), >=, 0);
+        g_assert_cmpint(sd_bus_set_anonymous(bus, true), >=, 0);
+        if (sd_bus_start(bus) >= 0 && sd_bus_attach_event(bus, c->event, 0) >= 0) {
+                sd_bus_message *m = NULL;
+
+                g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, NULL, OUTPOST_ROOT, IFACE_REGISTRY,
+                                                               "ListManagers"), >=, 0);
+                if (sd_bus_call_async(bus, NULL, m, on_reply, &r, 5 * 1000000ULL) >= 0)
+                        while (!r.done && sd_event_run(c->event, 1000000) >= 0)
+                                ;
+                sd_bus_message_unref(m);
+                g_assert_false(r.ok);
+                sd_bus_error_free(&r.error);
+        }
+        sd_bus_close_unref(bus);
+        dial_free(d);
+}
+
+static void test_refuses_foreign_certificates(void) {
+        Central c = {};
+        Dial *link = NULL;
+        sd_bus *bus;
+        Call r;
+
+        central_start(&c);
+        bus = connect_site(&c, &link);   /* the listener is up */
+        sd_bus_close_unref(bus);
+        dial_free(link);
+
+        /* A certificate from another CA. */
+        assert_refused(&c, "intruder");
+        /* No certificate at all: tests/test-link.c, which speaks raw TLS. */
+
+        bus = connect_site(&c, &link);
+        call(c.event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);
+        g_assert_true(r.ok);
+        sd_bus_close_unref(bus);
+        dial_free(link);
+        central_stop(&c);
+}
+
+static void test_garbage_after_handshake(void) {
+        Central c = {};
+        Dial *link = NULL, *link2 = NULL;
+        sd_bus *bus;
+        Call r;
+        char junk[4096];
+
+        central_start(&c);
+        bus = connect_site(&c, &link);
+        sd_bus_close_unref(bus);
+        dial_free(link);
+
+        /* Random bytes where the D-Bus handshake should be. */
+        for (int round = 0; round < 5; round++) {
+                Dial *d = dial(c.event, c.port, "site1");
+
+                g_assert_cmpint(d->fd, >=, 0);
+                for (size_t i = 0; i < sizeof junk; i++)
+                        junk[i] = (char) g_random_int_range(0, 256);
+                (void) write(d->fd, junk, sizeof junk);
+                for (int i = 0; i < 20; i++)
+                        sd_event_run(c.event, 10000);
+                close(d->fd);
+                dial_free(d);
+        }
+
+        bus = connect_site(&c, &link2);
+        call(c.event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);
+        g_assert_true(r.ok);
+        sd_bus_close_unref(bus);
+        dial_free(link2);
+        central_stop(&c);
+}
+
+int main(int argc, char **argv) {
+        bridge_test_init(&argc, &argv);
+        g_test_add_func("/bridge-security/reaches-only-the-service", test_reaches_only_the_service);
+        g_test_add_func("/bridge-security/refuses-foreign-certificates", test_refuses_foreign_certificates);
+        g_test_add_func("/bridge-security/garbage-after-handshake", test_garbage_after_handshake);
+        return g_test_run();
+}

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* outpost-bridge end to end: central, site and machine buses on one
+ * machine, linked over TLS on loopback. A program on the machine bus uses
+ * org.outpost.Outpost1 as it would at central, and sees outages honestly
+ * (DESIGN.md §4 and §5). */
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "bridge-harness.h"
+
+#define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
+
+static guint64 get_u64(GDBusConnection *c, const char *path, const char *iface, const char *prop) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+
+        r = test_call_ok(c, path, "org.freedesktop.DBus.Properties", "Get", g_variant_new("(ss)", iface, prop), "(v)");
+        g_variant_get(r, "(v)", &v);
+        return g_variant_get_uint64(v);
+}
+
+static guint32 bridge_u32(GDBusConnection *c, const char *prop) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+
+        r = test_call_ok(c, OUTPOST_BRIDGE, "org.freedesktop.DBus.Properties", "Get",
+                         g_variant_new("(ss)", IFACE_BRIDGE, prop), "(v)");
+        g_variant_get(r, "(v)", &v);
+        return g_variant_get_uint32(v);
+}
+
+static gboolean presence_has(GDBusConnection *c, const char *user) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+        g_autofree const char **ids = NULL;
+
+        r = test_call_ok(c, OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+                         g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
+        g_variant_get(r, "(v)", &v);
+        ids = g_variant_get_strv(v, NULL);
+        return g_strv_contains(ids, user);
+}
+
+/* The Users calls of the daemon's tests work unchanged two hops away. */
+static void test_users_through_two_hops(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        GDBusConnection *m = d->machine->conn;
+        g_autofree char *tag = NULL, *new_tag = NULL;
+        g_autofree char *id = test_create_user(m, "ann", &tag);
+        g_autoptr(GVariant) at_central = NULL, at_machine = NULL, r = NULL;
+        g_autoptr(GError) error = NULL;
+
+        at_central = test_call_ok(d->central->conn, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
+        at_machine = test_call_ok(m, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
+        g_assert_true(g_variant_equal(at_central, at_machine));
+
+        r = test_call_ok(m, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+                         g_variant_new_parsed("(%s, %s, {'display-name': <'Ann'>})", id, tag), "(s)");
+        g_variant_get(r, "(s)", &new_tag);
+        g_clear_pointer(&r, g_variant_unref);
+
+        /* Errors keep their names and messages across hops. */
+        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+                      g_variant_new_parsed("(%s, %s, {'display-name': <'Old'>})", id, tag), "(s)", &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "SaveConflict", new_tag);
+        g_clear_error(&error);
+        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", UNKNOWN_ID), NULL, &error);
+        test_assert_dbus_error(error, "NotFound", UNKNOWN_ID);
+        g_clear_error(&error);
+        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'Bad Name'>},)"),
+                      NULL, &error);
+        test_assert_dbus_error(error, "InvalidArgument", "'Bad Name'");
+}
+
+static void test_snapshot_includes_bridge(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autoptr(GVariant) r = NULL, objects = NULL, bridge = NULL, props = NULL;
+        guint32 hops;
+        const char *state;
+
+        r = test_call_ok(d->machine->conn, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                         NULL, "(a{oa{sa{sv}}})");
+        objects = g_variant_get_child_value(r, 0);
+        g_assert_true(g_variant_lookup(objects, OUTPOST_USERS, "@a{sa{sv}}", NULL));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_BRIDGE, "@a{sa{sv}}", &bridge));
+        props = g_variant_lookup_value(bridge, IFACE_BRIDGE, NULL);
+        g_assert_true(g_variant_lookup(props, "Hops", "u", &hops));
+        g_assert_cmpuint(hops, ==, 2);
+        g_assert_true(g_variant_lookup(props, "State", "&s", &state));
+        g_assert_cmpstr(state, ==, "connected");
+        g_assert_cmpuint(bridge_u32(d->site->conn, "Hops"), ==, 1);
+
+        /* The origin has no bridge object. */
+        g_clear_pointer(&r, g_variant_unref);
+        g_clear_pointer(&objects, g_variant_unref);
+        r = test_call_ok(d->central->conn, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                         NULL, "(a{oa{sa{sv}}})");
+        objects = g_variant_get_child_value(r, 0);
+        g_assert_false(g_variant_lookup(objects, OUTPOST_BRIDGE, "@a{sa{sv}}", NULL));
+}
+
+typedef struct Coherence {
+        GDBusProxy *proxy;
+        const char *user;
+        int remaining, stale, done;
+        gboolean online;
+} Coherence;
+
+static void coherence_next(Coherence *c);
+
+static void on_coherence_reply(GObject *source, GAsyncResult *res, gpointer data) {
+        Coherence *c = data;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = g_dbus_proxy_call_finish(G_DBUS_PROXY(source), res, &error);
+        g_autoptr(GVariant) online = NULL, generation = NULL;
+        g_autofree const char **ids = NULL;
+        guint64 gen;
+
+        g_assert_no_error(error);
+        g_variant_get(r, "(t)", &gen);
+        online = g_dbus_proxy_get_cached_property(c->proxy, "Online");
+        generation = g_dbus_proxy_get_cached_property(c->proxy, "Generation");
+        ids = g_variant_get_strv(online, NULL);
+        if (g_strv_contains(ids, c->user) != c->online || g_variant_get_uint64(generation) != gen)
+                c->stale++;
+        coherence_next(c);
+}
+
+static void coherence_next(Coherence *c) {
+        if (c->remaining-- <= 0) {
+                c->done = TRUE;
+                return;
+        }
+        c->online = !c->online;
+        g_dbus_proxy_call(c->proxy, c->online ? "GoOnline" : "GoOffline",
+                          c->online ? g_variant_new("(su)", c->user, 0) : g_variant_new("(s)", c->user),
+                          G_DBUS_CALL_FLAGS_NONE, -1, NULL, on_coherence_reply, c);
+}
+
+/* Signal before reply holds over two hops: when GoOnline's reply reaches
+ * a machine client, its proxy's cache already shows the change. */
+static void test_coherence_through_two_hops(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *id = test_create_user(d->central->conn, "bob", NULL);
+        g_autoptr(GError) error = NULL;
+        Coherence c = { .user = id, .remaining = 1000 };
+
+        c.proxy = g_dbus_proxy_new_sync(d->machine->conn, G_DBUS_PROXY_FLAGS_NONE, NULL, OUTPOST_NAME,
+                                        OUTPOST_PRESENCE, IFACE_PRESENCE, NULL, &error);
+        g_assert_no_error(error);
+        coherence_next(&c);
+        test_wait_until(c.done, 60000);
+        g_assert_cmpint(c.stale, ==, 0);
+        g_object_unref(c.proxy);
+}
+
+typedef struct EventLog {
+        GArray *seqs;
+        int gaps;
+} EventLog;
+
+static void on_event(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                     const char *signal, GVariant *params, gpointer data) {
+        EventLog *log = data;
+        guint64 seq, after, resumed;
+
+        if (strcmp(signal, "Gap") == 0) {
+                g_variant_get(params, "(tt)", &after, &resumed);
+                log->gaps++;
+                return;
+        }
+        g_variant_get_child(params, 0, "t", &seq);
+        g_array_append_val(log->seqs, seq);
+}
+
+static guint subscribe_events(GDBusConnection *c, EventLog *log) {
+        log->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
+        return g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, NULL, OUTPOST_EVENTS, NULL,
+                                                  G_DBUS_SIGNAL_FLAGS_NONE, on_event, log, NULL);
+}
+
+static void publish(GDBusConnection *c, int n) {
+        for (int i = 0; i < n; i++)
+                g_variant_unref(test_call_ok(c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                                             g_variant_new_parsed("('shop/door', {'n': <%i>})", i), "(t)"));
+}
+
+static void assert_every_event_once(EventLog *log, guint64 first, guint64 last) {
+        g_assert_cmpuint(log->seqs->len, ==, last - first + 1);
+        for (guint i = 0; i < log->seqs->len; i++)
+                g_assert_cmpuint(g_array_index(log->seqs, guint64, i), ==, first + i);
+}
+
+/* Kill the central listener: machine calls fail at once with
+ * Disconnected, cached reads go on, and after the listener is back the
+ * machine's subscriber has every event once and in order. */
+static void test_outage_and_replay(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        GDBusConnection *m = d->machine->conn;
+        EventLog log = {};
+        guint sub = subscribe_events(m, &log);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+        guint64 first, last;
+        gint64 t0;
+
+        publish(m, 5);
+        first = get_u64(d->central->conn, OUTPOST_EVENTS, IFACE_EVENTS, "LastSeq") - 4;
+        test_wait_until(log.seqs->len == 5, 5000);
+
+        bridge_process_stop(&d->central_listener, SIGKILL);
+        wait_bridge_state(m, "connecting", 3000);
+
+        t0 = g_get_monotonic_time();
+        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "Disconnected", "tls:host=127.0.0.1");
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
+        /* Cached reads still answer. */
+        (void) get_u64(m, OUTPOST_PRESENCE, IFACE_PRESENCE, "Generation");
+        g_variant_unref(test_call_ok(m, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                                     NULL, "(a{oa{sa{sv}}})"));
+
+        publish(d->central->conn, 500);
+        last = get_u64(d->central->conn, OUTPOST_EVENTS, IFACE_EVENTS, "LastSeq");
+
+        bridge_process_restart(&d->central_listener);
+        wait_bridge_state(m, "connected", 20000);
+        test_wait_until(log.seqs->len >= last - first + 1, 10000);
+        assert_every_event_once(&log, first, last);
+        g_assert_cmpint(log.gaps, ==, 0);
+        /* The site's link was the one re-established; the machine's stayed up. */
+        g_assert_cmpuint(bridge_u32(d->site->conn, "Reconnects"), >=, 1);
+        g_assert_cmpuint(bridge_u32(m, "Reconnects"), ==, 0);
+
+        g_dbus_connection_signal_unsubscribe(m, sub);
+        g_array_unref(log.seqs);
+}
+
+/* When retention discarded what the bridge missed, it says so with Gap. */
+static void test_gap_when_history_truncated(void) {
+        g_autoptr(Deployment) d = deployment_new("[Events]\nRetentionCount=50\n");
+        GDBusConnection *m = d->machine->conn;
+        EventLog log = {};
+        guint sub = subscribe_events(m, &log);
+
+        publish(m, 3);
+        test_wait_until(log.seqs->len == 3, 5000);
+        bridge_process_stop(&d->central_listener, SIGKILL);
+        wait_bridge_state(m, "connecting", 3000);
+        publish(d->central->conn, 200);
+        /* Retention runs once a second. */
+        g_usleep(1500 * 1000);
+        bridge_process_restart(&d->central_listener);
+        wait_bridge_state(m, "connected", 20000);
+        test_wait_until(log.gaps >= 1, 5000);
+
+        g_dbus_connection_signal_unsubscribe(m, sub);
+        g_array_unref(log.seqs);
+}
+
+/* Presence holds belong to the machine's clients, through two hops. */
+static void test_presence_holds(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *id = test_create_user(d->central->conn, "carl", NULL);
+        g_autoptr(GDBusConnection) a = test_bus_connect(d->machine), b = test_bus_connect(d->machine);
+
+        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
+        g_variant_unref(test_call_ok(b, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
+        g_assert_true(presence_has(d->central->conn, id));
+
+        /* One of two holders leaves: still online. */
+        g_dbus_connection_close_sync(a, NULL, NULL);
+        g_usleep(300 * 1000);
+        g_assert_true(presence_has(d->central->conn, id));
+
+        /* A link outage: the hold of the client still there comes back. */
+        bridge_process_stop(&d->central_listener, SIGKILL);
+        wait_bridge_state(d->machine->conn, "connecting", 3000);
+        bridge_process_restart(&d->central_listener);
+        wait_bridge_state(d->machine->conn, "connected", 20000);
+        test_wait_until(presence_has(d->central->conn, id), 5000);
+
+        /* The last holder leaves: offline at central. */
+        g_dbus_connection_close_sync(b, NULL, NULL);
+        test_wait_until(!presence_has(d->central->conn, id), 5000);
+}
+
+/* The daemon restarting behind the listener is an outage like any other. */
+static void test_central_daemon_restart(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        GDBusConnection *m = d->machine->conn;
+        g_autofree char *id = NULL;
+
+        test_bus_stop_daemon(d->central, SIGTERM);
+        wait_bridge_state(m, "connecting", 5000);
+        test_bus_start_daemon(d->central, NULL);
+        wait_bridge_state(m, "connected", 20000);
+        id = test_create_user(m, "dora", NULL);
+        g_assert_nonnull(id);
+}
+
+/* Restarting the site bridge or the machine bridge converges too. */
+static void test_bridge_restarts(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *id = NULL;
+
+        bridge_process_stop(&d->site_bridge, SIGTERM);
+        wait_bridge_state(d->machine->conn, "connecting", 5000);
+        bridge_process_restart(&d->site_bridge);
+        wait_bridge_state(d->machine->conn, "connected", 20000);
+
+        bridge_process_stop(&d->machine_bridge, SIGTERM);
+        bridge_process_restart(&d->machine_bridge);
+        wait_bridge_state(d->machine->conn, "connected", 20000);
+        id = test_create_user(d->machine->conn, "eve", NULL);
+        g_assert_nonnull(id);
+}
+
+/* Two bridges importing from each other: refused as a cycle. */
+static void test_cycle_refused(void) {
+        g_autoptr(TestBus) one = test_bus_new(), two = test_bus_new();
+        BridgeProcess a = {}, b = {};
+        unsigned pa = free_port(), pb = free_port();
+        g_autofree char *la = g_strdup_printf("tls:host=127.0.0.1,port=%u", pa);
+        g_autofree char *lb = g_strdup_printf("tls:host=127.0.0.1,port=%u", pb);
+        g_autofree char *sa = NULL, *sb = NULL;
+        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+        bridge_process_start(&a, one, la, lb, NULL);
+        bridge_process_start(&b, two, lb, la, NULL);
+        do {
+                g_free(sa);
+                g_free(sb);
+                g_usleep(50000);
+                sa = bridge_state(one->conn);
+                sb = bridge_state(two->conn);
+                if (g_get_monotonic_time() > deadline)
+                        g_error("no cycle detected: states %s and %s", sa, sb);
+        } while (g_strcmp0(sa, "disconnected") != 0 && g_strcmp0(sb, "disconnected") != 0);
+
+        bridge_process_stop(&a, SIGTERM);
+        bridge_process_stop(&b, SIGTERM);
+        g_strfreev(a.argv);
+        g_strfreev(b.argv);
+        g_free(a.log_path);
+        g_free(b.log_path);
+}
+
+int main(int argc, char **argv) {
+        bridge_test_init(&argc, &argv);
+        g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
+        g_test_add_func("/bridge/snapshot-includes-bridge", test_snapshot_includes_bridge);
+        g_test_add_func("/bridge/coherence-through-two-hops", test_coherence_through_two_hops);
+        g_test_add_func("/bridge/outage-and-replay", test_outage_and_replay);
+        g_test_add_func("/bridge/gap-when-history-truncated", test_gap_when_history_truncated);
+        g_test_add_func("/bridge/presence-holds", test_presence_holds);
+        g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
+        g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
+        g_test_add_func("/bridge/cycle-refused", test_cycle_refused);
+        return g_test_run();
+}
