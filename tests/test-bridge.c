@@ -347,6 +347,49 @@ static void test_cycle_refused(void) {
         g_free(b.log_path);
 }
 
+/* The machine's importer asks its own polkit before relaying a change,
+ * with the same actions as the daemon. */
+static void test_authorizes_local_callers(void) {
+        g_autoptr(Deployment) d = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+        const char *users[] = { "org.outpost.Outpost1.manage-users", NULL };
+
+        if (!test_can_switch_user())
+                return;
+        d = deployment_new(NULL);
+        if (!test_bus_start_polkit(d->machine))
+                return;
+
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody1'>},)"),
+                         "(ss)", &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", "org.outpost.Outpost1.manage-users");
+        g_clear_error(&error);
+
+        /* Reads stay open; a permitted change goes through to central. */
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+        g_assert_no_error(error);
+        g_clear_pointer(&r, g_variant_unref);
+        test_polkit_set_allowed(d->machine, users);
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody2'>},)"),
+                         "(ss)", &error);
+        g_assert_no_error(error);
+        g_clear_pointer(&r, g_variant_unref);
+        r = test_call_ok(d->central->conn, OUTPOST_USERS, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody2"), NULL);
+
+        /* Bridge.Reconnect is a change too. */
+        g_clear_pointer(&r, g_variant_unref);
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_BRIDGE, IFACE_BRIDGE, "Reconnect", NULL, NULL, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", "org.outpost.Outpost1.manage-bridge");
+        test_bus_stop_polkit(d->machine);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
@@ -358,5 +401,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
         g_test_add_func("/bridge/cycle-refused", test_cycle_refused);
+        g_test_add_func("/bridge/authorizes-local-callers", test_authorizes_local_callers);
         return g_test_run();
 }

@@ -72,6 +72,7 @@ static void holder_free(LocalHolder *h) {
 }
 
 void importer_holders_free(Importer *im) {
+        g_clear_pointer(&im->polkit, polkit_free);
         g_clear_pointer(&im->holders, g_hash_table_unref);
         g_clear_pointer(&im->hold_counts, g_hash_table_unref);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
@@ -428,6 +429,43 @@ static int handle_managed_objects(Importer *im, sd_bus_message *m) {
         return reply_managed_objects(im, m, objects);
 }
 
+/* The polkit action of a change method, or NULL for a read. */
+static const char *change_action(sd_bus_message *m) {
+        static const char *const actions[][3] = {
+                { OUTPOST_IFACE_PREFIX "Users",    "CreateUser", POLKIT_ACTION_MANAGE_USERS },
+                { OUTPOST_IFACE_PREFIX "Users",    "SaveUser",   POLKIT_ACTION_MANAGE_USERS },
+                { OUTPOST_IFACE_PREFIX "Users",    "DeleteUser", POLKIT_ACTION_MANAGE_USERS },
+                { PRESENCE_IFACE,                  "GoOnline",   POLKIT_ACTION_SET_PRESENCE },
+                { PRESENCE_IFACE,                  "GoOffline",  POLKIT_ACTION_SET_PRESENCE },
+                { OUTPOST_IFACE_PREFIX "Messages", "Send",       POLKIT_ACTION_SEND_MESSAGES },
+                { EVENTS_IFACE,                    "Publish",    POLKIT_ACTION_PUBLISH_EVENTS },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
+                if (sd_bus_message_is_method_call(m, actions[i][0], actions[i][1]))
+                        return actions[i][2];
+        return NULL;
+}
+
+/* A site behaves like central: local callers are authorized here, with the
+ * same actions, before anything is relayed (DESIGN.md §5). Upstream, the
+ * link's account is trusted by the polkit rule shipped with the project. */
+static bool authorized(Importer *im, sd_bus_message *m) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *action = change_action(m);
+        int r;
+
+        if (!action)
+                return true;
+        r = polkit_authorize(im->polkit, m, action, &error);
+        if (r == 0)
+                return true;
+        if (r < 0)
+                (void) sd_bus_reply_method_error(m, &error);
+        /* r > 0: polkit was asked; the message comes back here later. */
+        return false;
+}
+
 /* Every message on the local bus comes here first. */
 static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
@@ -444,6 +482,8 @@ static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret
         if (sd_bus_message_is_method_call(m, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects") &&
             strcmp(path, OUTPOST_ROOT_PATH) == 0)
                 return (void) handle_managed_objects(im, m), 1;
+        if (!authorized(im, m))
+                return 1;
         if (sd_bus_message_is_method_call(m, PRESENCE_IFACE, "GoOnline"))
                 return (void) relay_go_online(im, m), 1;
         if (sd_bus_message_is_method_call(m, PRESENCE_IFACE, "GoOffline"))
@@ -453,6 +493,11 @@ static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret
 }
 
 int importer_relay_setup(Importer *im) {
+        int r;
+
+        r = polkit_new(im->local, &im->polkit);
+        if (r < 0)
+                return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
         im->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         im->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);

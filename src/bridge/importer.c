@@ -112,7 +112,11 @@ static int property_get_string(sd_bus *bus, const char *path, const char *interf
 
 static int method_reconnect(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Importer *im = userdata;
+        int r;
 
+        r = polkit_authorize(im->polkit, m, POLKIT_ACTION_MANAGE_BRIDGE, error);
+        if (r != 0)
+                return r;
         log_info("Reconnect requested by %s", sd_bus_message_get_sender(m) ?: "?");
         if (im->phase == PHASE_LINKING || im->phase == PHASE_SYNCING || im->phase == PHASE_UP)
                 importer_link_failed(im, "reconnect requested");

@@ -7,6 +7,7 @@
 
 #include "bridge.h"
 #include "cache.h"
+#include "polkit.h"
 
 typedef enum LinkPhase {
         PHASE_WAITING,          /* for the next attempt */
@@ -48,6 +49,7 @@ struct Importer {
         uint32_t upstream_hops;
 
         Cache *cache;
+        Polkit *polkit;                 /* authorizes local callers' changes */
 
         /* Events: the last seq relayed to local subscribers, of HISTORY_ID. */
         char *history_id;
