@@ -1,6 +1,10 @@
 #!/bin/bash
-# The demo deployment: a private system-like bus with the project's policy,
-# outpostd on it, and a short scripted scenario told with busctl.
+# The demo deployment of DESIGN.md: a central bus with outpostd and a
+# listening bridge, a site bus whose bridge imports from central and
+# listens, and a machine bus whose bridge imports from the site, linked over
+# mutual TLS on loopback with certificates made for the demo. The scenario
+# acts from the machine's bus, through two hops, with outpostctl and busctl,
+# and shows an outage honestly.
 #
 #   tools/demo.sh BUILD_DIR
 set -euo pipefail
@@ -17,10 +21,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$work/bus.conf" <<CONF
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+# bus NAME: a private, system-bus-like dbus-daemon with the project's policy.
+bus() {
+	local dir=$work/$1
+	mkdir -p "$dir"
+	cat >"$dir/bus.conf" <<CONF
 <busconfig>
   <type>system</type>
-  <listen>unix:path=$work/bus</listen>
+  <listen>unix:path=$dir/bus</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -40,88 +51,107 @@ cat >"$work/bus.conf" <<CONF
   <include>$top/data/org.outpost.Outpost1.conf</include>
 </busconfig>
 CONF
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
-
-dbus-daemon --config-file="$work/bus.conf" --nofork --print-address=1 >"$work/address" 2>/dev/null &
-pids+=($!)
-while [ ! -s "$work/address" ]; do sleep 0.05; done
-address=$(head -n1 "$work/address")
-export DBUS_SYSTEM_BUS_ADDRESS=$address
-
-start_daemon() {
-	"$build/outpostd" --address="$address" --state-dir="$work/state" --config="$work/outpostd.conf" \
-		2>>"$work/outpostd.log" &
-	daemon_pid=$!
-	pids+=($daemon_pid)
-	until busctl status org.outpost.Outpost1 >/dev/null 2>&1; do sleep 0.05; done
+	dbus-daemon --config-file="$dir/bus.conf" --nofork --print-address=1 >"$dir/address" 2>/dev/null &
+	pids+=($!)
+	while [ ! -s "$dir/address" ]; do sleep 0.05; done
+	head -n1 "$dir/address"
 }
 
-B="busctl --system"
-U="org.outpost.Outpost1 /org/outpost/Outpost1/users org.outpost.Outpost1.Users"
-P="org.outpost.Outpost1 /org/outpost/Outpost1/presence org.outpost.Outpost1.Presence"
-E="org.outpost.Outpost1 /org/outpost/Outpost1/events org.outpost.Outpost1.Events"
-M="org.outpost.Outpost1 /org/outpost/Outpost1/messages org.outpost.Outpost1.Messages"
-
-field() {  # field JSON KEY: a key of the first a{sv} in a busctl --json reply
-	/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["data"][0][sys.argv[2]]["data"])' "$1" "$2"
+wait_name() {  # wait_name ADDRESS
+	until busctl --address="$1" status org.outpost.Outpost1 >/dev/null 2>&1; do sleep 0.05; done
 }
 
-step "Start outpostd on a private bus ($address)"
-start_daemon
-run $B introspect org.outpost.Outpost1 /org/outpost/Outpost1/users --xml-interface | sed -n '/Outpost1.Users/,/<\/interface>/p' | grep -E 'method|arg' | head -12
+bridge_state() {  # bridge_state ADDRESS
+	busctl --address="$1" get-property org.outpost.Outpost1 /org/outpost/Outpost1/bridge \
+		org.outpost.Outpost1.Bridge State 2>/dev/null | sed 's/^s "\(.*\)"$/\1/'
+}
 
-step "The registry lists the managers"
-run $B call org.outpost.Outpost1 /org/outpost/Outpost1 org.outpost.Outpost1.Registry ListManagers
+wait_state() {  # wait_state ADDRESS STATE
+	until [ "$(bridge_state "$1")" = "$2" ]; do sleep 0.05; done
+}
 
-step "Create two users"
-run $B call $U CreateUser 'a{sv}' 3 name s ann display-name s "Ann Example" attributes 'a{ss}' 1 desk 12
-run $B call $U CreateUser 'a{sv}' 1 name s bob
-ann=$($B --json=short call $U LookupUser s ann)
-id=$(field "$ann" id); tag=$(field "$ann" tag)
+start_bridge() {  # start_bridge NAME ADDRESS ARGS...: sets bridge_pid
+	local name=$1 address=$2; shift 2
+	"$build/outpost-bridge" --address="$address" --config="$work/none.conf" \
+		--tls-ca="$work/certs/ca.pem" --tls-cert="$work/certs/server.pem" --tls-key="$work/certs/server.key" \
+		--reconnect-min-ms=200 --reconnect-max-ms=1000 --heartbeat-ms=300 --heartbeat-timeout-ms=900 \
+		"$@" 2>>"$work/$name.log" &
+	bridge_pid=$!
+	pids+=($bridge_pid)
+}
 
-step "List them, one per page"
-run $B call $U ListUsers su "" 1
-run $B call $U ListUsers su ann 1
+step "Certificates for the demo: a CA, and one certificate the bridges use both ways"
+sh "$top/tests/make-test-certs.sh" "$work/certs" && ls "$work/certs"/*.pem
 
-step "Save with the current tag, then again with the now stale tag"
-run $B call $U SaveUser 'ssa{sv}' "$id" "$tag" 1 email s ann@example.org
-run $B call $U SaveUser 'ssa{sv}' "$id" "$tag" 1 email s other@example.org || true
+step "Three buses: central, site, machine"
+central=$(bus central); site=$(bus site); machine=$(bus machine)
+central_port=$((20000 + RANDOM % 20000)); site_port=$((central_port + 1))
+printf 'central %s\nsite    %s\nmachine %s\n' "$central" "$site" "$machine"
 
-step "Bad input gets a clear error"
-run $B call $U CreateUser 'a{sv}' 1 name s "Not A Name" || true
-
-step "Ann goes online, held by a client that stays connected; the model shows it"
-# A hold belongs to the connection that made it, so the holder must stay.
-/usr/bin/python3 - "$id" <<'PY' &
-import sys, time
-from gi.repository import Gio, GLib
-bus = Gio.bus_get_sync(Gio.BusType.SYSTEM)
-gen = bus.call_sync("org.outpost.Outpost1", "/org/outpost/Outpost1/presence", "org.outpost.Outpost1.Presence",
-                    "GoOnline", GLib.Variant("(su)", (sys.argv[1], 0)), None, 0, -1).unpack()[0]
-print("holder: Ann is online, generation", gen, flush=True)
-time.sleep(30)
-PY
+step "Central: outpostd, and a bridge that listens on 127.0.0.1:$central_port"
+"$build/outpostd" --address="$central" --state-dir="$work/state" --config="$work/none.conf" \
+	2>>"$work/outpostd.log" &
 pids+=($!)
-until $B get-property $P Online | grep -q "$id"; do sleep 0.05; done
-run $B get-property $P Online Generation
-step "A busctl call holds only as long as busctl lives: Bob comes and goes at once"
-bob=$(field "$($B --json=short call $U LookupUser s bob)" id)
-run $B call $P GoOnline su "$bob" 0
-run $B get-property $P Online Generation
+wait_name "$central"
+start_bridge central "$central" --listen="tls:host=127.0.0.1,port=$central_port"
+central_listener=$bridge_pid
 
-step "A message to Ann, and the event history"
-run $B call $M Send ass 1 "$id" "Welcome to the shop"
-run $B call $E Publish 'sa{sv}' shop/door 1 open b true
-run $B call $E FetchSince stasu "" 0 0 20
+step "Site: imports from central, listens on 127.0.0.1:$site_port; machine: imports from the site"
+start_bridge site "$site" --upstream="tls:host=127.0.0.1,port=$central_port" \
+	--listen="tls:host=127.0.0.1,port=$site_port"
+start_bridge machine "$machine" --upstream="tls:host=127.0.0.1,port=$site_port"
+wait_state "$machine" connected
 
-step "Restart the daemon: users and history are kept, presence is volatile"
-kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
-start_daemon
-run $B call $U GetUser s "$id"
-run $B get-property $P Online
-run $B get-property $E LastSeq
+M="$build/outpostctl --address=$machine"
+C="$build/outpostctl --address=$central"
 
-step "Done. The daemon's log:"
-cat "$work/outpostd.log"
+step "From the machine, two hops away, the service looks like central's"
+run $M status
+run busctl --address="$machine" get-property org.outpost.Outpost1 /org/outpost/Outpost1/bridge \
+	org.outpost.Outpost1.Bridge State Upstream Hops
+
+step "Create users, list them, change one, and try again with the now stale tag"
+run $M users create ann display-name="Ann Example" attributes.desk=12
+run $M users create bob
+run $M users list
+tag=$($M --json users show ann | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["tag"])')
+run $M users set ann email=ann@example.org --if-tag="$tag"
+run $M users set ann email=other@example.org --if-tag="$tag" || true
+
+step "Bad input gets a clear error, from central, through both hops"
+run $M users create "Not A Name" || true
+
+step "Ann goes online from the machine, held as long as this client runs"
+$M presence online ann >"$work/holder.log" 2>&1 &
+holder=$!
+pids+=($holder)
+until $C presence | grep -q ann; do sleep 0.05; done
+run $C presence
+
+step "A message and an event, and the history as the machine sees it"
+run $M send ann -- "Welcome to the shop"
+run $M publish shop/door state=open
+run $M events
+
+step "Outage: the central listener dies; the machine says so and keeps its cached view"
+kill "$central_listener"; wait "$central_listener" 2>/dev/null || true
+wait_state "$machine" connecting
+run $M bridge status
+run $M users list || true
+run busctl --address="$machine" get-property org.outpost.Outpost1 /org/outpost/Outpost1/presence \
+	org.outpost.Outpost1.Presence Online
+
+step "Meanwhile at central: three events the machine has not seen"
+for i in 1 2 3; do $C publish shop/till sale="$i" >/dev/null; done
+run $C events --since=5
+
+step "The listener comes back: the site resynchronises, replays the events, re-asserts Ann's hold"
+start_bridge central "$central" --listen="tls:host=127.0.0.1,port=$central_port"
+wait_state "$machine" connected
+run $M bridge status
+run $C presence
+sleep 0.5
+run $M events --since=5
+
+step "Done. The logs:"
+for f in outpostd central site machine; do echo "--- $f"; cat "$work/$f.log"; done
