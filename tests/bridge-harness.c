@@ -76,6 +76,11 @@ static void spawn(BridgeProcess *p) {
 
 void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, const char *upstream,
                           const char *const *extra) {
+        bridge_process_start_in(p, NULL, bus, listen, upstream, extra);
+}
+
+void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, const char *listen,
+                             const char *upstream, const char *const *extra) {
         g_autoptr(GPtrArray) argv = g_ptr_array_new();
         const char *bridge = g_getenv("OUTPOST_BRIDGE") ?: BUILDDIR "/outpost-bridge";
         g_autofree char *name = g_strdup_printf("bridge-%s%s%s", listen ? "listen" : "",
@@ -83,6 +88,12 @@ void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, co
 
         p->bus = bus;
         p->log_path = g_strdup_printf("%s/%s.log", bus->tmpdir, name);
+        if (netns) {
+                g_ptr_array_add(argv, g_strdup("/usr/sbin/ip"));
+                g_ptr_array_add(argv, g_strdup("netns"));
+                g_ptr_array_add(argv, g_strdup("exec"));
+                g_ptr_array_add(argv, g_strdup(netns));
+        }
         g_ptr_array_add(argv, g_strdup(bridge));
         g_ptr_array_add(argv, g_strconcat("--address=", bus->address, NULL));
         g_ptr_array_add(argv, g_strdup_printf("--config=%s/none.conf", bus->tmpdir));

@@ -38,6 +38,9 @@ unsigned free_port(void);
  * may be NULL) and EXTRA options; fast reconnect and heartbeat settings. */
 void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, const char *upstream,
                           const char *const *extra);
+/* The same, run inside the network namespace NETNS (ip netns exec). */
+void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, const char *listen,
+                             const char *upstream, const char *const *extra);
 /* SIGTERM (checking a clean exit) or SIGKILL. */
 void bridge_process_stop(BridgeProcess *p, int signal);
 void bridge_process_restart(BridgeProcess *p);

@@ -4,7 +4,9 @@
 # test time so that none is ever shipped or expires in the tree.
 #   ca.pem/ca.key            the CA the bridges trust
 #   other-ca.pem/other-ca.key an unrelated CA
-#   server.{pem,key}         "localhost", IP 127.0.0.1, signed by ca (server and client use)
+#   server.{pem,key}         "localhost", IP 127.0.0.1 and 10.231.0.2 (the test host in a
+#                            network namespace of tests/test-bridge.c), signed by ca
+#                            (server and client use)
 #   site1.{pem,key}, site2.{pem,key}  client certificates signed by ca
 #   intruder.{pem,key}       "site1" again, but signed by other-ca
 # Keys are ECDSA (fast to make) and mode 0600.
@@ -52,6 +54,7 @@ ca other-ca "Unrelated test CA"
 leaf server ca 'cn = "localhost"
 dns_name = "localhost"
 ip_address = "127.0.0.1"
+ip_address = "10.231.0.2"
 tls_www_server
 tls_www_client'
 leaf site1 ca 'cn = "site1"

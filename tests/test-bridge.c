@@ -7,6 +7,8 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bridge-harness.h"
 
@@ -390,6 +392,114 @@ static void test_authorizes_local_callers(void) {
         test_bus_stop_polkit(d->machine);
 }
 
+/* A test host in a network namespace of our own, behind a veth pair whose
+ * host end the test can take down: a link that dies without a word. */
+typedef struct TestHost {
+        char *netns;
+        char *veth;
+} TestHost;
+
+#define TEST_HOST_ADDRESS "10.231.0.2"  /* in the server certificate too */
+
+static gboolean sh(const char *format, ...) G_GNUC_PRINTF(1, 2);
+static gboolean sh(const char *format, ...) {
+        g_autofree char *cmd = NULL;
+        va_list ap;
+        int status;
+
+        va_start(ap, format);
+        cmd = g_strdup_vprintf(format, ap);
+        va_end(ap);
+        status = system(cmd);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static gboolean test_host_setup(TestHost *h) {
+        h->netns = g_strdup_printf("outpost-t%d", (int) getpid());
+        h->veth = g_strdup_printf("opt%d", (int) getpid() % 100000);
+        return sh("ip netns add %s", h->netns) &&
+               sh("ip link add %sa type veth peer name %sb", h->veth, h->veth) &&
+               sh("ip link set %sb netns %s", h->veth, h->netns) &&
+               sh("ip addr add 10.231.0.1/30 dev %sa && ip link set %sa up", h->veth, h->veth) &&
+               sh("ip netns exec %s ip addr add " TEST_HOST_ADDRESS "/30 dev %sb", h->netns, h->veth) &&
+               sh("ip netns exec %s ip link set %sb up && ip netns exec %s ip link set lo up",
+                  h->netns, h->veth, h->netns);
+}
+
+static void test_host_teardown(TestHost *h) {
+        (void) sh("ip link del %sa 2>/dev/null", h->veth);
+        (void) sh("ip netns del %s 2>/dev/null", h->netns);
+        g_free(h->netns);
+        g_free(h->veth);
+}
+
+/* The link between site and central dies silently (ip link set down): the
+ * heartbeat notices, machine calls fail with Disconnected within about a
+ * second, and all converges once the link is back. */
+static void test_link_failure_in_netns(void) {
+        g_autoptr(TestBus) central = NULL, site = NULL, machine = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+        BridgeProcess listener = {}, site_bridge = {}, machine_bridge = {};
+        TestHost host = {};
+        g_autofree char *central_listen = NULL, *site_listen = NULL, *id = NULL;
+        unsigned port = free_port();
+        gint64 t0;
+
+        if (geteuid() != 0) {
+                g_test_skip("network namespaces need root");
+                return;
+        }
+        if (!test_host_setup(&host)) {
+                test_host_teardown(&host);
+                g_test_skip("cannot make a network namespace with a veth pair here");
+                return;
+        }
+        central = test_bus_new();
+        site = test_bus_new();
+        machine = test_bus_new();
+        test_bus_start_daemon(central, NULL);
+        central_listen = g_strdup_printf("tls:host=" TEST_HOST_ADDRESS ",port=%u", port);
+        site_listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", free_port());
+        bridge_process_start_in(&listener, host.netns, central, central_listen, NULL, NULL);
+        bridge_process_start(&site_bridge, site, site_listen, central_listen, NULL);
+        bridge_process_start(&machine_bridge, machine, NULL, site_listen, NULL);
+        wait_bridge_state(machine->conn, "connected", 20000);
+        id = test_create_user(machine->conn, "fay", NULL);
+        g_variant_unref(test_call_ok(machine->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+                                     g_variant_new("(su)", id, 0), "(t)"));
+
+        g_assert_true(sh("ip link set %sa down", host.veth));
+        t0 = g_get_monotonic_time();
+        /* A call made now either fails at once or when the heartbeat
+         * gives up: never after a long timeout. */
+        r = test_call(machine->conn, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+        if (r) {
+                g_clear_pointer(&r, g_variant_unref);
+                wait_bridge_state(machine->conn, "connecting", 3000);
+                r = test_call(machine->conn, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10),
+                              NULL, &error);
+        }
+        g_assert_null(r);
+        test_assert_dbus_error(error, "Disconnected", NULL);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, 3 * G_USEC_PER_SEC);
+        wait_bridge_state(machine->conn, "connecting", 3000);
+        g_assert_true(presence_has(machine->conn, id));     /* cached */
+
+        g_assert_true(sh("ip link set %sa up", host.veth));
+        wait_bridge_state(machine->conn, "connected", 20000);
+        test_wait_until(presence_has(central->conn, id), 5000);
+
+        bridge_process_stop(&machine_bridge, SIGTERM);
+        bridge_process_stop(&site_bridge, SIGTERM);
+        bridge_process_stop(&listener, SIGTERM);
+        for (BridgeProcess *b = &listener; b; b = b == &listener ? &site_bridge : b == &site_bridge ? &machine_bridge : NULL) {
+                g_strfreev(b->argv);
+                g_free(b->log_path);
+        }
+        test_host_teardown(&host);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
@@ -402,5 +512,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
         g_test_add_func("/bridge/cycle-refused", test_cycle_refused);
         g_test_add_func("/bridge/authorizes-local-callers", test_authorizes_local_callers);
+        g_test_add_func("/bridge/link-failure-in-netns", test_link_failure_in_netns);
         return g_test_run();
 }

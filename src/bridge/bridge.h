@@ -72,7 +72,7 @@ Listener *listener_free(Listener *l);
 bool object_path_in_tree(const char *path);
 int bus_forward_signal(sd_bus *to, sd_bus_message *m);
 int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply);
-/* Close BUS now (without waiting to flush: the other side may not read)
- * and drop our reference once the loop is out of its callbacks. */
+/* Close BUS (without waiting to flush: the other side may not read) and
+ * drop our reference, once the loop is out of its callbacks. */
 void bus_close_unref_later(Bridge *b, sd_bus *bus);
 void bridge_release_buses(Bridge *b);

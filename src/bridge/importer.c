@@ -206,6 +206,9 @@ static int on_heartbeat_reply(sd_bus_message *m, void *userdata, sd_bus_error *r
         Importer *im = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(m);
 
+        if (sd_bus_message_get_bus(m) != im->upstream)
+                return 0;
+
         im->heartbeat_slot = sd_bus_slot_unref(im->heartbeat_slot);
         if (e) {
                 g_autofree char *reason = g_strdup_printf("no answer to a heartbeat: %s", e->message);
@@ -282,6 +285,8 @@ static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *
         Importer *im = userdata;
         uint64_t seq;
 
+        if (sd_bus_message_get_bus(m) != im->upstream)
+                return 1;       /* the connection of a link already gone */
         if (!sd_bus_message_is_signal(m, NULL, NULL))
                 return 0;
         if (!object_path_in_tree(sd_bus_message_get_path(m)))
@@ -328,7 +333,7 @@ static int sync_call(Importer *im, const char *path, const char *iface, const ch
 static bool sync_reply_failed(Importer *im, sd_bus_message *reply, const char *what) {
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
-        if (im->phase != PHASE_SYNCING)
+        if (im->phase != PHASE_SYNCING || sd_bus_message_get_bus(reply) != im->upstream)
                 return true;    /* a stale reply of a link already gone */
         if (!e)
                 return false;
@@ -507,7 +512,7 @@ static int on_replay_page(sd_bus_message *reply, void *userdata, sd_bus_error *r
         const sd_bus_error *e = sd_bus_message_get_error(reply);
         bool more = false;
 
-        if (im->phase != PHASE_SYNCING)
+        if (im->phase != PHASE_SYNCING || sd_bus_message_get_bus(reply) != im->upstream)
                 return 0;
         if (e && (sd_bus_error_has_name(e, BUS_ERROR_HISTORY_TRUNCATED) ||
                   sd_bus_error_has_name(e, BUS_ERROR_HISTORY_RESET))) {
@@ -569,7 +574,8 @@ static void sync_step_replay(Importer *im) {
 static int on_sync_done(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
 
-        if (im->phase != PHASE_SYNCING)
+        /* REPLY: the last re-asserted hold's, or NULL when there were none. */
+        if (im->phase != PHASE_SYNCING || (reply && sd_bus_message_get_bus(reply) != im->upstream))
                 return 0;
         /* Live events that came meanwhile, after the replayed ones, once. */
         for (guint i = 0; i < im->held_events->len; i++) {

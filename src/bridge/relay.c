@@ -55,7 +55,7 @@ int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply) {
 
 static void empty_graveyard(Bridge *b) {
         if (b->graveyard)
-                g_ptr_array_set_size(b->graveyard, 0);
+                g_ptr_array_set_size(b->graveyard, 0);      /* closes and unrefs each */
         b->graveyard_source = sd_event_source_disable_unref(b->graveyard_source);
 }
 
@@ -64,19 +64,19 @@ static int on_graveyard(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-static void bus_unref_void(void *bus) {
-        sd_bus_unref(bus);
+static void bus_close_unref_void(void *bus) {
+        sd_bus_close_unref(bus);
 }
 
 void bus_close_unref_later(Bridge *b, sd_bus *bus) {
         if (!bus)
                 return;
-        /* Closed at once, so nothing more is read or written; freed from a
-         * clean point of the loop, since we may be inside its dispatch, or
-         * at exit by bridge_release_buses(). */
-        sd_bus_close(bus);
+        /* Closed and freed from a clean point of the loop, or at exit by
+         * bridge_release_buses(): we may be inside its dispatch, and sd-bus
+         * must not be closed under its own feet. Until then its callbacks
+         * may still run; they ignore a bus that is no longer theirs. */
         if (!b->graveyard)
-                b->graveyard = g_ptr_array_new_with_free_func(bus_unref_void);
+                b->graveyard = g_ptr_array_new_with_free_func(bus_close_unref_void);
         g_ptr_array_add(b->graveyard, bus);
         if (!b->graveyard_source && sd_event_get_state(b->event) != SD_EVENT_FINISHED)
                 (void) sd_event_add_defer(b->event, &b->graveyard_source, on_graveyard, b);
