@@ -23,7 +23,7 @@ static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "%zu recipients given, at most %d are allowed", n, MESSAGE_RECIPIENTS_MAX);
         for (size_t i = 0; i < n; i++) {
-                _cleanup_(user_record_clear) UserRecord u = {};
+                const UserRecord *u;
                 int r;
 
                 if (!uuid_string_is_valid(user_ids[i])) {

@@ -248,7 +248,7 @@ static void rearm_expiry(Presence *p) {
 
 /* The user ID exists and may be online, or an error says why not. */
 static int check_user(Presence *p, const char *id, bool for_online, sd_bus_error *error) {
-        _cleanup_(user_record_clear) UserRecord u = {};
+        const UserRecord *u;
         int r;
 
         if (!uuid_string_is_valid(id)) {
@@ -261,9 +261,9 @@ static int check_user(Presence *p, const char *id, bool for_online, sd_bus_error
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED, "The store could not read user '%s'", id);
-        if (for_online && !u.enabled)
+        if (for_online && !u->enabled)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "User '%s' (%s) is disabled and cannot go online", id, u.name);
+                                         "User '%s' (%s) is disabled and cannot go online", id, u->name);
         return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "macro.h"
 #include "store.h"
 #include "validate.h"
 
@@ -78,9 +79,30 @@ static const char schema_sql[] =
         "  time INTEGER NOT NULL,"
         "  data BLOB NOT NULL);";
 
+/* Users read recently, kept in memory so a read does not run SQLite.
+ *
+ * outpostd is the only writer of its store, and every write of a user goes
+ * through store_user_insert/update/delete, which update the cache in the
+ * same step, so an entry is always what SQLite would return inside the
+ * open transaction, or outside any. A transaction or a change's savepoint
+ * that is rolled back evicts the users it wrote (they are listed in
+ * user_dirty), so nothing that was never committed is served afterwards.
+ * Bounded: the least recently used entry goes first. */
+#define USER_CACHE_MAX 4096
+
+typedef struct CachedUser {
+        UserRecord u;
+        GList link;             /* in Store.user_lru, most recent first */
+} CachedUser;
+
 struct Store {
         sqlite3 *db;
         sqlite3_stmt *statements[_STMT_MAX];
+        GHashTable *user_by_id;         /* id → CachedUser (key owned by the entry) */
+        GHashTable *user_by_name;       /* name → CachedUser (key owned by the entry) */
+        GQueue user_lru;
+        GPtrArray *user_dirty;          /* ids written in the open transaction */
+        guint user_dirty_mark;          /* user_dirty->len when the change's savepoint began */
         char *path;
         char *server_id;
         char *history_id;
@@ -91,6 +113,74 @@ struct Store {
 static int sqlite_error(Store *s, const char *what) {
         log_error("%s: %s failed: %s", s->path, what, sqlite3_errmsg(s->db));
         return -EIO;
+}
+
+/* The user cache */
+
+static void cached_user_free(CachedUser *c) {
+        user_record_clear(&c->u);
+        g_free(c);
+}
+
+static void user_cache_remove(Store *s, CachedUser *c) {
+        g_queue_unlink(&s->user_lru, &c->link);
+        g_hash_table_remove(s->user_by_name, c->u.name);
+        g_hash_table_remove(s->user_by_id, c->u.id);   /* frees c */
+}
+
+static void user_cache_evict(Store *s, const char *id) {
+        CachedUser *c = g_hash_table_lookup(s->user_by_id, id);
+
+        if (c)
+                user_cache_remove(s, c);
+}
+
+static const UserRecord *user_cache_hit(Store *s, CachedUser *c) {
+        if (!c)
+                return NULL;
+        if (s->user_lru.head != &c->link) {
+                g_queue_unlink(&s->user_lru, &c->link);
+                g_queue_push_head_link(&s->user_lru, &c->link);
+        }
+        return &c->u;
+}
+
+/* Keep a copy of U, replacing what was cached for its id or its name. */
+static const UserRecord *user_cache_put(Store *s, const UserRecord *u) {
+        CachedUser *c;
+
+        user_cache_evict(s, u->id);
+        c = g_hash_table_lookup(s->user_by_name, u->name);
+        if (c)
+                user_cache_remove(s, c);
+        if (g_hash_table_size(s->user_by_id) >= USER_CACHE_MAX)
+                user_cache_remove(s, s->user_lru.tail->data);
+
+        c = g_new0(CachedUser, 1);
+        user_record_copy(&c->u, u);
+        c->link.data = c;
+        g_queue_push_head_link(&s->user_lru, &c->link);
+        g_hash_table_insert(s->user_by_id, c->u.id, c);
+        g_hash_table_insert(s->user_by_name, c->u.name, c);
+        return &c->u;
+}
+
+static void user_dirty_add(Store *s, const char *id) {
+        g_ptr_array_add(s->user_dirty, g_strdup(id));
+}
+
+/* Forget the writes from index FROM on: they are committed. */
+static void user_dirty_forget(Store *s, guint from) {
+        g_ptr_array_set_size(s->user_dirty, from);
+        s->user_dirty_mark = MIN(s->user_dirty_mark, from);
+}
+
+/* The writes from index FROM on were rolled back: SQLite no longer has
+ * what the cache has for those users. */
+static void user_dirty_evict(Store *s, guint from) {
+        for (guint i = from; i < s->user_dirty->len; i++)
+                user_cache_evict(s, s->user_dirty->pdata[i]);
+        user_dirty_forget(s, from);
 }
 
 /* A statement reset and ready to bind. */
@@ -213,6 +303,11 @@ int store_open(const char *directory, Store **ret) {
         g_autoptr(Store) s = g_new0(Store, 1);
         int r;
 
+        s->user_by_id = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) cached_user_free);
+        s->user_by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        g_queue_init(&s->user_lru);
+        s->user_dirty = g_ptr_array_new_with_free_func(g_free);
+
         if (g_mkdir_with_parents(directory, 0700) < 0)
                 return log_error_errno(errno, "Cannot create state directory %s", directory);
         s->path = g_build_filename(directory, "outpost.db", NULL);
@@ -239,6 +334,9 @@ void store_close(Store *s) {
                 return;
         for (int i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(s->statements[i]);
+        g_clear_pointer(&s->user_by_name, g_hash_table_unref);
+        g_clear_pointer(&s->user_by_id, g_hash_table_unref);    /* frees the entries */
+        g_clear_pointer(&s->user_dirty, g_ptr_array_unref);
         if (s->db && sqlite3_close(s->db) != SQLITE_OK)
                 log_warning("%s: closing failed: %s", s->path, sqlite3_errmsg(s->db));
         g_free(s->path);
@@ -264,18 +362,22 @@ int store_commit(Store *s) {
 
         if (r < 0)
                 store_rollback(s);
+        else
+                user_dirty_forget(s, 0);
         return r;
 }
 
 void store_rollback(Store *s) {
         if (!sqlite3_get_autocommit(s->db))
                 (void) exec_simple(s, STMT_ROLLBACK);
+        user_dirty_evict(s, 0);
         /* Sequence numbers handed out in the rolled back transaction may be
          * given out again: nobody has seen them. */
         (void) read_event_bounds(s);
 }
 
 int store_savepoint(Store *s) {
+        s->user_dirty_mark = s->user_dirty->len;
         return exec_simple(s, STMT_SAVEPOINT);
 }
 
@@ -287,6 +389,7 @@ void store_rollback_savepoint(Store *s) {
         /* ROLLBACK TO keeps the savepoint open; RELEASE then ends it. */
         (void) exec_simple(s, STMT_ROLLBACK_TO);
         (void) exec_simple(s, STMT_RELEASE);
+        user_dirty_evict(s, s->user_dirty_mark);
         (void) read_event_bounds(s);
 }
 
@@ -326,25 +429,41 @@ static void user_from_row(sqlite3_stmt *st, UserRecord *u) {
         g_variant_unref(g_variant_ref_sink(attributes));
 }
 
-static int user_select_one(Store *s, StatementId id, const char *key, UserRecord *ret) {
+static int user_select_one(Store *s, StatementId id, const char *key, const UserRecord **ret) {
         sqlite3_stmt *st = statement(s, id);
+        _cleanup_(user_record_clear) UserRecord u = {};
         int r;
 
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         r = sqlite3_step(st);
         if (r == SQLITE_ROW)
-                user_from_row(st, ret);
+                user_from_row(st, &u);
         sqlite3_reset(st);
         if (r == SQLITE_DONE)
                 return -ENOENT;
-        return r == SQLITE_ROW ? 0 : sqlite_error(s, "reading a user");
+        if (r != SQLITE_ROW)
+                return sqlite_error(s, "reading a user");
+        *ret = user_cache_put(s, &u);
+        return 0;
 }
 
-int store_user_get(Store *s, const char *id, UserRecord *ret) {
+int store_user_get(Store *s, const char *id, const UserRecord **ret) {
+        const UserRecord *u = user_cache_hit(s, g_hash_table_lookup(s->user_by_id, id));
+
+        if (u) {
+                *ret = u;
+                return 0;
+        }
         return user_select_one(s, STMT_USER_GET, id, ret);
 }
 
-int store_user_lookup(Store *s, const char *name, UserRecord *ret) {
+int store_user_lookup(Store *s, const char *name, const UserRecord **ret) {
+        const UserRecord *u = user_cache_hit(s, g_hash_table_lookup(s->user_by_name, name));
+
+        if (u) {
+                *ret = u;
+                return 0;
+        }
         return user_select_one(s, STMT_USER_LOOKUP, name, ret);
 }
 
@@ -369,11 +488,23 @@ static int user_write(Store *s, StatementId id, const UserRecord *u) {
 }
 
 int store_user_insert(Store *s, const UserRecord *u) {
-        return user_write(s, STMT_USER_INSERT, u);
+        int r = user_write(s, STMT_USER_INSERT, u);
+
+        if (r >= 0) {
+                user_dirty_add(s, u->id);
+                (void) user_cache_put(s, u);
+        }
+        return r;
 }
 
 int store_user_update(Store *s, const UserRecord *u) {
-        return user_write(s, STMT_USER_UPDATE, u);
+        int r = user_write(s, STMT_USER_UPDATE, u);
+
+        if (r >= 0) {
+                user_dirty_add(s, u->id);
+                (void) user_cache_put(s, u);
+        }
+        return r;
 }
 
 int store_user_delete(Store *s, const char *id) {
@@ -385,7 +516,11 @@ int store_user_delete(Store *s, const char *id) {
         sqlite3_reset(st);
         if (r != SQLITE_DONE)
                 return sqlite_error(s, "deleting a user");
-        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+        if (sqlite3_changes(s->db) == 0)
+                return -ENOENT;
+        user_dirty_add(s, id);
+        user_cache_evict(s, id);
+        return 0;
 }
 
 int store_user_list(Store *s, const char *after_name, unsigned limit, GPtrArray *out, bool *ret_more) {

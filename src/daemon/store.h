@@ -40,9 +40,14 @@ int store_release_savepoint(Store *s);
 void store_rollback_savepoint(Store *s);
 
 /* Users. Lookups return -ENOENT when there is no such user; insert and
- * update return -EEXIST when the name belongs to another user. */
-int store_user_get(Store *s, const char *id, UserRecord *ret);
-int store_user_lookup(Store *s, const char *name, UserRecord *ret);
+ * update return -EEXIST when the name belongs to another user.
+ *
+ * Lookups answer from an in-memory cache of recently used users when they
+ * can (outpostd is the store's only writer; see store.c), and return a
+ * record owned by the store, valid until the next call into the store;
+ * copy it (user_record_copy()) to keep or change it. */
+int store_user_get(Store *s, const char *id, const UserRecord **ret);
+int store_user_lookup(Store *s, const char *name, const UserRecord **ret);
 int store_user_insert(Store *s, const UserRecord *u);
 int store_user_update(Store *s, const UserRecord *u);
 int store_user_delete(Store *s, const char *id);

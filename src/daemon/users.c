@@ -35,12 +35,11 @@ static int append_user_event(Daemon *d, const char *action, const UserRecord *u)
 
 static int reply_user(sd_bus_message *m, const UserRecord *u) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        g_autoptr(GVariant) v = g_variant_ref_sink(user_record_to_variant(u));
         int r;
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
-                r = bus_message_append_gvariant(reply, v);
+                r = user_record_append(reply, u);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -110,7 +109,7 @@ static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *e
 
 static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
-        _cleanup_(user_record_clear) UserRecord u = {};
+        const UserRecord *u;
         const char *id;
         int r;
 
@@ -125,12 +124,12 @@ static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
         if (r < 0)
                 return reply_store_error(m, r, error);
-        return reply_user(m, &u);
+        return reply_user(m, u);
 }
 
 static int method_lookup_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
-        _cleanup_(user_record_clear) UserRecord u = {};
+        const UserRecord *u;
         const char *name;
         int r;
 
@@ -147,7 +146,7 @@ static int method_lookup_user(sd_bus_message *m, void *userdata, sd_bus_error *e
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user named '%s'", name);
         if (r < 0)
                 return reply_store_error(m, r, error);
-        return reply_user(m, &u);
+        return reply_user(m, u);
 }
 
 static int append_user_list(sd_bus_message *reply, GPtrArray *users) {
@@ -157,9 +156,7 @@ static int append_user_list(sd_bus_message *reply, GPtrArray *users) {
         if (r < 0)
                 return r;
         for (guint i = 0; i < users->len; i++) {
-                g_autoptr(GVariant) v = g_variant_ref_sink(user_record_to_variant(users->pdata[i]));
-
-                r = bus_message_append_gvariant(reply, v);
+                r = user_record_append(reply, users->pdata[i]);
                 if (r < 0)
                         return r;
         }
@@ -203,11 +200,12 @@ static int method_list_users(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* Inside a transaction: the user ID, if its tag is EXPECTED_TAG. */
-static int get_for_change(Daemon *d, const char *id, const char *expected_tag, UserRecord *u, sd_bus_error *error) {
+/* Inside a transaction: a copy of the user ID, if its tag is EXPECTED_TAG. */
+static int get_for_change(Daemon *d, const char *id, const char *expected_tag, UserRecord *ret, sd_bus_error *error) {
+        const UserRecord *u;
         int r;
 
-        r = store_user_get(d->store, id, u);
+        r = store_user_get(d->store, id, &u);
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
         if (r < 0)
@@ -218,6 +216,7 @@ static int get_for_change(Daemon *d, const char *id, const char *expected_tag, U
                                          "User '%s' was changed: expected tag '%s', current tag is '%s'",
                                          id, q, u->tag);
         }
+        user_record_copy(ret, u);
         return 0;
 }
 

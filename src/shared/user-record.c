@@ -170,6 +170,20 @@ void user_record_clear(UserRecord *u) {
         *u = (UserRecord) {};
 }
 
+void user_record_copy(UserRecord *dest, const UserRecord *src) {
+        *dest = (UserRecord) {
+                .id = g_strdup(src->id),
+                .tag = g_strdup(src->tag),
+                .name = g_strdup(src->name),
+                .display_name = g_strdup(src->display_name),
+                .email = g_strdup(src->email),
+                .enabled = src->enabled,
+                .attributes = src->attributes ? g_variant_ref(src->attributes) : NULL,
+                .created = src->created,
+                .modified = src->modified,
+        };
+}
+
 static bool apply_one(UserRecord *u, const char *key, GVariant *value, UserField *fields, char **error) {
         g_autofree char *q = quote_for_error(key, 80);
         const UserKey *k = user_key_find(key);
@@ -215,18 +229,79 @@ bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, 
         return true;
 }
 
-GVariant *user_record_to_variant(const UserRecord *u) {
-        GVariantBuilder b;
+/* One {sv} entry whose variant holds a basic value of TYPE. */
+static int append_basic_entry(sd_bus_message *m, const char *key, char type, const void *value) {
+        const char contents[2] = { type, 0 };
+        int r;
 
-        g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
-        g_variant_builder_add(&b, "{sv}", "id", g_variant_new_string(u->id));
-        g_variant_builder_add(&b, "{sv}", "tag", g_variant_new_string(u->tag));
-        g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(u->name));
-        g_variant_builder_add(&b, "{sv}", "display-name", g_variant_new_string(u->display_name));
-        g_variant_builder_add(&b, "{sv}", "email", g_variant_new_string(u->email));
-        g_variant_builder_add(&b, "{sv}", "enabled", g_variant_new_boolean(u->enabled));
-        g_variant_builder_add(&b, "{sv}", "attributes", u->attributes);
-        g_variant_builder_add(&b, "{sv}", "created", g_variant_new_int64(u->created));
-        g_variant_builder_add(&b, "{sv}", "modified", g_variant_new_int64(u->modified));
-        return g_variant_builder_end(&b);
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
+        if (r >= 0)
+                r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, contents);
+        if (r >= 0)
+                r = sd_bus_message_append_basic(m, type, value);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+static int append_attributes_entry(sd_bus_message *m, GVariant *attributes) {
+        GVariantIter iter;
+        const char *key, *value;
+        int r;
+
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
+        if (r >= 0)
+                r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, "attributes");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, "a{ss}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{ss}");
+        if (r < 0)
+                return r;
+        if (attributes) {
+                g_variant_iter_init(&iter, attributes);
+                while (g_variant_iter_next(&iter, "{&s&s}", &key, &value)) {
+                        r = sd_bus_message_append(m, "{ss}", key, value);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        r = sd_bus_message_close_container(m);          /* a{ss} */
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);  /* v */
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);  /* {sv} */
+        return r;
+}
+
+int user_record_append(sd_bus_message *m, const UserRecord *u) {
+        int enabled = u->enabled;
+        int r;
+
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{sv}");
+        if (r >= 0)
+                r = append_basic_entry(m, "id", SD_BUS_TYPE_STRING, u->id);
+        if (r >= 0)
+                r = append_basic_entry(m, "tag", SD_BUS_TYPE_STRING, u->tag);
+        if (r >= 0)
+                r = append_basic_entry(m, "name", SD_BUS_TYPE_STRING, u->name);
+        if (r >= 0)
+                r = append_basic_entry(m, "display-name", SD_BUS_TYPE_STRING, u->display_name);
+        if (r >= 0)
+                r = append_basic_entry(m, "email", SD_BUS_TYPE_STRING, u->email);
+        if (r >= 0)
+                r = append_basic_entry(m, "enabled", SD_BUS_TYPE_BOOLEAN, &enabled);
+        if (r >= 0)
+                r = append_attributes_entry(m, u->attributes);
+        if (r >= 0)
+                r = append_basic_entry(m, "created", SD_BUS_TYPE_INT64, &u->created);
+        if (r >= 0)
+                r = append_basic_entry(m, "modified", SD_BUS_TYPE_INT64, &u->modified);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
 }

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <systemd/sd-bus.h>
 
 /* A user as the Users manager stores it: the data object of DESIGN.md §3. */
 typedef struct UserRecord {
@@ -29,11 +30,15 @@ typedef enum UserField {
 /* A record with the defaults of a new user and no id. */
 void user_record_init(UserRecord *u);
 void user_record_clear(UserRecord *u);
+/* DEST (uninitialized or cleared) becomes a deep copy of SRC. */
+void user_record_copy(UserRecord *dest, const UserRecord *src);
 
 /* Validate CHANGES (an a{sv}) and apply them to U. On bad input returns
  * false and sets *error to a message naming the key, the problem and the
  * value; U is then in an unspecified state and must not be stored. */
 bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, char **error);
 
-/* The record as the a{sv} of the bus contract. */
-GVariant *user_record_to_variant(const UserRecord *u);
+/* Append the record to M as the a{sv} of the bus contract (DESIGN.md §3,
+ * Users): the one place that defines its keys, types and order. Written
+ * straight into the message, without building a GVariant first. */
+int user_record_append(sd_bus_message *m, const UserRecord *u);
