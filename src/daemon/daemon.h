@@ -25,6 +25,8 @@
 typedef struct DaemonConfig {
         unsigned retention_count;
         unsigned retention_seconds;
+        unsigned max_presence_peers;            /* connections holding or having held presence */
+        unsigned max_holds_per_connection;      /* presence holds of one connection */
 } DaemonConfig;
 
 typedef struct Presence Presence;

@@ -28,6 +28,8 @@ typedef struct Options {
 static const ConfigKey daemon_config_keys[] = {
         { "Events", "RetentionCount",   CONFIG_UINT, offsetof(DaemonConfig, retention_count),   1, 100000000 },
         { "Events", "RetentionSeconds", CONFIG_UINT, offsetof(DaemonConfig, retention_seconds), 1, UINT32_MAX },
+        { "Presence", "MaxPeers",          CONFIG_UINT, offsetof(DaemonConfig, max_presence_peers),       1, 1000000 },
+        { "Presence", "MaxHoldsPerPeer",   CONFIG_UINT, offsetof(DaemonConfig, max_holds_per_connection), 1, 1000000 },
 };
 
 static void options_clear(Options *o) {
@@ -81,6 +83,8 @@ static int load_config(const char *path, DaemonConfig *config) {
         *config = (DaemonConfig) {
                 .retention_count = 100000,
                 .retention_seconds = 7 * 24 * 3600,
+                .max_presence_peers = 500,
+                .max_holds_per_connection = 4096,
         };
         if (!config_file_load(path, daemon_config_keys, G_N_ELEMENTS(daemon_config_keys), config, &error)) {
                 log_error("%s", error->message);

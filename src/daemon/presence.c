@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bus-gvariant.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
@@ -39,6 +40,7 @@ struct Presence {
         GHashTable *online;     /* user id → number of holds (GUINT_TO_POINTER) */
         uint64_t generation;
         sd_event_source *expiry_timer;
+        bool peers_full_logged; /* MaxPeers was reached and said so in the log */
 };
 
 /* What one commit changes: users that came online and that went offline. */
@@ -108,8 +110,9 @@ static void hold_remove(Hold *h, Change *c) {
 
 static int append_presence_events(Daemon *d, GPtrArray *users, bool online) {
         for (guint i = 0; i < users->len; i++) {
-                g_autoptr(GVariant) data = g_variant_ref_sink(
-                        g_variant_new_parsed("{'user': <%s>, 'online': <%b>}", (const char *) users->pdata[i], online));
+                g_autoptr(GVariant) data = g_variant_ref_sink(vardict_new("user", g_variant_new_string(users->pdata[i]),
+                                                                          "online", g_variant_new_boolean(online),
+                                                                          NULL));
                 int r = daemon_append_event(d, "presence", data, NULL);
                 if (r < 0)
                         return r;
@@ -167,6 +170,7 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
                 g_hash_table_iter_remove(&iter);
         }
         g_hash_table_remove(p->holders, h->sender);     /* frees h */
+        p->peers_full_logged = false;
         (void) presence_publish(p, &c);
         rearm_expiry(p);
         return 0;
@@ -184,6 +188,9 @@ static int holder_get(Presence *p, sd_bus_message *m, Holder **ret) {
                 *ret = h;
                 return 0;
         }
+        /* Each holder costs a match rule on the bus and memory here. */
+        if (g_hash_table_size(p->holders) >= p->daemon->config.max_presence_peers)
+                return -EUSERS;
 
         h = g_new0(Holder, 1);
         h->presence = p;
@@ -287,11 +294,27 @@ static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (r != 0)
                 return r;
         r = holder_get(p, m, &h);
+        if (r == -EUSERS) {
+                /* Once until the count drops again: no log flood. */
+                if (!p->peers_full_logged)
+                        log_warning("Presence: refusing holds of new connections (%s first): %u connections "
+                                    "already hold presence ([Presence] MaxPeers)",
+                                    sd_bus_message_get_sender(m), d->config.max_presence_peers);
+                p->peers_full_logged = true;
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Too many connections hold presence: at most %u ([Presence] MaxPeers)",
+                                         d->config.max_presence_peers);
+        }
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot track the caller: %s", strerror(-r));
 
         change_init(&c);
         hold = g_hash_table_lookup(h->holds, user_id);
+        if (!hold && g_hash_table_size(h->holds) >= d->config.max_holds_per_connection)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Connection %s already holds %u users online, the most it may "
+                                         "([Presence] MaxHoldsPerPeer); cannot hold '%s'",
+                                         h->sender, d->config.max_holds_per_connection, user_id);
         if (!hold) {
                 hold = g_new0(Hold, 1);
                 hold->holder = h;
