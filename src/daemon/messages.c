@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "bus-gvariant.h"
 #include "bus-read.h"
 #include "daemon.h"
 #include "macro.h"
@@ -78,9 +79,11 @@ static int append_message_events(Daemon *d, char **user_ids, const char *id, con
                 if (!g_hash_table_add(seen, user_ids[i]))
                         continue;
                 topic = g_strconcat("messages/", user_ids[i], NULL);
-                data = g_variant_ref_sink(g_variant_new_parsed(
-                        "{'id': <%s>, 'to': <%s>, 'body': <%s>, 'sender-uid': <%u>}",
-                        id, user_ids[i], body, uid));
+                data = g_variant_ref_sink(vardict_new("id", g_variant_new_string(id),
+                                                      "to", g_variant_new_string(user_ids[i]),
+                                                      "body", g_variant_new_string(body),
+                                                      "sender-uid", g_variant_new_uint32(uid),
+                                                      NULL));
                 r = daemon_append_event(d, topic, data, ret_last_seq);
                 if (r < 0)
                         return r;

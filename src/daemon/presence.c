@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bus-gvariant.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
@@ -109,8 +110,9 @@ static void hold_remove(Hold *h, Change *c) {
 
 static int append_presence_events(Daemon *d, GPtrArray *users, bool online) {
         for (guint i = 0; i < users->len; i++) {
-                g_autoptr(GVariant) data = g_variant_ref_sink(
-                        g_variant_new_parsed("{'user': <%s>, 'online': <%b>}", (const char *) users->pdata[i], online));
+                g_autoptr(GVariant) data = g_variant_ref_sink(vardict_new("user", g_variant_new_string(users->pdata[i]),
+                                                                          "online", g_variant_new_boolean(online),
+                                                                          NULL));
                 int r = daemon_append_event(d, "presence", data, NULL);
                 if (r < 0)
                         return r;

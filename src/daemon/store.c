@@ -24,7 +24,6 @@ typedef enum StatementId {
         STMT_USER_GET,
         STMT_USER_LOOKUP,
         STMT_USER_INSERT,
-        STMT_USER_UPDATE,
         STMT_USER_DELETE,
         STMT_USER_LIST,
         STMT_EVENT_INSERT,
@@ -46,8 +45,6 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_USER_GET]     = "SELECT " USER_COLUMNS " FROM users WHERE id = ?1",
         [STMT_USER_LOOKUP]  = "SELECT " USER_COLUMNS " FROM users WHERE name = ?1",
         [STMT_USER_INSERT]  = "INSERT INTO users (" USER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        [STMT_USER_UPDATE]  = "UPDATE users SET tag = ?2, name = ?3, display_name = ?4, email = ?5, "
-                              "enabled = ?6, attributes = ?7, created = ?8, modified = ?9 WHERE id = ?1",
         [STMT_USER_DELETE]  = "DELETE FROM users WHERE id = ?1",
         [STMT_USER_LIST]    = "SELECT " USER_COLUMNS " FROM users WHERE name > ?1 ORDER BY name LIMIT ?2",
         [STMT_EVENT_INSERT] = "INSERT INTO events (topic, time, data) VALUES (?1, ?2, ?3)",
@@ -98,6 +95,7 @@ typedef struct CachedUser {
 struct Store {
         sqlite3 *db;
         sqlite3_stmt *statements[_STMT_MAX];
+        sqlite3_stmt *user_update[USER_FIELD_ALL + 1];  /* by the set of fields changed; made when first used */
         GHashTable *user_by_id;         /* id → CachedUser (key owned by the entry) */
         GHashTable *user_by_name;       /* name → CachedUser (key owned by the entry) */
         GQueue user_lru;
@@ -198,7 +196,7 @@ static void bind_variant(sqlite3_stmt *st, int index, GVariant *v) {
         gsize size = g_variant_get_size(v);
         const void *data = g_variant_get_data(v);
 
-        sqlite3_bind_blob(st, index, size > 0 ? data : "", (int) size, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(st, index, size > 0 ? data : "", (int) size, SQLITE_STATIC);
 }
 
 static int exec_simple(Store *s, StatementId id) {
@@ -334,6 +332,8 @@ void store_close(Store *s) {
                 return;
         for (int i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(s->statements[i]);
+        for (size_t i = 0; i < G_N_ELEMENTS(s->user_update); i++)
+                sqlite3_finalize(s->user_update[i]);
         g_clear_pointer(&s->user_by_name, g_hash_table_unref);
         g_clear_pointer(&s->user_by_id, g_hash_table_unref);    /* frees the entries */
         g_clear_pointer(&s->user_dirty, g_ptr_array_unref);
@@ -467,8 +467,8 @@ int store_user_lookup(Store *s, const char *name, const UserRecord **ret) {
         return user_select_one(s, STMT_USER_LOOKUP, name, ret);
 }
 
-static int user_write(Store *s, StatementId id, const UserRecord *u) {
-        sqlite3_stmt *st = statement(s, id);
+/* Binds every column; a statement that does not use one ignores it. */
+static int user_write(Store *s, sqlite3_stmt *st, const UserRecord *u) {
         int r;
 
         sqlite3_bind_text(st, 1, u->id, -1, SQLITE_STATIC);
@@ -487,8 +487,42 @@ static int user_write(Store *s, StatementId id, const UserRecord *u) {
         return r == SQLITE_DONE ? 0 : sqlite_error(s, "writing a user");
 }
 
+/* An UPDATE that writes the tag, the modification time and the columns of
+ * FIELDS only: SQLite rewrites an index entry when its column is SET, even
+ * to the same value, so a save that leaves the name alone must not touch
+ * the unique name index. */
+static sqlite3_stmt *user_update_statement(Store *s, UserField fields) {
+        static const struct {
+                UserField field;
+                const char *set;
+        } columns[] = {
+                { USER_FIELD_NAME,         ", name = ?3" },
+                { USER_FIELD_DISPLAY_NAME, ", display_name = ?4" },
+                { USER_FIELD_EMAIL,        ", email = ?5" },
+                { USER_FIELD_ENABLED,      ", enabled = ?6" },
+                { USER_FIELD_ATTRIBUTES,   ", attributes = ?7" },
+        };
+        g_autoptr(GString) sql = NULL;
+
+        if (s->user_update[fields]) {
+                sqlite3_reset(s->user_update[fields]);
+                sqlite3_clear_bindings(s->user_update[fields]);
+                return s->user_update[fields];
+        }
+        sql = g_string_new("UPDATE users SET tag = ?2, modified = ?9");
+        for (size_t i = 0; i < G_N_ELEMENTS(columns); i++)
+                if (fields & columns[i].field)
+                        g_string_append(sql, columns[i].set);
+        g_string_append(sql, " WHERE id = ?1");
+        if (sqlite3_prepare_v3(s->db, sql->str, -1, SQLITE_PREPARE_PERSISTENT, &s->user_update[fields], NULL) != SQLITE_OK) {
+                (void) sqlite_error(s, sql->str);
+                return NULL;
+        }
+        return s->user_update[fields];
+}
+
 int store_user_insert(Store *s, const UserRecord *u) {
-        int r = user_write(s, STMT_USER_INSERT, u);
+        int r = user_write(s, statement(s, STMT_USER_INSERT), u);
 
         if (r >= 0) {
                 user_dirty_add(s, u->id);
@@ -497,8 +531,13 @@ int store_user_insert(Store *s, const UserRecord *u) {
         return r;
 }
 
-int store_user_update(Store *s, const UserRecord *u) {
-        int r = user_write(s, STMT_USER_UPDATE, u);
+int store_user_update(Store *s, const UserRecord *u, UserField fields) {
+        sqlite3_stmt *st = user_update_statement(s, fields & USER_FIELD_ALL);
+        int r;
+
+        if (!st)
+                return -EIO;
+        r = user_write(s, st, u);
 
         if (r >= 0) {
                 user_dirty_add(s, u->id);

@@ -49,7 +49,8 @@ void store_rollback_savepoint(Store *s);
 int store_user_get(Store *s, const char *id, const UserRecord **ret);
 int store_user_lookup(Store *s, const char *name, const UserRecord **ret);
 int store_user_insert(Store *s, const UserRecord *u);
-int store_user_update(Store *s, const UserRecord *u);
+/* Writes the tag, the modification time and the columns of FIELDS. */
+int store_user_update(Store *s, const UserRecord *u, UserField fields);
 int store_user_delete(Store *s, const char *id);
 /* Up to LIMIT users with names after AFTER_NAME ("" for the first), in name
  * order, appended to OUT (UserRecord*, freed with user_record_free). */

@@ -26,9 +26,10 @@ static int check_user_id(const char *id, sd_bus_error *error) {
 }
 
 static int append_user_event(Daemon *d, const char *action, const UserRecord *u) {
-        GVariant *data = g_variant_new_parsed("{'action': <%s>, 'id': <%s>, 'tag': <%s>}",
-                                              action, u->id, u->tag);
-        g_autoptr(GVariant) owned = g_variant_ref_sink(data);
+        g_autoptr(GVariant) owned = g_variant_ref_sink(vardict_new("action", g_variant_new_string(action),
+                                                                   "id", g_variant_new_string(u->id),
+                                                                   "tag", g_variant_new_string(u->tag),
+                                                                   NULL));
 
         return daemon_append_event(d, "users", owned, NULL);
 }
@@ -222,6 +223,7 @@ static int get_for_change(Daemon *d, const char *id, const char *expected_tag, U
 
 static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *expected_tag, GVariant *changes,
                      UserRecord *u, bool *ret_disabled, sd_bus_error *error) {
+        g_autofree char *old_name = NULL;
         UserField fields = 0;
         bool was_enabled;
         int r;
@@ -230,14 +232,18 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
         if (r < 0)
                 return r;
         was_enabled = u->enabled;
+        old_name = g_strdup(u->name);
         r = apply_changes(changes, u, &fields, error);
         if (r < 0)
                 return r;
+        /* The unique name index is written only for a new name. */
+        if ((fields & USER_FIELD_NAME) && strcmp(old_name, u->name) == 0)
+                fields &= ~USER_FIELD_NAME;
 
         g_free(u->tag);
         u->tag = uuid_string_new();
         u->modified = g_get_real_time();
-        r = store_user_update(d->store, u);
+        r = store_user_update(d->store, u, fields);
         if (r == -EEXIST)
                 return sd_bus_error_setf(error, BUS_ERROR_ALREADY_EXISTS, "A user named '%s' already exists", u->name);
         if (r >= 0)

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -154,32 +155,102 @@ static int append_basic(sd_bus_message *m, GVariant *v) {
         }
 }
 
+/* A container's children, in order. Children of a serialized GVariant are
+ * made on demand, so each costs an allocation: the common shapes below take
+ * fewer of them. */
+static int append_children(sd_bus_message *m, GVariant *v) {
+        gsize n = g_variant_n_children(v);
+
+        for (gsize i = 0; i < n; i++) {
+                g_autoptr(GVariant) child = g_variant_get_child_value(v, i);
+                int r = bus_message_append_gvariant(m, child);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int append_variant(sd_bus_message *m, GVariant *inner) {
+        int r;
+
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, g_variant_get_type_string(inner));
+        if (r >= 0)
+                r = bus_message_append_gvariant(m, inner);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+/* a{sv}: event data, properties. */
+static int append_vardict(sd_bus_message *m, GVariant *v) {
+        gsize n = g_variant_n_children(v);
+        int r;
+
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{sv}");
+        for (gsize i = 0; r >= 0 && i < n; i++) {
+                g_autoptr(GVariant) entry = g_variant_get_child_value(v, i);
+                g_autoptr(GVariant) key = g_variant_get_child_value(entry, 0);
+                g_autoptr(GVariant) boxed = g_variant_get_child_value(entry, 1);
+                g_autoptr(GVariant) inner = g_variant_get_variant(boxed);
+
+                r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, g_variant_get_string(key, NULL));
+                if (r >= 0)
+                        r = append_variant(m, inner);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+/* The size of a fixed-size number of TYPE, the same in GVariant and on
+ * D-Bus, or 0. (Not 'b': a GVariant boolean is one byte, a D-Bus one four.) */
+static size_t fixed_element_size(char type) {
+        switch (type) {
+        case 'y': return 1;
+        case 'n': case 'q': return 2;
+        case 'i': case 'u': return 4;
+        case 'x': case 't': case 'd': return 8;
+        default: return 0;
+        }
+}
+
 int bus_message_append_gvariant(sd_bus_message *m, GVariant *v) {
         const char *type_string = g_variant_get_type_string(v);
-        g_autofree char *contents = NULL;
-        GVariantIter iter;
-        GVariant *child;
-        char type;
+        char contents[256];     /* a D-Bus signature is at most 255 characters */
+        size_t len;
         int r;
 
         switch (g_variant_classify(v)) {
         case G_VARIANT_CLASS_ARRAY:
-                type = SD_BUS_TYPE_ARRAY;
-                contents = g_strdup(type_string + 1);
+                if (strcmp(type_string, "a{sv}") == 0)
+                        return append_vardict(m, v);
+                /* Arrays of fixed-size numbers have the same layout in both: one copy. */
+                if (type_string[2] == 0 && fixed_element_size(type_string[1]) > 0) {
+                        size_t size = fixed_element_size(type_string[1]);
+                        gsize n_elements;
+                        const void *data = g_variant_get_fixed_array(v, &n_elements, size);
+
+                        return sd_bus_message_append_array(m, type_string[1], data, n_elements * size);
+                }
+                r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, type_string + 1);
                 break;
         case G_VARIANT_CLASS_VARIANT: {
                 g_autoptr(GVariant) inner = g_variant_get_variant(v);
-                type = SD_BUS_TYPE_VARIANT;
-                contents = g_strdup(g_variant_get_type_string(inner));
-                break;
+                return append_variant(m, inner);
         }
         case G_VARIANT_CLASS_TUPLE:
-                type = SD_BUS_TYPE_STRUCT;
-                contents = g_strndup(type_string + 1, strlen(type_string) - 2);
-                break;
         case G_VARIANT_CLASS_DICT_ENTRY:
-                type = SD_BUS_TYPE_DICT_ENTRY;
-                contents = g_strndup(type_string + 1, strlen(type_string) - 2);
+                len = strlen(type_string);
+                if (len < 2 || len - 2 >= sizeof contents)
+                        return -EINVAL;
+                memcpy(contents, type_string + 1, len - 2);
+                contents[len - 2] = 0;
+                r = sd_bus_message_open_container(m, g_variant_classify(v) == G_VARIANT_CLASS_TUPLE ?
+                                                  SD_BUS_TYPE_STRUCT : SD_BUS_TYPE_DICT_ENTRY, contents);
                 break;
         case G_VARIANT_CLASS_MAYBE:
         case G_VARIANT_CLASS_HANDLE:
@@ -187,18 +258,28 @@ int bus_message_append_gvariant(sd_bus_message *m, GVariant *v) {
         default:
                 return append_basic(m, v);
         }
+        if (r >= 0)
+                r = append_children(m, v);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
 
-        r = sd_bus_message_open_container(m, type, contents);
-        if (r < 0)
-                return r;
-        g_variant_iter_init(&iter, v);
-        while ((child = g_variant_iter_next_value(&iter))) {
-                r = bus_message_append_gvariant(m, child);
-                g_variant_unref(child);
-                if (r < 0)
-                        return r;
+GVariant *vardict_new(const char *key, GVariant *value, ...) {
+        GVariant *entries[VARDICT_NEW_MAX];
+        size_t n = 0;
+        va_list ap;
+
+        va_start(ap, value);
+        while (key) {
+                g_assert(n < G_N_ELEMENTS(entries));
+                entries[n++] = g_variant_new_dict_entry(g_variant_new_string(key), g_variant_new_variant(value));
+                key = va_arg(ap, const char *);
+                if (key)
+                        value = va_arg(ap, GVariant *);
         }
-        return sd_bus_message_close_container(m);
+        va_end(ap);
+        return g_variant_new_array(G_VARIANT_TYPE("{sv}"), entries, n);
 }
 
 int bus_message_read_strv_nonnull(sd_bus_message *m, char ***ret) {

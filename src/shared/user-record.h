@@ -25,6 +25,7 @@ typedef enum UserField {
         USER_FIELD_EMAIL        = 1 << 2,
         USER_FIELD_ENABLED      = 1 << 3,
         USER_FIELD_ATTRIBUTES   = 1 << 4,
+        USER_FIELD_ALL          = (1 << 5) - 1,
 } UserField;
 
 /* A record with the defaults of a new user and no id. */
