@@ -60,6 +60,15 @@
 #define PIPELINE_ROUNDS         6
 #define PIPELINE_WARMUP_CALLS   2000
 
+#define FANOUT_SUBSCRIBERS      10
+#define FANOUT_EVENTS           2000    /* per round and kind */
+#define FANOUT_ROUNDS           3
+#define REPLAY_EVENTS           100000
+#define REPLAY_PAGE             10000   /* FetchSince's largest limit */
+#define SAVE_CLIENTS            8
+#define SAVE_CALLS              3000    /* per round, over all clients */
+#define SAVE_ROUNDS             3
+
 #define STARTUP_TIMEOUT_USEC    (20ULL * 1000000ULL)
 #define RAW_ROW_BYTES           280     /* + topic and time: ~300 bytes, like a saved user or an event */
 
@@ -272,6 +281,16 @@ typedef struct Bench {
 
         Samples samples[_FIG_MAX];
         bool record;                    /* false during warm-up */
+
+        /* Event subscribers (fan-out, replay): each counts the Event
+         * signals it receives. */
+        sd_bus *subs[FANOUT_SUBSCRIBERS];
+        uint64_t sub_received, sub_expected;
+        uint64_t sub_first_usec, sub_last_usec;
+        uint64_t sub_last_seq;
+
+        /* Concurrent SaveUser clients. */
+        sd_bus *savers[SAVE_CLIENTS];
 } Bench;
 
 static void print_file(const char *path) {
@@ -292,6 +311,10 @@ static void bench_done(Bench *b) {
 
         for (size_t i = 0; i < PIPELINE_CONNECTIONS; i++)
                 b->pipeline[i] = sd_bus_flush_close_unref(b->pipeline[i]);
+        for (size_t i = 0; i < FANOUT_SUBSCRIBERS; i++)
+                b->subs[i] = sd_bus_flush_close_unref(b->subs[i]);
+        for (size_t i = 0; i < SAVE_CLIENTS; i++)
+                b->savers[i] = sd_bus_flush_close_unref(b->savers[i]);
         b->event = sd_event_unref(b->event);
         b->bus = sd_bus_flush_close_unref(b->bus);
 
@@ -539,7 +562,9 @@ static int call_failed(const char *what, int r, const sd_bus_error *error) {
                          error && error->message ? error->message : "");
 }
 
-static int create_user(Bench *b) {
+/* A user named NAME (the benchmark's own user has a display name and an
+ * email too, like a real one); its id and tag in *RET_ID and *RET_TAG. */
+static int create_named_user(Bench *b, const char *name, char **ret_id, char **ret_tag) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         const char *id, *tag;
@@ -547,15 +572,15 @@ static int create_user(Bench *b) {
 
         r = sd_bus_call_method(b->bus, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "CreateUser", &error, &reply,
                                "a{sv}", 3,
-                               "name", "s", "bench",
+                               "name", "s", name,
                                "display-name", "s", "Benchmark User",
                                "email", "s", "bench@example.org");
         if (r >= 0)
                 r = sd_bus_message_read(reply, "ss", &id, &tag);
         if (r >= 0) {
-                b->user_id = strdup(id);
-                b->tag = strdup(tag);
-                if (!b->user_id || !b->tag)
+                *ret_id = strdup(id);
+                *ret_tag = strdup(tag);
+                if (!*ret_id || !*ret_tag)
                         r = -ENOMEM;
         }
         if (r < 0)
@@ -563,6 +588,10 @@ static int create_user(Bench *b) {
         sd_bus_error_free(&error);
         sd_bus_message_unref(reply);
         return r;
+}
+
+static int create_user(Bench *b) {
+        return create_named_user(b, "bench", &b->user_id, &b->tag);
 }
 
 /* The bare commit baseline: the store's settings (src/daemon/store.c: WAL,
@@ -758,17 +787,31 @@ static int measure_latency(Bench *b, unsigned iterations) {
 /* Pipelined throughput: several connections with calls in flight, as many
  * clients of a busy server would have, all driven from one sd-event loop. */
 
+typedef enum PipeKind {
+        PIPE_PING,
+        PIPE_GET_USER,
+        PIPE_PUBLISH,
+} PipeKind;
+
+static const char *const pipe_kind_name[] = {
+        [PIPE_PING] = "Pipelined Ping",
+        [PIPE_GET_USER] = "Pipelined GetUser",
+        [PIPE_PUBLISH] = "Pipelined Publish",
+};
+
 typedef struct Pipeline {
         Bench *bench;
-        bool get_user;                  /* GetUser, or Ping */
+        PipeKind kind;
         unsigned total, issued, completed;
         int error;
 } Pipeline;
 
 /* The loop runs until this is set: sd_event_exit() would end the event
- * loop for good, and it serves several runs. */
+ * loop for good, and it serves several runs. Signals the subscribers wait
+ * for count too. */
 static bool pipeline_done(const Pipeline *p) {
-        return p->error < 0 || p->completed == p->total;
+        const Bench *b = p->bench;
+        return p->error < 0 || (p->completed == p->total && b->sub_received >= b->sub_expected);
 }
 
 static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
@@ -776,12 +819,20 @@ static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *re
 static int pipeline_issue(Pipeline *p, sd_bus *bus) {
         int r;
 
-        if (p->get_user)
+        switch (p->kind) {
+        case PIPE_GET_USER:
                 r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
                                              on_pipeline_reply, p, "s", p->bench->user_id);
-        else
+                break;
+        case PIPE_PUBLISH:
+                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "Publish",
+                                             on_pipeline_reply, p, "sa{sv}", "bench/fanout",
+                                             1, "n", "i", (int32_t) p->issued);
+                break;
+        default:
                 r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, ROOT_PATH, PEER_IFACE, "Ping",
                                              on_pipeline_reply, p, "");
+        }
         if (r < 0)
                 return log_errno(r, "Cannot queue a pipelined call");
         p->issued++;
@@ -799,7 +850,7 @@ static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *re
         int r;
 
         if (e)
-                return pipeline_fail(p, call_failed(p->get_user ? "Pipelined GetUser" : "Pipelined Ping",
+                return pipeline_fail(p, call_failed(pipe_kind_name[p->kind],
                                                      -sd_bus_message_get_errno(m) ?: -EIO, e));
         p->completed++;
         /* Keep the connection's depth: one reply in, one call out. */
@@ -813,13 +864,15 @@ static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *re
 
 static int on_pipeline_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Pipeline *p = userdata;
-        return pipeline_fail(p, log_errno(-ETIMEDOUT, "Pipelined calls did not complete within 60 s"));
+        return pipeline_fail(p, log_errno(-ETIMEDOUT, "Pipelined calls (and their signals: %" PRIu64 " of %" PRIu64
+                                          ") did not complete within 60 s",
+                                          p->bench->sub_received, p->bench->sub_expected));
 }
 
 /* Runs TOTAL calls and returns the time from the first call out to the last
  * reply in, in µs. */
-static int pipeline_run(Bench *b, bool get_user, unsigned total, uint64_t *ret_usec) {
-        Pipeline p = { .bench = b, .get_user = get_user, .total = total };
+static int pipeline_run(Bench *b, PipeKind kind, unsigned total, uint64_t *ret_usec) {
+        Pipeline p = { .bench = b, .kind = kind, .total = total };
         sd_event_source *timeout = NULL;
         uint64_t start;
         int r;
@@ -863,15 +916,15 @@ static int measure_pipelined(Bench *b, double *ret_ping_rate, double *ret_get_us
         }
 
         /* Warm-up also completes the connections' Hello. */
-        r = pipeline_run(b, false, PIPELINE_WARMUP_CALLS, &usec);
+        r = pipeline_run(b, PIPE_PING, PIPELINE_WARMUP_CALLS, &usec);
         if (r >= 0)
-                r = pipeline_run(b, true, PIPELINE_WARMUP_CALLS, &usec);
+                r = pipeline_run(b, PIPE_GET_USER, PIPELINE_WARMUP_CALLS, &usec);
         /* Alternated in rounds, for the same reason as the latency figures. */
         for (unsigned round = 0; round < PIPELINE_ROUNDS && r >= 0; round++) {
-                r = pipeline_run(b, false, PIPELINE_CALLS, &usec);
+                r = pipeline_run(b, PIPE_PING, PIPELINE_CALLS, &usec);
                 ping_usec += usec;
                 if (r >= 0)
-                        r = pipeline_run(b, true, PIPELINE_CALLS, &usec);
+                        r = pipeline_run(b, PIPE_GET_USER, PIPELINE_CALLS, &usec);
                 get_user_usec += usec;
         }
         if (r < 0)
@@ -879,6 +932,453 @@ static int measure_pipelined(Bench *b, double *ret_ping_rate, double *ret_get_us
 
         *ret_ping_rate = (double) PIPELINE_CALLS * PIPELINE_ROUNDS / (ping_usec / 1e6);
         *ret_get_user_rate = (double) PIPELINE_CALLS * PIPELINE_ROUNDS / (get_user_usec / 1e6);
+        return 0;
+}
+
+/* Event fan-out and replay: subscribers are connections in the benchmark's
+ * event loop, each with a match rule for the Event signal (any sender, so
+ * that the bare program's signals match too); they count what arrives. */
+
+static int on_event_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bench *b = userdata;
+        uint64_t seq = 0, now = now_usec();
+
+        (void) sd_bus_message_read(m, "t", &seq);
+        if (b->sub_received == 0)
+                b->sub_first_usec = now;
+        b->sub_last_usec = now;
+        b->sub_received++;
+        if (seq > b->sub_last_seq)
+                b->sub_last_seq = seq;
+        return 0;
+}
+
+/* Subscribers FROM..TO-1, connected and subscribed (AddMatch answered). */
+static int subscribe(Bench *b, unsigned from, unsigned to) {
+        for (unsigned i = from; i < to; i++) {
+                int r = connect_bus(b->address, &b->subs[i]);
+
+                if (r < 0)
+                        return r;
+                r = sd_bus_match_signal(b->subs[i], NULL, NULL, EVENTS_PATH, EVENTS_IFACE, "Event",
+                                        on_event_signal, b);
+                if (r < 0)
+                        return log_errno(r, "Cannot subscribe to Event");
+                r = sd_bus_attach_event(b->subs[i], b->event, SD_EVENT_PRIORITY_NORMAL);
+                if (r < 0)
+                        return log_errno(r, "Cannot attach a subscriber to the event loop");
+        }
+        return 0;
+}
+
+static void expect_signals(Bench *b, uint64_t n) {
+        b->sub_received = 0;
+        b->sub_expected = n;
+        b->sub_first_usec = b->sub_last_usec = 0;
+}
+
+static int wait_signals(Bench *b, const char *what) {
+        uint64_t deadline = now_usec() + 60 * 1000000ULL;
+
+        while (b->sub_received < b->sub_expected) {
+                int r;
+
+                if (interrupted)
+                        return log_errno(-EINTR, "Interrupted");
+                if (now_usec() > deadline)
+                        return log_errno(-ETIMEDOUT, "%s: %" PRIu64 " of %" PRIu64 " signals arrived within 60 s",
+                                         what, b->sub_received, b->sub_expected);
+                r = sd_event_run(b->event, 100000);
+                if (r < 0)
+                        return log_errno(r, "The event loop failed");
+        }
+        return 0;
+}
+
+/* The bare program: a process of its own, like outpostd, that connects to
+ * the same bus and pushes N signals of the same shape as fast as the bus
+ * takes them (a flush every 64, as many as the daemon has in flight). */
+static void bare_pusher(const char *address, int go_fd, unsigned n) {
+        sd_bus *bus = NULL;
+        char c;
+
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || connect_bus(address, &bus) < 0)
+                _exit(1);
+        if (read(go_fd, &c, 1) != 1)
+                _exit(1);
+        for (unsigned i = 0; i < n; i++) {
+                sd_bus_message *m = NULL;
+                int r;
+
+                r = sd_bus_message_new_signal(bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "tsxa{sv}", (uint64_t) i + 1, "bench/fanout",
+                                                  (int64_t) now_usec(), 1, "n", "i", (int32_t) i);
+                if (r >= 0)
+                        r = sd_bus_send(bus, m, NULL);
+                sd_bus_message_unref(m);
+                if (r >= 0 && i % 64 == 63)
+                        r = sd_bus_flush(bus);
+                if (r < 0)
+                        _exit(1);
+        }
+        (void) sd_bus_flush(bus);
+        sd_bus_flush_close_unref(bus);
+        _exit(0);
+}
+
+static int fanout_bare(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) {
+        int go[2], status, r;
+        uint64_t start;
+        pid_t pid;
+
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return log_errno(-errno, "pipe2");
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0) {
+                close(go[0]);
+                close(go[1]);
+                return log_errno(-errno, "fork");
+        }
+        if (pid == 0) {
+                close(go[1]);
+                bare_pusher(b->address, go[0], FANOUT_EVENTS);
+        }
+        close(go[0]);
+        /* Let it connect before the clock starts, as outpostd is connected. */
+        usleep(100000);
+        expect_signals(b, (uint64_t) FANOUT_EVENTS * n_subscribers);
+        start = now_usec();
+        r = write(go[1], "x", 1) == 1 ? 0 : log_errno(-errno, "Cannot start the bare program");
+        close(go[1]);
+        if (r >= 0)
+                r = wait_signals(b, "Bare fan-out");
+        *ret_usec = b->sub_last_usec - start;
+        if (r < 0)
+                kill(pid, SIGKILL);
+        (void) waitpid(pid, &status, 0);
+        if (r >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                r = log_errno(-EIO, "The bare signal program failed (wait status 0x%x)", status);
+        expect_signals(b, 0);
+        return r;
+}
+
+/* 64 Publish calls in flight; done when every reply and every subscriber's
+ * signal has arrived. */
+static int fanout_publish(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) {
+        int r;
+
+        expect_signals(b, (uint64_t) FANOUT_EVENTS * n_subscribers);
+        r = pipeline_run(b, PIPE_PUBLISH, FANOUT_EVENTS, ret_usec);
+        expect_signals(b, 0);
+        return r;
+}
+
+static int measure_fanout(Bench *b, double *ret_bare_rate, double *ret_publish_rate) {
+        uint64_t bare_usec = 0, publish_usec = 0, usec;
+        int r;
+
+        r = subscribe(b, 1, FANOUT_SUBSCRIBERS);
+        /* Warm-up. */
+        if (r >= 0)
+                r = fanout_publish(b, FANOUT_SUBSCRIBERS, &usec);
+        for (unsigned round = 0; round < FANOUT_ROUNDS && r >= 0; round++) {
+                r = fanout_bare(b, FANOUT_SUBSCRIBERS, &usec);
+                bare_usec += usec;
+                if (r >= 0)
+                        r = fanout_publish(b, FANOUT_SUBSCRIBERS, &usec);
+                publish_usec += usec;
+        }
+        if (r < 0)
+                return r;
+        *ret_bare_rate = (double) FANOUT_EVENTS * FANOUT_SUBSCRIBERS * FANOUT_ROUNDS / (bare_usec / 1e6);
+        *ret_publish_rate = (double) FANOUT_EVENTS * FANOUT_SUBSCRIBERS * FANOUT_ROUNDS / (publish_usec / 1e6);
+        return 0;
+}
+
+static int read_last_seq(Bench *b, uint64_t *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_get_property_trivial(b->bus, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", &error, 't', ret);
+        if (r < 0)
+                call_failed("Reading LastSeq", r, &error);
+        sd_bus_error_free(&error);
+        return r;
+}
+
+/* One FetchSince page, read as a client would: every event's seq, topic
+ * and time, the data skipped (the signals' is not read either). */
+static int fetch_page(Bench *b, uint64_t after, unsigned *ret_n, uint64_t *ret_next, int *ret_more) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = sd_bus_call_method(b->bus, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "FetchSince", &error, &reply,
+                               "stasu", "", after, 0, (uint32_t) REPLAY_PAGE);
+        if (r < 0) {
+                call_failed("FetchSince", r, &error);
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
+                uint64_t seq;
+                const char *topic;
+                int64_t time;
+
+                r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
+                if (r >= 0)
+                        r = sd_bus_message_skip(reply, "a{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                n++;
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "tb", ret_next, ret_more);
+        sd_bus_message_unref(reply);
+        if (r < 0)
+                return log_errno(r, "Cannot read a FetchSince reply");
+        *ret_n = n;
+        return 0;
+}
+
+/* REPLAY_EVENTS events published with 64 calls in flight, as a subscriber
+ * receives them (first to last signal), then fetched again with FetchSince. */
+static int measure_replay(Bench *b, double *ret_signal_rate, double *ret_fetch_rate) {
+        uint64_t before, after, usec, start, fetch_usec;
+        unsigned total = 0;
+        int r;
+
+        r = subscribe(b, 0, 1);
+        if (r >= 0)
+                r = read_last_seq(b, &before);
+        if (r < 0)
+                return r;
+        expect_signals(b, REPLAY_EVENTS);
+        b->sub_last_seq = 0;
+        r = pipeline_run(b, PIPE_PUBLISH, REPLAY_EVENTS, &usec);
+        if (r >= 0)
+                *ret_signal_rate = (REPLAY_EVENTS - 1) / ((b->sub_last_usec - b->sub_first_usec + 1) / 1e6);
+        expect_signals(b, 0);
+        if (r < 0)
+                return r;
+
+        after = before;
+        start = now_usec();
+        while (after < b->sub_last_seq) {
+                unsigned n = 0;
+                int more = 0;
+
+                r = fetch_page(b, after, &n, &after, &more);
+                if (r < 0)
+                        return r;
+                total += n;
+                if (!more)
+                        break;
+        }
+        fetch_usec = now_usec() - start;
+        if (total != REPLAY_EVENTS)
+                return log_errno(-EIO, "FetchSince returned %u events after %" PRIu64 ", %d were published",
+                                 total, before, REPLAY_EVENTS);
+        *ret_fetch_rate = total / (fetch_usec / 1e6);
+        return 0;
+}
+
+/* Durable SaveUser from SAVE_CLIENTS clients at once, one call in flight
+ * each (a save needs the tag the previous one returned), against the rate
+ * of bare commits one after the other. */
+
+typedef struct Saver {
+        struct SaveRun *run;
+        sd_bus *bus;
+        char *id;
+        char *tag;                      /* as the last acknowledged save returned it */
+        unsigned n;
+} Saver;
+
+typedef struct SaveRun {
+        Bench *bench;
+        Saver savers[SAVE_CLIENTS];
+        unsigned total, issued, completed;
+        int error;
+} SaveRun;
+
+static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+
+static int saver_issue(Saver *s) {
+        char name[64];
+        int r;
+
+        snprintf(name, sizeof name, "Saver %u", s->n++);
+        r = sd_bus_call_method_async(s->bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
+                                     on_save_reply, s, "ssa{sv}", s->id, s->tag, 1, "display-name", "s", name);
+        if (r < 0)
+                return log_errno(r, "Cannot queue a SaveUser call");
+        s->run->issued++;
+        return 0;
+}
+
+static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Saver *s = userdata;
+        SaveRun *run = s->run;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        const char *tag;
+        int r;
+
+        if (e) {
+                run->error = call_failed("Concurrent SaveUser", -sd_bus_message_get_errno(m) ?: -EIO, e);
+                return 0;
+        }
+        r = sd_bus_message_read(m, "s", &tag);
+        if (r < 0) {
+                run->error = log_errno(r, "Cannot read a SaveUser reply");
+                return 0;
+        }
+        free(s->tag);
+        s->tag = strdup(tag);
+        run->completed++;
+        if (!s->tag)
+                run->error = -ENOMEM;
+        else if (run->issued < run->total) {
+                r = saver_issue(s);
+                if (r < 0)
+                        run->error = r;
+        }
+        return 0;
+}
+
+static int saves_setup(SaveRun *run) {
+        Bench *b = run->bench;
+
+        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
+                Saver *s = &run->savers[i];
+                char name[64];
+                int r;
+
+                s->run = run;
+                r = connect_bus(b->address, &b->savers[i]);
+                if (r < 0)
+                        return r;
+                s->bus = b->savers[i];
+                r = sd_bus_attach_event(s->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+                if (r < 0)
+                        return log_errno(r, "Cannot attach a connection to the event loop");
+                snprintf(name, sizeof name, "bench-saver-%u", i);
+                r = create_named_user(b, name, &s->id, &s->tag);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int saves_run(SaveRun *run, unsigned total, uint64_t *ret_usec) {
+        Bench *b = run->bench;
+        uint64_t start, deadline;
+        int r = 0;
+
+        run->total = total;
+        run->issued = run->completed = 0;
+        run->error = 0;
+        start = now_usec();
+        deadline = start + 60 * 1000000ULL;
+        for (unsigned i = 0; i < SAVE_CLIENTS && run->issued < total && r >= 0; i++)
+                r = saver_issue(&run->savers[i]);
+        while (r >= 0 && run->error >= 0 && run->completed < total) {
+                if (interrupted)
+                        return log_errno(-EINTR, "Interrupted");
+                if (now_usec() > deadline)
+                        return log_errno(-ETIMEDOUT, "Concurrent saves did not complete within 60 s");
+                r = sd_event_run(b->event, 100000);
+        }
+        *ret_usec = now_usec() - start;
+        if (r < 0)
+                return log_errno(r, "The event loop failed");
+        return run->error;
+}
+
+/* Every acknowledged save is what the daemon has: each user's tag is the
+ * one its last reply returned. */
+static int saves_verify(SaveRun *run) {
+        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
+                Saver *s = &run->savers[i];
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *reply = NULL;
+                const char *key, *tag = NULL;
+                int r;
+
+                r = sd_bus_call_method(run->bench->bus, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
+                                       &error, &reply, "s", s->id);
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+                while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                        r = sd_bus_message_read(reply, "s", &key);
+                        if (r >= 0 && strcmp(key, "tag") == 0)
+                                r = sd_bus_message_read(reply, "v", "s", &tag);
+                        else if (r >= 0)
+                                r = sd_bus_message_skip(reply, "v");
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                }
+                if (r < 0)
+                        call_failed("GetUser", r, &error);
+                else if (!tag || strcmp(tag, s->tag) != 0)
+                        r = log_errno(-EIO, "User %s has tag %s, but its last acknowledged save returned %s",
+                                      s->id, tag ?: "(none)", s->tag);
+                sd_bus_error_free(&error);
+                sd_bus_message_unref(reply);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void saves_done(SaveRun *run) {
+        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
+                free(run->savers[i].id);
+                free(run->savers[i].tag);
+        }
+}
+
+static int raw_commits(Bench *b, unsigned n, uint64_t *ret_usec) {
+        uint64_t start = now_usec();
+        bool record = b->record;
+        int r = 0;
+
+        b->record = false;
+        for (unsigned i = 0; i < n && r >= 0; i++)
+                r = step_raw_commit(b);
+        b->record = record;
+        *ret_usec = now_usec() - start;
+        return r;
+}
+
+static int measure_saves(Bench *b, double *ret_raw_rate, double *ret_save_rate) {
+        SaveRun run = { .bench = b };
+        uint64_t raw_usec = 0, save_usec = 0, usec;
+        int r;
+
+        r = saves_setup(&run);
+        if (r >= 0)
+                r = saves_run(&run, SAVE_CALLS / 4, &usec);     /* warm-up */
+        for (unsigned round = 0; round < SAVE_ROUNDS && r >= 0; round++) {
+                r = raw_commits(b, SAVE_CALLS, &usec);
+                raw_usec += usec;
+                if (r >= 0)
+                        r = saves_run(&run, SAVE_CALLS, &usec);
+                save_usec += usec;
+        }
+        if (r >= 0)
+                r = saves_verify(&run);
+        saves_done(&run);
+        if (r < 0)
+                return r;
+        *ret_raw_rate = (double) SAVE_CALLS * SAVE_ROUNDS / (raw_usec / 1e6);
+        *ret_save_rate = (double) SAVE_CALLS * SAVE_ROUNDS / (save_usec / 1e6);
         return 0;
 }
 
@@ -912,6 +1412,24 @@ static void print_latency(const char *name, double median, double p99, const cha
                         (*misses)++;
         }
         print_row(name, m, p, baseline ?: "-", ratio, t, pass);
+}
+
+/* A throughput row: RATE per second in the first column; against
+ * BASELINE, a ratio of at least MIN_RATIO (above it, when STRICT). */
+static void print_rate(const char *name, double rate, const char *baseline, double baseline_rate,
+                       double min_ratio, bool strict, unsigned *misses) {
+        char v[32], t[32] = "-";
+        double ratio = baseline && baseline_rate > 0 ? rate / baseline_rate : 0;
+        int pass = -1;
+
+        snprintf(v, sizeof v, "%.0f/s", rate);
+        if (baseline) {
+                snprintf(t, sizeof t, "%s%.2f", strict ? ">" : ">=", min_ratio);
+                pass = strict ? ratio > min_ratio : ratio >= min_ratio;
+                if (!pass)
+                        (*misses)++;
+        }
+        print_row(name, v, "-", baseline ?: "-", ratio, t, pass);
 }
 
 static void print_environment(const Bench *b, unsigned iterations, unsigned warmup) {
@@ -953,9 +1471,9 @@ static int make_tmpdir(Bench *b) {
 
 static int run(Bench *b) {
         double median[_FIG_MAX], p99[_FIG_MAX], ping_rate = 0, get_user_rate = 0, durable_base;
+        double raw_rate = 0, save_rate = 0, signal_rate = 0, fetch_rate = 0, bare_rate = 0, fanout_rate = 0;
         unsigned iterations, warmup, misses = 0;
         uint64_t iteration_usec, start = now_usec(), spent;
-        char v[32];
         int r;
 
         r = env_unsigned("BENCH_ITERATIONS", DEFAULT_ITERATIONS, ROUNDS, &iterations);
@@ -999,6 +1517,13 @@ static int run(Bench *b) {
         r = measure_latency(b, iterations);
         if (r >= 0)
                 r = measure_pipelined(b, &ping_rate, &get_user_rate);
+        /* Before any subscriber exists: their signals would load the bus. */
+        if (r >= 0)
+                r = measure_saves(b, &raw_rate, &save_rate);
+        if (r >= 0)
+                r = measure_replay(b, &signal_rate, &fetch_rate);
+        if (r >= 0)
+                r = measure_fanout(b, &bare_rate, &fanout_rate);
         if (r < 0)
                 return r;
 
@@ -1019,15 +1544,16 @@ static int run(Bench *b) {
         print_latency("publish", median[FIG_PUBLISH], p99[FIG_PUBLISH], "ping+raw-commit", durable_base, 1.3, &misses);
 
         /* Throughput rows: calls per second in the first column. */
-        snprintf(v, sizeof v, "%.0f/s", ping_rate);
-        print_row("pipelined-ping", v, "-", "-", 0, "-", -1);
-        snprintf(v, sizeof v, "%.0f/s", get_user_rate);
-        print_row("pipelined-get-user", v, "-", "pipelined-ping", get_user_rate / ping_rate, ">=0.70",
-                  get_user_rate >= 0.7 * ping_rate);
-        if (get_user_rate < 0.7 * ping_rate)
-                misses++;
+        print_rate("pipelined-ping", ping_rate, NULL, 0, 0, false, &misses);
+        print_rate("pipelined-get-user", get_user_rate, "pipelined-ping", ping_rate, 0.7, false, &misses);
+        print_rate("raw-commit-rate", raw_rate, NULL, 0, 0, false, &misses);
+        print_rate("save-user-8-clients", save_rate, "raw-commit-rate", raw_rate, 1.0, true, &misses);
+        print_rate("event-signals", signal_rate, NULL, 0, 0, false, &misses);
+        print_rate("fetch-since-replay", fetch_rate, "event-signals", signal_rate, 1.0, false, &misses);
+        print_rate("fanout-bare-10", bare_rate, NULL, 0, 0, false, &misses);
+        print_rate("fanout-publish-10", fanout_rate, "fanout-bare-10", bare_rate, 0.5, false, &misses);
 
-        printf("# %u of 6 targets missed; run took %.1f s\n", misses, (now_usec() - start) / 1e6);
+        printf("# %u of 9 targets missed; run took %.1f s\n", misses, (now_usec() - start) / 1e6);
         return 0;
 }
 
