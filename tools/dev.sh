@@ -3,8 +3,9 @@
 # or the whole test suite.
 #
 #   tools/dev.sh demo    install, build, run the demo deployment
-#   tools/dev.sh test    install, build, run make check, the sanitizer run
-#                        and make distcheck; ends with "N passed, N failed"
+#   tools/dev.sh test    install, build, run make check, the sanitizer run,
+#                        make distcheck and the fuzz targets (FUZZ_SECONDS
+#                        each, default 20); ends with "N passed, N failed"
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,7 @@ packages=(
 	dbus dbus-daemon systemd python3 python3-gi python3-dbusmock libglib-testing-0-dev
 	libgnutls28-dev gnutls-bin libxml2-utils xz-utils
 	libgirepository1.0-dev gobject-introspection gir1.2-glib-2.0 gi-docgen
+	clang libclang-rt-14-dev
 )
 
 install_packages() {
@@ -39,15 +41,26 @@ build() {
 		--localstatedir=/var "$@" && make -j"$(nproc)" --quiet)
 }
 
+# The libFuzzer build (clang): without --enable-werror, since the code is
+# kept free of GCC's warnings, not of every one clang has.
+build_fuzz() {
+	[ -x configure ] || NOCONFIGURE=1 ./autogen.sh >/dev/null 2>&1
+	mkdir -p build-fuzz
+	(cd build-fuzz && CC=clang "$top/configure" --quiet --prefix=/usr --sysconfdir=/etc \
+		--localstatedir=/var --enable-fuzzing)
+}
+
 passed=0
 failed=0
 
-# check DIR TARGET: run a make target, add its automake summary to the totals.
+# check DIR TARGET [MAKE ARGS]: run a make target, add its automake summary
+# to the totals.
 check() {
 	local dir=$1 target=$2 log
+	shift 2
 	log=$(mktemp)
-	echo "== make $target in $dir"
-	if (cd "$dir" && make -j"$(nproc)" "$target") >"$log" 2>&1; then :; else
+	echo "== make $target $* in $dir"
+	if (cd "$dir" && make -j"$(nproc)" "$target" "$@") >"$log" 2>&1; then :; else
 		tail -n 60 "$log"
 		find "$dir" -name 'test-suite.log' -newer "$log" -exec tail -n 120 {} \; 2>/dev/null || true
 	fi
@@ -77,6 +90,13 @@ test)
 	build build-sanitizers --enable-sanitizers
 	check build-sanitizers check
 	check build distcheck
+	# Each fuzz target counts as one test.
+	if build_fuzz; then
+		check build-fuzz fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+	else
+		echo "== configure --enable-fuzzing failed"
+		failed=$((failed + 1))
+	fi
 	echo "$passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
 	;;
