@@ -79,7 +79,7 @@ static char *bus_config(const char *tmpdir) {
                 tmpdir, policy);
 }
 
-TestBus *test_bus_new(void) {
+static TestBus *bus_new(void) {
         g_autoptr(TestBus) tb = g_new0(TestBus, 1);
         g_autoptr(GError) error = NULL;
         g_autofree char *config = NULL, *config_path = NULL, *config_arg = NULL;
@@ -117,6 +117,14 @@ TestBus *test_bus_new(void) {
         return g_steal_pointer(&tb);
 }
 
+TestBus *test_bus_new(void) {
+        TestBus *tb = bus_new();
+
+        if (test_bridged())
+                test_bridged_setup(tb, bus_new);
+        return tb;
+}
+
 static void kill_and_reap(GPid *pid, int signal) {
         if (*pid <= 0)
                 return;
@@ -146,8 +154,11 @@ void test_bus_free(TestBus *tb) {
                 return;
         /* outpostd must end cleanly on SIGTERM: under the sanitizers a leak
          * or an error at shutdown shows here. */
-        if (tb->daemon_pid > 0)
+        if (tb->daemon_pid > 0 || (tb->central && tb->central->daemon_pid > 0))
                 test_bus_stop_daemon(tb, SIGTERM);
+        test_bridged_free(tb);
+        g_clear_pointer(&tb->site, test_bus_free);
+        g_clear_pointer(&tb->central, test_bus_free);
         kill_and_reap(&tb->polkit_pid, SIGTERM);
         if (tb->conn) {
                 g_dbus_connection_close_sync(tb->conn, NULL, NULL);
@@ -251,6 +262,12 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
         g_autoptr(GError) error = NULL;
         gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
 
+        if (tb->central) {
+                test_bus_start_daemon(tb->central, config);
+                test_bridged_connect(tb);
+                return;
+        }
+
         g_assert_cmpint(tb->daemon_pid, ==, 0);
         if (config)
                 g_assert_true(g_file_set_contents(tb->config_path, config, -1, &error));
@@ -272,6 +289,12 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
 int test_bus_stop_daemon(TestBus *tb, int signal) {
         int status = 0;
 
+        if (tb->central) {
+                status = test_bus_stop_daemon(tb->central, signal);
+                test_bridged_wait_outage(tb);
+                return status;
+        }
+
         g_assert_cmpint(tb->daemon_pid, >, 0);
         kill(tb->daemon_pid, signal);
         g_assert_cmpint(waitpid(tb->daemon_pid, &status, 0), ==, tb->daemon_pid);
@@ -287,6 +310,8 @@ int test_bus_stop_daemon(TestBus *tb, int signal) {
 }
 
 int test_bus_run_daemon(TestBus *tb, const char *const *args, char **ret_stderr) {
+        if (tb->central)
+                return test_bus_run_daemon(tb->central, args, ret_stderr);
         g_autoptr(GString) err = g_string_new(NULL);
         GPid pid;
         int fd, status = 0;

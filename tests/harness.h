@@ -21,8 +21,40 @@
 #define IFACE_MESSAGES     "org.outpost.Outpost1.Messages"
 #define IFACE_EVENTS       "org.outpost.Outpost1.Events"
 #define ERROR_PREFIX       "org.outpost.Outpost1.Error."
+#define OUTPOST_BRIDGE_PATH     OUTPOST_ROOT "/bridge"
+#define IFACE_BRIDGE       "org.outpost.Outpost1.Bridge"
 
-typedef struct TestBus {
+typedef struct TestBus TestBus;
+typedef struct BridgeProcess {
+        TestBus *bus;           /* the bus it serves (borrowed) */
+        GPid pid;
+        char **argv;
+        char *log_path;
+        gsize log_offset;
+} BridgeProcess;
+
+/* Certificates for TLS links (tests/make-test-certs.sh), made once per
+ * test program and removed at its exit. */
+void test_make_certs(void);
+const char *test_certs_dir(void);
+/* A free TCP port on 127.0.0.1. */
+unsigned free_port(void);
+
+/* Start outpost-bridge on BUS with the given --listen/--upstream (either
+ * may be NULL) and EXTRA options; fast reconnect and heartbeat settings. */
+void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, const char *upstream,
+                          const char *const *extra);
+/* The same, run inside the network namespace NETNS (ip netns exec). */
+void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, const char *listen,
+                             const char *upstream, const char *const *extra);
+/* SIGTERM (checking a clean exit) or SIGKILL. */
+void bridge_process_stop(BridgeProcess *p, int signal);
+void bridge_process_restart(BridgeProcess *p);
+
+void bridge_process_clear(BridgeProcess *p);
+
+
+struct TestBus {
         char *tmpdir;
         char *address;
         char *state_dir;
@@ -32,7 +64,26 @@ typedef struct TestBus {
         GPid polkit_pid;        /* the mock polkitd, when started */
         gsize daemon_log_offset; /* of outpostd.log, checked up to here */
         GDBusConnection *conn;  /* a client connection of the test itself */
-} TestBus;
+
+        /* Bridged mode (OUTPOST_TEST_BRIDGED=1): this is the machine bus of
+         * a central/site/machine deployment; outpostd runs on CENTRAL and
+         * is reached through two bridges. */
+        TestBus *central, *site;
+        BridgeProcess bridges[3];
+};
+
+/* Whether the tests run through two bridges (OUTPOST_TEST_BRIDGED=1). */
+gboolean test_bridged(void);
+/* Internals of the bridged mode, for harness.c. */
+void test_bridged_setup(TestBus *machine, TestBus *(*new_bus)(void));
+void test_bridged_connect(TestBus *machine);
+void test_bridged_wait_outage(TestBus *machine);
+void test_bridged_free(TestBus *machine);
+/* The bridge's State on the bus of C, read now. */
+char *bridge_state(GDBusConnection *c);
+/* Wait until the bridge's State on the bus of C is STATE. */
+void wait_bridge_state(GDBusConnection *c, const char *state, int timeout_ms);
+
 
 /* Start a private bus. Fails the test when it cannot. */
 TestBus *test_bus_new(void);

@@ -25,7 +25,7 @@ static guint64 get_u64(GDBusConnection *c, const char *path, const char *iface, 
 static guint32 bridge_u32(GDBusConnection *c, const char *prop) {
         g_autoptr(GVariant) r = NULL, v = NULL;
 
-        r = test_call_ok(c, OUTPOST_BRIDGE, "org.freedesktop.DBus.Properties", "Get",
+        r = test_call_ok(c, OUTPOST_BRIDGE_PATH, "org.freedesktop.DBus.Properties", "Get",
                          g_variant_new("(ss)", IFACE_BRIDGE, prop), "(v)");
         g_variant_get(r, "(v)", &v);
         return g_variant_get_uint32(v);
@@ -84,7 +84,7 @@ static void test_snapshot_includes_bridge(void) {
                          NULL, "(a{oa{sa{sv}}})");
         objects = g_variant_get_child_value(r, 0);
         g_assert_true(g_variant_lookup(objects, OUTPOST_USERS, "@a{sa{sv}}", NULL));
-        g_assert_true(g_variant_lookup(objects, OUTPOST_BRIDGE, "@a{sa{sv}}", &bridge));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_BRIDGE_PATH, "@a{sa{sv}}", &bridge));
         props = g_variant_lookup_value(bridge, IFACE_BRIDGE, NULL);
         g_assert_true(g_variant_lookup(props, "Hops", "u", &hops));
         g_assert_cmpuint(hops, ==, 2);
@@ -98,7 +98,7 @@ static void test_snapshot_includes_bridge(void) {
         r = test_call_ok(d->central->conn, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                          NULL, "(a{oa{sa{sv}}})");
         objects = g_variant_get_child_value(r, 0);
-        g_assert_false(g_variant_lookup(objects, OUTPOST_BRIDGE, "@a{sa{sv}}", NULL));
+        g_assert_false(g_variant_lookup(objects, OUTPOST_BRIDGE_PATH, "@a{sa{sv}}", NULL));
 }
 
 typedef struct Coherence {
@@ -386,7 +386,7 @@ static void test_authorizes_local_callers(void) {
         /* Bridge.Reconnect is a change too. */
         g_clear_pointer(&r, g_variant_unref);
         r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
-                         OUTPOST_BRIDGE, IFACE_BRIDGE, "Reconnect", NULL, NULL, &error);
+                         OUTPOST_BRIDGE_PATH, IFACE_BRIDGE, "Reconnect", NULL, NULL, &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", "org.outpost.Outpost1.manage-bridge");
         test_bus_stop_polkit(d->machine);

@@ -486,8 +486,18 @@ static void test_holder_leaves(void) {
         g_dbus_connection_close_sync(c, NULL, NULL);
         test_wait_until(online_count(tb->conn) == 0, 2000);
 
-        /* Both holds end in one change. */
         watch_sync(w);
+        if (test_bridged()) {
+                /* Behind a bridge the link holds both users upstream, and
+                 * releasing them is one GoOffline each: two changes, each
+                 * one signal, ending with both users offline. */
+                g_assert_cmpuint(w->changes->len, ==, 2);
+                assert_change(w->changes->pdata[1], g + 2, ann, FALSE);
+                assert_change(w->changes->pdata[1], g + 2, bob, FALSE);
+                g_assert_cmpuint(get_generation(tb->conn), ==, g + 2);
+                return;
+        }
+        /* Both holds end in one change. */
         g_assert_cmpuint(w->changes->len, ==, 1);
         assert_change(w->changes->pdata[0], g + 1, ann, FALSE);
         assert_change(w->changes->pdata[0], g + 1, bob, FALSE);
@@ -802,10 +812,18 @@ static void test_restart(void) {
         test_bus_stop_daemon(tb, SIGTERM);
         test_bus_start_daemon(tb, NULL);
 
-        /* C is still on the bus, but its holds were in the old daemon. */
-        g_assert_cmpuint(online_count(tb->conn), ==, 0);
         after = get_generation(tb->conn);
         g_assert_cmpuint(after, >=, before);
+        if (test_bridged()) {
+                /* Behind a bridge a daemon restart is a link outage: the
+                 * bridge re-asserts the holds of clients still on its bus
+                 * (DESIGN.md §5), so C's users are back. */
+                g_assert_cmpuint(online_count(tb->conn), ==, 2);
+                g_dbus_connection_close_sync(c, NULL, NULL);
+                return;
+        }
+        /* C is still on the bus, but its holds were in the old daemon. */
+        g_assert_cmpuint(online_count(tb->conn), ==, 0);
 
         /* Re-asserting a hold is a change past both. */
         g_assert_cmpuint(go_online(c, ann, 0), >, MAX(before, after));

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus-gvariant.h"
 #include "importer.h"
@@ -19,16 +20,17 @@ typedef struct RelayedCall {
         Importer *importer;
         sd_bus_message *call;
         sd_bus_slot *slot;
-        char *hold_user;                /* GoOnline with ttl 0: the user to count on success */
+        char *hold_user;                /* GoOnline: the user to count on success */
+        uint64_t hold_expires;          /* and when that local hold lapses (0: never) */
         bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
 } RelayedCall;
 
-/* A local connection holding users online with ttl 0. */
+/* A local connection holding users online. */
 typedef struct LocalHolder {
         Importer *importer;
         char *sender;
         sd_bus_track *track;
-        GHashTable *users;              /* user id set */
+        GHashTable *users;              /* user id → expiry, CLOCK_MONOTONIC µs (0: none), as a pointer-sized int */
 } LocalHolder;
 
 static void relayed_call_free(RelayedCall *c) {
@@ -73,6 +75,7 @@ static void holder_free(LocalHolder *h) {
 
 void importer_holders_free(Importer *im) {
         g_clear_pointer(&im->polkit, polkit_free);
+        im->hold_expiry = sd_event_source_disable_unref(im->hold_expiry);
         g_clear_pointer(&im->holders, g_hash_table_unref);
         g_clear_pointer(&im->hold_counts, g_hash_table_unref);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
@@ -116,7 +119,66 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
         return 0;
 }
 
-static void hold_add(Importer *im, const char *sender, const char *user) {
+static uint64_t now_monotonic(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void rearm_expiry(Importer *im);
+
+/* Local holds with a ttl lapse here; the link's hold upstream has none. */
+static int on_hold_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Importer *im = userdata;
+        uint64_t now = now_monotonic();
+        GHashTableIter hi, ui;
+        LocalHolder *h;
+        gpointer user, expires;
+
+        g_hash_table_iter_init(&hi, im->holders);
+        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
+                g_hash_table_iter_init(&ui, h->users);
+                while (g_hash_table_iter_next(&ui, &user, &expires)) {
+                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
+                        if (e == 0 || e > now)
+                                continue;
+                        if (hold_release(im, user))
+                                send_upstream_go_offline(im, user);
+                        g_hash_table_iter_remove(&ui);
+                }
+        }
+        rearm_expiry(im);
+        return 0;
+}
+
+static void rearm_expiry(Importer *im) {
+        uint64_t earliest = UINT64_MAX;
+        GHashTableIter hi, ui;
+        LocalHolder *h;
+        gpointer expires;
+
+        g_hash_table_iter_init(&hi, im->holders);
+        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
+                g_hash_table_iter_init(&ui, h->users);
+                while (g_hash_table_iter_next(&ui, NULL, &expires)) {
+                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
+                        if (e != 0 && e < earliest)
+                                earliest = e;
+                }
+        }
+        if (earliest == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_OFF);
+                return;
+        }
+        if (!im->hold_expiry &&
+            sd_event_add_time(im->bridge->event, &im->hold_expiry, CLOCK_MONOTONIC, earliest, 0, on_hold_expiry, im) < 0)
+                return;
+        (void) sd_event_source_set_time(im->hold_expiry, earliest);
+        (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_ONESHOT);
+}
+
+static void hold_add(Importer *im, const char *sender, const char *user, uint64_t expires) {
         LocalHolder *h = g_hash_table_lookup(im->holders, sender);
 
         if (!h) {
@@ -126,14 +188,22 @@ static void hold_add(Importer *im, const char *sender, const char *user) {
                 h->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
                 if (sd_bus_track_new(im->local, &h->track, on_holder_left, h) < 0 ||
                     sd_bus_track_add_name(h->track, sender) < 0) {
-                        log_warning("Cannot track %s; its presence holds end with the link", sender);
+                        /* Most likely the caller left while its GoOnline
+                         * was on its way: its hold ends now, as it would
+                         * at the daemon. */
+                        log_debug("Cannot track %s (gone?); dropping its hold of %s", sender, user);
                         holder_free(h);
+                        if (hold_count(im, user) == 0)
+                                send_upstream_go_offline(im, user);
                         return;
                 }
                 g_hash_table_insert(im->holders, h->sender, h);
         }
-        if (g_hash_table_add(h->users, g_strdup(user)))
+        if (!g_hash_table_contains(h->users, user))
                 g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(hold_count(im, user) + 1));
+        /* Calling again renews, and may change the kind of hold. */
+        g_hash_table_replace(h->users, g_strdup(user), GSIZE_TO_POINTER((gsize) expires));
+        rearm_expiry(im);
 }
 
 /* Whether SENDER held USER, and its hold is now gone. */
@@ -244,7 +314,7 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         g_autoptr(GVariant) objects = NULL;
 
         if (!e && c->hold_user)
-                hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user);
+                hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
         if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
                 (void) reply_managed_objects(im, c->call, objects);
                 return;
@@ -308,8 +378,9 @@ static int relay(Importer *im, sd_bus_message *m, RelayedCall **ret) {
         return 0;
 }
 
-/* GoOnline with ttl 0 is counted per local holder; while any local client
- * holds the user with ttl 0, the link's hold upstream stays without ttl. */
+/* Every local hold is counted per local holder, and lapses here when it
+ * has a ttl; upstream, the link holds the user without ttl while any local
+ * hold remains, so one client's ttl cannot end another's hold. */
 static int relay_go_online(Importer *im, sd_bus_message *m) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         RelayedCall *c = NULL;
@@ -322,18 +393,16 @@ static int relay_go_online(Importer *im, sd_bus_message *m) {
         r = sd_bus_message_read(m, "su", &user, &ttl);
         if (r < 0)
                 return r;
-        if (hold_count(im, user) > 0)
-                ttl = 0;
         r = new_upstream_call(im, m, &call);
         if (r >= 0)
-                r = sd_bus_message_append(call, "su", user, ttl);
+                r = sd_bus_message_append(call, "su", user, 0);
         if (r >= 0)
                 r = relay_prepared(im, m, call, &c);
         if (r < 0)
                 return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
                                                   strerror(-r));
-        if (ttl == 0)
-                c->hold_user = g_strdup(user);
+        c->hold_user = g_strdup(user);
+        c->hold_expires = ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * 1000000ULL;
         return 0;
 }
 

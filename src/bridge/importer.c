@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "bus-gvariant.h"
@@ -179,27 +180,39 @@ void importer_link_failed(Importer *im, const char *reason) {
         if (im->phase == PHASE_WAITING || im->phase == PHASE_STOPPED)
                 return;
         log_warning("Upstream %s: %s", im->bridge->config.upstream, reason);
-        teardown_link(im);
         g_free(im->last_error);
         im->last_error = g_strdup_printf("%s: %s", im->bridge->config.upstream, reason);
         im->phase = PHASE_WAITING;
+        /* State first: clients hear of the outage before the calls in
+         * flight fail, and those errors then say what State says. */
+        (void) importer_emit_bridge_changes(im);
+        teardown_link(im);
 
         delay = backoff_usec(im);
         im->attempt++;
+        im->reconnect_timer = sd_event_source_disable_unref(im->reconnect_timer);
         if (sd_event_add_time_relative(im->bridge->event, &im->reconnect_timer, CLOCK_MONOTONIC, delay, 0,
                                        on_reconnect_timer, im) < 0)
                 log_error("Cannot schedule a reconnect");
-        (void) importer_emit_bridge_changes(im);
 }
 
 /* A cycle never heals by retrying: say so and stop until Reconnect(). */
 static void link_refused(Importer *im, const char *reason) {
         log_error("Upstream %s: %s", im->bridge->config.upstream, reason);
-        teardown_link(im);
         g_free(im->last_error);
         im->last_error = g_strdup_printf("%s: %s", im->bridge->config.upstream, reason);
         im->phase = PHASE_STOPPED;
         (void) importer_emit_bridge_changes(im);
+        teardown_link(im);
+}
+
+static bool link_recently_active(Importer *im) {
+        struct timespec ts;
+        uint64_t now, last = link_get_last_receive(im->link);
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+        return last != 0 && now - last < (uint64_t) im->bridge->config.heartbeat_timeout_ms * 1000;
 }
 
 static int on_heartbeat_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -210,6 +223,10 @@ static int on_heartbeat_reply(sd_bus_message *m, void *userdata, sd_bus_error *r
                 return 0;
 
         im->heartbeat_slot = sd_bus_slot_unref(im->heartbeat_slot);
+        if (e && sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) && link_recently_active(im))
+                /* The answer waits behind a large message still coming in:
+                 * the link is busy, not dead. Ask again next time. */
+                return 0;
         if (e) {
                 g_autofree char *reason = g_strdup_printf("no answer to a heartbeat: %s", e->message);
                 importer_link_failed(im, reason);
@@ -634,6 +651,13 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
         const char *own[] = { im->bridge->instance_id, NULL };
         int r;
 
+        if (link != im->link || im->phase != PHASE_LINKING) {
+                /* Not the link this importer is waiting for. */
+                if (fd >= 0)
+                        close(fd);
+                log_warning("Upstream %s: ignoring a link that is not the current one", im->bridge->config.upstream);
+                return;
+        }
         if (fd < 0) {
                 im->link = NULL;
                 importer_link_failed(im, error ?: "cannot connect");
@@ -652,6 +676,8 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
 static void on_link_closed(Link *link, const char *reason, void *userdata) {
         Importer *im = userdata;
 
+        if (link != im->link)
+                return;
         im->link = NULL;        /* it frees itself */
         importer_link_failed(im, reason);
 }

@@ -59,9 +59,10 @@ struct Importer {
 
         GHashTable *in_flight;          /* RelayedCall* set */
 
-        /* Presence holds of local callers with ttl 0 (DESIGN.md §5). */
+        /* Presence holds of local callers (DESIGN.md §5). */
         GHashTable *hold_counts;        /* user id → number of local holders */
         GHashTable *holders;            /* local unique name → LocalHolder */
+        sd_event_source *hold_expiry;   /* the earliest local hold with a ttl */
 };
 
 /* importer.c */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -405,6 +406,8 @@ struct Link {
         bool bye_pending;
         bool in_callback, free_requested;
 
+        uint64_t last_receive;  /* CLOCK_MONOTONIC µs of the last bytes from the peer */
+
         LinkReadyFunc ready;
         LinkClosedFunc closed;
         void *userdata;
@@ -602,7 +605,14 @@ static ssize_t socket_result(Link *link, ssize_t k, bool tcp) {
 /* Read from the TCP side: bytes, 0 at the end, -EAGAIN when nothing is
  * there now, -EINTR to call again, -EIO when the link must end
  * (end_reason set). */
-static ssize_t tcp_recv(Link *link, void *buf, size_t n) {
+static uint64_t now_usec_monotonic(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static ssize_t tcp_recv_raw(Link *link, void *buf, size_t n) {
         ssize_t k;
         int err;
 
@@ -624,6 +634,15 @@ static ssize_t tcp_recv(Link *link, void *buf, size_t n) {
                 return -EINTR;
         link_end_tls(link, k, err);
         return -EIO;
+}
+
+/* The same, noting when the peer last sent anything. */
+static ssize_t tcp_recv(Link *link, void *buf, size_t n) {
+        ssize_t k = tcp_recv_raw(link, buf, n);
+
+        if (k > 0)
+                link->last_receive = now_usec_monotonic();
+        return k;
 }
 
 /* Write to the TCP side: bytes taken, -EAGAIN, or -EIO (end_reason set).
@@ -1404,4 +1423,8 @@ LinkListener *link_listener_free(LinkListener *l) {
         sd_event_unref(l->event);
         g_free(l);
         return NULL;
+}
+
+uint64_t link_get_last_receive(Link *link) {
+        return link ? link->last_receive : 0;
 }

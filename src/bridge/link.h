@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <systemd/sd-event.h>
 
 /* A link between two bridges: a TCP connection, mutually authenticated
@@ -87,6 +88,10 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
 LinkListener *link_listener_free(LinkListener *l);
 /* The local port listened on (useful with port 0), or a negative errno. */
 int link_listener_get_port(LinkListener *l);
+
+/* When the peer last sent bytes (CLOCK_MONOTONIC µs; 0: never), so that a
+ * link busy carrying a large message is not taken for a dead one. */
+uint64_t link_get_last_receive(Link *link);
 
 /* Close a link at once (both sides); CLOSED is not called. */
 Link *link_free(Link *link);

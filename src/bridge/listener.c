@@ -48,8 +48,11 @@ static void peer_free(Peer *p) {
          * nowhere to go. */
         if (p->local)
                 sd_bus_flush_close_unref(p->local);
-        /* The remote side may have stopped reading: do not wait for it. */
-        bus_close_unref_later(p->listener->bridge, TAKE_PTR(p->remote));
+        /* The remote side may have stopped reading: do not wait for it.
+         * Peers are freed from a clean point of the loop (on_peer_teardown,
+         * or at exit), never inside this bus's dispatch, so it can close now. */
+        if (p->remote)
+                sd_bus_close_unref(p->remote);
         link_free(p->link);
         sd_event_source_unref(p->idle_timer);
         g_free(p->description);

@@ -142,8 +142,10 @@ static int load_config(const Options *o, BridgeConfig *c) {
                 .heartbeat_ms = 1000,
                 .heartbeat_timeout_ms = 2000,
                 .peer_idle_timeout_ms = 10000,
-                .max_calls_in_flight = 64,
-                .max_queued_bytes = 8u << 20,
+                .max_calls_in_flight = 256,
+                /* Room for the largest reply outpostd sends (a FetchSince page
+                 * of about 8 MiB) with its framing. */
+                .max_queued_bytes = 16u << 20,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
