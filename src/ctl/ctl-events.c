@@ -2,6 +2,8 @@
 /* outpostctl events, publish, send */
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib-unix.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,8 +54,8 @@ static int events_list(Ctl *ctl) {
                 if (!outpost_events_call_fetch_since_sync(outpost_client_get_events(ctl->client), "", after, prefixes,
                                                           1000, &events, &after, &more, NULL, &error)) {
                         if (g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_TRUNCATED))
-                                return ctl_fail_error(error, _("The events after %" G_GUINT64_FORMAT " are no longer kept"),
-                                                      ctl->since);
+                                return ctl_fail_error(error, _("The events after %" PRIu64 " are no longer kept"),
+                                                      (uint64_t) ctl->since);
                         return ctl_fail_error(error, _("Cannot read the events"));
                 }
                 g_variant_iter_init(&iter, events);
@@ -108,8 +110,8 @@ static void on_state(GObject *object, GParamSpec *pspec, gpointer data) {
 
 static void on_resync(OutpostClient *client, gpointer data) {
         fprintf(stderr, _("outpostctl: events were lost while away (discarded, or the history was reset); "
-                          "resuming after seq %" G_GUINT64_FORMAT "\n"),
-                outpost_client_get_last_seq(client));
+                          "resuming after seq %" PRIu64 "\n"),
+                (uint64_t) outpost_client_get_last_seq(client));
 }
 
 static gboolean on_stop(gpointer data) {
@@ -167,7 +169,7 @@ int ctl_publish(Ctl *ctl) {
         if (ctl->json)
                 ctl_json_print(g_variant_new_parsed("{'seq': <%t>}", seq));
         else
-                printf(_("Published event %" G_GUINT64_FORMAT " on %s\n"), seq, topic);
+                printf(_("Published event %" PRIu64 " on %s\n"), (uint64_t) seq, topic);
         return 0;
 }
 
@@ -198,8 +200,8 @@ int ctl_send(Ctl *ctl) {
         if (ctl->json)
                 ctl_json_print(g_variant_new_parsed("{'id': <%s>, 'last-seq': <%t>}", message_id, last_seq));
         else
-                printf(g_dngettext(GETTEXT_PACKAGE, "Sent message %s to %u user (last event %" G_GUINT64_FORMAT ")\n",
-                                   "Sent message %s to %u users (last event %" G_GUINT64_FORMAT ")\n", ids->len - 1),
-                       message_id, ids->len - 1, last_seq);
+                printf(g_dngettext(GETTEXT_PACKAGE, "Sent message %s to %u user (last event %" PRIu64 ")\n",
+                                   "Sent message %s to %u users (last event %" PRIu64 ")\n", ids->len - 1),
+                       message_id, ids->len - 1, (uint64_t) last_seq);
         return 0;
 }

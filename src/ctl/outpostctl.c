@@ -2,6 +2,8 @@
 /* outpostctl: options, verbs, and what the verbs share. */
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <locale.h>
 #include <stdio.h>
 #include <string.h>
@@ -268,7 +270,7 @@ static gboolean parse_number(const char *option, const char *value, guint64 max,
         if (!value)
                 return FALSE;
         if (!g_ascii_string_to_unsigned(value, 10, 0, max, ret, NULL)) {
-                ctl_fail(_("Option %s takes a number from 0 to %" G_GUINT64_FORMAT ", not '%s'"), option, max, value);
+                ctl_fail(_("Option %s takes a number from 0 to %" PRIu64 ", not '%s'"), option, (uint64_t) max, value);
                 return FALSE;
         }
         return TRUE;
