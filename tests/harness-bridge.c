@@ -84,6 +84,13 @@ void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, co
 
 void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, const char *listen,
                              const char *upstream, const char *const *extra) {
+        const char *wrapper[] = { "/usr/sbin/ip", "netns", "exec", netns, NULL };
+
+        bridge_process_start_wrapped(p, netns ? wrapper : NULL, bus, listen, upstream, extra);
+}
+
+void bridge_process_start_wrapped(BridgeProcess *p, const char *const *wrapper, TestBus *bus, const char *listen,
+                                  const char *upstream, const char *const *extra) {
         g_autoptr(GPtrArray) argv = g_ptr_array_new();
         const char *bridge = g_getenv("OUTPOST_BRIDGE_PATH") ?: BUILDDIR "/outpost-bridge";
         g_autofree char *name = g_strdup_printf("bridge-%s%s%s", listen ? "listen" : "",
@@ -91,12 +98,8 @@ void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, 
 
         p->bus = bus;
         p->log_path = g_strdup_printf("%s/%s.log", bus->tmpdir, name);
-        if (netns) {
-                g_ptr_array_add(argv, g_strdup("/usr/sbin/ip"));
-                g_ptr_array_add(argv, g_strdup("netns"));
-                g_ptr_array_add(argv, g_strdup("exec"));
-                g_ptr_array_add(argv, g_strdup(netns));
-        }
+        for (size_t i = 0; wrapper && wrapper[i]; i++)
+                g_ptr_array_add(argv, g_strdup(wrapper[i]));
         g_ptr_array_add(argv, g_strdup(bridge));
         g_ptr_array_add(argv, g_strconcat("--address=", bus->address, NULL));
         g_ptr_array_add(argv, g_strdup_printf("--config=%s/none.conf", bus->tmpdir));

@@ -47,6 +47,10 @@ void bridge_process_start(BridgeProcess *p, TestBus *bus, const char *listen, co
 /* The same, run inside the network namespace NETNS (ip netns exec). */
 void bridge_process_start_in(BridgeProcess *p, const char *netns, TestBus *bus, const char *listen,
                              const char *upstream, const char *const *extra);
+/* The same, run by WRAPPER (a command line that ends with the program to
+ * run, e.g. systemd-socket-activate -l ADDRESS). */
+void bridge_process_start_wrapped(BridgeProcess *p, const char *const *wrapper, TestBus *bus, const char *listen,
+                                  const char *upstream, const char *const *extra);
 /* SIGTERM (checking a clean exit) or SIGKILL. */
 void bridge_process_stop(BridgeProcess *p, int signal);
 void bridge_process_restart(BridgeProcess *p);

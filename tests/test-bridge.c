@@ -500,6 +500,38 @@ static void test_link_failure_in_netns(void) {
         test_host_teardown(&host);
 }
 
+/* Socket activation (outpost-bridge.socket): a listener given its socket
+ * by the service manager, with no listen= at all. */
+static void test_socket_activation(void) {
+        g_autofree char *activate = g_find_program_in_path("systemd-socket-activate");
+        g_autoptr(TestBus) central = NULL, site = NULL;
+        g_autofree char *where = NULL, *upstream = NULL;
+        BridgeProcess listener = {}, importer = {};
+        unsigned port = free_port();
+
+        if (!activate) {
+                g_test_skip("systemd-socket-activate is not installed");
+                return;
+        }
+        central = test_bus_new();
+        site = test_bus_new();
+        test_bus_start_daemon(central, NULL);
+        where = g_strdup_printf("127.0.0.1:%u", port);
+        upstream = g_strdup_printf("tls:host=127.0.0.1,port=%u", port);
+        const char *wrapper[] = { activate, "-l", where, NULL };
+        bridge_process_start_wrapped(&listener, wrapper, central, NULL, NULL, NULL);
+        bridge_process_start(&importer, site, NULL, upstream, NULL);
+        wait_bridge_state(site->conn, "connected", 20000);
+        g_free(test_create_user(site->conn, "gus", NULL));
+
+        bridge_process_stop(&importer, SIGTERM);
+        bridge_process_stop(&listener, SIGTERM);
+        g_strfreev(importer.argv);
+        g_free(importer.log_path);
+        g_strfreev(listener.argv);
+        g_free(listener.log_path);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
@@ -513,5 +545,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/cycle-refused", test_cycle_refused);
         g_test_add_func("/bridge/authorizes-local-callers", test_authorizes_local_callers);
         g_test_add_func("/bridge/link-failure-in-netns", test_link_failure_in_netns);
+        g_test_add_func("/bridge/socket-activation", test_socket_activation);
         return g_test_run();
 }

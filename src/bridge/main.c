@@ -178,7 +178,7 @@ static int load_config(const Options *o, BridgeConfig *c) {
 }
 
 static int check_config(const BridgeConfig *c) {
-        if (!c->listen && !c->upstream) {
+        if (!c->listen && !c->upstream && sd_listen_fds(false) <= 0) {
                 log_error("Nothing to do: give --listen=, --upstream= or both (or set them in bridge.conf)");
                 return -EINVAL;
         }
@@ -295,14 +295,16 @@ static int run(const Options *o) {
                 if (r < 0)
                         return r;
         }
-        if (b.config.listen) {
-                n = sd_listen_fds(true);
-                if (n == 1)
-                        activated = SD_LISTEN_FDS_START;
-                else if (n > 1) {
-                        log_error("Expected one socket from the service manager, got %d", n);
-                        return -EINVAL;
-                }
+        /* A socket from the service manager (outpost-bridge.socket) makes
+         * this a listener even without listen= in bridge.conf. */
+        n = sd_listen_fds(true);
+        if (n == 1)
+                activated = SD_LISTEN_FDS_START;
+        else if (n > 1) {
+                log_error("Expected one socket from the service manager, got %d", n);
+                return -EINVAL;
+        }
+        if (b.config.listen || activated >= 0) {
                 r = listener_new(&b, activated, &b.listener);
                 if (r < 0)
                         return r;
