@@ -14,6 +14,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "bridge.h"
+#include "bus-open.h"
 #include "config-file.h"
 #include "log.h"
 #include "macro.h"
@@ -199,25 +200,7 @@ static int check_config(const BridgeConfig *c) {
 }
 
 int bridge_open_local_bus(Bridge *b, sd_bus **ret) {
-        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
-        int r;
-
-        if (b->config.address) {
-                r = sd_bus_new(&bus);
-                if (r >= 0)
-                        r = sd_bus_set_address(bus, b->config.address);
-                if (r >= 0)
-                        r = sd_bus_set_bus_client(bus, true);
-                if (r >= 0)
-                        r = sd_bus_start(bus);
-        } else if (b->config.session)
-                r = sd_bus_open_user(&bus);
-        else
-                r = sd_bus_open_system(&bus);
-        if (r < 0)
-                return log_error_errno(r, "Cannot connect to the local bus");
-        *ret = TAKE_PTR(bus);
-        return 0;
+        return bus_open_as_configured(b->config.address, b->config.session, ret);
 }
 
 /* Certificates, keys and the plaintext rule, checked before anything

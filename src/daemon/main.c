@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bus-open.h"
 #include "config-file.h"
 #include "daemon.h"
 #include "log.h"
@@ -93,30 +94,6 @@ static int load_config(const char *path, DaemonConfig *config) {
         return 0;
 }
 
-static int connect_bus(const Options *o, sd_bus **ret) {
-        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
-        int r;
-
-        if (o->address) {
-                r = sd_bus_new(&bus);
-                if (r >= 0)
-                        r = sd_bus_set_address(bus, o->address);
-                if (r >= 0)
-                        r = sd_bus_set_bus_client(bus, true);
-                if (r >= 0)
-                        r = sd_bus_start(bus);
-        } else if (o->session)
-                r = sd_bus_open_user(&bus);
-        else
-                r = sd_bus_open_system(&bus);
-        if (r < 0)
-                return log_error_errno(r, "Cannot connect to the %s bus%s%s",
-                                       o->address ? "given" : o->session ? "session" : "system",
-                                       o->address ? " at " : "", o->address ?: "");
-        *ret = TAKE_PTR(bus);
-        return 0;
-}
-
 static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Daemon *d = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(m);
@@ -190,7 +167,7 @@ static int run(const Options *o) {
         if (r < 0)
                 return r;
 
-        r = connect_bus(o, &d.bus);
+        r = bus_open_as_configured(o->address, o->session, &d.bus);
         if (r < 0)
                 return r;
         r = sd_bus_attach_event(d.bus, d.event, SD_EVENT_PRIORITY_NORMAL);
