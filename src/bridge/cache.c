@@ -92,6 +92,15 @@ static GVariant *diff_properties(GHashTable *old, GVariant *new_props) {
         return g_variant_ref_sink(g_variant_builder_end(&b));
 }
 
+GVariant *cache_diff(Cache *c, const char *path, const char *interface, GVariant *props) {
+        GHashTable *old = properties_of(c, path, interface, FALSE);
+        g_autoptr(GHashTable) none = NULL;
+
+        if (!old)
+                old = none = g_hash_table_new(g_str_hash, g_str_equal);
+        return diff_properties(old, props);
+}
+
 void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *userdata) {
         g_autoptr(GHashTable) old = g_steal_pointer(&c->objects);
         GVariantIter objects_iter;
@@ -109,9 +118,14 @@ void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *
                 g_variant_iter_init(&iface_iter, interfaces);
                 while (g_variant_iter_next(&iface_iter, "{&s@a{sv}}", &iface, &props)) {
                         GHashTable *old_props = old_ifaces ? g_hash_table_lookup(old_ifaces, iface) : NULL;
+                        g_autoptr(GHashTable) none = NULL;
 
-                        /* Only what a client may already have cached can differ. */
-                        if (old_props && changed) {
+                        /* What was not cached before is new in full: a bridge
+                         * below this one may have taken its snapshot from us
+                         * while we had none, and learns it from these. */
+                        if (!old_props)
+                                old_props = none = g_hash_table_new(g_str_hash, g_str_equal);
+                        if (changed) {
                                 g_autoptr(GVariant) diff = diff_properties(old_props, props);
                                 if (diff)
                                         changed(path, iface, diff, userdata);

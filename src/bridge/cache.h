@@ -17,9 +17,12 @@ void cache_free(Cache *c);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Cache, cache_free)
 
 /* Replace everything with OBJECTS (a{oa{sa{sv}}}). CHANGED is called once
- * per interface of an object that was cached before and whose properties
- * now differ, with the differing ones. */
+ * per interface whose properties now differ from the cached ones (all of
+ * them when it was not cached), with the differing ones. */
 void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *userdata);
+/* The properties of PROPS (a{sv}) that differ from the cached ones of
+ * PATH, INTERFACE, or NULL when none do. */
+GVariant *cache_diff(Cache *c, const char *path, const char *interface, GVariant *props);
 /* Merge CHANGED (a{sv}) into PATH, INTERFACE. */
 void cache_update(Cache *c, const char *path, const char *interface, GVariant *changed);
 /* Forget PATH entirely (e.g. the upstream's own /bridge object). */

@@ -436,6 +436,11 @@ static int on_registry(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
                 importer_link_failed(im, "bad registry properties");
                 return 0;
         }
+        {
+                g_autoptr(GVariant) diff = cache_diff(im->cache, OUTPOST_ROOT_PATH, REGISTRY_IFACE, props);
+                if (diff)
+                        emit_cached_change(OUTPOST_ROOT_PATH, REGISTRY_IFACE, diff, im);
+        }
         cache_update(im->cache, OUTPOST_ROOT_PATH, REGISTRY_IFACE, props);
         sync_step_replay(im);
         return 0;
