@@ -24,7 +24,9 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-# bus NAME: a private, system-bus-like dbus-daemon with the project's policy.
+# bus NAME: a private, system-bus-like dbus-daemon with the project's policy;
+# its address in $bus_address. (Not run in $(...): its pid must be ours to
+# stop at exit.)
 bus() {
 	local dir=$work/$1
 	mkdir -p "$dir"
@@ -54,7 +56,7 @@ CONF
 	dbus-daemon --config-file="$dir/bus.conf" --nofork --print-address=1 >"$dir/address" 2>/dev/null &
 	pids+=($!)
 	while [ ! -s "$dir/address" ]; do sleep 0.05; done
-	head -n1 "$dir/address"
+	bus_address=$(head -n1 "$dir/address")
 }
 
 wait_name() {  # wait_name ADDRESS
@@ -84,7 +86,9 @@ step "Certificates for the demo: a CA, and one certificate the bridges use both 
 sh "$top/tests/make-test-certs.sh" "$work/certs" && ls "$work/certs"/*.pem
 
 step "Three buses: central, site, machine"
-central=$(bus central); site=$(bus site); machine=$(bus machine)
+bus central; central=$bus_address
+bus site; site=$bus_address
+bus machine; machine=$bus_address
 central_port=$((20000 + RANDOM % 20000)); site_port=$((central_port + 1))
 printf 'central %s\nsite    %s\nmachine %s\n' "$central" "$site" "$machine"
 
