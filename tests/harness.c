@@ -573,3 +573,47 @@ char *test_state_snapshot(GDBusConnection *c) {
         } while (cursor[0]);
         return g_string_free(g_steal_pointer(&out), FALSE);
 }
+
+/* Event signals on one connection, in arrival order */
+
+
+static void on_watched_event(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                     const char *signal, GVariant *params, gpointer data) {
+        EventWatch *w = data;
+
+        g_assert_true(g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})")));
+        g_ptr_array_add(w->events, g_variant_ref(params));
+}
+
+EventWatch *event_watch_new(GDBusConnection *c) {
+        EventWatch *w = g_new0(EventWatch, 1);
+
+        w->conn = g_object_ref(c);
+        w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
+        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS, NULL,
+                                                   G_DBUS_SIGNAL_FLAGS_NONE, on_watched_event, w, NULL);
+        return w;
+}
+
+void event_watch_free(EventWatch *w) {
+        if (!w)
+                return;
+        g_dbus_connection_signal_unsubscribe(w->conn, w->id);
+        /* Unsubscribing defers work to the main context. */
+        while (g_main_context_iteration(NULL, FALSE))
+                ;
+        g_ptr_array_unref(w->events);
+        g_object_unref(w->conn);
+        g_free(w);
+}
+
+/* After this, W holds every Event the daemon sent before now: the reply to
+ * a round trip on W's connection comes after them, and their callbacks
+ * were queued first. */
+void event_watch_sync(EventWatch *w) {
+        g_variant_unref(test_call_ok(w->conn, OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+                                     g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)"));
+        while (g_main_context_iteration(NULL, FALSE))
+                ;
+}
+

@@ -157,6 +157,20 @@ GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, 
  * (GetManagedObjects: LastSeq, Online, Generation, ...) and every user. */
 char *test_state_snapshot(GDBusConnection *c);
 
+/* Event signals on one connection, in arrival order. */
+typedef struct EventWatch {
+        GDBusConnection *conn;
+        guint id;
+        GPtrArray *events;      /* (tsxa{sv}) of each Event */
+} EventWatch;
+
+EventWatch *event_watch_new(GDBusConnection *c);
+void event_watch_free(EventWatch *w);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(EventWatch, event_watch_free)
+/* After this, W holds every Event the daemon sent before now: the reply
+ * to a round trip on W's connection comes after them. */
+void event_watch_sync(EventWatch *w);
+
 /* Create a user named NAME; returns its id, and its tag in *ret_tag. */
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag);
 

@@ -174,54 +174,6 @@ static void assert_event(GVariant *event, guint64 seq, const char *topic, gint32
         g_assert_cmpint(time, <=, g_get_real_time() + 60 * G_USEC_PER_SEC);
 }
 
-/* Event signals on one connection, in arrival order */
-
-typedef struct EventWatch {
-        GDBusConnection *conn;
-        guint id;
-        GPtrArray *events;      /* (tsxa{sv}) of each Event */
-} EventWatch;
-
-static void on_event(GDBusConnection *c, const char *sender, const char *path, const char *iface,
-                     const char *signal, GVariant *params, gpointer data) {
-        EventWatch *w = data;
-
-        g_assert_true(g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})")));
-        g_ptr_array_add(w->events, g_variant_ref(params));
-}
-
-static EventWatch *event_watch_new(GDBusConnection *c) {
-        EventWatch *w = g_new0(EventWatch, 1);
-
-        w->conn = g_object_ref(c);
-        w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
-        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS, NULL,
-                                                   G_DBUS_SIGNAL_FLAGS_NONE, on_event, w, NULL);
-        return w;
-}
-
-static void event_watch_free(EventWatch *w) {
-        if (!w)
-                return;
-        g_dbus_connection_signal_unsubscribe(w->conn, w->id);
-        /* Unsubscribing defers work to the main context. */
-        while (g_main_context_iteration(NULL, FALSE))
-                ;
-        g_ptr_array_unref(w->events);
-        g_object_unref(w->conn);
-        g_free(w);
-}
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(EventWatch, event_watch_free)
-
-/* After this, W holds every Event the daemon sent before now: the reply to
- * a round trip on W's connection comes after them, and their callbacks
- * were queued first. */
-static void event_watch_sync(EventWatch *w) {
-        (void) last_seq(w->conn);
-        while (g_main_context_iteration(NULL, FALSE))
-                ;
-}
-
 /* Incoming messages of one connection in arrival order, before any
  * dispatching. The filter runs in GDBus's worker thread. */
 typedef struct Arrivals {
