@@ -37,7 +37,7 @@ void test_init(int *argc, char ***argv) {
         signal(SIGPIPE, SIG_IGN);
 }
 
-static char *bus_config(const char *tmpdir) {
+static char *bus_config(const char *tmpdir, const char *extra) {
         const char *policy = env_or("OUTPOST_POLICY", SRCDIR "/data/org.outpost.Outpost1.conf");
 
         /* Like Debian's /usr/share/dbus-1/system.conf: deny by default,
@@ -75,11 +75,12 @@ static char *bus_config(const char *tmpdir) {
                 "    <allow send_destination=\"org.freedesktop.PolicyKit1\"/>\n"
                 "  </policy>\n"
                 "  <include>%s</include>\n"
+                "%s"
                 "</busconfig>\n",
-                tmpdir, policy);
+                tmpdir, policy, extra ?: "");
 }
 
-static TestBus *bus_new(void) {
+static TestBus *bus_new_with_config(const char *extra) {
         g_autoptr(TestBus) tb = g_new0(TestBus, 1);
         g_autoptr(GError) error = NULL;
         g_autofree char *config = NULL, *config_path = NULL, *config_arg = NULL;
@@ -95,7 +96,7 @@ static TestBus *bus_new(void) {
         tb->state_dir = g_build_filename(tb->tmpdir, "state", NULL);
         tb->config_path = g_build_filename(tb->tmpdir, "outpostd.conf", NULL);
 
-        config = bus_config(tb->tmpdir);
+        config = bus_config(tb->tmpdir, extra);
         config_path = g_build_filename(tb->tmpdir, "bus.conf", NULL);
         g_assert_true(g_file_set_contents(config_path, config, -1, &error));
         g_assert_no_error(error);
@@ -117,12 +118,21 @@ static TestBus *bus_new(void) {
         return g_steal_pointer(&tb);
 }
 
+static TestBus *bus_new(void) {
+        return bus_new_with_config(NULL);
+}
+
 TestBus *test_bus_new(void) {
         TestBus *tb = bus_new();
 
         if (test_bridged())
                 test_bridged_setup(tb, bus_new);
         return tb;
+}
+
+TestBus *test_bus_new_with_config(const char *extra) {
+        g_assert_false(test_bridged());
+        return bus_new_with_config(extra);
 }
 
 static void kill_and_reap(GPid *pid, int signal) {
@@ -187,7 +197,7 @@ GDBusConnection *test_bus_connect(TestBus *tb) {
         return c;
 }
 
-static gboolean bus_name_has_owner(GDBusConnection *c, const char *name) {
+gboolean test_bus_name_has_owner(GDBusConnection *c, const char *name) {
         g_autoptr(GVariant) r = NULL;
         gboolean owned = FALSE;
 
@@ -200,7 +210,7 @@ static gboolean bus_name_has_owner(GDBusConnection *c, const char *name) {
 }
 
 static gboolean name_has_owner(GDBusConnection *c) {
-        return bus_name_has_owner(c, OUTPOST_NAME);
+        return test_bus_name_has_owner(c, OUTPOST_NAME);
 }
 
 static void spawn_daemon(TestBus *tb, const char *const *extra, GPid *ret_pid, int *ret_stderr_fd) {
@@ -380,7 +390,7 @@ gboolean test_bus_start_polkit(TestBus *tb) {
         close(fd);
         g_assert_no_error(error);
 
-        while (!bus_name_has_owner(tb->conn, POLKIT_NAME)) {
+        while (!test_bus_name_has_owner(tb->conn, POLKIT_NAME)) {
                 int status;
 
                 if (waitpid(tb->polkit_pid, &status, WNOHANG) == tb->polkit_pid) {
@@ -401,7 +411,7 @@ gboolean test_bus_start_polkit(TestBus *tb) {
 
 void test_bus_stop_polkit(TestBus *tb) {
         kill_and_reap(&tb->polkit_pid, SIGTERM);
-        while (bus_name_has_owner(tb->conn, POLKIT_NAME))
+        while (test_bus_name_has_owner(tb->conn, POLKIT_NAME))
                 g_usleep(2000);
 }
 

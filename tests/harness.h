@@ -91,6 +91,9 @@ void wait_bridge_state(GDBusConnection *c, const char *state, int timeout_ms);
 
 /* Start a private bus. Fails the test when it cannot. */
 TestBus *test_bus_new(void);
+/* The same with EXTRA (elements such as <limit name="max_outgoing_bytes">)
+ * added to the bus configuration; not in bridged mode. */
+TestBus *test_bus_new_with_config(const char *extra);
 void test_bus_free(TestBus *tb);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestBus, test_bus_free)
 
@@ -106,6 +109,8 @@ int test_bus_run_daemon(TestBus *tb, const char *const *args, char **ret_stderr)
 
 /* A new client connection to the bus. */
 GDBusConnection *test_bus_connect(TestBus *tb);
+/* Whether NAME (well-known or unique) has an owner on the bus of C. */
+gboolean test_bus_name_has_owner(GDBusConnection *c, const char *name);
 
 /* Synchronous call to outpostd; returns the reply, or NULL with *error set. */
 GVariant *test_call(GDBusConnection *c, const char *path, const char *iface, const char *method,
