@@ -246,6 +246,23 @@ static void test_errors(Fixture *f, gconstpointer data) {
 
 /* No daemon, then a daemon */
 
+/* A call through a generated proxy while the service is gone fails in its
+ * async result with OUTPOST_ERROR_DISCONNECTED naming the service, not with
+ * the bus's ServiceUnknown. */
+static void assert_proxy_call_disconnected(Fixture *f) {
+        CallResult r = { 0 };
+        gint64 t0 = g_get_monotonic_time();
+
+        outpost_users_call_get_user(outpost_client_get_users(f->client), UNKNOWN_ID, NULL, on_get_user, &r);
+        g_assert_false(r.done);
+        test_wait_until(r.done, 1000);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
+        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
+        g_assert_nonnull(strstr(r.error->message, "ServiceUnknown"));
+        call_result_clear(&r);
+}
+
 static void test_disconnected(Fixture *f, gconstpointer data) {
         CallResult r = { 0 };
 
@@ -258,11 +275,45 @@ static void test_disconnected(Fixture *f, gconstpointer data) {
         g_assert_false(r.done);
         test_wait_until(r.done, 1000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
+        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
         call_result_clear(&r);
+
+        assert_proxy_call_disconnected(f);
 
         test_bus_start_daemon(f->tb, NULL);
         test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
         g_assert_nonnull(outpost_client_get_server_id(f->client));
+
+        /* The mapping leaves the service's own errors alone. */
+        outpost_users_call_get_user(outpost_client_get_users(f->client), UNKNOWN_ID, NULL, on_get_user, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_NOT_FOUND);
+        call_result_clear(&r);
+
+        /* Gone again: the proxy, which knew the owner, fails the same way. */
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
+        assert_proxy_call_disconnected(f);
+}
+
+/* The daemon dies while a call through a proxy waits for its reply: the
+ * bus answers NoReply, and the program gets OUTPOST_ERROR_DISCONNECTED. */
+static void test_left_before_reply(Fixture *f, gconstpointer data) {
+        CallResult r = { 0 };
+
+        kill(f->tb->daemon_pid, SIGSTOP);
+        outpost_users_call_get_user(outpost_client_get_users(f->client), UNKNOWN_ID, NULL, on_get_user, &r);
+        g_dbus_connection_flush_sync(outpost_client_get_connection(f->client), NULL, NULL);
+        /* Let the stopped daemon's bus socket take the call. */
+        g_usleep(100 * 1000);
+        g_assert_false(r.done);
+        test_bus_stop_daemon(f->tb, SIGKILL);
+        test_wait_until(r.done, 5000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
+        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
+        g_assert_nonnull(strstr(r.error->message, "NoReply"));
+        call_result_clear(&r);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
 }
 
 /* Events across a restart */
@@ -453,6 +504,7 @@ int main(int argc, char **argv) {
         ADD("/liboutpost/connected", NULL, fixture_setup, test_connected);
         ADD("/liboutpost/errors", NULL, fixture_setup, test_errors);
         ADD("/liboutpost/disconnected", NULL, fixture_setup_no_daemon, test_disconnected);
+        ADD("/liboutpost/left-before-reply", NULL, fixture_setup, test_left_before_reply);
         ADD("/liboutpost/restart", NULL, fixture_setup, test_restart);
         ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
         ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);

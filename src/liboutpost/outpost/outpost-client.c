@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include "bus-errors.h"
+#include "outpost-call-filter.h"
 #include "outpost-client.h"
 #include "outpost-error.h"
 
@@ -73,6 +74,8 @@ struct _OutpostClient {
         GBusType bus_type;
         char *address;
         GDBusConnection *connection;
+        gboolean own_connection;        /* opened for address: closed with the client */
+        guint filter_id;                /* outpost-call-filter.c */
 
         OutpostClientState state;
         char *server_id;
@@ -112,6 +115,7 @@ enum {
         PROP_0,
         PROP_BUS_TYPE,
         PROP_ADDRESS,
+        PROP_CONNECTION,
         PROP_STATE,
         PROP_SERVER_ID,
         N_PROPS
@@ -610,19 +614,9 @@ static void on_proxy(GObject *source, GAsyncResult *result, gpointer data) {
                 watch_service(self);
 }
 
-static void on_connection(GObject *source, GAsyncResult *result, gpointer data) {
-        g_autoptr(GTask) task = data;
-        OutpostClient *self = g_task_get_source_object(task);
-        g_autoptr(GError) error = NULL;
-
-        if (self->address)
-                self->connection = g_dbus_connection_new_for_address_finish(result, &error);
-        else
-                self->connection = g_bus_get_finish(result, &error);
-        if (!self->connection) {
-                g_task_return_error(g_steal_pointer(&self->init_task), g_steal_pointer(&error));
-                return;
-        }
+static void make_proxies(OutpostClient *self, GTask *task) {
+        /* Before any call: the proxies' calls get their errors mapped. */
+        self->filter_id = _outpost_call_filter_add(self->connection);
 
         self->proxies_pending = G_N_ELEMENTS(proxy_infos);
         for (gsize i = 0; i < G_N_ELEMENTS(proxy_infos); i++) {
@@ -643,15 +637,34 @@ static void on_connection(GObject *source, GAsyncResult *result, gpointer data) 
         }
 }
 
+static void on_connection(GObject *source, GAsyncResult *result, gpointer data) {
+        g_autoptr(GTask) task = data;
+        OutpostClient *self = g_task_get_source_object(task);
+        g_autoptr(GError) error = NULL;
+
+        if (self->address) {
+                self->connection = g_dbus_connection_new_for_address_finish(result, &error);
+                self->own_connection = self->connection != NULL;
+        } else
+                self->connection = g_bus_get_finish(result, &error);
+        if (!self->connection) {
+                g_task_return_error(g_steal_pointer(&self->init_task), g_steal_pointer(&error));
+                return;
+        }
+        make_proxies(self, task);
+}
+
 static void outpost_client_init_async(GAsyncInitable *initable, int io_priority, GCancellable *cancellable,
                                       GAsyncReadyCallback callback, gpointer user_data) {
         OutpostClient *self = OUTPOST_CLIENT(initable);
         g_autoptr(GTask) task = g_task_new(self, cancellable, callback, user_data);
 
         g_task_set_source_tag(task, outpost_client_init_async);
-        g_return_if_fail(!self->init_task && !self->connection);
+        g_return_if_fail(!self->init_task && !self->proxies_pending && !self->watch_id);
         self->init_task = g_object_ref(task);
-        if (self->address)
+        if (self->connection)
+                make_proxies(self, task);
+        else if (self->address)
                 g_dbus_connection_new_for_address(self->address,
                                                   G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
                                                   G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
@@ -703,6 +716,25 @@ void outpost_client_new_for_address(const char *address, GCancellable *cancellab
         g_return_if_fail(address != NULL);
         g_async_initable_new_async(OUTPOST_TYPE_CLIENT, G_PRIORITY_DEFAULT, cancellable, callback, user_data,
                                    "address", address, NULL);
+}
+
+/**
+ * outpost_client_new_for_connection:
+ * @connection: a connection to a message bus
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: called when the client is ready
+ * @user_data: data for @callback
+ *
+ * Like outpost_client_new(), on @connection, which the client shares with
+ * the program: it does not close it. @connection must be a connection to a
+ * message bus (not a peer-to-peer one), and the client adds a message
+ * filter to it (see #OutpostClient).
+ */
+void outpost_client_new_for_connection(GDBusConnection *connection, GCancellable *cancellable,
+                                       GAsyncReadyCallback callback, gpointer user_data) {
+        g_return_if_fail(G_IS_DBUS_CONNECTION(connection));
+        g_async_initable_new_async(OUTPOST_TYPE_CLIENT, G_PRIORITY_DEFAULT, cancellable, callback, user_data,
+                                   "connection", connection, NULL);
 }
 
 /**
@@ -842,7 +874,7 @@ static gboolean check_connected(OutpostClient *self, GTask *task) {
         if (self->state == OUTPOST_CLIENT_STATE_CONNECTED)
                 return TRUE;
         g_task_return_new_error(task, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED,
-                                "The Outpost service is not available (the client is %s)", state_name(self->state));
+                                "%s is not available (the client is %s)", OUTPOST_BUS_NAME, state_name(self->state));
         return FALSE;
 }
 
@@ -1116,6 +1148,9 @@ static void outpost_client_get_property(GObject *object, guint prop_id, GValue *
         case PROP_ADDRESS:
                 g_value_set_string(value, self->address);
                 break;
+        case PROP_CONNECTION:
+                g_value_set_object(value, self->connection);
+                break;
         case PROP_STATE:
                 g_value_set_enum(value, self->state);
                 break;
@@ -1138,6 +1173,10 @@ static void outpost_client_set_property(GObject *object, guint prop_id, const GV
                 g_free(self->address);
                 self->address = g_value_dup_string(value);
                 break;
+        case PROP_CONNECTION:
+                g_clear_object(&self->connection);
+                self->connection = g_value_dup_object(value);
+                break;
         default:
                 G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
         }
@@ -1157,6 +1196,9 @@ static void outpost_client_dispose(GObject *object) {
                 if (self->bridge_signal_id)
                         g_dbus_connection_signal_unsubscribe(self->connection, self->bridge_signal_id);
                 self->events_signal_id = self->bridge_signal_id = 0;
+                if (self->filter_id)
+                        g_dbus_connection_remove_filter(self->connection, self->filter_id);
+                self->filter_id = 0;
         }
         g_hash_table_remove_all(self->holds);
         g_ptr_array_set_size(self->subscriptions, 0);
@@ -1166,8 +1208,8 @@ static void outpost_client_dispose(GObject *object) {
         g_clear_object(&self->messages);
         g_clear_object(&self->events);
         g_clear_object(&self->bridge);
-        /* A connection of our own ends with us; the shared bus stays. */
-        if (self->connection && self->address)
+        /* A connection of our own ends with us; a shared one stays. */
+        if (self->connection && self->own_connection)
                 g_dbus_connection_close(self->connection, NULL, NULL, NULL);
         g_clear_object(&self->connection);
 
@@ -1214,6 +1256,16 @@ static void outpost_client_class_init(OutpostClientClass *klass) {
          */
         props[PROP_ADDRESS] = g_param_spec_string("address", NULL, NULL, NULL,
                                                   G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+        /**
+         * OutpostClient:connection:
+         *
+         * The message bus connection the client uses. Set it at
+         * construction to share a connection the program has already
+         * (outpost_client_new_for_connection()); otherwise the client opens
+         * one from #OutpostClient:address or #OutpostClient:bus-type.
+         */
+        props[PROP_CONNECTION] = g_param_spec_object("connection", NULL, NULL, G_TYPE_DBUS_CONNECTION,
+                                                     G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
         /**
          * OutpostClient:state:
          *

@@ -33,6 +33,39 @@ typedef enum {
 #define OUTPOST_TYPE_CLIENT_STATE (outpost_client_state_get_type())
 GType outpost_client_state_get_type(void);
 
+/**
+ * OutpostClient:
+ *
+ * The connection to the Outpost service, as a program sees it: it follows
+ * `org.outpost.Outpost1` as it comes and goes (#OutpostClient:state), hands
+ * out one proxy per manager, delivers events (outpost_client_subscribe())
+ * and keeps presence holds (outpost_client_hold_presence()).
+ *
+ * ## Errors
+ *
+ * Every call, through the client's own functions or through the generated
+ * proxies it hands out (outpost_users_call_get_user() and the like), reports
+ * its failure only in its async result, as a #GError; the errors of the
+ * contract are in the %OUTPOST_ERROR domain. A call made while the service
+ * cannot be reached fails at once with %OUTPOST_ERROR_DISCONNECTED, whose
+ * message names the service:
+ *
+ * - the client's functions (outpost_client_call(),
+ *   outpost_client_hold_presence(), outpost_client_release_presence()) check
+ *   #OutpostClient:state first and fail without a call unless it is
+ *   %OUTPOST_CLIENT_STATE_CONNECTED;
+ * - a proxy's call is sent as it is; when nobody owns the name, the message
+ *   bus's answer (`org.freedesktop.DBus.Error.ServiceUnknown` or
+ *   `NameHasNoOwner`), and `org.freedesktop.DBus.Error.NoReply` when the
+ *   service left the bus before it replied, arrive as
+ *   %OUTPOST_ERROR_DISCONNECTED: the client filters the replies to calls on
+ *   the service's objects on its connection, so this holds for every call
+ *   to the service made on that connection;
+ * - behind a bridge whose link is down, the bridge itself answers
+ *   `Disconnected`.
+ *
+ * No call waits longer than %OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC.
+ */
 #define OUTPOST_TYPE_CLIENT (outpost_client_get_type())
 G_DECLARE_FINAL_TYPE(OutpostClient, outpost_client, OUTPOST, CLIENT, GObject)
 
@@ -63,6 +96,8 @@ void outpost_client_new(GBusType bus_type, GCancellable *cancellable, GAsyncRead
                         gpointer user_data);
 void outpost_client_new_for_address(const char *address, GCancellable *cancellable,
                                     GAsyncReadyCallback callback, gpointer user_data);
+void outpost_client_new_for_connection(GDBusConnection *connection, GCancellable *cancellable,
+                                       GAsyncReadyCallback callback, gpointer user_data);
 OutpostClient *outpost_client_new_finish(GAsyncResult *result, GError **error);
 
 OutpostClientState outpost_client_get_state(OutpostClient *client);

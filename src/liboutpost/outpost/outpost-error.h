@@ -27,7 +27,10 @@ G_BEGIN_DECLS
  * @OUTPOST_ERROR_INVALID_ARGUMENT: `InvalidArgument`: a bad key, type or value.
  * @OUTPOST_ERROR_LIMIT_EXCEEDED: `LimitExceeded`: a size or count limit was hit.
  * @OUTPOST_ERROR_DISCONNECTED: `Disconnected`: the service cannot be reached now
- *   (no daemon on the bus, or a bridge whose link is down).
+ *   (no daemon on the bus, or a bridge whose link is down). Calls through an
+ *   #OutpostClient and its proxies also get it where the message bus says
+ *   that `org.outpost.Outpost1` has no owner, or that it left the bus before
+ *   it replied (see #OutpostClient).
  * @OUTPOST_ERROR_HISTORY_TRUNCATED: `HistoryTruncated`: events the caller has not seen were discarded.
  * @OUTPOST_ERROR_HISTORY_RESET: `HistoryReset`: the event history is not the one the caller knew.
  *
