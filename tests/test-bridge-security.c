@@ -251,11 +251,22 @@ static void test_refuses_foreign_certificates(void) {
         central_stop(&c);
 }
 
+/* A new peer is served after whatever the test did to the listener. */
+static void assert_listener_serves(Central *c) {
+        Dial *link = NULL;
+        sd_bus *bus = connect_site(c, &link);
+        Call r;
+
+        call(c->event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);
+        g_assert_true(r.ok);
+        sd_bus_close_unref(bus);
+        dial_free(link);
+}
+
 static void test_garbage_after_handshake(void) {
         Central c = {};
-        Dial *link = NULL, *link2 = NULL;
+        Dial *link = NULL;
         sd_bus *bus;
-        Call r;
         char junk[4096];
 
         central_start(&c);
@@ -277,11 +288,70 @@ static void test_garbage_after_handshake(void) {
                 dial_free(d);
         }
 
-        bus = connect_site(&c, &link2);
-        call(c.event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);
-        g_assert_true(r.ok);
+        assert_listener_serves(&c);
+        central_stop(&c);
+}
+
+/* Publish with data {"blob": N bytes}, through BUS; waits for the answer. */
+static void publish_blob(Central *c, sd_bus *bus, size_t n, Call *r) {
+        g_autofree uint8_t *blob = g_malloc0(n);
+        sd_bus_message *m = NULL;
+
+        *r = (Call) { .error = SD_BUS_ERROR_NULL };
+        g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, "org.outpost.Outpost1", OUTPOST_ROOT "/events",
+                                                       IFACE_EVENTS, "Publish"), >=, 0);
+        g_assert_cmpint(sd_bus_message_append(m, "s", "test"), >=, 0);
+        g_assert_cmpint(sd_bus_message_open_container(m, 'a', "{sv}"), >=, 0);
+        g_assert_cmpint(sd_bus_message_open_container(m, 'e', "sv"), >=, 0);
+        g_assert_cmpint(sd_bus_message_append(m, "s", "blob"), >=, 0);
+        g_assert_cmpint(sd_bus_message_open_container(m, 'v', "ay"), >=, 0);
+        g_assert_cmpint(sd_bus_message_append_array(m, 'y', blob, n), >=, 0);
+        for (int i = 0; i < 3; i++)
+                g_assert_cmpint(sd_bus_message_close_container(m), >=, 0);
+        g_assert_cmpint(sd_bus_call_async(bus, NULL, m, on_reply, r, 10 * 1000000ULL), >=, 0);
+        sd_bus_message_unref(m);
+        while (!r->done)
+                g_assert_cmpint(sd_event_run(c->event, 1000000), >=, 0);
+}
+
+/* Whether the listener's log says TEXT, waiting a little for it. */
+static bool listener_logged(Central *c, const char *text) {
+        for (int i = 0; i < 100; i++) {
+                g_autofree char *log = NULL;
+
+                if (g_file_get_contents(c->listener.log_path, &log, NULL, NULL) && strstr(log, text))
+                        return true;
+                g_usleep(50000);
+        }
+        return false;
+}
+
+/* A message under the listener's size limit is relayed (and judged by
+ * the service); one over it drops the peer as soon as its header arrives,
+ * with a warning naming both sizes, and the listener serves others on. */
+static void test_oversized_message_drops_peer(void) {
+        Central c = {};
+        Dial *link = NULL;
+        sd_bus *bus;
+        Call r;
+
+        central_start(&c);
+        bus = connect_site(&c, &link);
+        publish_blob(&c, bus, 900u << 10, &r);
+        g_assert_false(r.ok);
+        g_assert_cmpstr(r.error.name, ==, ERROR_PREFIX "LimitExceeded");  /* outpostd: data over 64 KiB */
+        sd_bus_error_free(&r.error);
+
+        publish_blob(&c, bus, 2u << 20, &r);
+        g_assert_false(r.ok);
+        g_test_message("the peer's call ended with %s: %s", r.error.name, r.error.message);
+        sd_bus_error_free(&r.error);
+        g_assert_true(listener_logged(&c, "dropped: peer sent a message of 2097"));
+        g_assert_true(listener_logged(&c, "more than the limit of 1048576"));
         sd_bus_close_unref(bus);
-        dial_free(link2);
+        dial_free(link);
+
+        assert_listener_serves(&c);
         central_stop(&c);
 }
 
@@ -290,5 +360,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-security/reaches-only-the-service", test_reaches_only_the_service);
         g_test_add_func("/bridge-security/refuses-foreign-certificates", test_refuses_foreign_certificates);
         g_test_add_func("/bridge-security/garbage-after-handshake", test_garbage_after_handshake);
+        g_test_add_func("/bridge-security/oversized-message-drops-peer", test_oversized_message_drops_peer);
         return g_test_run();
 }

@@ -632,6 +632,97 @@ static void test_small_queue_busy_reader(Env *env, gconstpointer data) {
         side_free(c);
 }
 
+/* A D-Bus message header with no header fields and BODY bytes of body;
+ * only the framing matters to the link. */
+static void put_header(GByteArray *out, uint32_t body) {
+        uint8_t h[16] = { 'l', 1, 0, 1 };
+
+        memcpy(h + 4, &body, 4);        /* 'l': little-endian, as on this machine */
+        h[8] = 1;                       /* serial */
+        g_assert_cmpint(G_BYTE_ORDER, ==, G_LITTLE_ENDIAN);
+        g_byte_array_append(out, h, sizeof h);
+}
+
+/* Writes all of DATA to FD, running the loop while the link carries it. */
+static void send_all(Env *env, int fd, const GByteArray *data) {
+        size_t done = 0;
+        ssize_t k;
+
+        WAIT_FOR(env, done == data->len ||
+                      ((k = send(fd, data->data + done, data->len - done, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0 &&
+                       (done += k, false)));
+}
+
+/* Reads N bytes from FD, running the loop meanwhile. */
+static void receive_bytes(Env *env, int fd, size_t n) {
+        g_autofree uint8_t *buf = g_malloc(n);
+        size_t done = 0;
+        ssize_t k;
+
+        WAIT_FOR(env, done == n || ((k = recv(fd, buf + done, n - done, MSG_DONTWAIT)) > 0 &&
+                                    (done += k, false)));
+}
+
+/* Connects a client to a listener limited to 64 KiB messages, sends the
+ * SASL exchange and a message of 60 KiB (which arrive), then TAIL: the
+ * listener's side of the link must end with a reason containing EXPECT. */
+static void assert_stream_refused(Env *env, const GByteArray *tail, const char *expect) {
+        static const char auth[] = "\0AUTH EXTERNAL 30\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\n";
+        g_autoptr(GByteArray) first = g_byte_array_new();
+        g_autofree uint8_t *body = g_malloc0(60u << 10);
+        Side *c, *s;
+
+        env->sc.max_message_bytes = 64u << 10;
+        env_listen(env, &env->sc);
+        c = env_connect_ok(env, "127.0.0.1", &env->cc, &s);
+        g_byte_array_append(first, (const uint8_t *) auth, sizeof auth - 1);
+        put_header(first, 60u << 10);
+        g_byte_array_append(first, body, 60u << 10);
+        send_all(env, c->fd, first);
+        receive_bytes(env, s->fd, first->len);
+        g_assert_null(s->closed);
+
+        send_all(env, c->fd, tail);
+        WAIT_FOR(env, s->closed && c->closed);
+        g_test_message("listener side: %s", s->closed);
+        g_assert_nonnull(strstr(s->closed, expect));
+        side_free(c);
+}
+
+/* The listener follows the D-Bus framing of what a peer sends: a message
+ * over the limit ends the link when its header arrives, before sd-bus
+ * would buffer it; so does a stream that is not D-Bus. */
+static void test_message_size_limit(Env *env, gconstpointer data) {
+        g_autoptr(GByteArray) tail = g_byte_array_new();
+
+        put_header(tail, (64u << 10) - 15);     /* one byte over, with the header */
+        assert_stream_refused(env, tail, "peer sent a message of 65537 bytes, more than the limit of 65536");
+}
+
+static void test_message_not_dbus(Env *env, gconstpointer data) {
+        g_autoptr(GByteArray) tail = g_byte_array_new();
+
+        g_byte_array_append(tail, (const uint8_t *) "GET / HTTP/1.1\r\n\r\n", 18);
+        assert_stream_refused(env, tail, "peer sent bytes that are not D-Bus (endianness byte 0x47)");
+}
+
+static void test_message_endless_auth(Env *env, gconstpointer data) {
+        g_autofree uint8_t *line = g_malloc(20u << 10);
+        g_autoptr(GByteArray) stream = g_byte_array_new();
+        Side *c, *s;
+
+        memset(line, 'A', 20u << 10);
+        env->sc.max_message_bytes = 64u << 10;
+        env_listen(env, &env->sc);
+        c = env_connect_ok(env, "127.0.0.1", &env->cc, &s);
+        g_byte_array_append(stream, (const uint8_t *) "", 1);
+        g_byte_array_append(stream, line, 20u << 10);
+        send_all(env, c->fd, stream);
+        WAIT_FOR(env, s->closed);
+        g_assert_nonnull(strstr(s->closed, "peer sent an authentication exchange longer than 16384 bytes"));
+        side_free(c);
+}
+
 /* FROM writes WORDS and closes its plaintext fd: TO reads them, then EOF;
  * the link ends on both sides. */
 static void say_and_close(Env *env, Side *from, Side *to, const char *words) {
@@ -771,6 +862,9 @@ int main(int argc, char **argv) {
         ADD("/link/tcp/plaintext-rules", test_plaintext_rules);
         ADD("/link/slow-reader-dropped", test_slow_reader_dropped);
         ADD("/link/small-queue-busy-reader", test_small_queue_busy_reader);
+        ADD("/link/message/size-limit", test_message_size_limit);
+        ADD("/link/message/not-dbus", test_message_not_dbus);
+        ADD("/link/message/endless-auth", test_message_endless_auth);
         ADD("/link/close-propagates", test_close_propagates);
         ADD("/link/socket-activation", test_socket_activation);
         ADD("/link/connect-failures", test_connect_failures);

@@ -39,6 +39,7 @@ typedef struct BridgeConfig {
         unsigned peer_idle_timeout_ms;  /* listener drops a peer silent this long */
         unsigned max_calls_in_flight;   /* per remote peer */
         unsigned max_queued_bytes;      /* per remote peer, each direction */
+        unsigned max_message_bytes;     /* the largest message a remote peer may send */
 } BridgeConfig;
 
 typedef struct Importer Importer;

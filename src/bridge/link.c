@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "frame-limit.h"
 #include "link.h"
 #include "log.h"
 #include "macro.h"
@@ -398,9 +399,12 @@ struct Link {
         char *peer;             /* peer_addr and the certificate's name */
         char *error;            /* why the handshake failed, when we know better than GnuTLS */
         char *end_reason;       /* set by the pump; the link ends when it returns */
+        bool peer_at_fault;     /* it ends because the peer broke a limit or the framing */
         unsigned handshake_sec;
 
         Buffer to_tcp, to_local;
+        FrameLimit from_peer;   /* where the peer's messages end, when limited */
+        bool limit_messages;    /* listener side, with a max_message_bytes */
         bool tcp_eof, local_eof;
         bool send_pending;      /* gnutls_record_send said AGAIN: call it again with NULL, 0 */
         bool bye_pending;
@@ -438,6 +442,8 @@ static Link *link_new(sd_event *event, const LinkConfig *config, bool server, bo
         link->tcp_fd = link->local_fd = -1;
         link->to_tcp.max = link->to_local.max = max;
         link->handshake_sec = config->handshake_timeout_sec ?: DEFAULT_HANDSHAKE_SEC;
+        link->limit_messages = server && config->max_message_bytes > 0;
+        frame_limit_init(&link->from_peer, config->max_message_bytes);
         return link;
 }
 
@@ -636,12 +642,21 @@ static ssize_t tcp_recv_raw(Link *link, void *buf, size_t n) {
         return -EIO;
 }
 
-/* The same, noting when the peer last sent anything. */
+/* The same, noting when the peer last sent anything and, on the listener
+ * side, refusing a message over the size limit before sd-bus gets to
+ * buffer it (it would take up to 128 MiB). */
 static ssize_t tcp_recv(Link *link, void *buf, size_t n) {
+        g_autofree char *error = NULL;
         ssize_t k = tcp_recv_raw(link, buf, n);
 
-        if (k > 0)
-                link->last_receive = now_usec_monotonic();
+        if (k <= 0)
+                return k;
+        link->last_receive = now_usec_monotonic();
+        if (link->limit_messages && frame_limit_feed(&link->from_peer, buf, k, &error) < 0) {
+                link->peer_at_fault = true;
+                link_end(link, "peer sent %s", error);
+                return -EIO;
+        }
         return k;
 }
 
@@ -720,8 +735,10 @@ static void check_peer_reading(Link *link) {
         char c;
 
         if (!link->local_eof && buffer_room(&link->to_tcp) == 0 &&
-            recv(link->local_fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) > 0)
+            recv(link->local_fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) > 0) {
+                link->peer_at_fault = true;
                 link_end(link, "peer stopped reading: %zu bytes queued", link->to_tcp.len);
+        }
 }
 
 /* Our side is done and everything it said has left: close_notify, so the
@@ -1366,6 +1383,7 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
         l->config = (LinkConfig) {
                 .allowed_peers = g_strdupv(config->allowed_peers),
                 .max_queued_bytes = config->max_queued_bytes,
+                .max_message_bytes = config->max_message_bytes,
                 .handshake_timeout_sec = config->handshake_timeout_sec,
         };
         l->pending = g_hash_table_new(NULL, NULL);
@@ -1423,6 +1441,10 @@ LinkListener *link_listener_free(LinkListener *l) {
         sd_event_unref(l->event);
         g_free(l);
         return NULL;
+}
+
+bool link_peer_at_fault(Link *link) {
+        return link && link->peer_at_fault;
 }
 
 uint64_t link_get_last_receive(Link *link) {

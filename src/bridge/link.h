@@ -24,6 +24,12 @@ typedef struct LinkConfig {
          * is dropped (bytes in the kernel's socket buffers come on top).
          * Toward sd-bus: reading from TCP pauses until sd-bus catches up. */
         size_t max_queued_bytes;
+        /* Listener only: the largest D-Bus message a peer may send, whole.
+         * A larger one ends the link as soon as its header arrives ("peer
+         * sent a message of N bytes, more than the limit of M"), and so does
+         * a stream that is not D-Bus. 0: not checked (a plain byte pipe;
+         * sd-bus then takes up to 128 MiB). */
+        uint64_t max_message_bytes;
         unsigned handshake_timeout_sec; /* TCP connect + TLS handshake, 0: 10 s */
 } LinkConfig;
 
@@ -92,6 +98,11 @@ int link_listener_get_port(LinkListener *l);
 /* When the peer last sent bytes (CLOCK_MONOTONIC µs; 0: never), so that a
  * link busy carrying a large message is not taken for a dead one. */
 uint64_t link_get_last_receive(Link *link);
+
+/* From CLOSED: whether the link ended because the peer broke one of its
+ * limits (stopped reading, sent too large a message) or sent something
+ * that is not D-Bus — worth a warning, where other ends are routine. */
+bool link_peer_at_fault(Link *link);
 
 /* Close a link at once (both sides); CLOSED is not called. */
 Link *link_free(Link *link);

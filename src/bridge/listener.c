@@ -69,11 +69,14 @@ static int on_peer_teardown(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-static void peer_close(Peer *p, const char *reason) {
+static void peer_close(Peer *p, const char *reason, bool at_fault) {
         if (p->closing)
                 return;
         p->closing = true;
-        log_info("Peer %s: closing: %s", p->description, reason);
+        if (at_fault)
+                log_warning("Peer %s: dropped: %s", p->description, reason);
+        else
+                log_info("Peer %s: closing: %s", p->description, reason);
         (void) sd_event_add_defer(p->listener->bridge->event, NULL, on_peer_teardown, p);
 }
 
@@ -81,7 +84,7 @@ static void on_link_closed(Link *link, const char *reason, void *userdata) {
         Peer *p = userdata;
 
         p->link = NULL;         /* the link frees itself */
-        peer_close(p, reason);
+        peer_close(p, reason, link_peer_at_fault(link));
 }
 
 static void in_flight_free(void *userdata) {
@@ -217,25 +220,25 @@ static int on_local_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_
                 return 0;
         r = bus_forward_signal(p->remote, m);
         if (r < 0) {
-                peer_close(p, "cannot forward a signal");
+                peer_close(p, "cannot forward a signal", false);
                 return 0;
         }
         /* The link bounds the bytes it holds; this bounds what sd-bus holds
          * before the link takes it. */
         if (sd_bus_get_n_queued_write(p->remote, &queued) >= 0 && queued > 4096)
-                peer_close(p, "peer stopped reading (4096 messages queued)");
+                peer_close(p, "peer stopped reading (4096 messages queued)", true);
         return 0;
 }
 
 /* The service behind us went away or was replaced: to the peer that is a
  * link outage, after which it takes a fresh snapshot. */
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        peer_close(userdata, OUTPOST_BUS_NAME " changed owner on the local bus");
+        peer_close(userdata, OUTPOST_BUS_NAME " changed owner on the local bus", false);
         return 0;
 }
 
 static int on_peer_idle(sd_event_source *s, uint64_t usec, void *userdata) {
-        peer_close(userdata, "peer silent for too long");
+        peer_close(userdata, "peer silent for too long", true);
         return 0;
 }
 
@@ -309,7 +312,7 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 close(fd);
         if (r < 0) {
                 log_warning_errno(r, "Peer %s: cannot set up its connections", peer);
-                peer_close(p, "setup failed");
+                peer_close(p, "setup failed", false);
                 return;
         }
         log_info("Peer %s: connected", peer);

@@ -42,6 +42,7 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("peer-idle-timeout-ms", CONFIG_UINT,   peer_idle_timeout_ms, 100, 86400000),
         KEY("max-calls-in-flight",  CONFIG_UINT,   max_calls_in_flight, 1, 100000),
         KEY("max-queued-bytes",     CONFIG_UINT,   max_queued_bytes, 65536, 1u << 30),
+        KEY("max-message-bytes",    CONFIG_UINT,   max_message_bytes, 65536, 128u << 20),
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -53,15 +54,15 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char *strings[8];
-        int numbers[7];
+        int numbers[8];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
-static const char *const number_options[7] = {
+static const char *const number_options[8] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
-        "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes",
+        "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
 };
 
 static void options_clear(Options *o) {
@@ -147,6 +148,10 @@ static int load_config(const Options *o, BridgeConfig *c) {
                 /* Room for the largest reply outpostd sends (a FetchSince page
                  * of about 8 MiB) with its framing. */
                 .max_queued_bytes = 16u << 20,
+                /* Far above the largest call DESIGN.md allows (a CreateUser
+                 * with 64 attributes of 4 KiB, about 270 KiB), far below
+                 * sd-bus's 128 MiB. */
+                .max_message_bytes = 1u << 20,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -255,6 +260,7 @@ static int run(const Options *o) {
                 .allowed_peers = b.config.allowed_peers ? g_strsplit(b.config.allowed_peers, ",", -1) : NULL,
                 .insecure_plaintext = b.config.insecure_plaintext,
                 .max_queued_bytes = b.config.max_queued_bytes,
+                .max_message_bytes = b.config.max_message_bytes,
                 .handshake_timeout_sec = 10,
         };
 
