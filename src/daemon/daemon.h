@@ -9,6 +9,7 @@
 #include "bus-errors.h"
 #include "polkit.h"
 #include "store.h"
+#include "user-record.h"
 
 #define USERS_PATH    OUTPOST_ROOT_PATH "/users"
 #define PRESENCE_PATH OUTPOST_ROOT_PATH "/presence"
@@ -27,6 +28,15 @@ typedef struct DaemonConfig {
         unsigned retention_seconds;
         unsigned max_presence_peers;            /* connections holding or having held presence */
         unsigned max_holds_per_connection;      /* presence holds of one connection */
+
+        /* [Limits]: the contract's figures (validate.h), or lower ones. */
+        UserLimits user_limits;
+        unsigned max_event_data_bytes;
+        unsigned max_message_body_bytes;
+        unsigned max_recipients;
+        unsigned max_users_per_page;
+        unsigned max_events_per_page;
+        unsigned max_topic_prefixes;
 } DaemonConfig;
 
 typedef struct Presence Presence;

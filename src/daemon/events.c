@@ -14,10 +14,7 @@
 #include "macro.h"
 #include "validate.h"
 
-#define EVENT_DATA_MAX          (64 * 1024)     /* serialized bytes */
-#define FETCH_LIMIT_MAX         10000
 #define FETCH_SCAN_MAX          50000           /* rows looked at per FetchSince call */
-#define FETCH_PREFIXES_MAX      64
 #define RETENTION_BATCH         2000            /* rows deleted per round */
 #define RETENTION_INTERVAL_USEC (1000 * 1000)
 
@@ -60,9 +57,10 @@ static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Topic '%s' is reserved to the daemon (users, presence and messages/...)", topic);
         size = g_variant_get_size(data);
-        if (size > EVENT_DATA_MAX)
+        if (size > d->config.max_event_data_bytes)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
-                                         "Event data is %zu bytes serialized, at most %d are allowed", size, EVENT_DATA_MAX);
+                                         "Event data is %zu bytes serialized, at most %u are allowed",
+                                         size, d->config.max_event_data_bytes);
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
         if (r != 0)
                 return r;
@@ -93,10 +91,10 @@ static bool fetch_filter_match(const char *topic, void *userdata) {
 }
 
 /* PREFIXES holds the first of N prefixes given (all, when N is allowed). */
-static int check_prefixes(char **prefixes, size_t n, sd_bus_error *error) {
-        if (n > FETCH_PREFIXES_MAX)
+static int check_prefixes(char **prefixes, size_t n, unsigned max, sd_bus_error *error) {
+        if (n > max)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
-                                         "%zu topic prefixes given, at most %d are allowed", n, FETCH_PREFIXES_MAX);
+                                         "%zu topic prefixes given, at most %u are allowed", n, max);
         for (size_t i = 0; i < n; i++) {
                 const char *p = prefixes[i];
                 size_t len = strlen(p);
@@ -170,7 +168,7 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
 
         r = sd_bus_message_read(m, "st", &history_id, &after);
         if (r >= 0)
-                r = bus_read_strv_bounded(m, FETCH_PREFIXES_MAX, &prefixes, &n_prefixes);
+                r = bus_read_strv_bounded(m, d->config.max_topic_prefixes, &prefixes, &n_prefixes);
         if (r >= 0)
                 r = sd_bus_message_read(m, "u", &limit);
         if (r < 0)
@@ -179,7 +177,11 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (limit < 1 || limit > FETCH_LIMIT_MAX)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid limit %u: must be 1-%d", limit, FETCH_LIMIT_MAX);
-        r = check_prefixes(prefixes, n_prefixes, error);
+        /* A lowered page size only shortens pages, which 'more' reports:
+         * a client that asks for more, as the contract lets it, still
+         * catches up. */
+        limit = MIN(limit, d->config.max_events_per_page);
+        r = check_prefixes(prefixes, n_prefixes, d->config.max_topic_prefixes, error);
         if (r < 0)
                 return r;
         r = check_history(d, history_id, after, error);

@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 #define DEFAULT_CONFIG_FILE SYSCONFDIR "/outpost/outpostd.conf"
 #define DEFAULT_STATE_DIR   LOCALSTATEDIR "/lib/outpost"
@@ -31,6 +32,20 @@ static const ConfigKey daemon_config_keys[] = {
         { "Events", "RetentionSeconds", CONFIG_UINT, offsetof(DaemonConfig, retention_seconds), 1, UINT32_MAX },
         { "Presence", "MaxPeers",          CONFIG_UINT, offsetof(DaemonConfig, max_presence_peers),       1, 1000000 },
         { "Presence", "MaxHoldsPerPeer",   CONFIG_UINT, offsetof(DaemonConfig, max_holds_per_connection), 1, 1000000 },
+        /* Clients are written against the contract's figures: a limit may
+         * be lowered, never raised past them. */
+#define LIMIT(key, field, contract) { "Limits", key, CONFIG_UINT, offsetof(DaemonConfig, field), 1, contract }
+        LIMIT("MaxEventDataBytes",      max_event_data_bytes,               EVENT_DATA_SIZE_MAX),
+        LIMIT("MaxEventsPerPage",       max_events_per_page,                FETCH_LIMIT_MAX),
+        LIMIT("MaxTopicPrefixes",       max_topic_prefixes,                 FETCH_PREFIXES_MAX),
+        LIMIT("MaxMessageBodyBytes",    max_message_body_bytes,             MESSAGE_BODY_MAX),
+        LIMIT("MaxRecipients",          max_recipients,                     MESSAGE_RECIPIENTS_MAX),
+        LIMIT("MaxUsersPerPage",        max_users_per_page,                 LIST_LIMIT_MAX),
+        LIMIT("MaxDisplayNameLength",   user_limits.display_name_chars,     USER_DISPLAY_NAME_MAX),
+        LIMIT("MaxAttributes",          user_limits.attributes,             USER_ATTRIBUTES_MAX),
+        LIMIT("MaxAttributeKeyBytes",   user_limits.attribute_key_bytes,    USER_ATTRIBUTE_KEY_MAX),
+        LIMIT("MaxAttributeValueBytes", user_limits.attribute_value_bytes,  USER_ATTRIBUTE_VALUE_MAX),
+#undef LIMIT
 };
 
 static void options_clear(Options *o) {
@@ -86,6 +101,13 @@ static int load_config(const char *path, DaemonConfig *config) {
                 .retention_seconds = 7 * 24 * 3600,
                 .max_presence_peers = 500,
                 .max_holds_per_connection = 4096,
+                .user_limits = USER_LIMITS_CONTRACT,
+                .max_event_data_bytes = EVENT_DATA_SIZE_MAX,
+                .max_events_per_page = FETCH_LIMIT_MAX,
+                .max_topic_prefixes = FETCH_PREFIXES_MAX,
+                .max_message_body_bytes = MESSAGE_BODY_MAX,
+                .max_recipients = MESSAGE_RECIPIENTS_MAX,
+                .max_users_per_page = LIST_LIMIT_MAX,
         };
         if (!config_file_load(path, daemon_config_keys, G_N_ELEMENTS(daemon_config_keys), config, &error)) {
                 log_error("%s", error->message);

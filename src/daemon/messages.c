@@ -12,17 +12,14 @@
 #include "macro.h"
 #include "validate.h"
 
-#define MESSAGE_BODY_MAX       65536   /* bytes */
-#define MESSAGE_RECIPIENTS_MAX 1000
-
 /* Every recipient is a known user, or an error names the first that is not. */
 /* USER_IDS holds the first of N recipients given (all, when N is allowed). */
 static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error) {
         if (n == 0)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message needs at least one recipient");
-        if (n > MESSAGE_RECIPIENTS_MAX)
+        if (n > d->config.max_recipients)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
-                                         "%zu recipients given, at most %d are allowed", n, MESSAGE_RECIPIENTS_MAX);
+                                         "%zu recipients given, at most %u are allowed", n, d->config.max_recipients);
         for (size_t i = 0; i < n; i++) {
                 const UserRecord *u;
                 int r;
@@ -41,14 +38,15 @@ static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *
         return 0;
 }
 
-static int check_body(const char *body, sd_bus_error *error) {
+static int check_body(Daemon *d, const char *body, sd_bus_error *error) {
         size_t n = strlen(body);
 
         if (n == 0)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message body must not be empty");
-        if (n > MESSAGE_BODY_MAX)
+        if (n > d->config.max_message_body_bytes)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
-                                         "Message body is %zu bytes, at most %d are allowed", n, MESSAGE_BODY_MAX);
+                                         "Message body is %zu bytes, at most %u are allowed",
+                                         n, d->config.max_message_body_bytes);
         return 0;
 }
 
@@ -101,12 +99,12 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         uint32_t uid;
         int r;
 
-        r = bus_read_strv_bounded(m, MESSAGE_RECIPIENTS_MAX, &user_ids, &n_recipients);
+        r = bus_read_strv_bounded(m, d->config.max_recipients, &user_ids, &n_recipients);
         if (r >= 0)
                 r = sd_bus_message_read(m, "s", &body);
         if (r < 0)
                 return r;
-        r = check_body(body, error);
+        r = check_body(d, body, error);
         if (r >= 0)
                 r = check_recipients(d, user_ids, n_recipients, error);
         if (r < 0)

@@ -46,23 +46,24 @@ static int reply_user(sd_bus_message *m, const UserRecord *u) {
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* Apply the a{sv} CHANGES to U, or fail with InvalidArgument. */
-static int apply_changes(GVariant *changes, UserRecord *u, UserField *fields, sd_bus_error *error) {
+/* Apply the a{sv} CHANGES to U within the configured limits, or fail with
+ * InvalidArgument. */
+static int apply_changes(Daemon *d, GVariant *changes, UserRecord *u, UserField *fields, sd_bus_error *error) {
         g_autofree char *problem = NULL;
 
-        if (!user_record_apply(u, changes, fields, &problem))
+        if (!user_record_apply_limited(u, changes, &d->config.user_limits, fields, &problem))
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, problem);
         return 0;
 }
 
 /* CHANGES are valid whatever user they are applied to: checked before the
  * caller is authorized, and applied to the stored user afterwards. */
-static int check_changes(GVariant *changes, sd_bus_error *error) {
+static int check_changes(Daemon *d, GVariant *changes, sd_bus_error *error) {
         _cleanup_(user_record_clear) UserRecord scratch = {};
         UserField fields = 0;
 
         user_record_init(&scratch);
-        return apply_changes(changes, &scratch, &fields, error);
+        return apply_changes(d, changes, &scratch, &fields, error);
 }
 
 static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -76,7 +77,7 @@ static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
         user_record_init(&u);
-        r = apply_changes(fields_arg, &u, &fields, error);
+        r = apply_changes(d, fields_arg, &u, &fields, error);
         if (r < 0)
                 return r;
         if (!(fields & USER_FIELD_NAME))
@@ -179,6 +180,9 @@ static int method_list_users(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (limit < 1 || limit > LIST_LIMIT_MAX)
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Invalid limit %u: must be 1-%d", limit, LIST_LIMIT_MAX);
+        /* A lowered page size only shortens pages: a client that asks for
+         * more, as the contract lets it, still pages through everything. */
+        limit = MIN(limit, d->config.max_users_per_page);
         /* The cursor is the name the previous page ended with. */
         if (cursor[0] && !user_name_is_valid(cursor)) {
                 g_autofree char *q = quote_for_error(cursor, 80);
@@ -233,7 +237,7 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
                 return r;
         was_enabled = u->enabled;
         old_name = g_strdup(u->name);
-        r = apply_changes(changes, u, &fields, error);
+        r = apply_changes(d, changes, u, &fields, error);
         if (r < 0)
                 return r;
         /* The unique name index is written only for a new name. */
@@ -269,7 +273,7 @@ static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         r = check_user_id(id, error);
         if (r >= 0)
-                r = check_changes(changes, error);
+                r = check_changes(d, changes, error);
         if (r < 0)
                 return r;
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);

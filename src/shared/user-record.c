@@ -6,7 +6,7 @@
 #include "user-record.h"
 #include "validate.h"
 
-typedef bool (*FieldSetter)(UserRecord *u, GVariant *value, char **error);
+typedef bool (*FieldSetter)(UserRecord *u, GVariant *value, const UserLimits *limits, char **error);
 
 typedef struct UserKey {
         const char *key;
@@ -15,7 +15,7 @@ typedef struct UserKey {
         FieldSetter set;
 } UserKey;
 
-static bool set_name(UserRecord *u, GVariant *value, char **error) {
+static bool set_name(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         const char *s = g_variant_get_string(value, NULL);
 
         if (!user_name_is_valid(s)) {
@@ -38,13 +38,13 @@ static glong find_control_char(const char *s) {
         return -1;
 }
 
-static bool set_display_name(UserRecord *u, GVariant *value, char **error) {
+static bool set_display_name(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         const char *s = g_variant_get_string(value, NULL);
         glong n = g_utf8_strlen(s, -1), ctl;
 
-        if (n > USER_DISPLAY_NAME_MAX) {
-                *error = g_strdup_printf("Invalid value for 'display-name': %ld characters long, at most %d are allowed",
-                                         n, USER_DISPLAY_NAME_MAX);
+        if (n > (glong) limits->display_name_chars) {
+                *error = g_strdup_printf("Invalid value for 'display-name': %ld characters long, at most %u are allowed",
+                                         n, limits->display_name_chars);
                 return false;
         }
         ctl = find_control_char(s);
@@ -57,7 +57,7 @@ static bool set_display_name(UserRecord *u, GVariant *value, char **error) {
         return true;
 }
 
-static bool set_email(UserRecord *u, GVariant *value, char **error) {
+static bool set_email(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         const char *s = g_variant_get_string(value, NULL);
         glong n = g_utf8_strlen(s, -1);
         const char *at = strchr(s, '@');
@@ -77,43 +77,43 @@ static bool set_email(UserRecord *u, GVariant *value, char **error) {
         return true;
 }
 
-static bool set_enabled(UserRecord *u, GVariant *value, char **error) {
+static bool set_enabled(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         u->enabled = g_variant_get_boolean(value);
         return true;
 }
 
-static bool check_attribute(const char *key, const char *value, char **error) {
+static bool check_attribute(const char *key, const char *value, const UserLimits *limits, char **error) {
         g_autofree char *q = quote_for_error(key, 80);
         size_t klen = strlen(key), vlen = strlen(value);
 
-        if (klen == 0 || klen > USER_ATTRIBUTE_KEY_MAX || find_control_char(key) >= 0) {
-                *error = g_strdup_printf("Invalid attribute key '%s': must be 1-%d bytes without control characters (is %zu)",
-                                         q, USER_ATTRIBUTE_KEY_MAX, klen);
+        if (klen == 0 || klen > limits->attribute_key_bytes || find_control_char(key) >= 0) {
+                *error = g_strdup_printf("Invalid attribute key '%s': must be 1-%u bytes without control characters (is %zu)",
+                                         q, limits->attribute_key_bytes, klen);
                 return false;
         }
-        if (vlen > USER_ATTRIBUTE_VALUE_MAX) {
-                *error = g_strdup_printf("Invalid value for attribute '%s': %zu bytes, at most %d are allowed",
-                                         q, vlen, USER_ATTRIBUTE_VALUE_MAX);
+        if (vlen > limits->attribute_value_bytes) {
+                *error = g_strdup_printf("Invalid value for attribute '%s': %zu bytes, at most %u are allowed",
+                                         q, vlen, limits->attribute_value_bytes);
                 return false;
         }
         return true;
 }
 
-static bool set_attributes(UserRecord *u, GVariant *value, char **error) {
+static bool set_attributes(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         gsize n = g_variant_n_children(value);
         g_autoptr(GTree) sorted = g_tree_new((GCompareFunc) strcmp);
         GVariantBuilder builder;
         GVariantIter iter;
         const char *key, *val;
 
-        if (n > USER_ATTRIBUTES_MAX) {
-                *error = g_strdup_printf("Invalid value for 'attributes': %zu entries, at most %d are allowed",
-                                         n, USER_ATTRIBUTES_MAX);
+        if (n > limits->attributes) {
+                *error = g_strdup_printf("Invalid value for 'attributes': %zu entries, at most %u are allowed",
+                                         n, limits->attributes);
                 return false;
         }
         g_variant_iter_init(&iter, value);
         while (g_variant_iter_next(&iter, "{&s&s}", &key, &val)) {
-                if (!check_attribute(key, val, error))
+                if (!check_attribute(key, val, limits, error))
                         return false;
                 if (g_tree_lookup(sorted, key)) {
                         g_autofree char *q = quote_for_error(key, 80);
@@ -184,7 +184,8 @@ void user_record_copy(UserRecord *dest, const UserRecord *src) {
         };
 }
 
-static bool apply_one(UserRecord *u, const char *key, GVariant *value, UserField *fields, char **error) {
+static bool apply_one(UserRecord *u, const char *key, GVariant *value, const UserLimits *limits, UserField *fields,
+                      char **error) {
         g_autofree char *q = quote_for_error(key, 80);
         const UserKey *k = user_key_find(key);
 
@@ -206,10 +207,15 @@ static bool apply_one(UserRecord *u, const char *key, GVariant *value, UserField
                 return false;
         }
         *fields |= k->field;
-        return k->set(u, value, error);
+        return k->set(u, value, limits, error);
 }
 
 bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, char **error) {
+        return user_record_apply_limited(u, changes, &USER_LIMITS_CONTRACT, ret_fields, error);
+}
+
+bool user_record_apply_limited(UserRecord *u, GVariant *changes, const UserLimits *limits, UserField *ret_fields,
+                               char **error) {
         UserField fields = 0;
         GVariantIter iter;
         const char *key;
@@ -219,7 +225,7 @@ bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, 
 
         g_variant_iter_init(&iter, changes);
         while (g_variant_iter_next(&iter, "{&sv}", &key, &value)) {
-                bool ok = apply_one(u, key, value, &fields, error);
+                bool ok = apply_one(u, key, value, limits, &fields, error);
 
                 g_variant_unref(value);
                 if (!ok)

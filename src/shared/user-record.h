@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
+#include "validate.h"
+
 /* A user as the Users manager stores it: the data object of DESIGN.md §3. */
 typedef struct UserRecord {
         char *id;
@@ -28,6 +30,22 @@ typedef enum UserField {
         USER_FIELD_ALL          = (1 << 5) - 1,
 } UserField;
 
+/* How large a user's fields may be: the contract's figures, or lower ones
+ * from outpostd.conf. */
+typedef struct UserLimits {
+        unsigned display_name_chars;
+        unsigned attributes;
+        unsigned attribute_key_bytes;
+        unsigned attribute_value_bytes;
+} UserLimits;
+
+#define USER_LIMITS_CONTRACT ((UserLimits) {                    \
+                .display_name_chars = USER_DISPLAY_NAME_MAX,    \
+                .attributes = USER_ATTRIBUTES_MAX,              \
+                .attribute_key_bytes = USER_ATTRIBUTE_KEY_MAX,  \
+                .attribute_value_bytes = USER_ATTRIBUTE_VALUE_MAX, \
+        })
+
 /* A record with the defaults of a new user and no id. */
 void user_record_init(UserRecord *u);
 void user_record_clear(UserRecord *u);
@@ -38,6 +56,9 @@ void user_record_copy(UserRecord *dest, const UserRecord *src);
  * false and sets *error to a message naming the key, the problem and the
  * value; U is then in an unspecified state and must not be stored. */
 bool user_record_apply(UserRecord *u, GVariant *changes, UserField *ret_fields, char **error);
+/* The same within LIMITS rather than the contract's. */
+bool user_record_apply_limited(UserRecord *u, GVariant *changes, const UserLimits *limits, UserField *ret_fields,
+                               char **error);
 
 /* Append the record to M as the a{sv} of the bus contract (DESIGN.md §3,
  * Users): the one place that defines its keys, types and order. Written

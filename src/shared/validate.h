@@ -4,15 +4,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Limits of the bus contract (DESIGN.md §3). */
+/* Limits of the bus contract (DESIGN.md §3). Clients are written against
+ * them: outpostd.conf's [Limits] may lower the ones marked (*), never
+ * raise them. */
 #define USER_NAME_MAX            64
-#define USER_DISPLAY_NAME_MAX    256   /* characters */
+#define USER_DISPLAY_NAME_MAX    256   /* characters (*) */
 #define USER_EMAIL_MAX           254   /* characters */
-#define USER_ATTRIBUTES_MAX      64
-#define USER_ATTRIBUTE_KEY_MAX   64    /* bytes */
-#define USER_ATTRIBUTE_VALUE_MAX 4096  /* bytes */
+#define USER_ATTRIBUTES_MAX      64    /* (*) */
+#define USER_ATTRIBUTE_KEY_MAX   64    /* bytes (*) */
+#define USER_ATTRIBUTE_VALUE_MAX 4096  /* bytes (*) */
 #define TOPIC_MAX                255
-#define LIST_LIMIT_MAX           1000
+#define LIST_LIMIT_MAX           1000  /* users per ListUsers page (*) */
+#define EVENT_DATA_SIZE_MAX      65536 /* bytes of Publish's data, serialized (*) */
+#define FETCH_LIMIT_MAX          10000 /* events per FetchSince page (*) */
+#define FETCH_PREFIXES_MAX       64    /* topic prefixes of FetchSince (*) */
+#define MESSAGE_BODY_MAX         65536 /* bytes (*) */
+#define MESSAGE_RECIPIENTS_MAX   1000  /* recipients of Send (*) */
 
 /* ^[a-z_][a-z0-9_.-]{0,63}$ */
 bool user_name_is_valid(const char *s);
