@@ -232,6 +232,37 @@ static const BadCall bad_calls[] = {
           "('" IFACE_EVENTS "', 'NoSuchProperty')", NULL, 0, "org.freedesktop.DBus.Error.UnknownProperty", NULL },
 };
 
+/* outpostd.conf's [Limits] may lower the contract's figures (issue 6):
+ * with these, a call just over a lowered limit gets the error the
+ * contract's figure would give, naming the value and the limit. */
+static const char lowered_config[] =
+        "[Limits]\n"
+        "MaxEventDataBytes=1000\n"
+        "MaxEventsPerPage=2\n"
+        "MaxTopicPrefixes=2\n"
+        "MaxMessageBodyBytes=10\n"
+        "MaxRecipients=2\n"
+        "MaxUsersPerPage=1\n"
+        "MaxDisplayNameLength=5\n"
+        "MaxAttributes=2\n"
+        "MaxAttributeKeyBytes=3\n"
+        "MaxAttributeValueBytes=4\n";
+
+static const BadCall over_lowered_limits[] = {
+        { "data over 1000 bytes", EVTS, "Publish", "('site', {'blob': <'$A1000'>})", NULL, 0, "LimitExceeded", "at most 1000 are allowed" },
+        { "3 prefixes", EVTS, "FetchSince", NULL, make_prefixes, 3, "LimitExceeded", "3 topic prefixes given, at most 2" },
+        { "body of 11", MSGS, "Send", "(['$ID'], '$A11')", NULL, 0, "LimitExceeded", "11 bytes, at most 10" },
+        { "3 recipients", MSGS, "Send", NULL, make_recipients, 3, "LimitExceeded", "3 recipients given, at most 2" },
+        { "display-name of 6", USERS, "CreateUser", "({'name': <'zed'>, 'display-name': <'$A6'>},)", NULL, 0, "InvalidArgument", "6 characters long, at most 5" },
+        { "display-name of 6", USERS, "SaveUser", "('$ID', '$TAG', {'display-name': <'$A6'>})", NULL, 0, "InvalidArgument", "6 characters long, at most 5" },
+        { "3 attributes", USERS, "CreateUser", NULL, make_attributes, 3, "InvalidArgument", "3 entries, at most 2" },
+        { "attribute key of 4", USERS, "CreateUser", "({'name': <'zed'>, 'attributes': <{'$A4': 'v'}>},)", NULL, 0, "InvalidArgument", "must be 1-3 bytes" },
+        { "attribute value of 5", USERS, "SaveUser", "('$ID', '$TAG', {'attributes': <{'k': '$A5'}>})", NULL, 0, "InvalidArgument", "5 bytes, at most 4" },
+        /* The contract's bounds still hold for page sizes. */
+        { "limit 1001", USERS, "ListUsers", "('', uint32 1001)", NULL, 0, "InvalidArgument", "limit 1001" },
+        { "limit 10001", EVTS, "FetchSince", "('', uint64 0, @as [], uint32 10001)", NULL, 0, "InvalidArgument", "limit 10001" },
+};
+
 /* The text of a case with its placeholders filled in. */
 static char *expand(Fixture *f, const char *text) {
         g_autoptr(GString) out = g_string_new(NULL);
@@ -264,13 +295,14 @@ static char *expand(Fixture *f, const char *text) {
         return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
-static void fixture_setup(Fixture *f, gconstpointer data) {
+/* outpostd with CONFIG, users "ann" and "dis" (disabled). */
+static void fixture_start(Fixture *f, const char *config) {
         g_autoptr(GVariant) r = NULL, v = NULL;
         g_autofree char *disabled_tag = NULL;
 
         f->tb = test_bus_new();
         f->c = f->tb->conn;
-        test_bus_start_daemon(f->tb, NULL);
+        test_bus_start_daemon(f->tb, config);
         f->id = test_create_user(f->c, "ann", &f->tag);
         f->disabled_id = test_create_user(f->c, "dis", &disabled_tag);
         g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "SaveUser",
@@ -280,6 +312,14 @@ static void fixture_setup(Fixture *f, gconstpointer data) {
                          g_variant_new("(ss)", IFACE_EVENTS, "HistoryId"), "(v)");
         g_variant_get(r, "(v)", &v);
         f->history_id = g_variant_dup_string(v, NULL);
+}
+
+static void fixture_setup(Fixture *f, gconstpointer data) {
+        fixture_start(f, NULL);
+}
+
+static void fixture_setup_lowered(Fixture *f, gconstpointer data) {
+        fixture_start(f, lowered_config);
 }
 
 static void fixture_teardown(Fixture *f, gconstpointer data) {
@@ -385,6 +425,46 @@ static void test_limits_accepted(Fixture *f, gconstpointer data) {
         g_assert_cmpuint(g_variant_n_children(online), ==, 1);
 }
 
+static void test_over_lowered_limits(Fixture *f, gconstpointer data) {
+        g_autofree char *before = test_state_snapshot(f->c);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(over_lowered_limits); i++)
+                run_case(f, &over_lowered_limits[i], before);
+}
+
+/* The lowered limits themselves are accepted; a page size asked for above
+ * a lowered one is too, and the page is cut there, with the usual way on. */
+static void test_lowered_limits_accepted(Fixture *f, gconstpointer data) {
+        g_autofree char *blob = g_strnfill(900, 'b');
+        g_autoptr(GVariant) page = NULL, users = NULL, events = NULL;
+        g_autofree char *next = NULL;
+        guint64 next_after;
+        gboolean more;
+
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+                                     g_variant_new_parsed("({'name': <'zed'>, 'display-name': <'ddddd'>,"
+                                                          " 'attributes': <{'kkk': 'vvvv', 'k2': ''}>},)"),
+                                     "(ss)"));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+                                     g_variant_new_parsed("([%s, %s], 'mmmmmmmmmm')", f->id, f->id), "(st)"));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                                     g_variant_new_parsed("('site', {'blob': <%s>})", blob), "(t)"));
+
+        page = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000),
+                            "(aa{sv}s)");
+        g_variant_get(page, "(@aa{sv}s)", &users, &next);
+        g_assert_cmpuint(g_variant_n_children(users), ==, 1);
+        g_assert_cmpstr(next, ==, "ann");
+        g_clear_pointer(&page, g_variant_unref);
+
+        page = test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+                            g_variant_new_parsed("(%s, @t 0, ['users', 'site'], @u 10000)", f->history_id),
+                            "(a(tsxa{sv})tb)");
+        g_variant_get(page, "(@a(tsxa{sv})tb)", &events, &next_after, &more);
+        g_assert_cmpuint(g_variant_n_children(events), ==, 2);
+        g_assert_true(more);
+}
+
 int main(int argc, char **argv) {
         static const char *const ifaces[] = {
                 IFACE_REGISTRY, IFACE_USERS, IFACE_PRESENCE, IFACE_MESSAGES, IFACE_EVENTS,
@@ -397,5 +477,9 @@ int main(int argc, char **argv) {
                 g_test_add(path, Fixture, ifaces[i], fixture_setup, test_bad_input, fixture_teardown);
         }
         g_test_add("/bad-input/limits-accepted", Fixture, NULL, fixture_setup, test_limits_accepted, fixture_teardown);
+        g_test_add("/bad-input/over-lowered-limits", Fixture, NULL, fixture_setup_lowered, test_over_lowered_limits,
+                   fixture_teardown);
+        g_test_add("/bad-input/lowered-limits-accepted", Fixture, NULL, fixture_setup_lowered,
+                   test_lowered_limits_accepted, fixture_teardown);
         return g_test_run();
 }

@@ -44,6 +44,82 @@ static void test_bad_value(void) {
         g_assert_nonnull(strstr(err, ":2: bad value 'soon' for key 'RetentionSeconds'"));
 }
 
+/* [Limits] may lower the contract's figures, never raise them (issue 6). */
+static const struct {
+        const char *key;
+        unsigned contract;
+} limits[] = {
+        { "MaxEventDataBytes", 65536 },
+        { "MaxEventsPerPage", 10000 },
+        { "MaxTopicPrefixes", 64 },
+        { "MaxMessageBodyBytes", 65536 },
+        { "MaxRecipients", 1000 },
+        { "MaxUsersPerPage", 1000 },
+        { "MaxDisplayNameLength", 256 },
+        { "MaxAttributes", 64 },
+        { "MaxAttributeKeyBytes", 64 },
+        { "MaxAttributeValueBytes", 4096 },
+};
+
+/* outpostd refuses CONTENTS at start, naming the file, LINE, KEY, VALUE
+ * and the range up to the contract's figure MAX. */
+static void assert_refused(TestBus *tb, const char *contents, unsigned line, const char *key, const char *value,
+                           unsigned max) {
+        g_autofree char *err = NULL, *expected = NULL;
+        int status;
+
+        g_assert_true(g_file_set_contents(tb->config_path, contents, -1, NULL));
+        status = test_bus_run_daemon(tb, NULL, &err);
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        expected = g_strdup_printf("%s:%u: bad value '%s' for key '%s' in group [Limits]: expected an integer from 1 to %u",
+                                   tb->config_path, line, value, key, max);
+        if (!strstr(err, expected))
+                g_error("outpostd said '%s', not '%s'", err, expected);
+}
+
+static void test_limits_refused(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+
+        for (size_t i = 0; i < G_N_ELEMENTS(limits); i++) {
+                g_autofree char *above = g_strdup_printf("%u", limits[i].contract + 1);
+                g_autofree char *conf_above = g_strdup_printf("# raised\n[Limits]\n%s=%s\n", limits[i].key, above);
+                g_autofree char *conf_zero = g_strdup_printf("[Limits]\n\n%s=0\n", limits[i].key);
+
+                assert_refused(tb, conf_above, 3, limits[i].key, above, limits[i].contract);
+                assert_refused(tb, conf_zero, 3, limits[i].key, "0", limits[i].contract);
+        }
+        assert_refused(tb, "[Limits]\nMaxAttributes=-1\n", 2, "MaxAttributes", "-1", 64);
+        assert_refused(tb, "[Limits]\nMaxAttributes=many\n", 2, "MaxAttributes", "many", 64);
+}
+
+/* Every limit at the contract's figure, and at 1, is accepted. */
+static void test_limits_accepted(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GString) highest = g_string_new("[Limits]\n"), lowest = g_string_new("[Limits]\n");
+
+        for (size_t i = 0; i < G_N_ELEMENTS(limits); i++) {
+                g_string_append_printf(highest, "%s=%u\n", limits[i].key, limits[i].contract);
+                g_string_append_printf(lowest, "%s=1\n", limits[i].key);
+        }
+        test_bus_start_daemon(tb, highest->str);
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_bus_start_daemon(tb, lowest->str);
+}
+
+/* data/outpostd.conf shows every setting with its default, commented out:
+ * with all of them in force, the daemon starts. */
+static void test_shipped_file(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autofree char *shipped = NULL;
+        g_autoptr(GRegex) setting = g_regex_new("^#([A-Za-z]+=)", G_REGEX_MULTILINE, 0, NULL);
+        g_autofree char *in_force = NULL;
+
+        g_assert_true(g_file_get_contents(SRCDIR "/data/outpostd.conf", &shipped, NULL, NULL));
+        in_force = g_regex_replace(setting, shipped, -1, 0, "\\1", 0, NULL);
+        g_assert_nonnull(strstr(in_force, "\nMaxAttributeValueBytes=4096\n"));
+        test_bus_start_daemon(tb, in_force);
+}
+
 static guint32 get_retention_count(TestBus *tb) {
         g_autoptr(GVariant) reply = NULL, v = NULL;
 
@@ -96,6 +172,9 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/unknown-group", test_unknown_group);
         g_test_add_func("/config/bad-value", test_bad_value);
         g_test_add_func("/config/missing-file-means-defaults", test_missing_file_means_defaults);
+        g_test_add_func("/config/limits-refused", test_limits_refused);
+        g_test_add_func("/config/limits-accepted", test_limits_accepted);
+        g_test_add_func("/config/shipped-file", test_shipped_file);
         g_test_add_func("/daemon/name-already-owned", test_name_already_owned);
         g_test_add_func("/daemon/bad-option", test_bad_option);
         return g_test_run();
