@@ -441,16 +441,22 @@ static void peer_probe(Peer *p, const char *user_id) {
         peer_assert_prompt(p, OUTPOST_USERS, IFACE_USERS, "GetUser", "s", user_id);
 }
 
-/* The bridge's log so far has LINE. */
-static gboolean log_has(BridgeProcess *b, const char *line) {
+/* The first line of the bridge's log so far that has TEXT, or NULL. */
+static char *log_line(BridgeProcess *b, const char *text) {
         g_autofree char *contents = NULL;
+        const char *hit, *start, *end;
 
-        return g_file_get_contents(b->log_path, &contents, NULL, NULL) && strstr(contents, line);
+        if (!g_file_get_contents(b->log_path, &contents, NULL, NULL) || !(hit = strstr(contents, text)))
+                return NULL;
+        for (start = hit; start > contents && start[-1] != '\n'; start--)
+                ;
+        end = strchrnul(hit, '\n');
+        return g_strndup(start, end - start);
 }
 
 static void test_listener(void) {
         g_autoptr(TestBus) central = limited_bus_new();
-        g_autofree char *listen = NULL, *user_id = NULL;
+        g_autofree char *listen = NULL, *user_id = NULL, *dropped = NULL;
         g_autoptr(GDBusConnection) publisher = NULL;
         /* A small queue, so that the kernel's buffers and this together
          * fill in a few MiB; no idle timeout to mistake for the drop. */
@@ -475,7 +481,7 @@ static void test_listener(void) {
         from = last_seq(central->conn);
 
         flood_init(&flood, publisher);
-        while (!log_has(&listener, "closing: peer stopped reading")) {
+        while (!(dropped = log_line(&listener, "dropped: peer stopped reading"))) {
                 if ((guint64) flood.n_sent * BLOB_BYTES > (64u << 20))
                         g_error("the listener did not drop a peer that read nothing of %u events", flood.n_sent);
                 flood_round(&flood, healthy->event);
@@ -483,6 +489,8 @@ static void test_listener(void) {
                 probe(central->conn, user_id);
         }
         g_test_message("the listener dropped the stuck peer after %u events of %u bytes", flood.n_sent, BLOB_BYTES);
+        /* As a warning: an administrator wants to hear of it. */
+        g_assert_true(g_str_has_prefix(dropped, "<4>"));
         /* Turned again, the stuck peer reads what was on its way, then the
          * end of its link: the listener closed it. */
         {
