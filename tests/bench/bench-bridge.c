@@ -4,14 +4,24 @@
  *   - GetUser through one hop over TLS, against GetUser made directly to
  *     the central bus over dbus-daemon's own tcp: transport (target ≤ 3×);
  *   - the same hop over TLS against plain TCP (target ≤ 1.3×);
- *   - a cached property Get at the site against a Get at central (≤ 1.2×).
+ *   - a cached property Get at the site against a Get at central (≤ 1.2×);
+ *   - with 20 ms added each way by a delay proxy: a cached Get at the site
+ *     (< 1 ms), and what the relay adds to a GetUser beyond the round trip
+ *     (≤ 1 ms), against GetUser over dbus-daemon's tcp: through the same
+ *     kind of proxy;
+ *   - event throughput to 10 subscribers at the site against 10 at central
+ *     (≥ 0.5×), with 64 Publish calls in flight.
  * Everything runs on loopback: a central bus (unix and tcp:) with outpostd
- * and two listeners (TLS, plain), and two site buses, each with an
- * importer. Prints one line per figure: median and p99 in µs, the
- * baseline, the ratio and the target. A MISS is a finding, not a failure. */
+ * and three listeners (TLS, plain, TLS behind the delay proxy), and three
+ * site buses, each with an importer. Prints one line per figure: median
+ * and p99 in µs (or a rate), the baseline, the ratio and the target. A
+ * MISS is a finding, not a failure. */
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -19,12 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CHILDREN 8
+#define MAX_CHILDREN 12
 
 static pid_t children[MAX_CHILDREN];
 static unsigned n_children;
@@ -174,7 +185,7 @@ static void wait_owned(sd_bus *bus, bool bridged) {
         die("org.outpost.Outpost1 did not come up");
 }
 
-static void start_bridge(const char *name, const char *bus_address, const char *role_args[]) {
+static pid_t start_bridge(const char *name, const char *bus_address, const char *role_args[]) {
         char *argv[16];
         char a[600], ca[600], cert[600], key[600], conf[600];
         unsigned n = 0;
@@ -193,7 +204,7 @@ static void start_bridge(const char *name, const char *bus_address, const char *
         for (unsigned i = 0; role_args[i]; i++)
                 argv[n++] = (char *) role_args[i];
         argv[n] = NULL;
-        spawn(name, NULL, argv);
+        return spawn(name, NULL, argv);
 }
 
 typedef struct Figure {
@@ -253,6 +264,266 @@ static int call_get_property(sd_bus *bus, void *userdata) {
         return r;
 }
 
+/* ---- the delay proxy: a WAN on loopback --------------------------------- */
+
+#define PROXY_PAIRS     8
+#define PROXY_CHUNKS    1024
+
+typedef struct Chunk {
+        uint64_t due;           /* CLOCK_MONOTONIC ns */
+        size_t len, done;
+        char data[16384];
+} Chunk;
+
+/* Bytes read from one socket, each chunk held until its due time before
+ * it is written to the other, in the order read. */
+typedef struct Direction {
+        int from, to;
+        Chunk *ring[PROXY_CHUNKS];
+        unsigned head, n;
+} Direction;
+
+static int tcp_socket_to(unsigned port) {
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &sin, sizeof sin) < 0) {
+                close(fd);
+                return -1;
+        }
+        if (fd >= 0)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return fd;
+}
+
+static int tcp_listen_on(unsigned port) {
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                die("socket: %m");
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *) &sin, sizeof sin) < 0 || listen(fd, 16) < 0)
+                die("cannot listen on port %u: %m", port);
+        return fd;
+}
+
+/* What FROM has, into a new chunk due after DELAY; false at the end. */
+static bool direction_read(Direction *d, uint64_t delay) {
+        Chunk *c;
+        ssize_t k;
+
+        if (d->n == PROXY_CHUNKS)
+                return true;    /* full: TCP holds the rest meanwhile */
+        c = malloc(sizeof *c);
+        if (!c)
+                die("out of memory");
+        k = read(d->from, c->data, sizeof c->data);
+        if (k <= 0) {
+                free(c);
+                return false;
+        }
+        c->due = now_nsec() + delay;
+        c->len = (size_t) k;
+        c->done = 0;
+        d->ring[(d->head + d->n++) % PROXY_CHUNKS] = c;
+        return true;
+}
+
+/* Write out the chunks that are due (the sockets block: traffic here is
+ * light); returns the ns until the next one is, or UINT64_MAX. */
+static uint64_t direction_write_due(Direction *d) {
+        while (d->n > 0) {
+                Chunk *c = d->ring[d->head];
+                uint64_t now = now_nsec();
+                ssize_t k;
+
+                if (c->due > now)
+                        return c->due - now;
+                k = write(d->to, c->data + c->done, c->len - c->done);
+                if (k <= 0)
+                        return UINT64_MAX;      /* gone: the read side sees the end */
+                c->done += (size_t) k;
+                if (c->done < c->len)
+                        continue;
+                free(c);
+                d->head = (d->head + 1) % PROXY_CHUNKS;
+                d->n--;
+        }
+        return UINT64_MAX;
+}
+
+static void direction_clear(Direction *d) {
+        for (; d->n > 0; d->n--, d->head = (d->head + 1) % PROXY_CHUNKS)
+                free(d->ring[d->head]);
+        *d = (Direction) {};
+}
+
+/* Pair I: directions 2I (client to target) and 2I + 1 (back). */
+static void proxy_accept(int listen_fd, unsigned target_port, Direction *dirs, bool *used) {
+        int client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC), target, one = 1;
+        unsigned i;
+
+        if (client < 0)
+                return;
+        target = tcp_socket_to(target_port);
+        for (i = 0; i < PROXY_PAIRS && used[i]; i++)
+                ;
+        if (target < 0 || i == PROXY_PAIRS) {
+                close(client);
+                if (target >= 0)
+                        close(target);
+                return;
+        }
+        (void) setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        dirs[2 * i] = (Direction) { .from = client, .to = target };
+        dirs[2 * i + 1] = (Direction) { .from = target, .to = client };
+        used[i] = true;
+}
+
+static void proxy_close_pair(Direction *dirs, bool *used, unsigned i) {
+        close(dirs[2 * i].from);
+        close(dirs[2 * i].to);
+        direction_clear(&dirs[2 * i]);
+        direction_clear(&dirs[2 * i + 1]);
+        used[i] = false;
+}
+
+_Noreturn static void delay_proxy_run(int listen_fd, unsigned target_port, uint64_t delay) {
+        static Direction dirs[2 * PROXY_PAIRS];
+        bool used[PROXY_PAIRS] = {};
+
+        for (;;) {
+                struct pollfd pfd[1 + 2 * PROXY_PAIRS] = { { .fd = listen_fd, .events = POLLIN } };
+                unsigned which[1 + 2 * PROXY_PAIRS], n = 1;
+                uint64_t wait = UINT64_MAX;
+                struct timespec ts;
+
+                for (unsigned j = 0; j < 2 * PROXY_PAIRS; j++)
+                        if (used[j / 2]) {
+                                uint64_t w = direction_write_due(&dirs[j]);
+                                wait = w < wait ? w : wait;
+                                pfd[n] = (struct pollfd) { .fd = dirs[j].from, .events = POLLIN };
+                                which[n++] = j;
+                        }
+                ts = (struct timespec) { .tv_sec = (time_t) (wait / 1000000000ULL),
+                                         .tv_nsec = (long) (wait % 1000000000ULL) };
+                if (ppoll(pfd, n, wait == UINT64_MAX ? NULL : &ts, NULL) < 0 && errno != EINTR)
+                        _exit(1);
+                if (pfd[0].revents & POLLIN)
+                        proxy_accept(listen_fd, target_port, dirs, used);
+                for (unsigned k = 1; k < n; k++)
+                        if (pfd[k].revents && used[which[k] / 2] && !direction_read(&dirs[which[k]], delay))
+                                proxy_close_pair(dirs, used, which[k] / 2);
+        }
+}
+
+/* A proxy on PORT to TARGET_PORT that holds every byte DELAY_MS, each way. */
+static void start_delay_proxy(unsigned port, unsigned target_port, unsigned delay_ms) {
+        int fd = tcp_listen_on(port);
+        pid_t pid = fork();
+
+        if (pid < 0)
+                die("fork: %m");
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                delay_proxy_run(fd, target_port, (uint64_t) delay_ms * 1000000ULL);
+        }
+        close(fd);
+        children[n_children++] = pid;
+}
+
+/* ---- event fan-out ------------------------------------------------------ */
+
+#define FANOUT_SUBSCRIBERS      10
+#define FANOUT_IN_FLIGHT        64
+
+typedef struct FanOut {
+        sd_bus *publisher;
+        const char *topic;
+        unsigned total, sent, in_flight, failed;
+        unsigned got[FANOUT_SUBSCRIBERS];
+} FanOut;
+
+static void fanout_publish_more(FanOut *f);
+
+static int on_published(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        FanOut *f = userdata;
+
+        f->in_flight--;
+        if (sd_bus_message_is_method_error(m, NULL))
+                f->failed++;
+        fanout_publish_more(f);
+        return 0;
+}
+
+static void fanout_publish_more(FanOut *f) {
+        while (f->in_flight < FANOUT_IN_FLIGHT && f->sent < f->total) {
+                if (sd_bus_call_method_async(f->publisher, NULL, "org.outpost.Outpost1", "/org/outpost/Outpost1/events",
+                                             "org.outpost.Outpost1.Events", "Publish", on_published, f,
+                                             "sa{sv}", f->topic, 1, "n", "u", f->sent) < 0)
+                        die("cannot publish");
+                f->sent++;
+                f->in_flight++;
+        }
+}
+
+static int on_fanout_event(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        (*(unsigned *) userdata)++;
+        return 0;
+}
+
+static bool fanout_done(const FanOut *f) {
+        for (unsigned i = 0; i < FANOUT_SUBSCRIBERS; i++)
+                if (f->got[i] < f->total)
+                        return false;
+        return f->in_flight == 0;
+}
+
+/* Publish TOTAL events at central, 64 in flight, until each of 10 new
+ * subscribers on the bus at ADDRESS (central's or a site's) has them all:
+ * deliveries/s. The subscribers exist only for the run, so that a run at
+ * central does not also feed subscribers at the site. */
+static double fanout_run(sd_bus *publisher, const char *address, const char *topic, unsigned total) {
+        FanOut f = { .publisher = publisher, .topic = topic, .total = total };
+        sd_bus *subs[FANOUT_SUBSCRIBERS];
+        sd_event *event = NULL;
+        uint64_t t0, deadline;
+
+        if (sd_event_new(&event) < 0 || sd_bus_attach_event(publisher, event, 0) < 0)
+                die("cannot set up the fan-out loop");
+        for (unsigned i = 0; i < FANOUT_SUBSCRIBERS; i++) {
+                subs[i] = connect_to(address, false);
+                if (sd_bus_match_signal(subs[i], NULL, NULL, "/org/outpost/Outpost1/events",
+                                        "org.outpost.Outpost1.Events", "Event", on_fanout_event, &f.got[i]) < 0 ||
+                    sd_bus_attach_event(subs[i], event, 0) < 0)
+                        die("cannot subscribe");
+        }
+        t0 = now_nsec();
+        deadline = t0 + 120ULL * 1000000000ULL;
+        fanout_publish_more(&f);
+        while (!fanout_done(&f)) {
+                if (now_nsec() > deadline || f.failed)
+                        die("fan-out: %u of %u published (%u failed, %u in flight), first subscriber got %u",
+                            f.sent, total, f.failed, f.in_flight, f.got[0]);
+                if (sd_event_run(event, 1000000) < 0)
+                        die("fan-out loop failed");
+        }
+        t0 = now_nsec() - t0;
+        for (unsigned i = 0; i < FANOUT_SUBSCRIBERS; i++)
+                sd_bus_flush_close_unref(subs[i]);
+        sd_bus_detach_event(publisher);
+        sd_event_unref(event);
+        return (double) total * FANOUT_SUBSCRIBERS / ((double) t0 / 1e9);
+}
+
+static int compare_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
 static void print(const Figure *f, const Figure *base, double target) {
         double ratio = f->median / base->median;
 
@@ -260,15 +531,54 @@ static void print(const Figure *f, const Figure *base, double target) {
                target, ratio <= target ? "PASS" : "MISS");
 }
 
+static void print_absolute(const Figure *f, double target_us) {
+        printf("%-26s %10.1f %10.1f  %-24s %6s  <%.0fus  %s\n", f->name, f->median, f->p99, "-", "-", target_us,
+               f->median < target_us ? "PASS" : "MISS");
+}
+
+/* What FIGURE adds to BASE, in µs, against an absolute target. */
+static void print_added(const char *name, const Figure *f, const Figure *base, double target_us) {
+        double added = f->median - base->median;
+
+        printf("%-26s %10.1f %10s  %-24s %6s  <=%.0fus %s\n", name, added, "-", base->name, "-", target_us,
+               added <= target_us ? "PASS" : "MISS");
+}
+
+static void stop_child(pid_t pid) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+}
+
+/* Deliveries/s to 10 subscribers at the site against 10 at central, the
+ * median of 3 alternating rounds of TOTAL events each. */
+static void measure_fanout(sd_bus *publisher, const char *central, const char *site, unsigned total) {
+        double direct[3], relayed[3], ratio;
+
+        (void) fanout_run(publisher, central, "bench/warm", total / 5);
+        (void) fanout_run(publisher, site, "bench/warm", total / 5);
+        for (unsigned r = 0; r < 3; r++) {
+                direct[r] = fanout_run(publisher, central, "bench/central", total);
+                relayed[r] = fanout_run(publisher, site, "bench/site", total);
+        }
+        qsort(direct, 3, sizeof(double), compare_double);
+        qsort(relayed, 3, sizeof(double), compare_double);
+        ratio = relayed[1] / direct[1];
+        printf("%-26s %10.0f %10s  %-24s %6s  %-6s  %s\n", "events-10-subs-central/s", direct[1], "-", "-", "-", "-", "-");
+        printf("%-26s %10.0f %10s  %-24s %6.2f  >=0.5   %s\n", "events-10-subs-site/s", relayed[1], "-",
+               "events-10-subs-central/s", ratio, ratio >= 0.5 ? "PASS" : "MISS");
+}
+
 int main(int argc, char **argv) {
         unsigned base = 20000 + (unsigned) (getpid() % 20000);
         unsigned tcp_port = base, tls_port = base + 1, plain_port = base + 2;
+        unsigned wan_tls_port = base + 3, wan_tcp_port = base + 4;
         unsigned rounds = 10, per_round = 200;
-        char cmd[700], tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], *id = NULL;
+        char cmd[700], tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], wan_up[96], *id = NULL;
         const char *outpostd = getenv("OUTPOSTD") ?: "./outpostd";
         const char *certs_script = getenv("MAKE_TEST_CERTS") ?: "tests/make-test-certs.sh";
-        char *central, *site_tls, *site_plain, central_tcp[96];
-        sd_bus *c_unix, *c_tcp, *s_tls, *s_plain;
+        char *central, *site_tls, *site_plain, *site_wan, central_tcp[96], central_tcp_wan[96];
+        sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan;
+        pid_t plain_importer, wan_importer;
         sd_bus_message *reply = NULL;
         int r;
 
@@ -284,6 +594,7 @@ int main(int argc, char **argv) {
         central = start_bus("central", tcp_port);
         site_tls = start_bus("site-tls", 0);
         site_plain = start_bus("site-plain", 0);
+        site_wan = start_bus("site-wan", 0);
         {
                 char a[600], s[600], c[600];
                 snprintf(a, sizeof a, "--address=%s", central);
@@ -302,14 +613,24 @@ int main(int argc, char **argv) {
         start_bridge("listener-tls", central, (const char *[]) { tls_listen, NULL });
         start_bridge("listener-plain", central, (const char *[]) { plain_listen, "--insecure-plaintext", NULL });
         start_bridge("site-tls", site_tls, (const char *[]) { tls_up, NULL });
-        start_bridge("site-plain", site_plain, (const char *[]) { plain_up, "--insecure-plaintext", NULL });
+        plain_importer = start_bridge("site-plain", site_plain, (const char *[]) { plain_up, "--insecure-plaintext", NULL });
+        /* 20 ms each way between the WAN site and central, and between the
+         * baseline's client and central's tcp: */
+        start_delay_proxy(wan_tls_port, tls_port, 20);
+        start_delay_proxy(wan_tcp_port, tcp_port, 20);
+        snprintf(wan_up, sizeof wan_up, "--upstream=tls:host=127.0.0.1,port=%u", wan_tls_port);
+        wan_importer = start_bridge("site-wan", site_wan, (const char *[]) { wan_up, NULL });
 
         snprintf(central_tcp, sizeof central_tcp, "tcp:host=127.0.0.1,port=%u", tcp_port);
         c_tcp = connect_to(central_tcp, true);
         s_tls = connect_to(site_tls, false);
         s_plain = connect_to(site_plain, false);
+        s_wan = connect_to(site_wan, false);
+        snprintf(central_tcp_wan, sizeof central_tcp_wan, "tcp:host=127.0.0.1,port=%u", wan_tcp_port);
+        c_tcp_wan = connect_to(central_tcp_wan, true);
         wait_owned(s_tls, true);
         wait_owned(s_plain, true);
+        wait_owned(s_wan, true);
 
         r = sd_bus_call_method(c_unix, "org.outpost.Outpost1", "/org/outpost/Outpost1/users",
                                "org.outpost.Outpost1.Users", "CreateUser", NULL, &reply, "a{sv}", 1, "name", "s", "bench");
@@ -342,6 +663,31 @@ int main(int argc, char **argv) {
         print(&f[1], &f[0], 3.0);
         print(&f[1], &f[2], 1.3);
         print(&f[4], &f[3], 1.2);
+        fflush(stdout);
+
+        /* 40 ms a round trip: fewer samples. */
+        Figure w[3] = { { "get-user-direct-tcp-wan" }, { "get-user-1hop-tls-wan" }, { "get-cached-site-wan" } };
+        sd_bus *wan_buses[3] = { c_tcp_wan, s_wan, s_wan };
+        CallFunc wan_calls[3] = { call_get_user, call_get_user, call_get_property };
+        void *wan_data[3] = { id, id, NULL };
+
+        measure(5, 20, 3, w, wan_buses, wan_calls, wan_data);
+        printf("# with 20 ms each way between site and central (a delay proxy), %u calls per figure\n", 5 * 20);
+        printf("%-26s %10.1f %10.1f  %-24s %6s  %-6s  %s\n", w[0].name, w[0].median, w[0].p99, "-", "-", "-", "-");
+        printf("%-26s %10.1f %10.1f  %-24s %6s  %-6s  %s\n", w[1].name, w[1].median, w[1].p99, "-", "-", "-", "-");
+        print_added("relay-added-wan", &w[1], &w[0], 1000);
+        print_absolute(&w[2], 1000);
+        fflush(stdout);
+
+        /* Only the TLS site now: the other importers would relay every
+         * event too, and load the two CPUs. */
+        sd_bus_flush_close_unref(s_wan);
+        sd_bus_flush_close_unref(c_tcp_wan);
+        stop_child(plain_importer);
+        stop_child(wan_importer);
+        printf("# 10 subscribers at central or at the TLS site, events published at central, %u in flight\n",
+               FANOUT_IN_FLIGHT);
+        measure_fanout(c_unix, central, site_tls, 3000);
 
         sd_bus_flush_close_unref(c_tcp);
         sd_bus_flush_close_unref(s_tls);
@@ -351,5 +697,6 @@ int main(int argc, char **argv) {
         free(central);
         free(site_tls);
         free(site_plain);
+        free(site_wan);
         return EXIT_SUCCESS;
 }
