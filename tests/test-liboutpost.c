@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* liboutpost against the real outpostd: the client's state, its proxies and
  * error mapping, event subscriptions across daemon restarts, presence holds
- * and resync-needed when the history was truncated meanwhile. */
+ * and resync-needed when the history was truncated meanwhile.
+ *
+ * Then behind real bridges: the client on the machine bus of a
+ * central/site/machine deployment (tests/bridge-harness.c), through links
+ * that go down and come back. */
 #include "config.h"
 
 #include <signal.h>
 #include <string.h>
 
-#include "harness.h"
+#include "bridge-harness.h"
 
-/* harness.h names the manager paths like the library's cast macros. */
+/* harness.h names the manager paths like the library's cast macros
+ * (OUTPOST_USERS() etc.): drop its names before the library's come. */
 #define PATH_PRESENCE OUTPOST_ROOT "/presence"
 #define PATH_EVENTS   OUTPOST_ROOT "/events"
 #undef OUTPOST_USERS
@@ -22,7 +27,9 @@
 #define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
 
 typedef struct Fixture {
-        TestBus *tb;
+        TestBus *tb;            /* the bus the client is on */
+        GDBusConnection *origin; /* the test's connection to outpostd's bus */
+        Deployment *d;          /* behind bridges: tb is d->machine */
         OutpostClient *client;
         GArray *states;         /* OutpostClientState, each change */
         GArray *seqs;           /* guint64, each event delivered */
@@ -70,20 +77,34 @@ static void connect_client(Fixture *f) {
         g_signal_connect(f->client, "resync-needed", G_CALLBACK(on_resync), f);
 }
 
-static void fixture_setup(Fixture *f, gconstpointer data) {
-        f->tb = test_bus_new();
+static void fixture_init(Fixture *f) {
         f->states = g_array_new(FALSE, FALSE, sizeof(OutpostClientState));
         f->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
         f->topics = g_ptr_array_new_with_free_func(g_free);
+}
+
+static void fixture_setup(Fixture *f, gconstpointer data) {
+        fixture_init(f);
+        f->tb = test_bus_new();
+        f->origin = f->tb->conn;
         test_bus_start_daemon(f->tb, data);
         connect_client(f);
 }
 
 static void fixture_setup_no_daemon(Fixture *f, gconstpointer data) {
+        fixture_init(f);
         f->tb = test_bus_new();
-        f->states = g_array_new(FALSE, FALSE, sizeof(OutpostClientState));
-        f->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
-        f->topics = g_ptr_array_new_with_free_func(g_free);
+        f->origin = f->tb->conn;
+        connect_client(f);
+}
+
+/* The client on the machine bus; outpostd is on the central bus. */
+static void fixture_setup_bridged(Fixture *f, gconstpointer data) {
+        fixture_init(f);
+        test_make_certs();
+        f->d = deployment_new(data);
+        f->tb = f->d->machine;
+        f->origin = f->d->central->conn;
         connect_client(f);
 }
 
@@ -93,14 +114,17 @@ static void fixture_teardown(Fixture *f, gconstpointer data) {
         for (int i = 0; i < 50; i++)
                 while (g_main_context_iteration(NULL, FALSE))
                         ;
-        test_bus_free(f->tb);
+        if (f->d)
+                deployment_free(f->d);
+        else
+                test_bus_free(f->tb);
         g_array_unref(f->states);
         g_array_unref(f->seqs);
         g_ptr_array_unref(f->topics);
 }
 
 static guint64 publish(Fixture *f, const char *topic) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_EVENTS, IFACE_EVENTS, "Publish",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_EVENTS, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("(%s, {'k': <1>})", topic), "(t)");
         guint64 seq;
 
@@ -109,7 +133,7 @@ static guint64 publish(Fixture *f, const char *topic) {
 }
 
 static guint64 events_property(Fixture *f, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_EVENTS, "org.freedesktop.DBus.Properties", "Get",
                                              g_variant_new("(ss)", IFACE_EVENTS, name), "(v)");
         g_autoptr(GVariant) v = NULL;
 
@@ -118,7 +142,7 @@ static guint64 events_property(Fixture *f, const char *name) {
 }
 
 static gboolean is_online(Fixture *f, const char *user_id) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, PATH_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
                                              g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
         g_autoptr(GVariant) online = NULL;
         g_autofree const char **ids = NULL;
@@ -246,21 +270,30 @@ static void test_errors(Fixture *f, gconstpointer data) {
 
 /* No daemon, then a daemon */
 
-/* A call through a generated proxy while the service is gone fails in its
- * async result with OUTPOST_ERROR_DISCONNECTED naming the service, not with
- * the bus's ServiceUnknown. */
-static void assert_proxy_call_disconnected(Fixture *f) {
+/* While the service cannot be reached, calls fail at once, but only in
+ * their callbacks, with OUTPOST_ERROR_DISCONNECTED: through the client
+ * without a call, and through a generated proxy with whatever the bus or a
+ * bridge answered mapped (not the bus's ServiceUnknown); the proxy's error
+ * message mentions MENTION. */
+static void assert_calls_disconnected(Fixture *f, const char *mention) {
         CallResult r = { 0 };
         gint64 t0 = g_get_monotonic_time();
+
+        outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_users(f->client)), "GetUser",
+                            g_variant_new("(s)", UNKNOWN_ID), NULL, on_call_done, &r);
+        g_assert_false(r.done);
+        test_wait_until(r.done, 1000);
+        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
+        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
+        call_result_clear(&r);
 
         outpost_users_call_get_user(outpost_client_get_users(f->client), UNKNOWN_ID, NULL, on_get_user, &r);
         g_assert_false(r.done);
         test_wait_until(r.done, 1000);
-        g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
-        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
-        g_assert_nonnull(strstr(r.error->message, "ServiceUnknown"));
+        g_assert_nonnull(strstr(r.error->message, mention));
         call_result_clear(&r);
+        g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
 }
 
 static void test_disconnected(Fixture *f, gconstpointer data) {
@@ -269,16 +302,7 @@ static void test_disconnected(Fixture *f, gconstpointer data) {
         g_assert_cmpint(client_state(f), ==, OUTPOST_CLIENT_STATE_DISCONNECTED);
         g_assert_null(outpost_client_get_server_id(f->client));
 
-        outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_users(f->client)), "GetUser",
-                            g_variant_new("(s)", UNKNOWN_ID), NULL, on_call_done, &r);
-        /* It fails at once, but only through the callback. */
-        g_assert_false(r.done);
-        test_wait_until(r.done, 1000);
-        g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
-        g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
-        call_result_clear(&r);
-
-        assert_proxy_call_disconnected(f);
+        assert_calls_disconnected(f, OUTPOST_NAME " is not on the bus (org.freedesktop.DBus.Error.ServiceUnknown");
 
         test_bus_start_daemon(f->tb, NULL);
         test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
@@ -293,7 +317,7 @@ static void test_disconnected(Fixture *f, gconstpointer data) {
         /* Gone again: the proxy, which knew the owner, fails the same way. */
         test_bus_stop_daemon(f->tb, SIGTERM);
         test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
-        assert_proxy_call_disconnected(f);
+        assert_calls_disconnected(f, OUTPOST_NAME " is not on the bus (org.freedesktop.DBus.Error.ServiceUnknown");
 }
 
 /* The daemon dies while a call through a proxy waits for its reply: the
@@ -343,7 +367,7 @@ static GArray *history_after(Fixture *f, guint64 after) {
                 g_autoptr(GVariantIter) iter = NULL;
                 guint64 seq;
 
-                r = test_call_ok(f->tb->conn, PATH_EVENTS, IFACE_EVENTS, "FetchSince",
+                r = test_call_ok(f->origin, PATH_EVENTS, IFACE_EVENTS, "FetchSince",
                                  g_variant_new_parsed("('', %t, @as [], @u 1000)", after), "(a(tsxa{sv})tb)");
                 g_variant_get(r, "(a(tsxa{sv})tb)", &iter, &after, &more);
                 while (g_variant_iter_next(iter, "(tsxa{sv})", &seq, NULL, NULL, NULL))
@@ -356,6 +380,17 @@ static void assert_seqs_equal(GArray *got, GArray *want) {
         g_assert_cmpmem(got->data, got->len * sizeof(guint64), want->data, want->len * sizeof(guint64));
 }
 
+/* Holds USER_ID online with no lease; outpostd has it online. */
+static void hold(Fixture *f, const char *user_id) {
+        CallResult r = { 0 };
+
+        outpost_client_hold_presence(f->client, user_id, 0, NULL, on_held, &r);
+        test_wait_until(r.done, 10000);
+        g_assert_no_error(r.error);
+        call_result_clear(&r);
+        g_assert_true(is_online(f, user_id));
+}
+
 static void test_restart(Fixture *f, gconstpointer data) {
         CallResult r = { 0 };
         g_autofree char *id = test_create_user(f->tb->conn, "ann", NULL);
@@ -365,11 +400,7 @@ static void test_restart(Fixture *f, gconstpointer data) {
         outpost_client_subscribe(f->client, NULL, on_event, f, NULL);
         g_assert_cmpuint(start, ==, events_property(f, "LastSeq") - 1);         /* the user's creation */
 
-        outpost_client_hold_presence(f->client, id, 0, NULL, on_held, &r);
-        test_wait_until(r.done, 10000);
-        g_assert_no_error(r.error);
-        call_result_clear(&r);
-        g_assert_true(is_online(f, id));
+        hold(f, id);
 
         for (int i = 0; i < 3; i++)
                 last = publish(f, "app/before");
@@ -497,6 +528,145 @@ static void test_truncated(Fixture *f, gconstpointer data) {
         g_assert_cmpuint(f->resyncs, ==, 1);
 }
 
+/* Behind bridges */
+
+static guint64 last_delivered(Fixture *f, guint64 start) {
+        return f->seqs->len ? g_array_index(f->seqs, guint64, f->seqs->len - 1) : start;
+}
+
+static void publish_n(Fixture *f, const char *topic, int n) {
+        for (int i = 0; i < n; i++)
+                publish(f, topic);
+}
+
+/* Every event outpostd has after START reached the subscription once and
+ * in order: none lost, none doubled. */
+static void assert_every_event_once(Fixture *f, guint64 start) {
+        g_autoptr(GArray) want = NULL;
+        guint64 last = events_property(f, "LastSeq");
+
+        test_wait_until(last_delivered(f, start) >= last, 20000);
+        want = history_after(f, start);
+        assert_seqs_equal(f->seqs, want);
+}
+
+/* The state left CONNECTED for NOT_CONNECTED, stayed away from it, and
+ * came back. */
+static void assert_outage_states(Fixture *f, OutpostClientState not_connected) {
+        g_assert_cmpuint(f->states->len, >=, 2);
+        g_assert_cmpint(g_array_index(f->states, OutpostClientState, 0), ==, not_connected);
+        for (guint i = 0; i + 1 < f->states->len; i++)
+                g_assert_cmpint(g_array_index(f->states, OutpostClientState, i), !=, OUTPOST_CLIENT_STATE_CONNECTED);
+        g_assert_cmpint(g_array_index(f->states, OutpostClientState, f->states->len - 1), ==,
+                        OUTPOST_CLIENT_STATE_CONNECTED);
+}
+
+/* Subscribed, holding a user, with events delivered: returns the seq the
+ * subscription started after. */
+static guint64 bridged_start(Fixture *f, const char *user_id) {
+        guint64 start = outpost_client_get_last_seq(f->client);
+
+        g_assert_cmpint(client_state(f), ==, OUTPOST_CLIENT_STATE_CONNECTED);
+        g_assert_nonnull(outpost_client_get_bridge(f->client));
+        outpost_client_subscribe(f->client, NULL, on_event, f, NULL);
+        if (user_id)
+                hold(f, user_id);
+        publish_n(f, "app/before", 3);
+        test_wait_until(last_delivered(f, start) == events_property(f, "LastSeq"), 10000);
+        return start;
+}
+
+/* The site's link to central drops: the machine's bridge keeps the name
+ * and says "connecting" (it is trying again), so the client says
+ * CONNECTING, not CONNECTED, and its calls fail at once; central drops the
+ * hold of the link that left. When the link is back the client is
+ * CONNECTED, has had every event once, and the hold is back at central. */
+static void test_bridged_link_outage(Fixture *f, gconstpointer data) {
+        g_autofree char *id = test_create_user(f->origin, "ann", NULL);
+        guint64 start = bridged_start(f, id);
+
+        bridge_process_stop(&f->d->central_listener, SIGKILL);
+        test_wait_until(client_state(f) != OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        g_assert_cmpint(client_state(f), ==, OUTPOST_CLIENT_STATE_CONNECTING);
+        assert_calls_disconnected(f, "tls:host=127.0.0.1");
+
+        publish_n(f, "app/during", 5);
+        test_wait_until(!is_online(f, id), 10000);
+
+        bridge_process_restart(&f->d->central_listener);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 20000);
+        assert_outage_states(f, OUTPOST_CLIENT_STATE_CONNECTING);
+        publish_n(f, "app/after", 2);
+
+        test_wait_until(is_online(f, id), 10000);
+        assert_every_event_once(f, start);
+        g_assert_cmpuint(f->resyncs, ==, 0);
+}
+
+/* The machine's own bridge stops: org.outpost.Outpost1 vanishes from the
+ * machine bus and the client is DISCONNECTED; a proxy's call gets the
+ * bus's ServiceUnknown as OUTPOST_ERROR_DISCONNECTED. When the bridge is
+ * back, so is everything. */
+static void test_bridged_bridge_restart(Fixture *f, gconstpointer data) {
+        g_autofree char *id = test_create_user(f->origin, "bob", NULL);
+        guint64 start = bridged_start(f, id);
+
+        bridge_process_stop(&f->d->machine_bridge, SIGTERM);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
+        assert_calls_disconnected(f, OUTPOST_NAME " is not on the bus (org.freedesktop.DBus.Error.ServiceUnknown");
+        publish_n(f, "app/during", 5);
+        /* The machine's link to the site left: the hold went with it. */
+        test_wait_until(!is_online(f, id), 10000);
+
+        bridge_process_restart(&f->d->machine_bridge);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 20000);
+        assert_outage_states(f, OUTPOST_CLIENT_STATE_DISCONNECTED);
+        publish_n(f, "app/after", 2);
+
+        test_wait_until(is_online(f, id), 10000);
+        assert_every_event_once(f, start);
+        g_assert_cmpuint(f->resyncs, ==, 0);
+}
+
+/* Gap signals on the machine bus, as the test's own connection sees them. */
+static void on_gap(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                   const char *signal, GVariant *params, gpointer data) {
+        guint *gaps = data;
+
+        (*gaps)++;
+}
+
+/* Retention at central discards what the site missed during the outage:
+ * the bridge says Gap, the client says resync-needed and goes on with the
+ * newest events, in order and each once. */
+static void test_bridged_gap(Fixture *f, gconstpointer data) {
+        GDBusConnection *m = f->tb->conn;
+        guint64 start = bridged_start(f, NULL), last;
+        guint gaps = 0, sub;
+
+        sub = g_dbus_connection_signal_subscribe(m, OUTPOST_NAME, IFACE_EVENTS, "Gap", PATH_EVENTS, NULL,
+                                                 G_DBUS_SIGNAL_FLAGS_NONE, on_gap, &gaps, NULL);
+        bridge_process_stop(&f->d->central_listener, SIGKILL);
+        test_wait_until(client_state(f) != OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        publish_n(f, "app/lost", 200);
+        /* Retention runs once a second. */
+        g_usleep(1500 * 1000);
+        bridge_process_restart(&f->d->central_listener);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 20000);
+        test_wait_until(gaps >= 1, 10000);
+        test_wait_until(f->resyncs >= 1, 10000);
+
+        publish_n(f, "app/after", 3);
+        last = events_property(f, "LastSeq");
+        test_wait_until(last_delivered(f, start) == last, 10000);
+        /* on_event() checks the order; the newest came, the lost did not. */
+        for (guint i = 0; i < 3; i++)
+                g_assert_cmpuint(g_array_index(f->seqs, guint64, f->seqs->len - 1 - i), ==, last - i);
+        g_assert_cmpuint(f->seqs->len, <, last - start);
+
+        g_dbus_connection_signal_unsubscribe(m, sub);
+}
+
 int main(int argc, char **argv) {
         test_init(&argc, &argv);
 
@@ -509,6 +679,9 @@ int main(int argc, char **argv) {
         ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
         ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);
         ADD("/liboutpost/truncated", "[Events]\nRetentionCount=10\n", fixture_setup, test_truncated);
+        ADD("/liboutpost/bridged/link-outage", NULL, fixture_setup_bridged, test_bridged_link_outage);
+        ADD("/liboutpost/bridged/bridge-restart", NULL, fixture_setup_bridged, test_bridged_bridge_restart);
+        ADD("/liboutpost/bridged/gap", "[Events]\nRetentionCount=50\n", fixture_setup_bridged, test_bridged_gap);
 
         return g_test_run();
 }
