@@ -407,13 +407,16 @@ static char *column_strdup(sqlite3_stmt *st, int i) {
         return g_strdup(t ? (const char *) t : "");
 }
 
+/* g_variant_get_normal_form() returns a full reference of its own (to the
+ * same value when that is in normal form already): it must not be sunk
+ * again, or every row read keeps its value alive for good. */
 static void user_from_row(sqlite3_stmt *st, UserRecord *u) {
         const void *blob = sqlite3_column_blob(st, 6);
         int size = sqlite3_column_bytes(st, 6);
-        GVariant *attributes;
+        g_autoptr(GVariant) attributes = NULL;
 
-        attributes = g_variant_new_from_data(G_VARIANT_TYPE("a{ss}"), g_memdup2(blob, size), size,
-                                             FALSE, g_free, NULL);
+        attributes = g_variant_ref_sink(g_variant_new_from_data(G_VARIANT_TYPE("a{ss}"), g_memdup2(blob, size), size,
+                                                                FALSE, g_free, NULL));
         *u = (UserRecord) {
                 .id = column_strdup(st, 0),
                 .tag = column_strdup(st, 1),
@@ -422,11 +425,10 @@ static void user_from_row(sqlite3_stmt *st, UserRecord *u) {
                 .email = column_strdup(st, 4),
                 .enabled = sqlite3_column_int(st, 5) != 0,
                 /* Normal form, so a damaged blob cannot hand out invalid data. */
-                .attributes = g_variant_ref_sink(g_variant_get_normal_form(attributes)),
+                .attributes = g_variant_get_normal_form(attributes),
                 .created = sqlite3_column_int64(st, 7),
                 .modified = sqlite3_column_int64(st, 8),
         };
-        g_variant_unref(g_variant_ref_sink(attributes));
 }
 
 static int user_select_one(Store *s, StatementId id, const char *key, const UserRecord **ret) {
@@ -629,7 +631,7 @@ static StoredEvent *event_from_row(sqlite3_stmt *st) {
         e->seq = (uint64_t) sqlite3_column_int64(st, 0);
         e->topic = column_strdup(st, 1);
         e->time = sqlite3_column_int64(st, 2);
-        e->data = g_variant_ref_sink(g_variant_get_normal_form(raw));
+        e->data = g_variant_get_normal_form(raw);      /* a reference of its own, see user_from_row() */
         return e;
 }
 
