@@ -57,10 +57,11 @@
 #define PIPELINE_CONNECTIONS    4
 #define PIPELINE_DEPTH          16      /* outstanding calls per connection */
 #define PIPELINE_CALLS          5000    /* per round and kind */
+#define PIPELINE_DURABLE_CALLS  1000    /* per round, of the kinds that commit */
 #define PIPELINE_ROUNDS         6
 #define PIPELINE_WARMUP_CALLS   2000
 
-#define FANOUT_SUBSCRIBERS      10
+#define FANOUT_SUBSCRIBERS      100     /* the most; the figures take 1, 10, 100 */
 #define FANOUT_EVENTS           2000    /* per round and kind */
 #define FANOUT_ROUNDS           3
 #define REPLAY_EVENTS           100000
@@ -73,6 +74,7 @@
 #define RAW_ROW_BYTES           280     /* + topic and time: ~300 bytes, like a saved user or an event */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 static inline void freep(void *p) {
         free(*(void **) p);
@@ -291,6 +293,15 @@ typedef struct Bench {
 
         /* Concurrent SaveUser clients. */
         sd_bus *savers[SAVE_CLIENTS];
+
+        /* A user per pipelined call in flight, for the kinds that change
+         * one: SaveUser needs the tag the previous save returned, and a
+         * GoOnline of a user already online changes nothing. */
+        struct {
+                char *id;
+                char *tag;
+                bool online;
+        } pipe_users[PIPELINE_CONNECTIONS * PIPELINE_DEPTH];
 } Bench;
 
 static void print_file(const char *path) {
@@ -340,6 +351,10 @@ static void bench_done(Bench *b) {
         free(b->daemon_log);
         free(b->user_id);
         free(b->tag);
+        for (size_t i = 0; i < PIPELINE_CONNECTIONS * PIPELINE_DEPTH; i++) {
+                free(b->pipe_users[i].id);
+                free(b->pipe_users[i].tag);
+        }
         for (size_t i = 0; i < _FIG_MAX; i++)
                 free(b->samples[i].nsec);
 }
@@ -790,21 +805,38 @@ static int measure_latency(Bench *b, unsigned iterations) {
 typedef enum PipeKind {
         PIPE_PING,
         PIPE_GET_USER,
+        PIPE_SAVE_USER,
+        PIPE_GO_ONLINE,
         PIPE_PUBLISH,
+        _PIPE_MAX,
 } PipeKind;
 
 static const char *const pipe_kind_name[] = {
         [PIPE_PING] = "Pipelined Ping",
         [PIPE_GET_USER] = "Pipelined GetUser",
+        [PIPE_SAVE_USER] = "Pipelined SaveUser",
+        [PIPE_GO_ONLINE] = "Pipelined GoOnline/GoOffline",
         [PIPE_PUBLISH] = "Pipelined Publish",
 };
 
-typedef struct Pipeline {
+#define PIPELINE_SLOTS (PIPELINE_CONNECTIONS * PIPELINE_DEPTH)
+
+typedef struct Pipeline Pipeline;
+
+/* One call in flight: slot I always uses connection I % PIPELINE_CONNECTIONS
+ * and, for the kinds that change a user, b->pipe_users[I]. */
+typedef struct PipeSlot {
+        Pipeline *pipeline;
+        unsigned index;
+} PipeSlot;
+
+struct Pipeline {
         Bench *bench;
         PipeKind kind;
         unsigned total, issued, completed;
         int error;
-} Pipeline;
+        PipeSlot slots[PIPELINE_SLOTS];
+};
 
 /* The loop runs until this is set: sd_event_exit() would end the event
  * loop for good, and it serves several runs. Signals the subscribers wait
@@ -816,22 +848,43 @@ static bool pipeline_done(const Pipeline *p) {
 
 static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
 
-static int pipeline_issue(Pipeline *p, sd_bus *bus) {
+static int pipeline_issue(PipeSlot *slot) {
+        Pipeline *p = slot->pipeline;
+        Bench *b = p->bench;
+        sd_bus *bus = b->pipeline[slot->index % PIPELINE_CONNECTIONS];
+        typeof(b->pipe_users[0]) *u = &b->pipe_users[slot->index];
+        char name[64];
         int r;
 
         switch (p->kind) {
         case PIPE_GET_USER:
                 r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
-                                             on_pipeline_reply, p, "s", p->bench->user_id);
+                                             on_pipeline_reply, slot, "s", b->user_id);
+                break;
+        case PIPE_SAVE_USER:
+                snprintf(name, sizeof name, "Pipelined %u", p->issued);
+                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
+                                             on_pipeline_reply, slot, "ssa{sv}", u->id, u->tag,
+                                             1, "display-name", "s", name);
+                break;
+        case PIPE_GO_ONLINE:
+                /* Every call a change: online, offline, online... */
+                if (u->online)
+                        r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
+                                                     "GoOffline", on_pipeline_reply, slot, "s", u->id);
+                else
+                        r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
+                                                     "GoOnline", on_pipeline_reply, slot, "su", u->id, (uint32_t) 0);
+                u->online = !u->online;
                 break;
         case PIPE_PUBLISH:
                 r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "Publish",
-                                             on_pipeline_reply, p, "sa{sv}", "bench/fanout",
+                                             on_pipeline_reply, slot, "sa{sv}", "bench/fanout",
                                              1, "n", "i", (int32_t) p->issued);
                 break;
         default:
                 r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, ROOT_PATH, PEER_IFACE, "Ping",
-                                             on_pipeline_reply, p, "");
+                                             on_pipeline_reply, slot, "");
         }
         if (r < 0)
                 return log_errno(r, "Cannot queue a pipelined call");
@@ -844,18 +897,38 @@ static int pipeline_fail(Pipeline *p, int r) {
         return 0;
 }
 
+/* The next SaveUser of the slot's user passes the tag this one made. */
+static int pipeline_take_tag(PipeSlot *slot, sd_bus_message *m) {
+        typeof(slot->pipeline->bench->pipe_users[0]) *u = &slot->pipeline->bench->pipe_users[slot->index];
+        const char *tag;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &tag);
+        if (r < 0)
+                return log_errno(r, "Cannot read a SaveUser reply");
+        free(u->tag);
+        u->tag = strdup(tag);
+        return u->tag ? 0 : -ENOMEM;
+}
+
 static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        Pipeline *p = userdata;
+        PipeSlot *slot = userdata;
+        Pipeline *p = slot->pipeline;
         const sd_bus_error *e = sd_bus_message_get_error(m);
         int r;
 
         if (e)
                 return pipeline_fail(p, call_failed(pipe_kind_name[p->kind],
                                                      -sd_bus_message_get_errno(m) ?: -EIO, e));
+        if (p->kind == PIPE_SAVE_USER) {
+                r = pipeline_take_tag(slot, m);
+                if (r < 0)
+                        return pipeline_fail(p, r);
+        }
         p->completed++;
-        /* Keep the connection's depth: one reply in, one call out. */
+        /* Keep the slot busy: one reply in, one call out. */
         if (p->issued < p->total) {
-                r = pipeline_issue(p, sd_bus_message_get_bus(m));
+                r = pipeline_issue(slot);
                 if (r < 0)
                         return pipeline_fail(p, r);
         }
@@ -877,15 +950,17 @@ static int pipeline_run(Bench *b, PipeKind kind, unsigned total, uint64_t *ret_u
         uint64_t start;
         int r;
 
+        for (unsigned i = 0; i < PIPELINE_SLOTS; i++)
+                p.slots[i] = (PipeSlot) { .pipeline = &p, .index = i };
+
         r = sd_event_add_time_relative(b->event, &timeout, CLOCK_MONOTONIC, 60 * 1000000ULL, 0,
                                        on_pipeline_timeout, &p);
         if (r < 0)
                 return log_errno(r, "Cannot arm a timer");
 
         start = now_usec();
-        for (unsigned d = 0; d < PIPELINE_DEPTH && r >= 0; d++)
-                for (size_t c = 0; c < PIPELINE_CONNECTIONS && p.issued < total && r >= 0; c++)
-                        r = pipeline_issue(&p, b->pipeline[c]);
+        for (unsigned i = 0; i < PIPELINE_SLOTS && p.issued < total && r >= 0; i++)
+                r = pipeline_issue(&p.slots[i]);
         while (r >= 0 && !pipeline_done(&p))
                 r = sd_event_run(b->event, UINT64_MAX);
         *ret_usec = now_usec() - start;
@@ -899,8 +974,26 @@ static int pipeline_run(Bench *b, PipeKind kind, unsigned total, uint64_t *ret_u
         return 0;
 }
 
-static int measure_pipelined(Bench *b, double *ret_ping_rate, double *ret_get_user_rate) {
-        uint64_t ping_usec = 0, get_user_usec = 0, usec;
+static int create_pipe_users(Bench *b) {
+        for (unsigned i = 0; i < PIPELINE_SLOTS; i++) {
+                char name[64];
+                int r;
+
+                snprintf(name, sizeof name, "bench-pipe-%u", i);
+                r = create_named_user(b, name, &b->pipe_users[i].id, &b->pipe_users[i].tag);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static unsigned pipe_calls(PipeKind kind) {
+        return kind == PIPE_PING || kind == PIPE_GET_USER ? PIPELINE_CALLS : PIPELINE_DURABLE_CALLS;
+}
+
+/* Calls per second of every kind, in RET_RATES (indexed by PipeKind). */
+static int measure_pipelined(Bench *b, double ret_rates[_PIPE_MAX]) {
+        uint64_t usec_sum[_PIPE_MAX] = {}, usec;
         int r;
 
         r = sd_event_new(&b->event);
@@ -914,24 +1007,23 @@ static int measure_pipelined(Bench *b, double *ret_ping_rate, double *ret_get_us
                 if (r < 0)
                         return log_errno(r, "Cannot attach a connection to the event loop");
         }
+        r = create_pipe_users(b);
 
         /* Warm-up also completes the connections' Hello. */
-        r = pipeline_run(b, PIPE_PING, PIPELINE_WARMUP_CALLS, &usec);
-        if (r >= 0)
-                r = pipeline_run(b, PIPE_GET_USER, PIPELINE_WARMUP_CALLS, &usec);
+        for (PipeKind k = 0; k < _PIPE_MAX && r >= 0; k++)
+                r = pipeline_run(b, k, k == PIPE_PING || k == PIPE_GET_USER ? PIPELINE_WARMUP_CALLS : PIPELINE_SLOTS * 4,
+                                 &usec);
         /* Alternated in rounds, for the same reason as the latency figures. */
-        for (unsigned round = 0; round < PIPELINE_ROUNDS && r >= 0; round++) {
-                r = pipeline_run(b, PIPE_PING, PIPELINE_CALLS, &usec);
-                ping_usec += usec;
-                if (r >= 0)
-                        r = pipeline_run(b, PIPE_GET_USER, PIPELINE_CALLS, &usec);
-                get_user_usec += usec;
-        }
+        for (unsigned round = 0; round < PIPELINE_ROUNDS && r >= 0; round++)
+                for (PipeKind k = 0; k < _PIPE_MAX && r >= 0; k++) {
+                        r = pipeline_run(b, k, pipe_calls(k), &usec);
+                        usec_sum[k] += usec;
+                }
         if (r < 0)
                 return r;
 
-        *ret_ping_rate = (double) PIPELINE_CALLS * PIPELINE_ROUNDS / (ping_usec / 1e6);
-        *ret_get_user_rate = (double) PIPELINE_CALLS * PIPELINE_ROUNDS / (get_user_usec / 1e6);
+        for (PipeKind k = 0; k < _PIPE_MAX; k++)
+                ret_rates[k] = (double) pipe_calls(k) * PIPELINE_ROUNDS / (usec_sum[k] / 1e6);
         return 0;
 }
 
@@ -1075,25 +1167,30 @@ static int fanout_publish(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) 
         return r;
 }
 
-static int measure_fanout(Bench *b, double *ret_bare_rate, double *ret_publish_rate) {
+/* Fan-out to N subscribers (the first N of b->subs; those missing are
+ * connected now). */
+static int measure_fanout(Bench *b, unsigned n, double *ret_bare_rate, double *ret_publish_rate) {
         uint64_t bare_usec = 0, publish_usec = 0, usec;
+        unsigned have = 0;
         int r;
 
-        r = subscribe(b, 1, FANOUT_SUBSCRIBERS);
+        while (have < n && b->subs[have])
+                have++;
+        r = subscribe(b, have, n);
         /* Warm-up. */
         if (r >= 0)
-                r = fanout_publish(b, FANOUT_SUBSCRIBERS, &usec);
+                r = fanout_publish(b, n, &usec);
         for (unsigned round = 0; round < FANOUT_ROUNDS && r >= 0; round++) {
-                r = fanout_bare(b, FANOUT_SUBSCRIBERS, &usec);
+                r = fanout_bare(b, n, &usec);
                 bare_usec += usec;
                 if (r >= 0)
-                        r = fanout_publish(b, FANOUT_SUBSCRIBERS, &usec);
+                        r = fanout_publish(b, n, &usec);
                 publish_usec += usec;
         }
         if (r < 0)
                 return r;
-        *ret_bare_rate = (double) FANOUT_EVENTS * FANOUT_SUBSCRIBERS * FANOUT_ROUNDS / (bare_usec / 1e6);
-        *ret_publish_rate = (double) FANOUT_EVENTS * FANOUT_SUBSCRIBERS * FANOUT_ROUNDS / (publish_usec / 1e6);
+        *ret_bare_rate = (double) FANOUT_EVENTS * n * FANOUT_ROUNDS / (bare_usec / 1e6);
+        *ret_publish_rate = (double) FANOUT_EVENTS * n * FANOUT_ROUNDS / (publish_usec / 1e6);
         return 0;
 }
 
@@ -1415,7 +1512,8 @@ static void print_latency(const char *name, double median, double p99, const cha
 }
 
 /* A throughput row: RATE per second in the first column; against
- * BASELINE, a ratio of at least MIN_RATIO (above it, when STRICT). */
+ * BASELINE, a ratio of at least MIN_RATIO (above it, when STRICT), or
+ * just the ratio when MIN_RATIO is negative. */
 static void print_rate(const char *name, double rate, const char *baseline, double baseline_rate,
                        double min_ratio, bool strict, unsigned *misses) {
         char v[32], t[32] = "-";
@@ -1423,7 +1521,7 @@ static void print_rate(const char *name, double rate, const char *baseline, doub
         int pass = -1;
 
         snprintf(v, sizeof v, "%.0f/s", rate);
-        if (baseline) {
+        if (baseline && min_ratio >= 0) {
                 snprintf(t, sizeof t, "%s%.2f", strict ? ">" : ">=", min_ratio);
                 pass = strict ? ratio > min_ratio : ratio >= min_ratio;
                 if (!pass)
@@ -1470,8 +1568,10 @@ static int make_tmpdir(Bench *b) {
 }
 
 static int run(Bench *b) {
-        double median[_FIG_MAX], p99[_FIG_MAX], ping_rate = 0, get_user_rate = 0, durable_base;
-        double raw_rate = 0, save_rate = 0, signal_rate = 0, fetch_rate = 0, bare_rate = 0, fanout_rate = 0;
+        static const unsigned fanout_sizes[] = { 1, 10, FANOUT_SUBSCRIBERS };
+        double median[_FIG_MAX], p99[_FIG_MAX], pipe_rates[_PIPE_MAX] = {}, durable_base;
+        double raw_rate = 0, save_rate = 0, signal_rate = 0, fetch_rate = 0;
+        double bare_rates[ELEMENTSOF(fanout_sizes)] = {}, fanout_rates[ELEMENTSOF(fanout_sizes)] = {};
         unsigned iterations, warmup, misses = 0;
         uint64_t iteration_usec, start = now_usec(), spent;
         int r;
@@ -1516,14 +1616,14 @@ static int run(Bench *b) {
 
         r = measure_latency(b, iterations);
         if (r >= 0)
-                r = measure_pipelined(b, &ping_rate, &get_user_rate);
+                r = measure_pipelined(b, pipe_rates);
         /* Before any subscriber exists: their signals would load the bus. */
         if (r >= 0)
                 r = measure_saves(b, &raw_rate, &save_rate);
         if (r >= 0)
                 r = measure_replay(b, &signal_rate, &fetch_rate);
-        if (r >= 0)
-                r = measure_fanout(b, &bare_rate, &fanout_rate);
+        for (size_t i = 0; i < ELEMENTSOF(fanout_sizes) && r >= 0; i++)
+                r = measure_fanout(b, fanout_sizes[i], &bare_rates[i], &fanout_rates[i]);
         if (r < 0)
                 return r;
 
@@ -1544,16 +1644,33 @@ static int run(Bench *b) {
         print_latency("publish", median[FIG_PUBLISH], p99[FIG_PUBLISH], "ping+raw-commit", durable_base, 1.3, &misses);
 
         /* Throughput rows: calls per second in the first column. */
-        print_rate("pipelined-ping", ping_rate, NULL, 0, 0, false, &misses);
-        print_rate("pipelined-get-user", get_user_rate, "pipelined-ping", ping_rate, 0.7, false, &misses);
+        print_rate("pipelined-ping", pipe_rates[PIPE_PING], NULL, 0, 0, false, &misses);
+        print_rate("pipelined-get-user", pipe_rates[PIPE_GET_USER], "pipelined-ping", pipe_rates[PIPE_PING], 0.7, false,
+                   &misses);
+        /* No target: each of these waits for an fsync; the ratio says how
+         * far group commit brings them towards the bus's own rate. */
+        print_rate("pipelined-save-user", pipe_rates[PIPE_SAVE_USER], "pipelined-ping", pipe_rates[PIPE_PING], -1,
+                   false, &misses);
+        print_rate("pipelined-go-on-off", pipe_rates[PIPE_GO_ONLINE], "pipelined-ping", pipe_rates[PIPE_PING], -1,
+                   false, &misses);
+        print_rate("pipelined-publish", pipe_rates[PIPE_PUBLISH], "pipelined-ping", pipe_rates[PIPE_PING], -1,
+                   false, &misses);
         print_rate("raw-commit-rate", raw_rate, NULL, 0, 0, false, &misses);
         print_rate("save-user-8-clients", save_rate, "raw-commit-rate", raw_rate, 1.0, true, &misses);
         print_rate("event-signals", signal_rate, NULL, 0, 0, false, &misses);
         print_rate("fetch-since-replay", fetch_rate, "event-signals", signal_rate, 1.0, false, &misses);
-        print_rate("fanout-bare-10", bare_rate, NULL, 0, 0, false, &misses);
-        print_rate("fanout-publish-10", fanout_rate, "fanout-bare-10", bare_rate, 0.5, false, &misses);
+        for (size_t i = 0; i < ELEMENTSOF(fanout_sizes); i++) {
+                char bare[32], publish[32];
 
-        printf("# %u of 9 targets missed; run took %.1f s\n", misses, (now_usec() - start) / 1e6);
+                snprintf(bare, sizeof bare, "fanout-bare-%u", fanout_sizes[i]);
+                snprintf(publish, sizeof publish, "fanout-publish-%u", fanout_sizes[i]);
+                print_rate(bare, bare_rates[i], NULL, 0, 0, false, &misses);
+                /* The issue's target is for 10 and 100 subscribers. */
+                print_rate(publish, fanout_rates[i], bare, bare_rates[i], fanout_sizes[i] >= 10 ? 0.5 : -1, false,
+                           &misses);
+        }
+
+        printf("# %u of 10 targets missed; run took %.1f s\n", misses, (now_usec() - start) / 1e6);
         return 0;
 }
 
