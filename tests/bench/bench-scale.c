@@ -614,7 +614,7 @@ static int make_store(Scale *s, const char *state, UserId *ids, unsigned n_users
 
 typedef struct Results {
         Samples startup_empty, startup_many;
-        Samples get_few, get_many;
+        Samples get_few, get_many, get_many_hot;
         Samples list[3];                /* first, middle, last page */
         double rss_few, rss_many_started, rss_many, rss_clients;
         double bridge_idle, bridge_subscribed;
@@ -704,6 +704,10 @@ static int measure_get_user(Scale *s, Results *res) {
                 r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, per_round, &res->get_few);
                 if (r >= 0)
                         r = get_random_users(s, &s->big, s->many_ids, MANY_USERS, per_round, &res->get_many);
+                /* 1000 of the 100000: as many as at the small store, all
+                 * in the user cache after the first rounds. */
+                if (r >= 0)
+                        r = get_random_users(s, &s->big, s->many_ids, FEW_USERS, per_round, &res->get_many_hot);
         }
         return r;
 }
@@ -1012,6 +1016,8 @@ static void print_results(Results *res, unsigned *misses) {
 
         print_times("get-user-1k-users", &res->get_few, 0.99, false, NULL, NULL, 0, misses);
         print_times("get-user-100k-users", &res->get_many, 0.99, false, "get-user-1k-users", &res->get_few, 1.2, misses);
+        print_times("get-user-100k-hot-1k", &res->get_many_hot, 0.99, false, "get-user-1k-users", &res->get_few, 0,
+                    misses);
         print_times("list-users-first", &res->list[0], 0.99, false, NULL, NULL, 0, misses);
         print_times("list-users-middle", &res->list[1], 0.99, false, "list-users-first", &res->list[0], 1.2, misses);
         print_times("list-users-last", &res->list[2], 0.99, false, "list-users-first", &res->list[0], 1.2, misses);
@@ -1057,17 +1063,18 @@ static void scale_done(Scale *s) {
         g_free(s->few_ids);
 }
 
+#define RESULTS_SAMPLES(res) { &(res)->startup_empty, &(res)->startup_many, &(res)->get_few, &(res)->get_many, \
+                              &(res)->get_many_hot, &(res)->list[0], &(res)->list[1], &(res)->list[2] }
+
 static void results_init(Results *res) {
-        Samples *all[] = { &res->startup_empty, &res->startup_many, &res->get_few, &res->get_many,
-                           &res->list[0], &res->list[1], &res->list[2] };
+        Samples *all[] = RESULTS_SAMPLES(res);
 
         for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
                 all[i]->ns = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 }
 
 static void results_done(Results *res) {
-        Samples *all[] = { &res->startup_empty, &res->startup_many, &res->get_few, &res->get_many,
-                           &res->list[0], &res->list[1], &res->list[2] };
+        Samples *all[] = RESULTS_SAMPLES(res);
 
         for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
                 g_array_unref(all[i]->ns);
