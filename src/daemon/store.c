@@ -407,6 +407,14 @@ static char *column_strdup(sqlite3_stmt *st, int i) {
         return g_strdup(t ? (const char *) t : "");
 }
 
+/* A GVariant of TYPE over a copy of a column's blob (SQLite's own buffer
+ * lives only until the next step); untrusted until put in normal form. */
+static GVariant *variant_from_blob(const GVariantType *type, const void *blob, int size) {
+        g_autoptr(GBytes) bytes = g_bytes_new(blob, (gsize) MAX(size, 0));
+
+        return g_variant_ref_sink(g_variant_new_from_bytes(type, bytes, FALSE));
+}
+
 /* g_variant_get_normal_form() returns a full reference of its own (to the
  * same value when that is in normal form already): it must not be sunk
  * again, or every row read keeps its value alive for good. */
@@ -415,8 +423,7 @@ static void user_from_row(sqlite3_stmt *st, UserRecord *u) {
         int size = sqlite3_column_bytes(st, 6);
         g_autoptr(GVariant) attributes = NULL;
 
-        attributes = g_variant_ref_sink(g_variant_new_from_data(G_VARIANT_TYPE("a{ss}"), g_memdup2(blob, size), size,
-                                                                FALSE, g_free, NULL));
+        attributes = variant_from_blob(G_VARIANT_TYPE("a{ss}"), blob, size);
         *u = (UserRecord) {
                 .id = column_strdup(st, 0),
                 .tag = column_strdup(st, 1),
@@ -626,8 +633,7 @@ static StoredEvent *event_from_row(sqlite3_stmt *st) {
         StoredEvent *e = g_new0(StoredEvent, 1);
         g_autoptr(GVariant) raw = NULL;
 
-        raw = g_variant_ref_sink(g_variant_new_from_data(G_VARIANT_TYPE_VARDICT, g_memdup2(blob, size), size,
-                                                         FALSE, g_free, NULL));
+        raw = variant_from_blob(G_VARIANT_TYPE_VARDICT, blob, size);
         e->seq = (uint64_t) sqlite3_column_int64(st, 0);
         e->topic = column_strdup(st, 1);
         e->time = sqlite3_column_int64(st, 2);
