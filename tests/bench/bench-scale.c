@@ -61,6 +61,11 @@
 /* The default [Presence] MaxPeers: on a system bus each holder costs
  * outpostd one match rule, and dbus-daemon allows 512 per connection. */
 #define HOLDERS                 500
+/* Users held online while a presence change is timed, by that many
+ * connections. */
+#define ONLINE_HOLDERS          50
+#define ONLINE_PER_HOLDER       100
+#define PRESENCE_SAMPLES        100     /* GoOnline + GoOffline pairs, per figure */
 #define BRIDGE_SUBSCRIBERS      1000
 #define BRIDGE_EVENTS           20
 /* 1000000 events 0.5 s apart span 5.8 days: inside the default
@@ -616,6 +621,7 @@ typedef struct Results {
         Samples startup_empty, startup_many;
         Samples get_few, get_many, get_many_hot;
         Samples list[3];                /* first, middle, last page */
+        Samples presence_alone, presence_crowd;
         double rss_few, rss_many_started, rss_many, rss_clients;
         double bridge_idle, bridge_subscribed;
 } Results;
@@ -625,8 +631,7 @@ static int call_failed(const char *what, int r, const sd_bus_error *error) {
                     error && error->message ? error->message : "");
 }
 
-/* Startup with the empty store and the big one, alternated; the last big
- * daemon stays. */
+/* Startup with the empty store and the big one, alternated. */
 static int measure_startup(Scale *s, Results *res) {
         for (unsigned i = 0; i < STARTUP_SAMPLES; i++) {
                 pid_t pid = 0;
@@ -642,11 +647,11 @@ static int measure_startup(Scale *s, Results *res) {
                         r = daemon_start(s, &s->big, "state-many", &s->daemon_pids[1], &nsec);
                 if (r >= 0)
                         g_array_append_val(res->startup_many.ns, nsec);
-                if (r >= 0 && i + 1 < STARTUP_SAMPLES)
-                        r = daemon_stop(s, &s->daemon_pids[1]);
-                /* The last one stays: its size before any call. */
-                else if (r >= 0)
+                /* The size before any call. */
+                if (r >= 0 && i + 1 == STARTUP_SAMPLES)
                         r = resident_kib(s->daemon_pids[1], &res->rss_many_started);
+                if (r >= 0)
+                        r = daemon_stop(s, &s->daemon_pids[1]);
                 if (r < 0)
                         return r;
         }
@@ -692,23 +697,43 @@ static int get_random_users(Scale *s, Bus *bus, UserId *ids, unsigned n_ids, uns
         return 0;
 }
 
+/* The small store's daemon and the big one take turns on the same bus, a
+ * round each, so that both see the same bus and the same placement on the
+ * CPUs (two buses at once made the same cached call differ by up to 1.7x
+ * between them on a busy 2-CPU machine). Each round starts with warm
+ * caches: the user cache (4096 users) holds all 1000 small-store users,
+ * and on the big store the first 1000 users and random others. The big
+ * daemon stays for the figures after these. */
 static int measure_get_user(Scale *s, Results *res) {
         unsigned per_round = GET_USER_SAMPLES / ROUNDS;
-        int r;
+        pid_t few = 0;
+        uint64_t nsec;
+        int r = 0;
 
-        /* Warm-up, as many calls as will be measured. */
-        r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, GET_USER_SAMPLES, NULL);
-        if (r >= 0)
-                r = get_random_users(s, &s->big, s->many_ids, MANY_USERS, GET_USER_SAMPLES, NULL);
         for (unsigned round = 0; round < ROUNDS && r >= 0; round++) {
-                r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, per_round, &res->get_few);
+                r = daemon_start(s, &s->big, "state-few", &few, &nsec);
+                if (r >= 0)
+                        r = get_random_users(s, &s->big, s->few_ids, FEW_USERS, 2 * FEW_USERS, NULL);
+                if (r >= 0)
+                        r = get_random_users(s, &s->big, s->few_ids, FEW_USERS, per_round, &res->get_few);
+                if (r >= 0)
+                        r = daemon_stop(s, &few);
+                if (r >= 0)
+                        r = daemon_start(s, &s->big, "state-many", &s->daemon_pids[1], &nsec);
+                if (r >= 0)
+                        r = get_random_users(s, &s->big, s->many_ids, MANY_USERS, 2 * FEW_USERS, NULL);
+                if (r >= 0)
+                        r = get_random_users(s, &s->big, s->many_ids, FEW_USERS, 2 * FEW_USERS, NULL);
                 if (r >= 0)
                         r = get_random_users(s, &s->big, s->many_ids, MANY_USERS, per_round, &res->get_many);
                 /* 1000 of the 100000: as many as at the small store, all
-                 * in the user cache after the first rounds. */
+                 * of them in the user cache. */
                 if (r >= 0)
                         r = get_random_users(s, &s->big, s->many_ids, FEW_USERS, per_round, &res->get_many_hot);
+                if (r >= 0 && round + 1 < ROUNDS)
+                        r = daemon_stop(s, &s->daemon_pids[1]);
         }
+        (void) end_process(&few);
         return r;
 }
 
@@ -872,6 +897,45 @@ static int measure_clients(Scale *s, Results *res) {
         return r;
 }
 
+/* A presence change, GoOnline then GoOffline of the last user, each call
+ * a sample. */
+static int time_presence_changes(Scale *s, Samples *samples) {
+        const char *id = s->many_ids[MANY_USERS - 1];
+        int r = 0;
+
+        for (unsigned i = 0; i < PRESENCE_SAMPLES && r >= 0; i++) {
+                r = timed_call(s->big.control, samples, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline", "su", id, (uint32_t) 0);
+                if (r >= 0)
+                        r = timed_call(s->big.control, samples, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline", "s", id);
+        }
+        return r;
+}
+
+/* One user's presence change costs the same whoever else is online? On
+ * the big daemon: with nobody else online, then with 5000 users held by
+ * 50 connections. */
+static int measure_presence(Scale *s, Results *res) {
+        int r;
+
+        r = time_presence_changes(s, NULL);     /* warm-up */
+        if (r >= 0)
+                r = time_presence_changes(s, &res->presence_alone);
+        if (r >= 0)
+                r = clients_connect(s, &s->big, ONLINE_HOLDERS);
+        s->replies = s->signals = 0;
+        s->error = 0;
+        for (unsigned i = 0; i < ONLINE_HOLDERS * ONLINE_PER_HOLDER && r >= 0; i++)
+                r = sd_bus_call_method_async(s->clients[i % ONLINE_HOLDERS], NULL, OUTPOST_NAME, PRESENCE_PATH,
+                                             PRESENCE_IFACE, "GoOnline", on_client_reply, s, "su", s->many_ids[i],
+                                             (uint32_t) 0);
+        if (r >= 0)
+                r = clients_wait(s, ONLINE_HOLDERS * ONLINE_PER_HOLDER, 0, "Holding users online");
+        if (r >= 0)
+                r = time_presence_changes(s, &res->presence_crowd);
+        clients_close(s);
+        return r;
+}
+
 /* outpost-bridge: a listener next to the big daemon, an importer on its own
  * bus, over plain TCP on loopback. */
 
@@ -952,6 +1016,8 @@ static int measure_bridge(Scale *s, Results *res) {
                 show_log(s->dir, "bridge-listener");
                 show_log(s->dir, "bridge-importer");
         }
+        (void) end_process(&s->importer_pid);
+        (void) end_process(&s->listener_pid);
         return r;
 }
 
@@ -1022,6 +1088,10 @@ static void print_results(Results *res, unsigned *misses) {
         print_times("list-users-middle", &res->list[1], 0.99, false, "list-users-first", &res->list[0], 1.2, misses);
         print_times("list-users-last", &res->list[2], 0.99, false, "list-users-first", &res->list[0], 1.2, misses);
 
+        print_times("presence-change-alone", &res->presence_alone, 0.99, false, NULL, NULL, 0, misses);
+        print_times("presence-change-5000-on", &res->presence_crowd, 0.99, false, "presence-change-alone",
+                    &res->presence_alone, 0, misses);
+
         print_kib("rss-1k-users", res->rss_few, NULL, 0, "-", -1);
         print_kib("rss-100k-1m-ev-started", res->rss_many_started, "rss-1k-users", res->rss_few, "-", -1);
         pass = res->rss_many <= RSS_TARGET_KIB;
@@ -1064,7 +1134,8 @@ static void scale_done(Scale *s) {
 }
 
 #define RESULTS_SAMPLES(res) { &(res)->startup_empty, &(res)->startup_many, &(res)->get_few, &(res)->get_many, \
-                              &(res)->get_many_hot, &(res)->list[0], &(res)->list[1], &(res)->list[2] }
+                              &(res)->get_many_hot, &(res)->list[0], &(res)->list[1], &(res)->list[2], \
+                              &(res)->presence_alone, &(res)->presence_crowd }
 
 static void results_init(Results *res) {
         Samples *all[] = RESULTS_SAMPLES(res);
@@ -1142,9 +1213,12 @@ static int run(Scale *s) {
         if (r >= 0)
                 r = measure_startup(s, &res);
         if (r >= 0)
-                r = daemon_start(s, &s->small, "state-few", &s->daemon_pids[0], &nsec);
-        if (r >= 0)
                 r = measure_get_user(s, &res);
+        if (r >= 0)
+                r = daemon_start(s, &s->small, "state-few", &s->daemon_pids[0], &nsec);
+        /* The same reads as on the big one, for rss-1k-users. */
+        if (r >= 0)
+                r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, 3 * GET_USER_SAMPLES, NULL);
         if (r >= 0)
                 r = measure_list(s, &res);
         if (r >= 0)
@@ -1153,6 +1227,10 @@ static int run(Scale *s) {
                 r = measure_clients(s, &res);
         if (r >= 0)
                 r = measure_bridge(s, &res);
+        /* Last: the users it holds online would be in the bridge's
+         * snapshot, and the bridge would relay every change. */
+        if (r >= 0)
+                r = measure_presence(s, &res);
         if (r < 0)
                 return r;
         print_results(&res, &misses);
