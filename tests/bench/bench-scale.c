@@ -776,10 +776,16 @@ static int read_history(Bus *bus) {
         return 0;
 }
 
+/* RSS_READS GetUser of random users fill the user cache (4096 users) of
+ * both daemons. */
+#define RSS_READS (3 * GET_USER_SAMPLES)
+
 static int measure_rss(Scale *s, Results *res) {
         int r;
 
-        r = read_history(&s->small);
+        r = get_random_users(s, &s->big, s->many_ids, MANY_USERS, RSS_READS, NULL);
+        if (r >= 0)
+                r = read_history(&s->small);
         if (r >= 0)
                 r = read_history(&s->big);
         if (r >= 0)
@@ -1216,9 +1222,8 @@ static int run(Scale *s) {
                 r = measure_get_user(s, &res);
         if (r >= 0)
                 r = daemon_start(s, &s->small, "state-few", &s->daemon_pids[0], &nsec);
-        /* The same reads as on the big one, for rss-1k-users. */
         if (r >= 0)
-                r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, 3 * GET_USER_SAMPLES, NULL);
+                r = get_random_users(s, &s->small, s->few_ids, FEW_USERS, RSS_READS, NULL);
         if (r >= 0)
                 r = measure_list(s, &res);
         if (r >= 0)
