@@ -551,7 +551,7 @@ char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
         g_autoptr(GVariant) r = NULL;
         char *id, *tag;
 
-        r = test_call_ok(c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        r = test_call_ok(c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                          g_variant_new_parsed("({'name': <%s>},)", name), "(ss)");
         g_variant_get(r, "(ss)", &id, &tag);
         if (ret_tag)
@@ -573,7 +573,7 @@ char *test_state_snapshot(GDBusConnection *c) {
                 g_autoptr(GVariant) page = NULL, users = NULL;
                 g_autofree char *next = NULL;
 
-                page = test_call_ok(c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", cursor, 1000),
+                page = test_call_ok(c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", cursor, 1000),
                                     "(aa{sv}s)");
                 g_variant_get(page, "(@aa{sv}s)", &users, &next);
                 g_string_append_c(out, '\n');
@@ -600,7 +600,7 @@ EventWatch *event_watch_new(GDBusConnection *c) {
 
         w->conn = g_object_ref(c);
         w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
-        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS, NULL,
+        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS_PATH, NULL,
                                                    G_DBUS_SIGNAL_FLAGS_NONE, on_watched_event, w, NULL);
         return w;
 }
@@ -621,7 +621,7 @@ void event_watch_free(EventWatch *w) {
  * a round trip on W's connection comes after them, and their callbacks
  * were queued first. */
 void event_watch_sync(EventWatch *w) {
-        g_variant_unref(test_call_ok(w->conn, OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        g_variant_unref(test_call_ok(w->conn, OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
                                      g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)"));
         while (g_main_context_iteration(NULL, FALSE))
                 ;

@@ -9,20 +9,20 @@
  * dies with the test program (PR_SET_PDEATHSIG), so a failing assertion
  * leaves nothing running. */
 
-#define OUTPOST_NAME       "org.outpost.Outpost1"
-#define OUTPOST_ROOT       "/org/outpost/Outpost1"
-#define OUTPOST_USERS      OUTPOST_ROOT "/users"
-#define OUTPOST_PRESENCE   OUTPOST_ROOT "/presence"
-#define OUTPOST_MESSAGES   OUTPOST_ROOT "/messages"
-#define OUTPOST_EVENTS     OUTPOST_ROOT "/events"
-#define IFACE_REGISTRY     "org.outpost.Outpost1.Registry"
-#define IFACE_USERS        "org.outpost.Outpost1.Users"
-#define IFACE_PRESENCE     "org.outpost.Outpost1.Presence"
-#define IFACE_MESSAGES     "org.outpost.Outpost1.Messages"
-#define IFACE_EVENTS       "org.outpost.Outpost1.Events"
-#define ERROR_PREFIX       "org.outpost.Outpost1.Error."
+#define OUTPOST_NAME            "org.outpost.Outpost1"
+#define OUTPOST_ROOT            "/org/outpost/Outpost1"
+#define OUTPOST_USERS_PATH      OUTPOST_ROOT "/users"
+#define OUTPOST_PRESENCE_PATH   OUTPOST_ROOT "/presence"
+#define OUTPOST_MESSAGES_PATH   OUTPOST_ROOT "/messages"
+#define OUTPOST_EVENTS_PATH     OUTPOST_ROOT "/events"
+#define IFACE_REGISTRY          "org.outpost.Outpost1.Registry"
+#define IFACE_USERS             "org.outpost.Outpost1.Users"
+#define IFACE_PRESENCE          "org.outpost.Outpost1.Presence"
+#define IFACE_MESSAGES          "org.outpost.Outpost1.Messages"
+#define IFACE_EVENTS            "org.outpost.Outpost1.Events"
+#define ERROR_PREFIX            "org.outpost.Outpost1.Error."
 #define OUTPOST_BRIDGE_PATH     OUTPOST_ROOT "/bridge"
-#define IFACE_BRIDGE       "org.outpost.Outpost1.Bridge"
+#define IFACE_BRIDGE            "org.outpost.Outpost1.Bridge"
 
 typedef struct TestBus TestBus;
 typedef struct BridgeProcess {

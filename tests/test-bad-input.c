@@ -44,10 +44,10 @@ typedef struct BadCall {
 } BadCall;
 
 #define REG   OUTPOST_ROOT, IFACE_REGISTRY
-#define USERS OUTPOST_USERS, IFACE_USERS
-#define PRES  OUTPOST_PRESENCE, IFACE_PRESENCE
-#define MSGS  OUTPOST_MESSAGES, IFACE_MESSAGES
-#define EVTS  OUTPOST_EVENTS, IFACE_EVENTS
+#define USERS OUTPOST_USERS_PATH, IFACE_USERS
+#define PRES  OUTPOST_PRESENCE_PATH, IFACE_PRESENCE
+#define MSGS  OUTPOST_MESSAGES_PATH, IFACE_MESSAGES
+#define EVTS  OUTPOST_EVENTS_PATH, IFACE_EVENTS
 
 /* Send(as user_ids, s body) with N copies of the known user's id. */
 static GVariant *make_recipients(Fixture *f, guint n) {
@@ -224,11 +224,11 @@ static const BadCall bad_calls[] = {
         { "after_seq max", EVTS, "FetchSince", "('$HISTORY', uint64 18446744073709551615, @as [], uint32 10)", NULL, 0, "HistoryReset", "18446744073709551615" },
 
         /* Properties are read-only. */
-        { "set LastSeq", OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Set",
+        { "set LastSeq", OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Set",
           "('" IFACE_EVENTS "', 'LastSeq', <uint64 0>)", NULL, 0, "org.freedesktop.DBus.Error.PropertyReadOnly", NULL },
-        { "set Online", OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "Set",
+        { "set Online", OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Set",
           "('" IFACE_PRESENCE "', 'Online', <['x']>)", NULL, 0, "org.freedesktop.DBus.Error.PropertyReadOnly", NULL },
-        { "unknown property", OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        { "unknown property", OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
           "('" IFACE_EVENTS "', 'NoSuchProperty')", NULL, 0, "org.freedesktop.DBus.Error.UnknownProperty", NULL },
 };
 
@@ -305,10 +305,10 @@ static void fixture_start(Fixture *f, const char *config) {
         test_bus_start_daemon(f->tb, config);
         f->id = test_create_user(f->c, "ann", &f->tag);
         f->disabled_id = test_create_user(f->c, "dis", &disabled_tag);
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                                      g_variant_new_parsed("(%s, %s, {'enabled': <false>})", f->disabled_id, disabled_tag),
                                      "(s)"));
-        r = test_call_ok(f->c, OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        r = test_call_ok(f->c, OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
                          g_variant_new("(ss)", IFACE_EVENTS, "HistoryId"), "(v)");
         g_variant_get(r, "(v)", &v);
         f->history_id = g_variant_dup_string(v, NULL);
@@ -395,31 +395,31 @@ static void test_limits_accepted(Fixture *f, gconstpointer data) {
         g_autoptr(GPtrArray) prefixes = g_ptr_array_new();
         g_autoptr(GVariant) r = NULL;
 
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                                      g_variant_new_parsed("({'name': <%s>, 'display-name': <%s>},)", name64, display256),
                                      "(ss)"));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1), NULL));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000), NULL));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1), NULL));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000), NULL));
 
         for (guint i = 0; i < 1000; i++)
                 g_ptr_array_add(to, f->id);
         g_ptr_array_add(to, NULL);
-        g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                                      g_variant_new("(^ass)", (char **) to->pdata, body), "(st)"));
 
-        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                      g_variant_new_parsed("(%s, @a{sv} {})", topic255), "(t)"));
         for (guint i = 0; i < 64; i++)
                 g_ptr_array_add(prefixes, topic255);
         g_ptr_array_add(prefixes, NULL);
-        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                                      g_variant_new("(st^asu)", f->history_id, (guint64) 0, (char **) prefixes->pdata, 10000),
                                      NULL));
 
         /* The longest ttl holds the user, and does not overflow into the past. */
-        g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                                      g_variant_new("(su)", f->id, G_MAXUINT32), "(t)"));
-        r = test_call_ok(f->c, OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+        r = test_call_ok(f->c, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
                          g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
         g_variant_get(r, "(v)", &online);
         g_assert_cmpuint(g_variant_n_children(online), ==, 1);
@@ -441,23 +441,23 @@ static void test_lowered_limits_accepted(Fixture *f, gconstpointer data) {
         guint64 next_after;
         gboolean more;
 
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                                      g_variant_new_parsed("({'name': <'zed'>, 'display-name': <'ddddd'>,"
                                                           " 'attributes': <{'kkk': 'vvvv', 'k2': ''}>},)"),
                                      "(ss)"));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                                      g_variant_new_parsed("([%s, %s], 'mmmmmmmmmm')", f->id, f->id), "(st)"));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                      g_variant_new_parsed("('site', {'blob': <%s>})", blob), "(t)"));
 
-        page = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000),
+        page = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000),
                             "(aa{sv}s)");
         g_variant_get(page, "(@aa{sv}s)", &users, &next);
         g_assert_cmpuint(g_variant_n_children(users), ==, 1);
         g_assert_cmpstr(next, ==, "ann");
         g_clear_pointer(&page, g_variant_unref);
 
-        page = test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        page = test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                             g_variant_new_parsed("(%s, @t 0, ['users', 'site'], @u 10000)", f->history_id),
                             "(a(tsxa{sv})tb)");
         g_variant_get(page, "(@a(tsxa{sv})tb)", &events, &next_after, &more);

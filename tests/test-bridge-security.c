@@ -189,7 +189,7 @@ static void test_reaches_only_the_service(void) {
         assert_denied(&r, "/org/outpost/Outpost10");
 
         /* Still served after all that. */
-        call(c.event, bus, NULL, OUTPOST_USERS, IFACE_USERS, "ListUsers", &r, "su", "", 10);
+        call(c.event, bus, NULL, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", &r, "su", "", 10);
         g_assert_true(r.ok);
 
         sd_bus_close_unref(bus);

@@ -35,7 +35,7 @@ static gboolean presence_has(GDBusConnection *c, const char *user) {
         g_autoptr(GVariant) r = NULL, v = NULL;
         g_autofree const char **ids = NULL;
 
-        r = test_call_ok(c, OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+        r = test_call_ok(c, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
                          g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
         g_variant_get(r, "(v)", &v);
         ids = g_variant_get_strv(v, NULL);
@@ -51,25 +51,25 @@ static void test_users_through_two_hops(void) {
         g_autoptr(GVariant) at_central = NULL, at_machine = NULL, r = NULL;
         g_autoptr(GError) error = NULL;
 
-        at_central = test_call_ok(d->central->conn, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
-        at_machine = test_call_ok(m, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
+        at_central = test_call_ok(d->central->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
+        at_machine = test_call_ok(m, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id), "(a{sv})");
         g_assert_true(g_variant_equal(at_central, at_machine));
 
-        r = test_call_ok(m, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        r = test_call_ok(m, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                          g_variant_new_parsed("(%s, %s, {'display-name': <'Ann'>})", id, tag), "(s)");
         g_variant_get(r, "(s)", &new_tag);
         g_clear_pointer(&r, g_variant_unref);
 
         /* Errors keep their names and messages across hops. */
-        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        r = test_call(m, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                       g_variant_new_parsed("(%s, %s, {'display-name': <'Old'>})", id, tag), "(s)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "SaveConflict", new_tag);
         g_clear_error(&error);
-        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", UNKNOWN_ID), NULL, &error);
+        r = test_call(m, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", UNKNOWN_ID), NULL, &error);
         test_assert_dbus_error(error, "NotFound", UNKNOWN_ID);
         g_clear_error(&error);
-        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'Bad Name'>},)"),
+        r = test_call(m, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'Bad Name'>},)"),
                       NULL, &error);
         test_assert_dbus_error(error, "InvalidArgument", "'Bad Name'");
 }
@@ -83,7 +83,7 @@ static void test_snapshot_includes_bridge(void) {
         r = test_call_ok(d->machine->conn, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                          NULL, "(a{oa{sa{sv}}})");
         objects = g_variant_get_child_value(r, 0);
-        g_assert_true(g_variant_lookup(objects, OUTPOST_USERS, "@a{sa{sv}}", NULL));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_USERS_PATH, "@a{sa{sv}}", NULL));
         g_assert_true(g_variant_lookup(objects, OUTPOST_BRIDGE_PATH, "@a{sa{sv}}", &bridge));
         props = g_variant_lookup_value(bridge, IFACE_BRIDGE, NULL);
         g_assert_true(g_variant_lookup(props, "Hops", "u", &hops));
@@ -148,7 +148,7 @@ static void test_coherence_through_two_hops(void) {
         Coherence c = { .user = id, .remaining = 1000 };
 
         c.proxy = g_dbus_proxy_new_sync(d->machine->conn, G_DBUS_PROXY_FLAGS_NONE, NULL, OUTPOST_NAME,
-                                        OUTPOST_PRESENCE, IFACE_PRESENCE, NULL, &error);
+                                        OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, NULL, &error);
         g_assert_no_error(error);
         coherence_next(&c);
         test_wait_until(c.done, 60000);
@@ -177,13 +177,13 @@ static void on_event(GDBusConnection *c, const char *sender, const char *path, c
 
 static guint subscribe_events(GDBusConnection *c, EventLog *log) {
         log->seqs = g_array_new(FALSE, FALSE, sizeof(guint64));
-        return g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, NULL, OUTPOST_EVENTS, NULL,
+        return g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, NULL, OUTPOST_EVENTS_PATH, NULL,
                                                   G_DBUS_SIGNAL_FLAGS_NONE, on_event, log, NULL);
 }
 
 static void publish(GDBusConnection *c, int n) {
         for (int i = 0; i < n; i++)
-                g_variant_unref(test_call_ok(c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                g_variant_unref(test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("('shop/door', {'n': <%i>})", i), "(t)"));
 }
 
@@ -207,24 +207,24 @@ static void test_outage_and_replay(void) {
         gint64 t0;
 
         publish(m, 5);
-        first = get_u64(d->central->conn, OUTPOST_EVENTS, IFACE_EVENTS, "LastSeq") - 4;
+        first = get_u64(d->central->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "LastSeq") - 4;
         test_wait_until(log.seqs->len == 5, 5000);
 
         bridge_process_stop(&d->central_listener, SIGKILL);
         wait_bridge_state(m, "connecting", 3000);
 
         t0 = g_get_monotonic_time();
-        r = test_call(m, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+        r = test_call(m, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "Disconnected", "tls:host=127.0.0.1");
         g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
         /* Cached reads still answer. */
-        (void) get_u64(m, OUTPOST_PRESENCE, IFACE_PRESENCE, "Generation");
+        (void) get_u64(m, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "Generation");
         g_variant_unref(test_call_ok(m, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                                      NULL, "(a{oa{sa{sv}}})"));
 
         publish(d->central->conn, 500);
-        last = get_u64(d->central->conn, OUTPOST_EVENTS, IFACE_EVENTS, "LastSeq");
+        last = get_u64(d->central->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "LastSeq");
 
         bridge_process_restart(&d->central_listener);
         wait_bridge_state(m, "connected", 20000);
@@ -267,8 +267,8 @@ static void test_presence_holds(void) {
         g_autofree char *id = test_create_user(d->central->conn, "carl", NULL);
         g_autoptr(GDBusConnection) a = test_bus_connect(d->machine), b = test_bus_connect(d->machine);
 
-        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
-        g_variant_unref(test_call_ok(b, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
+        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
+        g_variant_unref(test_call_ok(b, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", id, 0), "(t)"));
         g_assert_true(presence_has(d->central->conn, id));
 
         /* One of two holders leaves: still online. */
@@ -364,7 +364,7 @@ static void test_authorizes_local_callers(void) {
                 return;
 
         r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
-                         OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody1'>},)"),
+                         OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody1'>},)"),
                          "(ss)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", "org.outpost.Outpost1.manage-users");
@@ -372,16 +372,16 @@ static void test_authorizes_local_callers(void) {
 
         /* Reads stay open; a permitted change goes through to central. */
         r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
-                         OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+                         OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
         g_assert_no_error(error);
         g_clear_pointer(&r, g_variant_unref);
         test_polkit_set_allowed(d->machine, users);
         r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
-                         OUTPOST_USERS, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody2'>},)"),
+                         OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser", g_variant_new_parsed("({'name': <'nobody2'>},)"),
                          "(ss)", &error);
         g_assert_no_error(error);
         g_clear_pointer(&r, g_variant_unref);
-        r = test_call_ok(d->central->conn, OUTPOST_USERS, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody2"), NULL);
+        r = test_call_ok(d->central->conn, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody2"), NULL);
 
         /* Bridge.Reconnect is a change too. */
         g_clear_pointer(&r, g_variant_unref);
@@ -466,18 +466,18 @@ static void test_link_failure_in_netns(void) {
         bridge_process_start(&machine_bridge, machine, NULL, site_listen, NULL);
         wait_bridge_state(machine->conn, "connected", 20000);
         id = test_create_user(machine->conn, "fay", NULL);
-        g_variant_unref(test_call_ok(machine->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        g_variant_unref(test_call_ok(machine->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                                      g_variant_new("(su)", id, 0), "(t)"));
 
         g_assert_true(sh("ip link set %sa down", host.veth));
         t0 = g_get_monotonic_time();
         /* A call made now either fails at once or when the heartbeat
          * gives up: never after a long timeout. */
-        r = test_call(machine->conn, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
+        r = test_call(machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
         if (r) {
                 g_clear_pointer(&r, g_variant_unref);
                 wait_bridge_state(machine->conn, "connecting", 3000);
-                r = test_call(machine->conn, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10),
+                r = test_call(machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10),
                               NULL, &error);
         }
         g_assert_null(r);

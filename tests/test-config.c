@@ -123,7 +123,7 @@ static void test_shipped_file(void) {
 static guint32 get_retention_count(TestBus *tb) {
         g_autoptr(GVariant) reply = NULL, v = NULL;
 
-        reply = test_call_ok(tb->conn, OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        reply = test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
                              g_variant_new("(ss)", IFACE_EVENTS, "RetentionCount"), "(v)");
         g_variant_get(reply, "(v)", &v);
         return g_variant_get_uint32(v);

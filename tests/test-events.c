@@ -23,7 +23,7 @@ static const char *const ALL_TOPICS[] = { NULL };
 /* Calls */
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS, IFACE_PROPERTIES, "Get",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
                                              g_variant_new("(ss)", IFACE_EVENTS, name), "(v)");
         GVariant *v;
 
@@ -50,13 +50,13 @@ static char *history_id(GDBusConnection *c) {
 }
 
 static GVariant *publish_call(GDBusConnection *c, const char *topic, GVariant *data, GError **error) {
-        return test_call(c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish", g_variant_new("(s@a{sv})", topic, data),
+        return test_call(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish", g_variant_new("(s@a{sv})", topic, data),
                          "(t)", error);
 }
 
 /* Publish {'n': <N>} on TOPIC; returns its seq. */
 static guint64 publish(GDBusConnection *c, const char *topic, gint32 n) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("(%s, {'n': <%i>})", topic, n), "(t)");
         guint64 seq;
 
@@ -73,7 +73,7 @@ static GVariant *fetch(GDBusConnection *c, const char *history, guint64 after, c
         guint64 next_after;
         gboolean more;
 
-        r = test_call(c, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        r = test_call(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                       g_variant_new("(st^asu)", history, after, prefixes, limit),
                       "(a(tsxa{sv})tb)", error);
         if (!r)
@@ -381,7 +381,7 @@ static gboolean all_replied(const PendingPublish *p, guint n) {
 }
 
 static GDBusMessage *publish_message(const char *topic, gint32 n) {
-        GDBusMessage *call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_EVENTS, IFACE_EVENTS, "Publish");
+        GDBusMessage *call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish");
 
         g_dbus_message_set_body(call, g_variant_new_parsed("(%s, {'n': <%i>})", topic, n));
         return call;
@@ -588,7 +588,7 @@ static void on_load_reply(GObject *source, GAsyncResult *res, gpointer data) {
 
 static void load_chain_next(LoadChain *chain) {
         chain->n = chain->load->next_n++;
-        g_dbus_connection_call(chain->conn, OUTPOST_NAME, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+        g_dbus_connection_call(chain->conn, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                g_variant_new_parsed("('load', {'n': <%i>})", chain->n), G_VARIANT_TYPE("(t)"),
                                G_DBUS_CALL_FLAGS_NONE, 30000, NULL, on_load_reply, chain);
 }
@@ -795,9 +795,9 @@ static void test_match_rules(void) {
          * presence change. "messagesx/y" is not under messages/. */
         publish(tb->conn, "shop/x", 1);
         publish(tb->conn, "messagesx/y", 2);
-        sent = test_call_ok(tb->conn, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        sent = test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                             g_variant_new_parsed("([%s], 'hi')", id), "(st)");
-        g_variant_unref(test_call_ok(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        g_variant_unref(test_call_ok(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                                      g_variant_new("(su)", id, 0), "(t)"));
         publish(tb->conn, "presence-ish/z", 3);
 
@@ -860,7 +860,7 @@ static void on_subscriber_event(GDBusConnection *c, const char *sender, const ch
 
 static void subscriber_connect(Subscriber *s, TestBus *tb) {
         s->conn = test_bus_connect(tb);
-        s->sub = g_dbus_connection_signal_subscribe(s->conn, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS,
+        s->sub = g_dbus_connection_signal_subscribe(s->conn, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS_PATH,
                                                     NULL, G_DBUS_SIGNAL_FLAGS_NONE, on_subscriber_event, s, NULL);
 }
 
@@ -900,7 +900,7 @@ static void on_fetch_reply(GObject *source, GAsyncResult *res, gpointer data) {
 }
 
 static void subscriber_fetch_page(Subscriber *s) {
-        g_dbus_connection_call(s->conn, OUTPOST_NAME, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        g_dbus_connection_call(s->conn, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                                g_variant_new("(st^asu)", s->history, s->last, ALL_TOPICS, 1000),
                                G_VARIANT_TYPE("(a(tsxa{sv})tb)"), G_DBUS_CALL_FLAGS_NONE, 30000, NULL,
                                on_fetch_reply, s);
@@ -930,7 +930,7 @@ static void publisher_next(Publisher *p) {
                 return;
         p->left--;
         p->in_flight++;
-        g_dbus_connection_call(p->conn, OUTPOST_NAME, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+        g_dbus_connection_call(p->conn, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                g_variant_new_parsed("('shop/door', {'n': <%i>})", p->n++), G_VARIANT_TYPE("(t)"),
                                G_DBUS_CALL_FLAGS_NONE, 30000, NULL, on_publish_reply, p);
 }
@@ -1025,7 +1025,7 @@ static void test_data_round_trip(void) {
                 g_autoptr(GVariant) r = NULL;
 
                 g_variant_ref_sink(data[i]);
-                r = test_call_ok(tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                r = test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                  g_variant_new("(s@a{sv})", "data/x", data[i]), "(t)");
                 g_variant_get(r, "(t)", &seqs[i]);
         }
@@ -1100,7 +1100,7 @@ static void test_large_page(void) {
 
         test_bus_start_daemon(tb, NULL);
         for (gint32 i = 0; i < 600; i++)
-                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("('big', {'blob': <%s>})", blob), "(t)"));
         last = last_seq(tb->conn);
 

@@ -16,10 +16,10 @@ typedef struct Case {
 
 static const Case cases[] = {
         { OUTPOST_ROOT,     IFACE_REGISTRY },
-        { OUTPOST_USERS,    IFACE_USERS },
-        { OUTPOST_PRESENCE, IFACE_PRESENCE },
-        { OUTPOST_MESSAGES, IFACE_MESSAGES },
-        { OUTPOST_EVENTS,   IFACE_EVENTS },
+        { OUTPOST_USERS_PATH,    IFACE_USERS },
+        { OUTPOST_PRESENCE_PATH, IFACE_PRESENCE },
+        { OUTPOST_MESSAGES_PATH, IFACE_MESSAGES },
+        { OUTPOST_EVENTS_PATH,   IFACE_EVENTS },
 };
 
 static GDBusInterfaceInfo *interface_from_file(const char *interface) {

@@ -13,15 +13,6 @@
 
 #include "bridge-harness.h"
 
-/* harness.h names the manager paths like the library's cast macros
- * (OUTPOST_USERS() etc.): drop its names before the library's come. */
-#define PATH_PRESENCE OUTPOST_ROOT "/presence"
-#define PATH_EVENTS   OUTPOST_ROOT "/events"
-#undef OUTPOST_USERS
-#undef OUTPOST_PRESENCE
-#undef OUTPOST_MESSAGES
-#undef OUTPOST_EVENTS
-
 #include <outpost/outpost.h>
 
 #define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
@@ -124,7 +115,7 @@ static void fixture_teardown(Fixture *f, gconstpointer data) {
 }
 
 static guint64 publish(Fixture *f, const char *topic) {
-        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_EVENTS, IFACE_EVENTS, "Publish",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("(%s, {'k': <1>})", topic), "(t)");
         guint64 seq;
 
@@ -133,7 +124,7 @@ static guint64 publish(Fixture *f, const char *topic) {
 }
 
 static guint64 events_property(Fixture *f, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
                                              g_variant_new("(ss)", IFACE_EVENTS, name), "(v)");
         g_autoptr(GVariant) v = NULL;
 
@@ -142,7 +133,7 @@ static guint64 events_property(Fixture *f, const char *name) {
 }
 
 static gboolean is_online(Fixture *f, const char *user_id) {
-        g_autoptr(GVariant) r = test_call_ok(f->origin, PATH_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+        g_autoptr(GVariant) r = test_call_ok(f->origin, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
                                              g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
         g_autoptr(GVariant) online = NULL;
         g_autofree const char **ids = NULL;
@@ -367,7 +358,7 @@ static GArray *history_after(Fixture *f, guint64 after) {
                 g_autoptr(GVariantIter) iter = NULL;
                 guint64 seq;
 
-                r = test_call_ok(f->origin, PATH_EVENTS, IFACE_EVENTS, "FetchSince",
+                r = test_call_ok(f->origin, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                                  g_variant_new_parsed("('', %t, @as [], @u 1000)", after), "(a(tsxa{sv})tb)");
                 g_variant_get(r, "(a(tsxa{sv})tb)", &iter, &after, &more);
                 while (g_variant_iter_next(iter, "(tsxa{sv})", &seq, NULL, NULL, NULL))
@@ -644,7 +635,7 @@ static void test_bridged_gap(Fixture *f, gconstpointer data) {
         guint64 start = bridged_start(f, NULL), last;
         guint gaps = 0, sub;
 
-        sub = g_dbus_connection_signal_subscribe(m, OUTPOST_NAME, IFACE_EVENTS, "Gap", PATH_EVENTS, NULL,
+        sub = g_dbus_connection_signal_subscribe(m, OUTPOST_NAME, IFACE_EVENTS, "Gap", OUTPOST_EVENTS_PATH, NULL,
                                                  G_DBUS_SIGNAL_FLAGS_NONE, on_gap, &gaps, NULL);
         bridge_process_stop(&f->d->central_listener, SIGKILL);
         test_wait_until(client_state(f) != OUTPOST_CLIENT_STATE_CONNECTED, 10000);

@@ -20,7 +20,7 @@
 /* Calls */
 
 static guint64 last_seq(GDBusConnection *c) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS, IFACE_PROPERTIES, "Get",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
                                              g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)");
         g_autoptr(GVariant) v = NULL;
 
@@ -35,7 +35,7 @@ static GVariant *fetch(GDBusConnection *c, guint64 after, const char *prefix) {
         GVariant *events;
         gboolean more;
 
-        r = test_call_ok(c, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                          g_variant_new("(st^asu)", "", after, (const char *[]) { prefix, NULL }, 1000),
                          "(a(tsxa{sv})tb)");
         g_variant_get(r, "(@a(tsxa{sv})tb)", &events, NULL, &more);
@@ -44,7 +44,7 @@ static GVariant *fetch(GDBusConnection *c, guint64 after, const char *prefix) {
 }
 
 static GVariant *send_call(GDBusConnection *c, const char *const *to, const char *body, GError **error) {
-        return test_call(c, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send", g_variant_new("(^ass)", to, body),
+        return test_call(c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send", g_variant_new("(^ass)", to, body),
                          "(st)", error);
 }
 
@@ -155,7 +155,7 @@ static void test_send(void) {
         w = event_watch_new(tb->conn);
         before = last_seq(tb->conn);
 
-        call_and_watch(&send, w, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        call_and_watch(&send, w, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                        g_variant_new_parsed("([%s, %s], 'hello')", a, b), "(st)");
         g_variant_get(send.reply, "(&st)", &message_id, &last);
         g_assert_true(g_uuid_string_is_valid(message_id));
@@ -186,7 +186,7 @@ static void test_send(void) {
         }
 
         /* Every message has an id of its own. */
-        call_and_watch(&again, w, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        call_and_watch(&again, w, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                        g_variant_new_parsed("([%s], 'again')", a), "(st)");
         g_variant_get(again.reply, "(&st)", &second_id, &last);
         g_assert_cmpstr(second_id, !=, message_id);
@@ -216,7 +216,7 @@ static void assert_send_ok(TestBus *tb, EventWatch *w, const char *to, const cha
 
         event_watch_sync(w);
         g_ptr_array_set_size(w->events, 0);
-        r = test_call_ok(tb->conn, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+        r = test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                          g_variant_new("(^ass)", (const char *[]) { to, NULL }, body), "(st)");
         g_variant_get(r, "(&st)", &id, &last);
         event_watch_sync(w);
@@ -239,7 +239,7 @@ static void test_send_errors(void) {
         test_bus_start_daemon(tb, NULL);
         a = test_create_user(tb->conn, "ann", NULL);
         gone = test_create_user(tb->conn, "gone", &gone_tag);
-        g_variant_unref(test_call_ok(tb->conn, OUTPOST_USERS, IFACE_USERS, "DeleteUser",
+        g_variant_unref(test_call_ok(tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
                                      g_variant_new("(ss)", gone, gone_tag), "()"));
         w = event_watch_new(tb->conn);
         event_watch_sync(w);
@@ -291,7 +291,7 @@ static void assert_users_event(GVariant *event, const char *action, const char *
 static void assert_users_call_fails(TestBus *tb, const char *method, GVariant *params, const char *error_name,
                                     const char *mention) {
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) r = test_call(tb->conn, OUTPOST_USERS, IFACE_USERS, method, params, NULL, &error);
+        g_autoptr(GVariant) r = test_call(tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, method, params, NULL, &error);
 
         g_assert_null(r);
         test_assert_dbus_error(error, error_name, mention);
@@ -320,7 +320,7 @@ static void test_users_events(void) {
         w = event_watch_new(tb->conn);
         before = last_seq(tb->conn);
 
-        call_and_watch(&create, w, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        call_and_watch(&create, w, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                        g_variant_new_parsed("({'name': <'ann'>},)"), "(ss)");
         g_variant_get(create.reply, "(&s&s)", &id, &tag);
         g_assert_cmpuint(w->events->len, ==, 1);
@@ -328,7 +328,7 @@ static void test_users_events(void) {
         g_ptr_array_add(seen, g_variant_ref(w->events->pdata[0]));
 
         /* The event carries the new tag. */
-        call_and_watch(&save, w, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        call_and_watch(&save, w, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                        g_variant_new_parsed("(%s, %s, {'display-name': <'Ann'>})", id, tag), "(s)");
         g_variant_get(save.reply, "(&s)", &tag2);
         g_assert_cmpstr(tag2, !=, tag);
@@ -348,7 +348,7 @@ static void test_users_events(void) {
         assert_nothing_published(tb, w, last);
 
         /* A deleted user's event names the tag it had. */
-        call_and_watch(&del, w, OUTPOST_USERS, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag2), "()");
+        call_and_watch(&del, w, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag2), "()");
         g_assert_cmpuint(w->events->len, ==, 1);
         assert_users_event(w->events->pdata[0], "deleted", id, tag2);
         g_ptr_array_add(seen, g_variant_ref(w->events->pdata[0]));

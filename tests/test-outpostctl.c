@@ -79,7 +79,7 @@ static void assert_has(const char *text, const char *what) {
 }
 
 static char *user_tag(Fixture *f, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_USERS, IFACE_USERS, "LookupUser",
+        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser",
                                              g_variant_new("(s)", name), "(a{sv})");
         g_autoptr(GVariant) user = g_variant_get_child_value(r, 0);
         char *tag = NULL;
@@ -98,7 +98,7 @@ static void test_users(Fixture *f, gconstpointer data) {
                          "attributes.desk=12", "email=ann@example.org"));
         assert_has(f->out, "Created user ann");
 
-        r = test_call_ok(f->tb->conn, OUTPOST_USERS, IFACE_USERS, "LookupUser", g_variant_new("(s)", "ann"), "(a{sv})");
+        r = test_call_ok(f->tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "ann"), "(a{sv})");
         user = g_variant_get_child_value(r, 0);
         g_assert_true(g_variant_lookup(user, "display-name", "&s", &s));
         g_assert_cmpstr(s, ==, "Ann Àlvarez");
@@ -267,7 +267,7 @@ static void child_stop(Child *c) {
 }
 
 static gboolean is_online(Fixture *f, const char *id) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "Get",
+        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
                                              g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
         g_autoptr(GVariant) online = NULL;
         g_autofree const char **ids = NULL;
@@ -311,7 +311,7 @@ static void test_follow(Fixture *f, gconstpointer data) {
         guint64 seq;
 
         child_start(f, &c, (const char *const[]) { "--json", "events", "--follow", "--since=0", NULL });
-        test_call_ok(f->tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "Publish", g_variant_new_parsed("('app/a', @a{sv} {})"), "(t)");
+        test_call_ok(f->tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish", g_variant_new_parsed("('app/a', @a{sv} {})"), "(t)");
         {
                 g_autofree char *line = child_line(&c);
                 g_assert_cmpstr(strstr(line, "\"seq\":1,"), !=, NULL);
@@ -321,7 +321,7 @@ static void test_follow(Fixture *f, gconstpointer data) {
         test_bus_stop_daemon(f->tb, SIGTERM);
         test_bus_start_daemon(f->tb, NULL);
         for (seq = 2; seq <= 4; seq++)
-                test_call_ok(f->tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                test_call_ok(f->tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                              g_variant_new_parsed("('app/b', @a{sv} {})"), "(t)");
         for (seq = 2; seq <= 4; seq++) {
                 g_autofree char *line = child_line(&c);

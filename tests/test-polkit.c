@@ -95,13 +95,13 @@ static GVariant *publish_params(Fixture *f) {
 }
 
 static const Change changes[] = {
-        { "CreateUser", ACTION_MANAGE_USERS,   OUTPOST_USERS,    IFACE_USERS,    "(ss)", create_user_params, TRUE },
-        { "SaveUser",   ACTION_MANAGE_USERS,   OUTPOST_USERS,    IFACE_USERS,    "(s)",  save_user_params,   TRUE },
-        { "DeleteUser", ACTION_MANAGE_USERS,   OUTPOST_USERS,    IFACE_USERS,    "()",   delete_user_params, TRUE },
-        { "GoOnline",   ACTION_SET_PRESENCE,   OUTPOST_PRESENCE, IFACE_PRESENCE, "(t)",  go_online_params,   TRUE },
-        { "GoOffline",  ACTION_SET_PRESENCE,   OUTPOST_PRESENCE, IFACE_PRESENCE, "(t)",  go_offline_params,  FALSE },
-        { "Send",       ACTION_SEND_MESSAGES,  OUTPOST_MESSAGES, IFACE_MESSAGES, "(st)", send_params,        TRUE },
-        { "Publish",    ACTION_PUBLISH_EVENTS, OUTPOST_EVENTS,   IFACE_EVENTS,   "(t)",  publish_params,     TRUE },
+        { "CreateUser", ACTION_MANAGE_USERS,   OUTPOST_USERS_PATH,    IFACE_USERS,    "(ss)", create_user_params, TRUE },
+        { "SaveUser",   ACTION_MANAGE_USERS,   OUTPOST_USERS_PATH,    IFACE_USERS,    "(s)",  save_user_params,   TRUE },
+        { "DeleteUser", ACTION_MANAGE_USERS,   OUTPOST_USERS_PATH,    IFACE_USERS,    "()",   delete_user_params, TRUE },
+        { "GoOnline",   ACTION_SET_PRESENCE,   OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "(t)",  go_online_params,   TRUE },
+        { "GoOffline",  ACTION_SET_PRESENCE,   OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "(t)",  go_offline_params,  FALSE },
+        { "Send",       ACTION_SEND_MESSAGES,  OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "(st)", send_params,        TRUE },
+        { "Publish",    ACTION_PUBLISH_EVENTS, OUTPOST_EVENTS_PATH,   IFACE_EVENTS,   "(t)",  publish_params,     TRUE },
 };
 
 static GVariant *call_change_as_nobody(Fixture *f, const Change *ch, GDBusCallFlags flags, GError **error) {
@@ -170,18 +170,18 @@ static void test_root_bypass(Fixture *f, gconstpointer data) {
                 const char *to[] = { id, NULL };
                 const char *new_tag;
 
-                saved = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+                saved = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                                      g_variant_new_parsed("(%s, %s, {'email': <'r@example.org'>})", id, tag), "(s)");
                 g_variant_get(saved, "(&s)", &new_tag);
-                g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+                g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                                              g_variant_new("(su)", id, 0), "(t)"));
-                g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+                g_variant_unref(test_call_ok(f->c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                                              g_variant_new("(s)", id), "(t)"));
-                g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES, IFACE_MESSAGES, "Send",
+                g_variant_unref(test_call_ok(f->c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                                              g_variant_new("(^ass)", to, "hi"), "(st)"));
-                g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                g_variant_unref(test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("('root.test', @a{sv} {})"), "(t)"));
-                g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "DeleteUser",
+                g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
                                              g_variant_new("(ss)", id, new_tag), "()"));
                 test_bus_stop_polkit(f->tb);
         }
@@ -196,11 +196,11 @@ static void test_reads_open(Fixture *f, gconstpointer data) {
                 { OUTPOST_ROOT, IFACE_REGISTRY, "GetManager", "('users',)", "(o)" },
                 { OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", "()", "(a{oa{sa{sv}}})" },
                 { OUTPOST_ROOT, "org.freedesktop.DBus.Introspectable", "Introspect", "()", "(s)" },
-                { OUTPOST_USERS, IFACE_USERS, "LookupUser", "('ann',)", "(a{sv})" },
-                { OUTPOST_USERS, IFACE_USERS, "ListUsers", "('', uint32 10)", "(aa{sv}s)" },
-                { OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince", "('', uint64 0, @as [], uint32 10)", "(a(tsxa{sv})tb)" },
-                { OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get", "('" IFACE_EVENTS "', 'LastSeq')", "(v)" },
-                { OUTPOST_PRESENCE, "org.freedesktop.DBus.Properties", "GetAll", "('" IFACE_PRESENCE "',)", "(a{sv})" },
+                { OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", "('ann',)", "(a{sv})" },
+                { OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", "('', uint32 10)", "(aa{sv}s)" },
+                { OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince", "('', uint64 0, @as [], uint32 10)", "(a(tsxa{sv})tb)" },
+                { OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get", "('" IFACE_EVENTS "', 'LastSeq')", "(v)" },
+                { OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "GetAll", "('" IFACE_PRESENCE "',)", "(a{sv})" },
         };
 
         if (!f->ready)
@@ -216,7 +216,7 @@ static void test_reads_open(Fixture *f, gconstpointer data) {
         }
         {
                 g_autoptr(GError) error = NULL;
-                g_autoptr(GVariant) r = call_as_nobody(f, G_DBUS_CALL_FLAGS_NONE, OUTPOST_USERS, IFACE_USERS, "GetUser",
+                g_autoptr(GVariant) r = call_as_nobody(f, G_DBUS_CALL_FLAGS_NONE, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
                                                        g_variant_new("(s)", f->user_id), "(a{sv})", &error);
                 g_assert_no_error(error);
         }
@@ -304,7 +304,7 @@ static void test_not_blocking(Fixture *f, gconstpointer data) {
 
         /* Root's change and everyone's reads go through meanwhile. */
         g_free(test_create_user(f->c, "carol", NULL));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10),
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10),
                                      "(aa{sv}s)"));
 
         g_variant_unref(test_polkit_mock(f->tb, "ReleaseHangingCalls", NULL));
@@ -313,7 +313,7 @@ static void test_not_blocking(Fixture *f, gconstpointer data) {
         g_assert_nonnull(p.reply);
         g_variant_unref(p.reply);
         {
-                g_autoptr(GVariant) bob = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "LookupUser",
+                g_autoptr(GVariant) bob = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser",
                                                        g_variant_new("(s)", "bob"), "(a{sv})");
         }
 }

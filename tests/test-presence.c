@@ -17,7 +17,7 @@
 /* Calls */
 
 static guint64 go_online(GDBusConnection *c, const char *id, guint32 ttl) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                                              g_variant_new("(su)", id, ttl), "(t)");
         guint64 generation;
 
@@ -26,7 +26,7 @@ static guint64 go_online(GDBusConnection *c, const char *id, guint32 ttl) {
 }
 
 static guint64 go_offline(GDBusConnection *c, const char *id) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                                              g_variant_new("(s)", id), "(t)");
         guint64 generation;
 
@@ -35,7 +35,7 @@ static guint64 go_offline(GDBusConnection *c, const char *id) {
 }
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE, IFACE_PROPERTIES, "Get",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PROPERTIES, "Get",
                                              g_variant_new("(ss)", IFACE_PRESENCE, name), "(v)");
         GVariant *v;
 
@@ -103,9 +103,9 @@ static Watch *watch_new(GDBusConnection *c) {
         w->changes = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
         w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
         w->props_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_PROPERTIES, "PropertiesChanged",
-                                                         OUTPOST_PRESENCE, IFACE_PRESENCE, G_DBUS_SIGNAL_FLAGS_NONE,
+                                                         OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, G_DBUS_SIGNAL_FLAGS_NONE,
                                                          on_properties_changed, w, NULL);
-        w->events_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS,
+        w->events_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS_PATH,
                                                           NULL, G_DBUS_SIGNAL_FLAGS_NONE, on_event, w, NULL);
         return w;
 }
@@ -252,7 +252,7 @@ static GDBusProxy *presence_proxy(GDBusConnection *c) {
 
         /* Default flags: the proxy loads and caches the properties and
          * follows PropertiesChanged, as an application's would. */
-        proxy = g_dbus_proxy_new_sync(c, G_DBUS_PROXY_FLAGS_NONE, NULL, OUTPOST_NAME, OUTPOST_PRESENCE,
+        proxy = g_dbus_proxy_new_sync(c, G_DBUS_PROXY_FLAGS_NONE, NULL, OUTPOST_NAME, OUTPOST_PRESENCE_PATH,
                                       IFACE_PRESENCE, NULL, &error);
         g_assert_no_error(error);
         return proxy;
@@ -307,7 +307,7 @@ static void test_one_signal_per_change(void) {
         g_assert_cmpuint(w->changes->len, ==, 0);
 
         online.watch = w;
-        call_and_wait(&online, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        call_and_wait(&online, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                       g_variant_new("(su)", id, 0), "(t)");
         g1 = call_generation(&online);
         g_assert_cmpuint(g1, ==, g0 + 1);
@@ -321,18 +321,18 @@ static void test_one_signal_per_change(void) {
         /* A renewal changes nothing: no signal, the same generation, with
          * or without a ttl. */
         renew.watch = w;
-        call_and_wait(&renew, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        call_and_wait(&renew, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                       g_variant_new("(su)", id, 0), "(t)");
         g_assert_cmpuint(call_generation(&renew), ==, g1);
         renew_ttl.watch = w;
-        call_and_wait(&renew_ttl, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        call_and_wait(&renew_ttl, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                       g_variant_new("(su)", id, 60), "(t)");
         g_assert_cmpuint(call_generation(&renew_ttl), ==, g1);
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 1);
 
         offline.watch = w;
-        call_and_wait(&offline, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+        call_and_wait(&offline, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                       g_variant_new("(s)", id), "(t)");
         g_assert_cmpuint(call_generation(&offline), ==, g1 + 1);
         g_assert_cmpuint(offline.changes_at_reply, ==, 2);
@@ -381,7 +381,7 @@ static int arrival_of_change(Arrivals *a, int from) {
         for (guint i = from; i < a->messages->len && found < 0; i++) {
                 GDBusMessage *m = a->messages->pdata[i];
                 if (g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
-                    g_strcmp0(g_dbus_message_get_path(m), OUTPOST_PRESENCE) == 0 &&
+                    g_strcmp0(g_dbus_message_get_path(m), OUTPOST_PRESENCE_PATH) == 0 &&
                     g_strcmp0(g_dbus_message_get_member(m), "PropertiesChanged") == 0)
                         found = i;
         }
@@ -401,7 +401,7 @@ static guint arrivals_len(Arrivals *a) {
 /* Send METHOD and return the arrival index of its reply. Whatever the daemon
  * sent C before that reply has arrived too. */
 static int send_and_locate_reply(GDBusConnection *c, Arrivals *a, const char *method, GVariant *params) {
-        g_autoptr(GDBusMessage) call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE,
+        g_autoptr(GDBusMessage) call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE_PATH,
                                                                       IFACE_PRESENCE, method);
         g_autoptr(GDBusMessage) reply = NULL;
         g_autoptr(GError) error = NULL;
@@ -515,7 +515,7 @@ static void test_holder_leaves_at_once(void) {
         id = test_create_user(tb->conn, "ann", NULL);
         for (int i = 0; i < 20; i++) {
                 g_autoptr(GDBusConnection) c = test_bus_connect(tb);
-                g_autoptr(GDBusMessage) m = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE,
+                g_autoptr(GDBusMessage) m = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE_PATH,
                                                                            IFACE_PRESENCE, "GoOnline");
                 g_autoptr(GError) error = NULL;
 
@@ -634,22 +634,22 @@ static void test_errors(void) {
         bob = test_create_user(tb->conn, "bob", &bob_tag);
         w = watch_new(tb->conn);
 
-        r1 = test_call(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        r1 = test_call(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                        g_variant_new("(su)", "not-a-uuid", 0), "(t)", &e1);
         test_assert_dbus_error(e1, "InvalidArgument", "'not-a-uuid'");
-        r2 = test_call(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        r2 = test_call(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                        g_variant_new("(su)", UNKNOWN_ID, 0), "(t)", &e2);
         test_assert_dbus_error(e2, "NotFound", UNKNOWN_ID);
 
-        saved = test_call_ok(tb->conn, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        saved = test_call_ok(tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                              g_variant_new_parsed("(%s, %s, {'enabled': <false>})", bob, bob_tag), "(s)");
-        r3 = test_call(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        r3 = test_call(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                        g_variant_new("(su)", bob, 0), "(t)", &e3);
         test_assert_dbus_error(e3, "InvalidArgument", "disabled");
-        r4 = test_call(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+        r4 = test_call(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                        g_variant_new("(s)", "not-a-uuid"), "(t)", &e4);
         test_assert_dbus_error(e4, "InvalidArgument", "'not-a-uuid'");
-        r5 = test_call(tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+        r5 = test_call(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                        g_variant_new("(s)", UNKNOWN_ID), "(t)", &e5);
         test_assert_dbus_error(e5, "NotFound", UNKNOWN_ID);
 
@@ -691,7 +691,7 @@ static void test_user_gone(void) {
 
         /* A save that leaves the user enabled changes no presence. */
         rename.watch = w;
-        call_and_wait(&rename, tb->conn, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        call_and_wait(&rename, tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                       g_variant_new_parsed("(%s, %s, {'display-name': <'Ann'>})", ann, ann_tag), "(s)");
         g_variant_get(rename.reply, "(s)", &ann_tag2);
         g_assert_cmpuint(rename.changes_at_reply, ==, 0);
@@ -699,14 +699,14 @@ static void test_user_gone(void) {
 
         /* By the time the caller hears back, the change has been shown. */
         disable.watch = w;
-        call_and_wait(&disable, tb->conn, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        call_and_wait(&disable, tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                       g_variant_new_parsed("(%s, %s, {'enabled': <false>})", ann, ann_tag2), "(s)");
         g_assert_cmpuint(disable.changes_at_reply, ==, 1);
         assert_change(w->changes->pdata[0], g + 1, ann, FALSE);
         assert_change(w->changes->pdata[0], g + 1, bob, TRUE);
 
         del.watch = w;
-        call_and_wait(&del, tb->conn, OUTPOST_USERS, IFACE_USERS, "DeleteUser",
+        call_and_wait(&del, tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
                       g_variant_new("(ss)", bob, bob_tag), "()");
         g_assert_cmpuint(del.changes_at_reply, ==, 2);
         assert_change(w->changes->pdata[1], g + 2, bob, FALSE);
@@ -761,13 +761,13 @@ static void test_events(void) {
         g_assert_cmpuint(w->events->len, ==, 0);
 
         online.watch = w;
-        call_and_wait(&online, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline",
+        call_and_wait(&online, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                       g_variant_new("(su)", id, 0), "(t)");
         g_assert_cmpuint(online.events_at_reply, ==, 1);
         assert_presence_event(w->events->pdata[0], id, TRUE);
 
         offline.watch = w;
-        call_and_wait(&offline, tb->conn, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOffline",
+        call_and_wait(&offline, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                       g_variant_new("(s)", id), "(t)");
         g_assert_cmpuint(offline.events_at_reply, ==, 2);
         assert_presence_event(w->events->pdata[1], id, FALSE);
@@ -775,7 +775,7 @@ static void test_events(void) {
 
         /* The history holds the same events, in order, and nothing else on
          * that topic (the creation is on 'users'). */
-        r = test_call_ok(tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        r = test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                          g_variant_new_parsed("('', uint64 0, ['presence'], uint32 100)"), "(a(tsxa{sv})tb)");
         g_variant_get(r, "(@a(tsxa{sv})tb)", &events, &next_after, &more);
         g_assert_cmpuint(g_variant_n_children(events), ==, 2);

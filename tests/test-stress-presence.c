@@ -22,7 +22,7 @@
 #define N_PARALLEL 100
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE, IFACE_PROPERTIES, "Get",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PROPERTIES, "Get",
                                              g_variant_new("(ss)", IFACE_PRESENCE, name), "(v)");
         GVariant *v;
 
@@ -41,7 +41,7 @@ static guint64 get_generation(GDBusConnection *c) {
 }
 
 static guint64 get_last_seq(GDBusConnection *c) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS, IFACE_PROPERTIES, "Get",
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
                                              g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)");
         g_autoptr(GVariant) v = NULL;
 
@@ -116,7 +116,7 @@ static void on_reply(GObject *source, GAsyncResult *result, gpointer user_data) 
 
 static void call_async(GDBusConnection *c, const char *method, GVariant *params, Round *r) {
         r->pending++;
-        g_dbus_connection_call(c, OUTPOST_NAME, OUTPOST_PRESENCE, IFACE_PRESENCE, method, params, G_VARIANT_TYPE("(t)"),
+        g_dbus_connection_call(c, OUTPOST_NAME, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, method, params, G_VARIANT_TYPE("(t)"),
                                G_DBUS_CALL_FLAGS_NONE, 30000, NULL, on_reply, r);
 }
 
@@ -181,7 +181,7 @@ static void test_many_clients(void) {
         seq0 = get_last_seq(tb->conn);
 
         w.id = g_dbus_connection_signal_subscribe(tb->conn, OUTPOST_NAME, IFACE_PROPERTIES, "PropertiesChanged",
-                                                  OUTPOST_PRESENCE, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
+                                                  OUTPOST_PRESENCE_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
                                                   on_properties_changed, &w, NULL);
         /* The subscription is in place once a call made after it returns. */
         g_assert_cmpuint(get_generation(tb->conn), ==, generation0);
@@ -202,7 +202,7 @@ static void test_many_clients(void) {
         g_assert_cmpuint(w.last_generation - generation0, ==, w.n_changes);
 
         /* Every user that came online went offline again, in order. */
-        events = test_call_ok(tb->conn, OUTPOST_EVENTS, IFACE_EVENTS, "FetchSince",
+        events = test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
                               g_variant_new_parsed("('', %t, ['presence'], %u)", seq0, (guint32) 10000),
                               "(a(tsxa{sv})tb)");
         {
@@ -265,18 +265,18 @@ static void test_limits(void) {
         b = test_bus_connect(tb);
         c = test_bus_connect(tb);
 
-        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u1, 0), "(t)"));
-        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u2, 0), "(t)"));
-        r = test_call(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)", &error);
+        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u1, 0), "(t)"));
+        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u2, 0), "(t)"));
+        r = test_call(a, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "LimitExceeded", "MaxHoldsPerPeer");
         g_clear_error(&error);
         /* Renewing a hold is no new hold. */
-        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u2, 60), "(t)"));
+        g_variant_unref(test_call_ok(a, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u2, 60), "(t)"));
         g_assert_cmpuint(online_count(tb->conn), ==, 2);
 
-        g_variant_unref(test_call_ok(b, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)"));
-        r = test_call(c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)", &error);
+        g_variant_unref(test_call_ok(b, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)"));
+        r = test_call(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "LimitExceeded", "MaxPeers");
         g_clear_error(&error);
@@ -284,7 +284,7 @@ static void test_limits(void) {
         /* Once B leaves the bus there is room for C. */
         g_dbus_connection_close_sync(b, NULL, NULL);
         test_wait_until(online_count(tb->conn) == 2, 10000);
-        g_variant_unref(test_call_ok(c, OUTPOST_PRESENCE, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)"));
+        g_variant_unref(test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline", g_variant_new("(su)", u3, 0), "(t)"));
         g_assert_cmpuint(online_count(tb->conn), ==, 3);
 }
 

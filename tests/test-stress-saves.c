@@ -74,7 +74,7 @@ static void send_save(Chain *ch) {
         value = g_strdup_printf("save %u", ch->acked + 1);
         b->sent++;
         b->in_flight++;
-        g_dbus_connection_call(ch->conn, OUTPOST_NAME, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        g_dbus_connection_call(ch->conn, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                                g_variant_new_parsed("(%s, %s, {'display-name': <%s>})", ch->id, ch->acked_tag, value),
                                G_VARIANT_TYPE("(s)"), G_DBUS_CALL_FLAGS_NONE, 30000, NULL, on_saved, ch);
 }
@@ -136,7 +136,7 @@ static void test_kill_during_saves(void) {
                 g_autofree char *next = g_strdup_printf("save %u", ch->acked + 1);
                 const char *tag, *display_name = "";
 
-                reply = test_call_ok(tb->conn, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(s)", ch->id),
+                reply = test_call_ok(tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", ch->id),
                                      "(a{sv})");
                 g_variant_get(reply, "(@a{sv})", &user);
                 g_assert_true(g_variant_lookup(user, "tag", "&s", &tag));

@@ -88,7 +88,7 @@ static void on_published(GObject *source, GAsyncResult *res, gpointer userdata) 
 /* Publish WINDOW events and wait for their replies, turning EVENT too. */
 static void flood_round(Flood *f, sd_event *event) {
         for (guint i = 0; i < WINDOW; i++) {
-                g_dbus_connection_call(f->conn, OUTPOST_NAME, OUTPOST_EVENTS, IFACE_EVENTS, "Publish",
+                g_dbus_connection_call(f->conn, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                        g_variant_new("(s@a{sv})", "flood", f->data), G_VARIANT_TYPE("(t)"),
                                        G_DBUS_CALL_FLAGS_NONE, 30000, NULL, on_published, f);
                 f->n_in_flight++;
@@ -101,7 +101,7 @@ static void flood_round(Flood *f, sd_event *event) {
 static guint64 last_seq(GDBusConnection *c) {
         g_autoptr(GVariant) r = NULL, v = NULL;
 
-        r = test_call_ok(c, OUTPOST_EVENTS, "org.freedesktop.DBus.Properties", "Get",
+        r = test_call_ok(c, OUTPOST_EVENTS_PATH, "org.freedesktop.DBus.Properties", "Get",
                          g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)");
         g_variant_get(r, "(v)", &v);
         return g_variant_get_uint64(v);
@@ -114,8 +114,8 @@ static void assert_prompt(GDBusConnection *c, const char *iface, const char *met
         gint64 start = g_get_monotonic_time(), ms;
 
         r = g_dbus_connection_call_sync(c, OUTPOST_NAME,
-                                        strcmp(iface, IFACE_USERS) == 0 ? OUTPOST_USERS :
-                                        strcmp(iface, IFACE_EVENTS) == 0 ? OUTPOST_EVENTS : OUTPOST_ROOT,
+                                        strcmp(iface, IFACE_USERS) == 0 ? OUTPOST_USERS_PATH :
+                                        strcmp(iface, IFACE_EVENTS) == 0 ? OUTPOST_EVENTS_PATH : OUTPOST_ROOT,
                                         iface, method, params, NULL, G_DBUS_CALL_FLAGS_NONE, 30000, NULL, &error);
         ms = (g_get_monotonic_time() - start) / 1000;
         g_assert_no_error(error);
@@ -438,7 +438,7 @@ static void peer_assert_prompt(Peer *p, const char *path, const char *iface, con
 
 static void peer_probe(Peer *p, const char *user_id) {
         peer_assert_prompt(p, OUTPOST_ROOT, "org.freedesktop.DBus.Peer", "Ping", NULL, NULL);
-        peer_assert_prompt(p, OUTPOST_USERS, IFACE_USERS, "GetUser", "s", user_id);
+        peer_assert_prompt(p, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", "s", user_id);
 }
 
 /* The first line of the bridge's log so far that has TEXT, or NULL. */

@@ -26,7 +26,7 @@ static void fixture_teardown(Fixture *f, gconstpointer data) {
 }
 
 static GVariant *get_user(GDBusConnection *c, const char *id, GError **error) {
-        g_autoptr(GVariant) r = test_call(c, OUTPOST_USERS, IFACE_USERS, "GetUser",
+        g_autoptr(GVariant) r = test_call(c, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
                                           g_variant_new("(s)", id), "(a{sv})", error);
         return r ? g_variant_get_child_value(r, 0) : NULL;
 }
@@ -38,7 +38,7 @@ static char *lookup_string(GVariant *user, const char *key) {
 }
 
 static GVariant *save_user(GDBusConnection *c, const char *id, const char *tag, GVariant *changes, GError **error) {
-        return test_call(c, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+        return test_call(c, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                          g_variant_new("(ss@a{sv})", id, tag, changes), "(s)", error);
 }
 
@@ -63,7 +63,7 @@ static void test_registry(Fixture *f, gconstpointer data) {
 
         path = test_call_ok(f->c, OUTPOST_ROOT, IFACE_REGISTRY, "GetManager", g_variant_new("(s)", "users"), "(o)");
         g_variant_get(path, "(&o)", &p);
-        g_assert_cmpstr(p, ==, OUTPOST_USERS);
+        g_assert_cmpstr(p, ==, OUTPOST_USERS_PATH);
 
         r = test_call(f->c, OUTPOST_ROOT, IFACE_REGISTRY, "GetManager", g_variant_new("(s)", "nope"), "(o)", &error);
         g_assert_null(r);
@@ -87,10 +87,10 @@ static void test_managed_objects(Fixture *f, gconstpointer data) {
         r = test_call_ok(f->c, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
                          "(a{oa{sa{sv}}})");
         objects = g_variant_get_child_value(r, 0);
-        g_assert_true(g_variant_lookup(objects, OUTPOST_USERS, "@a{sa{sv}}", NULL));
-        g_assert_true(g_variant_lookup(objects, OUTPOST_MESSAGES, "@a{sa{sv}}", NULL));
-        g_assert_true(g_variant_lookup(objects, OUTPOST_PRESENCE, "@a{sa{sv}}", &presence));
-        g_assert_true(g_variant_lookup(objects, OUTPOST_EVENTS, "@a{sa{sv}}", &events));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_USERS_PATH, "@a{sa{sv}}", NULL));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_MESSAGES_PATH, "@a{sa{sv}}", NULL));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_PRESENCE_PATH, "@a{sa{sv}}", &presence));
+        g_assert_true(g_variant_lookup(objects, OUTPOST_EVENTS_PATH, "@a{sa{sv}}", &events));
         {
                 g_autoptr(GVariant) props = g_variant_lookup_value(presence, IFACE_PRESENCE, NULL);
                 g_assert_nonnull(props);
@@ -116,7 +116,7 @@ static void test_create_and_get(Fixture *f, gconstpointer data) {
         gboolean enabled;
         gint64 created, modified;
 
-        r = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        r = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                          g_variant_new_parsed("({'name': <'ann'>, 'display-name': <'Ann Àlvarez'>,"
                                               " 'email': <'ann@example.org'>, 'enabled': <false>,"
                                               " 'attributes': <{'desk': '12', 'badge': 'x7'}>},)"),
@@ -149,7 +149,7 @@ static void test_create_and_get(Fixture *f, gconstpointer data) {
         g_assert_cmpint(created, ==, modified);
         g_assert_cmpint(created, >, 1600000000LL * G_USEC_PER_SEC);
 
-        r = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "LookupUser", g_variant_new("(s)", "ann"), "(a{sv})");
+        r = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "ann"), "(a{sv})");
         by_name = g_variant_get_child_value(r, 0);
         g_assert_true(g_variant_equal(user, by_name));
 }
@@ -176,7 +176,7 @@ static void test_create_already_exists(Fixture *f, gconstpointer data) {
         g_autoptr(GVariant) r = NULL;
         g_autofree char *id = test_create_user(f->c, "carol", NULL);
 
-        r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                       g_variant_new_parsed("({'name': <'carol'>},)"), "(ss)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "AlreadyExists", "'carol'");
@@ -188,11 +188,11 @@ static void test_not_found(Fixture *f, gconstpointer data) {
 
         r1 = get_user(f->c, UNKNOWN_ID, &e1);
         test_assert_dbus_error(e1, "NotFound", UNKNOWN_ID);
-        r2 = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody"), NULL, &e2);
+        r2 = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody"), NULL, &e2);
         test_assert_dbus_error(e2, "NotFound", "'nobody'");
         r3 = save_user(f->c, UNKNOWN_ID, UNKNOWN_ID, g_variant_new_parsed("@a{sv} {}"), &e3);
         test_assert_dbus_error(e3, "NotFound", UNKNOWN_ID);
-        r4 = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "DeleteUser",
+        r4 = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
                        g_variant_new("(ss)", UNKNOWN_ID, UNKNOWN_ID), NULL, &e4);
         test_assert_dbus_error(e4, "NotFound", UNKNOWN_ID);
         /* Malformed ids are bad arguments, not missing users. */
@@ -238,12 +238,12 @@ static void test_create_invalid(Fixture *f, gconstpointer data) {
                 g_autoptr(GVariant) r = NULL;
 
                 g_test_message("bad create %zu: %s", i, bad_creates[i].fields);
-                r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+                r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                               g_variant_new("(@a{sv})", fields), "(ss)", &error);
                 g_assert_null(r);
                 test_assert_dbus_error(error, "InvalidArgument", bad_creates[i].mention);
         }
-        list = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), "(aa{sv}s)");
+        list = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), "(aa{sv}s)");
         users = g_variant_get_child_value(list, 0);
         g_assert_cmpuint(g_variant_n_children(users), ==, 0);
 }
@@ -257,7 +257,7 @@ static char *repeat(char c, size_t n) {
 
 static void assert_create_fails(Fixture *f, GVariant *fields, const char *error_name, const char *mention) {
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        g_autoptr(GVariant) r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                                           g_variant_new("(@a{sv})", fields), "(ss)", &error);
         g_assert_null(r);
         test_assert_dbus_error(error, error_name, mention);
@@ -278,7 +278,7 @@ static void test_limits(Fixture *f, gconstpointer data) {
         assert_create_fails(f, g_variant_new_parsed("{'name': <%s>}", name65), "InvalidArgument", "'name'");
 
         /* Every field at its longest is accepted. */
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "CreateUser",
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                                      g_variant_new_parsed("({'name': <'dn'>, 'display-name': <%s>, 'email': <%s>,"
                                                           " 'attributes': <{%s: %s}>},)",
                                                           dn256, mail252, key64, val4096),
@@ -349,7 +349,7 @@ static void test_save_conflict(Fixture *f, gconstpointer data) {
         test_assert_dbus_error(error, "SaveConflict", current);
         g_assert_nonnull(strstr(error->message, tag));
 
-        r3 = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag), NULL, &derror);
+        r3 = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag), NULL, &derror);
         g_assert_null(r3);
         test_assert_dbus_error(derror, "SaveConflict", current);
 
@@ -389,10 +389,10 @@ static void test_save_race(Fixture *f, gconstpointer data) {
                 Race race = {};
                 g_autoptr(GVariant) user = NULL;
 
-                g_dbus_connection_call(a, OUTPOST_NAME, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+                g_dbus_connection_call(a, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                                        g_variant_new_parsed("(%s, %s, {'display-name': <'from a'>})", id, tag),
                                        G_VARIANT_TYPE("(s)"), 0, -1, NULL, on_race_reply, &race);
-                g_dbus_connection_call(b, OUTPOST_NAME, OUTPOST_USERS, IFACE_USERS, "SaveUser",
+                g_dbus_connection_call(b, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                                        g_variant_new_parsed("(%s, %s, {'display-name': <'from b'>})", id, tag),
                                        G_VARIANT_TYPE("(s)"), 0, -1, NULL, on_race_reply, &race);
                 test_wait_until(race.done == 2, 10000);
@@ -448,7 +448,7 @@ static void test_delete(Fixture *f, gconstpointer data) {
         g_autoptr(GVariant) r = NULL, gone = NULL;
         g_autoptr(GError) error = NULL;
 
-        r = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag), "()");
+        r = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser", g_variant_new("(ss)", id, tag), "()");
         gone = get_user(f->c, id, &error);
         g_assert_null(gone);
         test_assert_dbus_error(error, "NotFound", id);
@@ -472,7 +472,7 @@ static void test_list_paging(Fixture *f, gconstpointer data) {
                 g_autoptr(GVariant) r = NULL, users = NULL;
                 g_autofree char *next = NULL;
 
-                r = test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", cursor, 10),
+                r = test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", cursor, 10),
                                  "(aa{sv}s)");
                 g_variant_get(r, "(@aa{sv}s)", &users, &next);
                 g_assert_cmpuint(g_variant_n_children(users), <=, 10);
@@ -502,14 +502,14 @@ static void test_list_invalid(Fixture *f, gconstpointer data) {
 
         for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
                 g_autoptr(GError) error = NULL;
-                g_autoptr(GVariant) r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers",
+                g_autoptr(GVariant) r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers",
                                                   g_variant_new("(su)", cases[i].cursor, cases[i].limit), NULL, &error);
                 g_assert_null(r);
                 test_assert_dbus_error(error, "InvalidArgument", cases[i].mention);
         }
         /* The extremes are accepted. */
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1), NULL));
-        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000), NULL));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1), NULL));
+        g_variant_unref(test_call_ok(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 1000), NULL));
 }
 
 /* Durability */
@@ -571,11 +571,11 @@ static void test_keeps_serving_after_bad_input(Fixture *f, gconstpointer data) {
         g_autoptr(GVariant) r = NULL;
 
         /* A call with the wrong signature is refused by the bus library. */
-        r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "GetUser", g_variant_new("(u)", 5), NULL, &error);
+        r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(u)", 5), NULL, &error);
         g_assert_null(r);
         g_assert_true(g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_ARGS));
         g_clear_error(&error);
-        r = test_call(f->c, OUTPOST_USERS, IFACE_USERS, "NoSuchMethod", NULL, NULL, &error);
+        r = test_call(f->c, OUTPOST_USERS_PATH, IFACE_USERS, "NoSuchMethod", NULL, NULL, &error);
         g_assert_true(g_error_matches(error, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD));
         g_free(test_create_user(f->c, "still_here", NULL));
 }
