@@ -234,8 +234,8 @@ static int on_heartbeat_reply(sd_bus_message *m, void *userdata, sd_bus_error *r
         return 0;
 }
 
-/* The listener relays the Ping to the service itself, so an answer also
- * means the service behind it is there. */
+/* The listener answers the Ping itself: the heartbeat watches the link.
+ * The service behind it leaving the bus ends the link from the far side. */
 static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Importer *im = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *ping = NULL;
@@ -244,8 +244,7 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
         (void) sd_event_source_set_time_relative(s, (uint64_t) im->bridge->config.heartbeat_ms * 1000);
         if (im->heartbeat_slot || !im->upstream)
                 return 0;
-        r = sd_bus_message_new_method_call(im->upstream, &ping, NULL, OUTPOST_ROOT_PATH,
-                                           "org.freedesktop.DBus.Peer", "Ping");
+        r = sd_bus_message_new_method_call(im->upstream, &ping, NULL, OUTPOST_ROOT_PATH, BRIDGE_LINK_IFACE, "Ping");
         if (r >= 0)
                 r = sd_bus_call_async(im->upstream, &im->heartbeat_slot, ping, on_heartbeat_reply, im,
                                       (uint64_t) im->bridge->config.heartbeat_timeout_ms * 1000);

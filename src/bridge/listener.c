@@ -188,6 +188,14 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
                 (void) reply_chain(p, m);
                 return 1;
         }
+        /* The importer's heartbeat asks whether the link is alive, not
+         * whether the service is quick: a service busy with a large reply
+         * must not look like a dead link (its leaving the bus closes the
+         * peer anyway, see on_name_owner_changed()). */
+        if (sd_bus_message_is_method_call(m, BRIDGE_LINK_IFACE, "Ping")) {
+                (void) sd_bus_reply_method_return(m, NULL);
+                return 1;
+        }
         if (sd_bus_message_get_destination(m) && strcmp(sd_bus_message_get_destination(m), OUTPOST_BUS_NAME) != 0) {
                 (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
                                                   "Only " OUTPOST_BUS_NAME " is reachable over a bridge, not '%s'",
