@@ -627,3 +627,82 @@ void event_watch_sync(EventWatch *w) {
                 ;
 }
 
+
+/* ---- arrivals ----------------------------------------------------------- */
+
+struct Arrivals {
+        GDBusConnection *conn;
+        guint filter;
+        GMutex lock;
+        GPtrArray *messages;    /* GDBusMessage, incoming */
+};
+
+static GDBusMessage *on_arrival(GDBusConnection *c, GDBusMessage *m, gboolean incoming, gpointer data) {
+        Arrivals *a = data;
+
+        if (incoming) {
+                g_mutex_lock(&a->lock);
+                g_ptr_array_add(a->messages, g_object_ref(m));
+                g_mutex_unlock(&a->lock);
+        }
+        return m;
+}
+
+Arrivals *arrivals_new(GDBusConnection *c) {
+        Arrivals *a = g_new0(Arrivals, 1);
+
+        g_mutex_init(&a->lock);
+        a->messages = g_ptr_array_new_with_free_func(g_object_unref);
+        a->conn = g_object_ref(c);
+        a->filter = g_dbus_connection_add_filter(c, on_arrival, a, NULL);
+        return a;
+}
+
+void arrivals_free(Arrivals *a) {
+        g_dbus_connection_remove_filter(a->conn, a->filter);
+        g_object_unref(a->conn);
+        g_ptr_array_unref(a->messages);
+        g_mutex_clear(&a->lock);
+        g_free(a);
+}
+
+guint arrivals_len(Arrivals *a) {
+        guint n;
+
+        g_mutex_lock(&a->lock);
+        n = a->messages->len;
+        g_mutex_unlock(&a->lock);
+        return n;
+}
+
+static gpointer ref_message(gconstpointer m, gpointer data) {
+        return g_object_ref((gpointer) m);
+}
+
+GPtrArray *arrivals_snapshot(Arrivals *a) {
+        GPtrArray *copy;
+
+        g_mutex_lock(&a->lock);
+        copy = g_ptr_array_copy(a->messages, ref_message, NULL);
+        g_mutex_unlock(&a->lock);
+        g_ptr_array_set_free_func(copy, g_object_unref);
+        return copy;
+}
+
+int arrivals_find(Arrivals *a, guint from, ArrivalMatch match, gconstpointer data) {
+        g_autoptr(GPtrArray) messages = arrivals_snapshot(a);
+
+        for (guint i = from; i < messages->len; i++)
+                if (match(messages->pdata[i], data))
+                        return (int) i;
+        return -1;
+}
+
+static gboolean is_reply_to(GDBusMessage *m, gconstpointer data) {
+        return g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_METHOD_RETURN &&
+               g_dbus_message_get_reply_serial(m) == GPOINTER_TO_UINT(data);
+}
+
+int arrivals_find_reply(Arrivals *a, guint32 serial) {
+        return arrivals_find(a, 0, is_reply_to, GUINT_TO_POINTER(serial));
+}

@@ -176,6 +176,23 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(EventWatch, event_watch_free)
  * to a round trip on W's connection comes after them. */
 void event_watch_sync(EventWatch *w);
 
+/* Every message a connection receives, in arrival order and before any
+ * dispatching (a GDBus filter, which runs in the connection's worker
+ * thread): for asserting the order of signals and replies. */
+typedef struct Arrivals Arrivals;
+Arrivals *arrivals_new(GDBusConnection *c);
+/* Close the connection first: until then its worker may still be in the
+ * filter. */
+void arrivals_free(Arrivals *a);
+guint arrivals_len(Arrivals *a);
+/* A copy of what arrived so far (GDBusMessage, referenced). */
+GPtrArray *arrivals_snapshot(Arrivals *a);
+typedef gboolean (*ArrivalMatch)(GDBusMessage *m, gconstpointer data);
+/* The index of the first message at or after FROM that MATCH accepts, or -1. */
+int arrivals_find(Arrivals *a, guint from, ArrivalMatch match, gconstpointer data);
+/* The index of the method return to the call with SERIAL, or -1. */
+int arrivals_find_reply(Arrivals *a, guint32 serial);
+
 /* Create a user named NAME; returns its id, and its tag in *ret_tag. */
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag);
 

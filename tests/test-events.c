@@ -174,80 +174,33 @@ static void assert_event(GVariant *event, guint64 seq, const char *topic, gint32
         g_assert_cmpint(time, <=, g_get_real_time() + 60 * G_USEC_PER_SEC);
 }
 
-/* Incoming messages of one connection in arrival order, before any
- * dispatching. The filter runs in GDBus's worker thread. */
-typedef struct Arrivals {
-        GMutex lock;
-        GPtrArray *messages;    /* GDBusMessage */
-} Arrivals;
-
-static GDBusMessage *on_message(GDBusConnection *c, GDBusMessage *m, gboolean incoming, gpointer data) {
-        Arrivals *a = data;
-
-        if (incoming) {
-                g_mutex_lock(&a->lock);
-                g_ptr_array_add(a->messages, g_object_ref(m));
-                g_mutex_unlock(&a->lock);
-        }
-        return m;
-}
-
-static void arrivals_init(Arrivals *a) {
-        g_mutex_init(&a->lock);
-        a->messages = g_ptr_array_new_with_free_func(g_object_unref);
-}
-
-static void arrivals_clear(Arrivals *a) {
-        g_ptr_array_unref(a->messages);
-        g_mutex_clear(&a->lock);
-}
-
 static gboolean is_event_signal(GDBusMessage *m) {
         return g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
                g_strcmp0(g_dbus_message_get_interface(m), IFACE_EVENTS) == 0 &&
                g_strcmp0(g_dbus_message_get_member(m), "Event") == 0;
 }
 
-/* The arrival index of the Event signal with SEQ, or -1. */
-static int arrival_of_event(Arrivals *a, guint64 seq) {
-        int found = -1;
+static gboolean is_event_with_seq(GDBusMessage *m, gconstpointer data) {
+        guint64 seq;
 
-        g_mutex_lock(&a->lock);
-        for (guint i = 0; i < a->messages->len && found < 0; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
-                guint64 s;
-
-                if (!is_event_signal(m))
-                        continue;
-                g_variant_get_child(g_dbus_message_get_body(m), 0, "t", &s);
-                if (s == seq)
-                        found = i;
-        }
-        g_mutex_unlock(&a->lock);
-        return found;
+        if (!is_event_signal(m))
+                return FALSE;
+        g_variant_get_child(g_dbus_message_get_body(m), 0, "t", &seq);
+        return seq == *(const guint64 *) data;
 }
 
-static int arrival_of_reply(Arrivals *a, guint32 serial) {
-        int found = -1;
-
-        g_mutex_lock(&a->lock);
-        for (guint i = 0; i < a->messages->len && found < 0; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
-                if (g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_METHOD_RETURN &&
-                    g_dbus_message_get_reply_serial(m) == serial)
-                        found = i;
-        }
-        g_mutex_unlock(&a->lock);
-        return found;
+/* The arrival index of the Event signal with SEQ, or -1. */
+static int arrival_of_event(Arrivals *a, guint64 seq) {
+        return arrivals_find(a, 0, is_event_with_seq, &seq);
 }
 
 /* The topics of the Event signals that arrived, in order. */
 static GStrv arrived_topics(Arrivals *a) {
         g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+        g_autoptr(GPtrArray) messages = arrivals_snapshot(a);
 
-        g_mutex_lock(&a->lock);
-        for (guint i = 0; i < a->messages->len; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
+        for (guint i = 0; i < messages->len; i++) {
+                GDBusMessage *m = messages->pdata[i];
                 const char *topic;
 
                 if (!is_event_signal(m))
@@ -255,7 +208,6 @@ static GStrv arrived_topics(Arrivals *a) {
                 g_variant_get_child(g_dbus_message_get_body(m), 1, "&s", &topic);
                 g_strv_builder_add(b, topic);
         }
-        g_mutex_unlock(&a->lock);
         return g_strv_builder_end(b);
 }
 
@@ -389,11 +341,11 @@ static GDBusMessage *publish_message(const char *topic, gint32 n) {
 
 /* The seqs of the Event signals that arrived are strictly increasing. */
 static void assert_events_in_order(Arrivals *a) {
+        g_autoptr(GPtrArray) messages = arrivals_snapshot(a);
         guint64 prev = 0;
 
-        g_mutex_lock(&a->lock);
-        for (guint i = 0; i < a->messages->len; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
+        for (guint i = 0; i < messages->len; i++) {
+                GDBusMessage *m = messages->pdata[i];
                 guint64 seq;
 
                 if (!is_event_signal(m))
@@ -402,22 +354,19 @@ static void assert_events_in_order(Arrivals *a) {
                 g_assert_cmpuint(seq, >, prev);
                 prev = seq;
         }
-        g_mutex_unlock(&a->lock);
 }
 
 static void test_signal_before_reply(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autoptr(GDBusConnection) c = NULL;
         g_autoptr(EventWatch) w = NULL;
-        Arrivals a;
-        guint filter;
+        Arrivals *a;
 
-        arrivals_init(&a);
         test_bus_start_daemon(tb, NULL);
         c = test_bus_connect(tb);
         /* The subscription's match rule makes the bus route Event to C. */
         w = event_watch_new(c);
-        filter = g_dbus_connection_add_filter(c, on_message, &a, NULL);
+        a = arrivals_new(c);
 
         for (gint32 i = 0; i < 20; i++) {
                 g_autoptr(GDBusMessage) call = publish_message(shop_gym_topics[i % 3], i);
@@ -434,8 +383,8 @@ static void test_signal_before_reply(void) {
                 g_variant_get(g_dbus_message_get_body(reply), "(t)", &seq);
 
                 /* The Event with the returned seq came before the reply. */
-                signal_at = arrival_of_event(&a, seq);
-                reply_at = arrival_of_reply(&a, serial);
+                signal_at = arrival_of_event(a, seq);
+                reply_at = arrivals_find_reply(a, serial);
                 g_assert_cmpint(reply_at, >=, 0);
                 if (signal_at < 0)
                         g_error("no Event with seq %" G_GUINT64_FORMAT " arrived before its Publish reply", seq);
@@ -471,21 +420,20 @@ static void test_signal_before_reply(void) {
                         /* One caller's calls are carried out in order. */
                         g_assert_cmpuint(seq, >, prev);
                         prev = seq;
-                        signal_at = arrival_of_event(&a, seq);
-                        reply_at = arrival_of_reply(&a, pending[i].serial);
+                        signal_at = arrival_of_event(a, seq);
+                        reply_at = arrivals_find_reply(a, pending[i].serial);
                         g_assert_cmpint(reply_at, >=, 0);
                         if (signal_at < 0 || signal_at > reply_at)
                                 g_error("Event %" G_GUINT64_FORMAT " did not arrive before its Publish reply", seq);
                         g_object_unref(pending[i].reply);
                 }
-                assert_events_in_order(&a);
+                assert_events_in_order(a);
         }
 
         /* Once closed, the worker delivers nothing more to the filter. */
         g_clear_pointer(&w, event_watch_free);
         g_dbus_connection_close_sync(c, NULL, NULL);
-        g_dbus_connection_remove_filter(c, filter);
-        arrivals_clear(&a);
+        arrivals_free(a);
 }
 
 /* 3. History survives a restart and a crash */
@@ -773,11 +721,8 @@ static void test_match_rules(void) {
         g_autoptr(GVariant) sent = NULL;
         g_auto(GStrv) msgs_topics = NULL, pres_topics = NULL;
         g_autofree char *id = NULL, *msg_topic = NULL;
-        Arrivals am, ap;
-        guint fm, fp;
+        Arrivals *am, *ap;
 
-        arrivals_init(&am);
-        arrivals_init(&ap);
         test_bus_start_daemon(tb, NULL);
         id = test_create_user(tb->conn, "ann", NULL);
         msg_topic = g_strconcat("messages/", id, NULL);
@@ -786,8 +731,8 @@ static void test_match_rules(void) {
          * with nothing else subscribed on their connections. */
         msgs = test_bus_connect(tb);
         pres = test_bus_connect(tb);
-        fm = g_dbus_connection_add_filter(msgs, on_message, &am, NULL);
-        fp = g_dbus_connection_add_filter(pres, on_message, &ap, NULL);
+        am = arrivals_new(msgs);
+        ap = arrivals_new(pres);
         add_match(msgs, "type='signal',interface='org.outpost.Outpost1.Events',member='Event',arg1path='messages/'");
         add_match(pres, "type='signal',interface='org.outpost.Outpost1.Events',member='Event',arg1='presence'");
 
@@ -805,8 +750,8 @@ static void test_match_rules(void) {
          * arrived. */
         (void) last_seq(msgs);
         (void) last_seq(pres);
-        msgs_topics = arrived_topics(&am);
-        pres_topics = arrived_topics(&ap);
+        msgs_topics = arrived_topics(am);
+        pres_topics = arrived_topics(ap);
         g_assert_cmpuint(g_strv_length(msgs_topics), ==, 1);
         g_assert_cmpstr(msgs_topics[0], ==, msg_topic);
         g_assert_cmpuint(g_strv_length(pres_topics), ==, 1);
@@ -814,10 +759,8 @@ static void test_match_rules(void) {
 
         g_dbus_connection_close_sync(msgs, NULL, NULL);
         g_dbus_connection_close_sync(pres, NULL, NULL);
-        g_dbus_connection_remove_filter(msgs, fm);
-        g_dbus_connection_remove_filter(pres, fp);
-        arrivals_clear(&am);
-        arrivals_clear(&ap);
+        arrivals_free(am);
+        arrivals_free(ap);
 }
 
 /* 7. A subscriber that comes back gets every event exactly once */

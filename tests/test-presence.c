@@ -341,61 +341,15 @@ static void test_one_signal_per_change(void) {
         assert_change(w->changes->pdata[1], g1 + 1, id, FALSE);
 }
 
-/* The order of messages as the connection receives them, before any
- * dispatching. The filter runs in GDBus's worker thread. */
-typedef struct Arrivals {
-        GMutex lock;
-        GPtrArray *messages;    /* GDBusMessage, incoming */
-} Arrivals;
-
-static GDBusMessage *on_message(GDBusConnection *c, GDBusMessage *m, gboolean incoming, gpointer data) {
-        Arrivals *a = data;
-
-        if (incoming) {
-                g_mutex_lock(&a->lock);
-                g_ptr_array_add(a->messages, g_object_ref(m));
-                g_mutex_unlock(&a->lock);
-        }
-        return m;
-}
-
-static int arrival_of_reply(Arrivals *a, guint32 serial) {
-        int found = -1;
-
-        g_mutex_lock(&a->lock);
-        for (guint i = 0; i < a->messages->len && found < 0; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
-                if (g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_METHOD_RETURN &&
-                    g_dbus_message_get_reply_serial(m) == serial)
-                        found = i;
-        }
-        g_mutex_unlock(&a->lock);
-        return found;
+static gboolean is_presence_change(GDBusMessage *m, gconstpointer data) {
+        return g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
+               g_strcmp0(g_dbus_message_get_path(m), OUTPOST_PRESENCE_PATH) == 0 &&
+               g_strcmp0(g_dbus_message_get_member(m), "PropertiesChanged") == 0;
 }
 
 /* The first PropertiesChanged of Presence at or after FROM. */
 static int arrival_of_change(Arrivals *a, int from) {
-        int found = -1;
-
-        g_mutex_lock(&a->lock);
-        for (guint i = from; i < a->messages->len && found < 0; i++) {
-                GDBusMessage *m = a->messages->pdata[i];
-                if (g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
-                    g_strcmp0(g_dbus_message_get_path(m), OUTPOST_PRESENCE_PATH) == 0 &&
-                    g_strcmp0(g_dbus_message_get_member(m), "PropertiesChanged") == 0)
-                        found = i;
-        }
-        g_mutex_unlock(&a->lock);
-        return found;
-}
-
-static guint arrivals_len(Arrivals *a) {
-        guint n;
-
-        g_mutex_lock(&a->lock);
-        n = a->messages->len;
-        g_mutex_unlock(&a->lock);
-        return n;
+        return arrivals_find(a, from, is_presence_change, NULL);
 }
 
 /* Send METHOD and return the arrival index of its reply. Whatever the daemon
@@ -416,7 +370,7 @@ static int send_and_locate_reply(GDBusConnection *c, Arrivals *a, const char *me
         /* A round trip, so that a signal sent after the reply would be
          * seen, and fail the test below rather than go unnoticed. */
         g_variant_unref(get_property(c, "Generation"));
-        return arrival_of_reply(a, serial);
+        return arrivals_find_reply(a, serial);
 }
 
 static void test_signal_before_reply(void) {
@@ -424,28 +378,27 @@ static void test_signal_before_reply(void) {
         g_autoptr(GDBusConnection) c = NULL;
         g_autoptr(Watch) w = NULL;
         g_autofree char *id = NULL;
-        Arrivals a = { .messages = g_ptr_array_new_with_free_func(g_object_unref) };
-        guint filter, before;
+        Arrivals *a;
+        guint before;
         int change, reply;
 
-        g_mutex_init(&a.lock);
         test_bus_start_daemon(tb, NULL);
         id = test_create_user(tb->conn, "ann", NULL);
         c = test_bus_connect(tb);
         /* The subscription's match rule makes the bus route the signal to C. */
         w = watch_new(c);
-        filter = g_dbus_connection_add_filter(c, on_message, &a, NULL);
+        a = arrivals_new(c);
 
-        before = arrivals_len(&a);
-        reply = send_and_locate_reply(c, &a, "GoOnline", g_variant_new("(su)", id, 0));
-        change = arrival_of_change(&a, before);
+        before = arrivals_len(a);
+        reply = send_and_locate_reply(c, a, "GoOnline", g_variant_new("(su)", id, 0));
+        change = arrival_of_change(a, before);
         g_assert_cmpint(reply, >=, 0);
         g_assert_cmpint(change, >=, 0);
         g_assert_cmpint(change, <, reply);
 
-        before = arrivals_len(&a);
-        reply = send_and_locate_reply(c, &a, "GoOffline", g_variant_new("(s)", id));
-        change = arrival_of_change(&a, before);
+        before = arrivals_len(a);
+        reply = send_and_locate_reply(c, a, "GoOffline", g_variant_new("(s)", id));
+        change = arrival_of_change(a, before);
         g_assert_cmpint(reply, >=, 0);
         g_assert_cmpint(change, >=, 0);
         g_assert_cmpint(change, <, reply);
@@ -453,9 +406,7 @@ static void test_signal_before_reply(void) {
         /* Once closed, the worker delivers nothing more to the filter. */
         g_clear_pointer(&w, watch_free);
         g_dbus_connection_close_sync(c, NULL, NULL);
-        g_dbus_connection_remove_filter(c, filter);
-        g_ptr_array_unref(a.messages);
-        g_mutex_clear(&a.lock);
+        arrivals_free(a);
 }
 
 /* 3. A holder that leaves the bus releases its holds */
