@@ -23,140 +23,86 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
+
 #define MAX_CHILDREN 12
+#define STARTUP_TIMEOUT_USEC (20ULL * 1000000ULL)
 
 static pid_t children[MAX_CHILDREN];
 static unsigned n_children;
-static char workdir[] = "/tmp/outpost-bench-bridge-XXXXXX";
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        fprintf(stderr, "bench-bridge: ");
-        vfprintf(stderr, fmt, ap);
-        fprintf(stderr, "\n");
-        va_end(ap);
-        exit(EXIT_FAILURE);
-}
+static pid_t main_pid;
+static char *workdir;
 
 static void cleanup(void) {
-        char cmd[128];
-
-        for (unsigned i = 0; i < n_children; i++) {
-                kill(children[i], SIGTERM);
-                waitpid(children[i], NULL, 0);
-        }
-        if (getenv("BENCH_KEEP")) return;
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "bench-bridge: could not remove %s\n", workdir);
+        /* A forked delay proxy that dies must not take the run with it. */
+        if (getpid() != main_pid)
+                return;
+        for (unsigned i = 0; i < n_children; i++)
+                (void) bench_stop(&children[i], "a child");
+        bench_remove_dir(workdir);
+        free(workdir);
 }
 
-static uint64_t now_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-/* Start ARGV with stdout to OUT_PATH (NULL: /dev/null) and stderr to a log. */
-static pid_t spawn(const char *log_name, const char *out_path, char *const argv[]) {
-        pid_t pid = fork();
-
-        if (pid < 0)
-                die("fork: %m");
-        if (pid == 0) {
-                char log[512];
-
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                snprintf(log, sizeof log, "%s/%s.log", workdir, log_name);
-                if (!freopen(out_path ?: "/dev/null", "w", stdout) || !freopen(log, "a", stderr))
-                        _exit(127);
-                execv(argv[0], argv);
-                _exit(127);
-        }
+static void add_child(pid_t pid) {
+        if (n_children == MAX_CHILDREN)
+                bench_die("more than %u children", MAX_CHILDREN);
         children[n_children++] = pid;
-        return pid;
 }
 
-static char *read_line_when_ready(const char *path) {
-        char *line = NULL;
-        size_t size = 0;
+/* Before the others: the importers that are not measured any more. */
+static void stop_child(pid_t pid, const char *what) {
+        for (unsigned i = 0; i < n_children; i++)
+                if (children[i] == pid)
+                        (void) bench_stop(&children[i], what);
+}
 
-        for (int i = 0; i < 200; i++) {
-                FILE *f = fopen(path, "r");
-                if (f) {
-                        ssize_t n = getline(&line, &size, f);
-                        fclose(f);
-                        if (n > 0 && line[n - 1] == '\n') {
-                                line[n - 1] = 0;
-                                return line;
-                        }
-                }
-                usleep(20000);
+/* Start ARGV with its output in NAME.log. */
+static pid_t spawn(const char *name, char *const argv[]) {
+        pid_t pid;
+        int fd, r;
+
+        r = bench_open_log(workdir, name, &fd);
+        if (r >= 0) {
+                r = bench_spawn(argv, -1, fd, &pid);
+                close(fd);
         }
-        die("no address in %s", path);
+        if (r < 0)
+                bench_die("cannot start %s", argv[0]);
+        add_child(pid);
+        return pid;
 }
 
 /* A system-like bus; with TCP_PORT > 0 it also listens on tcp: with
  * ANONYMOUS authentication, for the baseline. */
 static char *start_bus(const char *name, unsigned tcp_port) {
-        char conf[512], out[512], tcp[160] = "";
-        char *argv[] = { (char *) "/usr/bin/dbus-daemon", NULL, (char *) "--nofork", (char *) "--print-address=1", NULL };
-        char arg[600], *address;
-        FILE *f;
+        char tcp[200] = "", *address;
+        pid_t pid;
 
-        snprintf(conf, sizeof conf, "%s/%s.conf", workdir, name);
-        snprintf(out, sizeof out, "%s/%s.address", workdir, name);
         if (tcp_port)
-                snprintf(tcp, sizeof tcp, "<listen>tcp:host=127.0.0.1,port=%u</listen><auth>ANONYMOUS</auth><allow_anonymous/>",
-                         tcp_port);
-        f = fopen(conf, "w");
-        if (!f)
-                die("%s: %m", conf);
-        fprintf(f, "<busconfig><type>system</type><listen>unix:path=%s/%s.socket</listen>%s<auth>EXTERNAL</auth>"
-                   "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
-                   "<allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/>"
-                   "</policy></busconfig>\n", workdir, name, tcp);
-        fclose(f);
-        snprintf(arg, sizeof arg, "--config-file=%s", conf);
-        argv[1] = arg;
-        spawn(name, out, argv);
-        free(read_line_when_ready(out));        /* ready; the unix address is the one to use */
-        if (asprintf(&address, "unix:path=%s/%s.socket", workdir, name) < 0)
-                die("out of memory");
+                snprintf(tcp, sizeof tcp,
+                         "  <listen>tcp:host=127.0.0.1,port=%u</listen>\n"
+                         "  <auth>ANONYMOUS</auth>\n"
+                         "  <allow_anonymous/>\n", tcp_port);
+        if (bench_start_bus(workdir, name, tcp, &pid, &address) < 0)
+                exit(EXIT_FAILURE);
+        add_child(pid);
         return address;
 }
 
 static sd_bus *connect_to(const char *address, bool anonymous) {
-        sd_bus *bus = NULL;
-        int r;
+        sd_bus *bus;
 
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0 && anonymous)
-                r = sd_bus_set_anonymous(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0)
-                die("cannot connect to %s: %s", address, strerror(-r));
+        if (bench_connect(address, anonymous, &bus) < 0)
+                exit(EXIT_FAILURE);
         return bus;
 }
 
@@ -169,20 +115,18 @@ static char *bridge_state(sd_bus *bus) {
         return state;
 }
 
-static void wait_owned(sd_bus *bus, bool bridged) {
+/* Until the importer on BUS has its upstream: it owns the name before. */
+static void wait_connected(sd_bus *bus) {
         for (int i = 0; i < 1000; i++) {
-                if (bridged) {
-                        char *state = bridge_state(bus);
-                        bool up = state && strcmp(state, "connected") == 0;
-                        free(state);
-                        if (up)
-                                return;
-                } else if (sd_bus_call_method(bus, "org.outpost.Outpost1", "/org/outpost/Outpost1",
-                                              "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, NULL) >= 0)
+                char *state = bridge_state(bus);
+                bool up = state && strcmp(state, "connected") == 0;
+
+                free(state);
+                if (up)
                         return;
                 usleep(20000);
         }
-        die("org.outpost.Outpost1 did not come up");
+        bench_die("the importer did not connect");
 }
 
 static pid_t start_bridge(const char *name, const char *bus_address, const char *role_args[]) {
@@ -204,7 +148,7 @@ static pid_t start_bridge(const char *name, const char *bus_address, const char 
         for (unsigned i = 0; role_args[i]; i++)
                 argv[n++] = (char *) role_args[i];
         argv[n] = NULL;
-        return spawn(name, NULL, argv);
+        return spawn(name, argv);
 }
 
 typedef struct Figure {
@@ -212,38 +156,32 @@ typedef struct Figure {
         double median, p99;
 } Figure;
 
-static int compare_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
 typedef int (*CallFunc)(sd_bus *bus, void *userdata);
 
 /* Time N calls, interleaving the figures round by round so that a burst of
  * load elsewhere hits a figure and its baseline alike. */
 static void measure(unsigned rounds, unsigned per_round, unsigned n_figures, Figure *figures, sd_bus **buses,
                     CallFunc *calls, void **userdata) {
-        uint64_t *samples[8];
-        unsigned counts[8] = {};
+        BenchSamples samples[8] = {};
 
         for (unsigned f = 0; f < n_figures; f++) {
-                samples[f] = calloc((size_t) rounds * per_round, sizeof(uint64_t));
                 for (unsigned i = 0; i < 100; i++)     /* warm up */
                         (void) calls[f](buses[f], userdata[f]);
         }
         for (unsigned r = 0; r < rounds; r++)
                 for (unsigned f = 0; f < n_figures; f++)
                         for (unsigned i = 0; i < per_round; i++) {
-                                uint64_t t0 = now_nsec();
+                                uint64_t t0 = bench_now_nsec();
                                 if (calls[f](buses[f], userdata[f]) < 0)
-                                        die("%s failed", figures[f].name);
-                                samples[f][counts[f]++] = now_nsec() - t0;
+                                        bench_die("%s failed", figures[f].name);
+                                if (bench_samples_add(&samples[f], bench_now_nsec() - t0) < 0)
+                                        bench_die("out of memory");
                         }
         for (unsigned f = 0; f < n_figures; f++) {
-                qsort(samples[f], counts[f], sizeof(uint64_t), compare_u64);
-                figures[f].median = samples[f][counts[f] / 2] / 1000.0;
-                figures[f].p99 = samples[f][counts[f] * 99 / 100] / 1000.0;
-                free(samples[f]);
+                bench_samples_stats(&samples[f], 0.99, &figures[f].median, &figures[f].p99);
+                figures[f].median /= 1000;
+                figures[f].p99 /= 1000;
+                bench_samples_free(&samples[f]);
         }
 }
 
@@ -303,10 +241,10 @@ static int tcp_listen_on(unsigned port) {
         int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
-                die("socket: %m");
+                bench_die("socket: %s", strerror(errno));
         (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, (struct sockaddr *) &sin, sizeof sin) < 0 || listen(fd, 16) < 0)
-                die("cannot listen on port %u: %m", port);
+                bench_die("cannot listen on port %u: %s", port, strerror(errno));
         return fd;
 }
 
@@ -319,13 +257,13 @@ static bool direction_read(Direction *d, uint64_t delay) {
                 return true;    /* full: TCP holds the rest meanwhile */
         c = malloc(sizeof *c);
         if (!c)
-                die("out of memory");
+                bench_die("out of memory");
         k = read(d->from, c->data, sizeof c->data);
         if (k <= 0) {
                 free(c);
                 return false;
         }
-        c->due = now_nsec() + delay;
+        c->due = bench_now_nsec() + delay;
         c->len = (size_t) k;
         c->done = 0;
         d->ring[(d->head + d->n++) % PROXY_CHUNKS] = c;
@@ -337,7 +275,7 @@ static bool direction_read(Direction *d, uint64_t delay) {
 static uint64_t direction_write_due(Direction *d) {
         while (d->n > 0) {
                 Chunk *c = d->ring[d->head];
-                uint64_t now = now_nsec();
+                uint64_t now = bench_now_nsec();
                 ssize_t k;
 
                 if (c->due > now)
@@ -423,16 +361,17 @@ _Noreturn static void delay_proxy_run(int listen_fd, unsigned target_port, uint6
 /* A proxy on PORT to TARGET_PORT that holds every byte DELAY_MS, each way. */
 static void start_delay_proxy(unsigned port, unsigned target_port, unsigned delay_ms) {
         int fd = tcp_listen_on(port);
-        pid_t pid = fork();
+        pid_t pid = bench_fork();
 
         if (pid < 0)
-                die("fork: %m");
+                bench_die("fork: %s", strerror(-pid));
         if (pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /* A peer that goes away must end its pair, not the proxy. */
+                signal(SIGPIPE, SIG_IGN);
                 delay_proxy_run(fd, target_port, (uint64_t) delay_ms * 1000000ULL);
         }
         close(fd);
-        children[n_children++] = pid;
+        add_child(pid);
 }
 
 /* ---- event fan-out ------------------------------------------------------ */
@@ -464,7 +403,7 @@ static void fanout_publish_more(FanOut *f) {
                 if (sd_bus_call_method_async(f->publisher, NULL, "org.outpost.Outpost1", "/org/outpost/Outpost1/events",
                                              "org.outpost.Outpost1.Events", "Publish", on_published, f,
                                              "sa{sv}", f->topic, 1, "n", "u", f->sent) < 0)
-                        die("cannot publish");
+                        bench_die("cannot publish");
                 f->sent++;
                 f->in_flight++;
         }
@@ -493,25 +432,25 @@ static double fanout_run(sd_bus *publisher, const char *address, const char *top
         uint64_t t0, deadline;
 
         if (sd_event_new(&event) < 0 || sd_bus_attach_event(publisher, event, 0) < 0)
-                die("cannot set up the fan-out loop");
+                bench_die("cannot set up the fan-out loop");
         for (unsigned i = 0; i < FANOUT_SUBSCRIBERS; i++) {
                 subs[i] = connect_to(address, false);
                 if (sd_bus_match_signal(subs[i], NULL, NULL, "/org/outpost/Outpost1/events",
                                         "org.outpost.Outpost1.Events", "Event", on_fanout_event, &f.got[i]) < 0 ||
                     sd_bus_attach_event(subs[i], event, 0) < 0)
-                        die("cannot subscribe");
+                        bench_die("cannot subscribe");
         }
-        t0 = now_nsec();
+        t0 = bench_now_nsec();
         deadline = t0 + 120ULL * 1000000000ULL;
         fanout_publish_more(&f);
         while (!fanout_done(&f)) {
-                if (now_nsec() > deadline || f.failed)
-                        die("fan-out: %u of %u published (%u failed, %u in flight), first subscriber got %u",
+                if (bench_now_nsec() > deadline || f.failed)
+                        bench_die("fan-out: %u of %u published (%u failed, %u in flight), first subscriber got %u",
                             f.sent, total, f.failed, f.in_flight, f.got[0]);
                 if (sd_event_run(event, 1000000) < 0)
-                        die("fan-out loop failed");
+                        bench_die("fan-out loop failed");
         }
-        t0 = now_nsec() - t0;
+        t0 = bench_now_nsec() - t0;
         for (unsigned i = 0; i < FANOUT_SUBSCRIBERS; i++)
                 sd_bus_flush_close_unref(subs[i]);
         sd_bus_detach_event(publisher);
@@ -519,40 +458,52 @@ static double fanout_run(sd_bus *publisher, const char *address, const char *top
         return (double) total * FANOUT_SUBSCRIBERS / ((double) t0 / 1e9);
 }
 
-static int compare_double(const void *a, const void *b) {
-        double x = *(const double *) a, y = *(const double *) b;
-        return x < y ? -1 : x > y;
+static const BenchTable table = { .name = 26, .value = 10, .baseline = 24, .target = 7 };
+
+/* A figure with no target of its own: a baseline, or part of one. */
+static void print_plain(const Figure *f) {
+        char m[32], p[32];
+
+        snprintf(m, sizeof m, "%.1f", f->median);
+        snprintf(p, sizeof p, "%.1f", f->p99);
+        bench_print_row(&table, f->name, m, p, NULL, 0, NULL, -1);
 }
 
-static void print(const Figure *f, const Figure *base, double target) {
+/* F against BASE, at most TARGET times its median. */
+static void print_ratio(const Figure *f, const Figure *base, double target) {
         double ratio = f->median / base->median;
+        char m[32], p[32], t[32];
 
-        printf("%-26s %10.1f %10.1f  %-24s %6.2f  <=%.1f   %s\n", f->name, f->median, f->p99, base->name, ratio,
-               target, ratio <= target ? "PASS" : "MISS");
+        snprintf(m, sizeof m, "%.1f", f->median);
+        snprintf(p, sizeof p, "%.1f", f->p99);
+        snprintf(t, sizeof t, "<=%.1f", target);
+        bench_print_row(&table, f->name, m, p, base->name, ratio, t, ratio <= target);
 }
 
 static void print_absolute(const Figure *f, double target_us) {
-        printf("%-26s %10.1f %10.1f  %-24s %6s  <%.0fus  %s\n", f->name, f->median, f->p99, "-", "-", target_us,
-               f->median < target_us ? "PASS" : "MISS");
+        char m[32], p[32], t[32];
+
+        snprintf(m, sizeof m, "%.1f", f->median);
+        snprintf(p, sizeof p, "%.1f", f->p99);
+        snprintf(t, sizeof t, "<%.0fus", target_us);
+        bench_print_row(&table, f->name, m, p, NULL, 0, t, f->median < target_us);
 }
 
 /* What FIGURE adds to BASE, in µs, against an absolute target. */
 static void print_added(const char *name, const Figure *f, const Figure *base, double target_us) {
         double added = f->median - base->median;
+        char a[32], t[32];
 
-        printf("%-26s %10.1f %10s  %-24s %6s  <=%.0fus %s\n", name, added, "-", base->name, "-", target_us,
-               added <= target_us ? "PASS" : "MISS");
-}
-
-static void stop_child(pid_t pid) {
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
+        snprintf(a, sizeof a, "%.1f", added);
+        snprintf(t, sizeof t, "<=%.0fus", target_us);
+        bench_print_row(&table, name, a, "-", base->name, 0, t, added <= target_us);
 }
 
 /* Deliveries/s to 10 subscribers at the site against 10 at central, the
  * median of 3 alternating rounds of TOTAL events each. */
 static void measure_fanout(sd_bus *publisher, const char *central, const char *site, unsigned total) {
-        double direct[3], relayed[3], ratio;
+        double direct[3], relayed[3], rate_direct, rate_relayed, ratio;
+        char d[32], s[32];
 
         (void) fanout_run(publisher, central, "bench/warm", total / 5);
         (void) fanout_run(publisher, site, "bench/warm", total / 5);
@@ -560,12 +511,14 @@ static void measure_fanout(sd_bus *publisher, const char *central, const char *s
                 direct[r] = fanout_run(publisher, central, "bench/central", total);
                 relayed[r] = fanout_run(publisher, site, "bench/site", total);
         }
-        qsort(direct, 3, sizeof(double), compare_double);
-        qsort(relayed, 3, sizeof(double), compare_double);
-        ratio = relayed[1] / direct[1];
-        printf("%-26s %10.0f %10s  %-24s %6s  %-6s  %s\n", "events-10-subs-central/s", direct[1], "-", "-", "-", "-", "-");
-        printf("%-26s %10.0f %10s  %-24s %6.2f  >=0.5   %s\n", "events-10-subs-site/s", relayed[1], "-",
-               "events-10-subs-central/s", ratio, ratio >= 0.5 ? "PASS" : "MISS");
+        rate_direct = bench_median(direct, 3);
+        rate_relayed = bench_median(relayed, 3);
+        ratio = rate_relayed / rate_direct;
+        snprintf(d, sizeof d, "%.0f", rate_direct);
+        snprintf(s, sizeof s, "%.0f", rate_relayed);
+        bench_print_row(&table, "events-10-subs-central/s", d, "-", NULL, 0, NULL, -1);
+        bench_print_row(&table, "events-10-subs-site/s", s, "-", "events-10-subs-central/s", ratio, ">=0.5",
+                        ratio >= 0.5);
 }
 
 int main(int argc, char **argv) {
@@ -573,23 +526,26 @@ int main(int argc, char **argv) {
         unsigned tcp_port = base, tls_port = base + 1, plain_port = base + 2;
         unsigned wan_tls_port = base + 3, wan_tcp_port = base + 4;
         unsigned rounds = 10, per_round = 200;
-        char cmd[700], tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], wan_up[96], *id = NULL;
-        const char *outpostd = getenv("OUTPOSTD") ?: "./outpostd";
-        const char *certs_script = getenv("MAKE_TEST_CERTS") ?: "tests/make-test-certs.sh";
+        char *cmd, tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], wan_up[96], *id = NULL;
+        const char *outpostd = bench_env_or("OUTPOSTD", "./outpostd");
+        const char *certs_script = bench_env_or("MAKE_TEST_CERTS", "tests/make-test-certs.sh");
         char *central, *site_tls, *site_plain, *site_wan, central_tcp[96], central_tcp_wan[96];
         sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan;
         pid_t plain_importer, wan_importer;
         sd_bus_message *reply = NULL;
         int r;
 
-        if (!mkdtemp(workdir))
-                die("mkdtemp: %m");
+        bench_init("bench-bridge");
+        main_pid = getpid();
+        if (bench_make_dir("outpost-bench-bridge", &workdir) < 0)
+                return EXIT_FAILURE;
         atexit(cleanup);
-        signal(SIGPIPE, SIG_IGN);
 
-        snprintf(cmd, sizeof cmd, "sh '%s' '%s/certs' >/dev/null", certs_script, workdir);
+        if (asprintf(&cmd, "sh '%s' '%s/certs' >/dev/null", certs_script, workdir) < 0)
+                bench_die("out of memory");
         if (system(cmd) != 0)
-                die("cannot make certificates with %s", certs_script);
+                bench_die("cannot make certificates with %s", certs_script);
+        free(cmd);
 
         central = start_bus("central", tcp_port);
         site_tls = start_bus("site-tls", 0);
@@ -601,10 +557,11 @@ int main(int argc, char **argv) {
                 snprintf(s, sizeof s, "--state-dir=%s/state", workdir);
                 snprintf(c, sizeof c, "--config=%s/none.conf", workdir);
                 char *daemon_argv[] = { (char *) outpostd, a, s, c, NULL };
-                spawn("outpostd", NULL, daemon_argv);
+                spawn("outpostd", daemon_argv);
         }
         c_unix = connect_to(central, false);
-        wait_owned(c_unix, false);
+        if (bench_wait_for_name(c_unix, NULL, STARTUP_TIMEOUT_USEC) < 0)
+                return EXIT_FAILURE;
 
         snprintf(tls_listen, sizeof tls_listen, "--listen=tls:host=127.0.0.1,port=%u", tls_port);
         snprintf(plain_listen, sizeof plain_listen, "--listen=tcp:host=127.0.0.1,port=%u", plain_port);
@@ -628,14 +585,14 @@ int main(int argc, char **argv) {
         s_wan = connect_to(site_wan, false);
         snprintf(central_tcp_wan, sizeof central_tcp_wan, "tcp:host=127.0.0.1,port=%u", wan_tcp_port);
         c_tcp_wan = connect_to(central_tcp_wan, true);
-        wait_owned(s_tls, true);
-        wait_owned(s_plain, true);
-        wait_owned(s_wan, true);
+        wait_connected(s_tls);
+        wait_connected(s_plain);
+        wait_connected(s_wan);
 
         r = sd_bus_call_method(c_unix, "org.outpost.Outpost1", "/org/outpost/Outpost1/users",
                                "org.outpost.Outpost1.Users", "CreateUser", NULL, &reply, "a{sv}", 1, "name", "s", "bench");
         if (r < 0 || sd_bus_message_read(reply, "ss", &id, NULL) < 0)
-                die("cannot create a user: %s", strerror(-r));
+                bench_die("cannot create a user: %s", strerror(-r));
         id = strdup(id);
         sd_bus_message_unref(reply);
 
@@ -654,15 +611,12 @@ int main(int argc, char **argv) {
 
         printf("# %u calls per figure in %u interleaved rounds, loopback, 2 CPUs shared with the bus and daemons\n",
                rounds * per_round, rounds);
-        printf("%-26s %10s %10s  %-24s %6s  %-6s  %s\n", "figure", "median_us", "p99_us", "baseline", "ratio",
-               "target", "result");
-        for (unsigned i = 0; i < 5; i++)
-                if (i == 0 || i == 3)
-                        printf("%-26s %10.1f %10.1f  %-24s %6s  %-6s  %s\n", f[i].name, f[i].median, f[i].p99, "-", "-",
-                               "-", "-");
-        print(&f[1], &f[0], 3.0);
-        print(&f[1], &f[2], 1.3);
-        print(&f[4], &f[3], 1.2);
+        bench_print_header(&table, "median_us", "p99_us");
+        print_plain(&f[0]);
+        print_plain(&f[3]);
+        print_ratio(&f[1], &f[0], 3.0);
+        print_ratio(&f[1], &f[2], 1.3);
+        print_ratio(&f[4], &f[3], 1.2);
         fflush(stdout);
 
         /* 40 ms a round trip: fewer samples. */
@@ -673,8 +627,8 @@ int main(int argc, char **argv) {
 
         measure(5, 20, 3, w, wan_buses, wan_calls, wan_data);
         printf("# with 20 ms each way between site and central (a delay proxy), %u calls per figure\n", 5 * 20);
-        printf("%-26s %10.1f %10.1f  %-24s %6s  %-6s  %s\n", w[0].name, w[0].median, w[0].p99, "-", "-", "-", "-");
-        printf("%-26s %10.1f %10.1f  %-24s %6s  %-6s  %s\n", w[1].name, w[1].median, w[1].p99, "-", "-", "-", "-");
+        print_plain(&w[0]);
+        print_plain(&w[1]);
         print_added("relay-added-wan", &w[1], &w[0], 1000);
         print_absolute(&w[2], 1000);
         fflush(stdout);
@@ -683,8 +637,8 @@ int main(int argc, char **argv) {
          * event too, and load the two CPUs. */
         sd_bus_flush_close_unref(s_wan);
         sd_bus_flush_close_unref(c_tcp_wan);
-        stop_child(plain_importer);
-        stop_child(wan_importer);
+        stop_child(plain_importer, "the plain importer");
+        stop_child(wan_importer, "the WAN importer");
         printf("# 10 subscribers at central or at the TLS site, events published at central, %u in flight\n",
                FANOUT_IN_FLIGHT);
         measure_fanout(c_unix, central, site_tls, 3000);

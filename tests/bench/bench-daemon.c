@@ -13,19 +13,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
@@ -33,7 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OUTPOST_NAME    "org.outpost.Outpost1"
+#include "bench-util.h"
+
 #define ROOT_PATH       "/org/outpost/Outpost1"
 #define USERS_PATH      ROOT_PATH "/users"
 #define PRESENCE_PATH   ROOT_PATH "/presence"
@@ -81,47 +77,6 @@ static inline void freep(void *p) {
 }
 #define _cleanup_free_ _cleanup_(freep)
 
-static volatile sig_atomic_t interrupted = 0;
-
-static void on_signal(int sig) {
-        interrupted = 1;
-}
-
-static int log_errno(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int log_errno(int r, const char *fmt, ...) {
-        va_list ap;
-
-        fputs("bench-daemon: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                fprintf(stderr, ": %s", strerror(-r));
-        fputc('\n', stderr);
-        return r < 0 ? r : -EIO;
-}
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
-/* Nanoseconds: one call of a fast figure is tens of µs, where µs
- * truncation would bias the median. */
-static uint64_t now_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static const char *env_or(const char *name, const char *fallback) {
-        const char *v = getenv(name);
-        return v && *v ? v : fallback;
-}
-
 static int env_unsigned(const char *name, unsigned fallback, unsigned min, unsigned *ret) {
         const char *v = getenv(name);
         unsigned long n;
@@ -134,117 +89,8 @@ static int env_unsigned(const char *name, unsigned fallback, unsigned min, unsig
         errno = 0;
         n = strtoul(v, &end, 10);
         if (errno != 0 || *end || n < min || n > 10000000)
-                return log_errno(-EINVAL, "Invalid %s=%s: expected a number from %u to 10000000", name, v, min);
+                return bench_log_errno(-EINVAL, "Invalid %s=%s: expected a number from %u to 10000000", name, v, min);
         *ret = (unsigned) n;
-        return 0;
-}
-
-/* Samples */
-
-typedef struct Samples {
-        uint64_t *nsec;
-        size_t n, allocated;
-} Samples;
-
-static int samples_add(Samples *s, uint64_t nsec) {
-        if (s->n == s->allocated) {
-                size_t a = s->allocated ? s->allocated * 2 : 1024;
-                uint64_t *p = realloc(s->nsec, a * sizeof(uint64_t));
-
-                if (!p)
-                        return -ENOMEM;
-                s->nsec = p;
-                s->allocated = a;
-        }
-        s->nsec[s->n++] = nsec;
-        return 0;
-}
-
-static int compare_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-/* Median and nearest-rank p99, in µs. */
-static void samples_summarize(Samples *s, double *ret_median, double *ret_p99) {
-        size_t rank;
-
-        if (s->n == 0) {
-                *ret_median = *ret_p99 = 0;
-                return;
-        }
-        qsort(s->nsec, s->n, sizeof(uint64_t), compare_u64);
-        if (s->n % 2)
-                *ret_median = s->nsec[s->n / 2] / 1000.0;
-        else
-                *ret_median = (s->nsec[s->n / 2 - 1] + s->nsec[s->n / 2]) / 2000.0;
-        rank = (s->n * 99 + 99) / 100;          /* ceil(0.99 n), 1-based */
-        *ret_p99 = s->nsec[rank - 1] / 1000.0;
-}
-
-/* Processes */
-
-/* A child that dies with the benchmark however it ends (a crash, a kill
- * -9), so nothing is left running on the machine. */
-static int spawn(char *const argv[], int stdout_fd, int stderr_fd, pid_t *ret_pid) {
-        pid_t parent = getpid(), pid;
-
-        pid = fork();
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                sigset_t none;
-
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-                        _exit(127);
-                /* The parent may have gone before prctl() took effect. */
-                if (getppid() != parent)
-                        _exit(127);
-                /* An ignored signal stays ignored across exec. */
-                signal(SIGPIPE, SIG_DFL);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                if (stdout_fd >= 0 && dup2(stdout_fd, STDOUT_FILENO) < 0)
-                        _exit(127);
-                if (stderr_fd >= 0 && dup2(stderr_fd, STDERR_FILENO) < 0)
-                        _exit(127);
-                execvp(argv[0], argv);
-                fprintf(stderr, "bench-daemon: cannot run %s: %m\n", argv[0]);
-                _exit(127);
-        }
-        *ret_pid = pid;
-        return 0;
-}
-
-/* SIGTERM first, so outpostd closes its store as it would in production;
- * SIGKILL if it does not end in a few seconds. Returns the wait status. */
-static int stop_process(pid_t *pid, const char *what) {
-        uint64_t deadline = now_usec() + 5000000;
-        int status = 0;
-
-        if (*pid <= 0)
-                return 0;
-        kill(*pid, SIGTERM);
-        for (;;) {
-                pid_t r = waitpid(*pid, &status, WNOHANG);
-
-                if (r == *pid || (r < 0 && errno != EINTR))
-                        break;
-                if (now_usec() > deadline) {
-                        log_errno(0, "%s did not end on SIGTERM within 5 s; killing it", what);
-                        kill(*pid, SIGKILL);
-                        (void) waitpid(*pid, &status, 0);
-                        break;
-                }
-                usleep(2000);
-        }
-        *pid = 0;
-        return status;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-        if (remove(path) < 0)
-                log_errno(-errno, "Cannot remove %s", path);
         return 0;
 }
 
@@ -266,8 +112,6 @@ typedef struct Bench {
         char *address;
         pid_t bus_pid;
         pid_t daemon_pid;
-        char *bus_log;
-        char *daemon_log;
 
         sd_bus *bus;                    /* the client connection of the latency figures */
         sd_bus *pipeline[PIPELINE_CONNECTIONS];
@@ -281,7 +125,7 @@ typedef struct Bench {
         sqlite3_stmt *raw_begin, *raw_insert, *raw_commit;
         uint8_t raw_row[RAW_ROW_BYTES];
 
-        Samples samples[_FIG_MAX];
+        BenchSamples samples[_FIG_MAX];
         bool record;                    /* false during warm-up */
 
         /* Event subscribers (fan-out, replay): each counts the Event
@@ -304,19 +148,6 @@ typedef struct Bench {
         } pipe_users[PIPELINE_CONNECTIONS * PIPELINE_DEPTH];
 } Bench;
 
-static void print_file(const char *path) {
-        char buf[4096];
-        size_t n;
-        FILE *f = fopen(path, "re");
-
-        if (!f)
-                return;
-        fprintf(stderr, "--- %s ---\n", path);
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-                fwrite(buf, 1, n, stderr);
-        fclose(f);
-}
-
 static void bench_done(Bench *b) {
         int status;
 
@@ -329,26 +160,22 @@ static void bench_done(Bench *b) {
         b->event = sd_event_unref(b->event);
         b->bus = sd_bus_flush_close_unref(b->bus);
 
-        status = stop_process(&b->daemon_pid, "outpostd");
+        status = bench_stop(&b->daemon_pid, "outpostd");
         if (status != 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-                log_errno(0, "outpostd did not exit cleanly (wait status 0x%x)", status);
+                bench_log_errno(0, "outpostd did not exit cleanly (wait status 0x%x)", status);
                 /* Shown now: the directory goes away below. */
-                if (b->daemon_log)
-                        print_file(b->daemon_log);
+                bench_show_log(b->tmpdir, "outpostd");
         }
-        (void) stop_process(&b->bus_pid, "dbus-daemon");
+        (void) bench_stop(&b->bus_pid, "dbus-daemon");
 
         sqlite3_finalize(b->raw_begin);
         sqlite3_finalize(b->raw_insert);
         sqlite3_finalize(b->raw_commit);
         sqlite3_close(b->raw);
 
-        if (b->tmpdir && !getenv("BENCH_KEEP"))
-                (void) nftw(b->tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        bench_remove_dir(b->tmpdir);
         free(b->tmpdir);
         free(b->address);
-        free(b->bus_log);
-        free(b->daemon_log);
         free(b->user_id);
         free(b->tag);
         for (size_t i = 0; i < PIPELINE_CONNECTIONS * PIPELINE_DEPTH; i++) {
@@ -356,224 +183,41 @@ static void bench_done(Bench *b) {
                 free(b->pipe_users[i].tag);
         }
         for (size_t i = 0; i < _FIG_MAX; i++)
-                free(b->samples[i].nsec);
-}
-
-static int write_bus_config(Bench *b, char **ret_path) {
-        _cleanup_free_ char *path = NULL;
-        FILE *f;
-
-        if (asprintf(&path, "%s/bus.conf", b->tmpdir) < 0)
-                return -ENOMEM;
-        f = fopen(path, "wxe");
-        if (!f)
-                return log_errno(-errno, "Cannot create %s", path);
-        /* Like Debian's system.conf (deny by default, so dbus-daemon
-         * evaluates a policy for every message as the system bus does), with
-         * the rules of data/org.outpost.Outpost1.conf, except that whoever
-         * runs the benchmark may own the name: it must not need root. */
-        fprintf(f,
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-                " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-                "<busconfig>\n"
-                "  <type>system</type>\n"
-                "  <listen>unix:path=%s/bus_socket</listen>\n"
-                "  <auth>EXTERNAL</auth>\n"
-                "  <policy context=\"default\">\n"
-                "    <allow user=\"*\"/>\n"
-                "    <deny own=\"*\"/>\n"
-                "    <deny send_type=\"method_call\"/>\n"
-                "    <allow send_type=\"signal\"/>\n"
-                "    <allow send_requested_reply=\"true\" send_type=\"method_return\"/>\n"
-                "    <allow send_requested_reply=\"true\" send_type=\"error\"/>\n"
-                "    <allow receive_type=\"method_call\"/>\n"
-                "    <allow receive_type=\"method_return\"/>\n"
-                "    <allow receive_type=\"error\"/>\n"
-                "    <allow receive_type=\"signal\"/>\n"
-                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/>\n"
-                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Introspectable\"/>\n"
-                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Properties\"/>\n"
-                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Peer\"/>\n"
-                "  </policy>\n"
-                "  <policy context=\"default\">\n"
-                "    <allow own=\"" OUTPOST_NAME "\"/>\n"
-                "    <allow send_destination=\"" OUTPOST_NAME "\"/>\n"
-                "    <allow receive_sender=\"" OUTPOST_NAME "\"/>\n"
-                "  </policy>\n"
-                "</busconfig>\n",
-                b->tmpdir);
-        if (fclose(f) != 0)
-                return log_errno(-errno, "Cannot write %s", path);
-        *ret_path = path;
-        path = NULL;
-        return 0;
-}
-
-/* dbus-daemon prints its address once it listens. */
-static int read_address(int fd, char **ret) {
-        char buf[1024];
-        size_t n = 0;
-        uint64_t deadline = now_usec() + 10000000;
-
-        for (;;) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                int64_t left = (int64_t) (deadline - now_usec());
-                ssize_t k;
-                char *nl;
-
-                if (left <= 0)
-                        return log_errno(-ETIMEDOUT, "dbus-daemon printed no address within 10 s");
-                if (poll(&p, 1, (int) (left / 1000) + 1) < 0) {
-                        if (errno == EINTR && !interrupted)
-                                continue;
-                        return log_errno(-errno, "Waiting for dbus-daemon");
-                }
-                k = read(fd, buf + n, sizeof buf - 1 - n);
-                if (k < 0 && errno == EINTR && !interrupted)
-                        continue;
-                if (k < 0)
-                        return log_errno(-errno, "Reading the address of dbus-daemon");
-                if (k == 0)
-                        return log_errno(-EPIPE, "dbus-daemon exited before printing its address");
-                n += (size_t) k;
-                buf[n] = 0;
-                nl = strchr(buf, '\n');
-                if (nl) {
-                        *nl = 0;
-                        *ret = strdup(buf);
-                        return *ret ? 0 : -ENOMEM;
-                }
-                if (n == sizeof buf - 1)
-                        return log_errno(-E2BIG, "dbus-daemon printed an overlong address");
-        }
-}
-
-static int start_bus(Bench *b) {
-        _cleanup_free_ char *config = NULL, *config_arg = NULL;
-        int pipefd[2], log_fd, r;
-
-        r = write_bus_config(b, &config);
-        if (r < 0)
-                return r;
-        if (asprintf(&config_arg, "--config-file=%s", config) < 0)
-                return -ENOMEM;
-        if (asprintf(&b->bus_log, "%s/dbus-daemon.log", b->tmpdir) < 0)
-                return -ENOMEM;
-        /* Its complaints (a system bus run by a user cannot raise its fd
-         * limit) would clutter the table; they are shown when it fails. */
-        log_fd = open(b->bus_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (log_fd < 0)
-                return log_errno(-errno, "Cannot create %s", b->bus_log);
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
-                close(log_fd);
-                return log_errno(-errno, "pipe2");
-        }
-
-        char *argv[] = { (char *) env_or("DBUS_DAEMON", "dbus-daemon"), config_arg,
-                         (char *) "--nofork", (char *) "--nopidfile", (char *) "--print-address=1", NULL };
-        r = spawn(argv, pipefd[1], log_fd, &b->bus_pid);
-        close(pipefd[1]);
-        close(log_fd);
-        if (r < 0) {
-                close(pipefd[0]);
-                return log_errno(r, "Cannot start %s", argv[0]);
-        }
-        r = read_address(pipefd[0], &b->address);
-        close(pipefd[0]);
-        if (r < 0)
-                print_file(b->bus_log);
-        return r;
-}
-
-static int connect_bus(const char *address, sd_bus **ret) {
-        sd_bus *bus = NULL;
-        int r;
-
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return log_errno(r, "Cannot connect to %s", address);
-        }
-        *ret = bus;
-        return 0;
-}
-
-static int name_has_owner(sd_bus *bus, bool *ret) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        int owned = 0, r;
-
-        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "NameHasOwner", &error, &reply, "s", OUTPOST_NAME);
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "b", &owned);
-        if (r < 0)
-                log_errno(r, "NameHasOwner: %s", error.message ?: "");
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(reply);
-        *ret = owned;
-        return r;
+                bench_samples_free(&b->samples[i]);
 }
 
 static int start_daemon(Bench *b) {
         _cleanup_free_ char *address = NULL, *state = NULL, *config = NULL;
-        uint64_t deadline;
         int log_fd, r;
 
         if (asprintf(&address, "--address=%s", b->address) < 0 ||
             asprintf(&state, "--state-dir=%s/state", b->tmpdir) < 0 ||
             /* Absent on purpose: all defaults, as after a fresh install. */
-            asprintf(&config, "--config=%s/none.conf", b->tmpdir) < 0 ||
-            asprintf(&b->daemon_log, "%s/outpostd.log", b->tmpdir) < 0)
+            asprintf(&config, "--config=%s/none.conf", b->tmpdir) < 0)
                 return -ENOMEM;
 
         /* Its log goes to a file, so it does not mix with the table and
          * is there to show when it fails. */
-        log_fd = open(b->daemon_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (log_fd < 0)
-                return log_errno(-errno, "Cannot create %s", b->daemon_log);
+        r = bench_open_log(b->tmpdir, "outpostd", &log_fd);
+        if (r < 0)
+                return r;
 
-        char *argv[] = { (char *) env_or("OUTPOSTD", "./outpostd"), address, state, config, NULL };
-        r = spawn(argv, log_fd, log_fd, &b->daemon_pid);
+        char *argv[] = { (char *) bench_env_or("OUTPOSTD", "./outpostd"), address, state, config, NULL };
+        r = bench_spawn(argv, log_fd, log_fd, &b->daemon_pid);
         close(log_fd);
         if (r < 0)
-                return log_errno(r, "Cannot start %s", argv[0]);
+                return bench_log_errno(r, "Cannot start %s", argv[0]);
 
-        /* outpostd requests its name last, once everything is usable
-         * (DESIGN.md §3, Registry). */
-        deadline = now_usec() + STARTUP_TIMEOUT_USEC;
-        for (;;) {
-                bool owned;
-                int status;
-
-                r = name_has_owner(b->bus, &owned);
-                if (r < 0)
-                        return r;
-                if (owned)
-                        return 0;
-                if (waitpid(b->daemon_pid, &status, WNOHANG) == b->daemon_pid) {
-                        b->daemon_pid = 0;
-                        print_file(b->daemon_log);
-                        log_errno(0, "%s exited before owning %s (wait status 0x%x)",
-                                  argv[0], OUTPOST_NAME, status);
-                        return -ECHILD;
-                }
-                if (now_usec() > deadline || interrupted) {
-                        print_file(b->daemon_log);
-                        return log_errno(-ETIMEDOUT, "%s did not own %s within 20 s", argv[0], OUTPOST_NAME);
-                }
-                usleep(5000);
+        r = bench_wait_for_name(b->bus, &b->daemon_pid, STARTUP_TIMEOUT_USEC);
+        if (r < 0) {
+                bench_show_log(b->tmpdir, "outpostd");
+                return bench_log_errno(r, "%s did not start", argv[0]);
         }
+        return 0;
 }
 
 static int call_failed(const char *what, int r, const sd_bus_error *error) {
-        return log_errno(r, "%s failed%s%s", what, error && error->message ? ": " : "",
+        return bench_log_errno(r, "%s failed%s%s", what, error && error->message ? ": " : "",
                          error && error->message ? error->message : "");
 }
 
@@ -585,7 +229,7 @@ static int create_named_user(Bench *b, const char *name, char **ret_id, char **r
         const char *id, *tag;
         int r;
 
-        r = sd_bus_call_method(b->bus, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "CreateUser", &error, &reply,
+        r = sd_bus_call_method(b->bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "CreateUser", &error, &reply,
                                "a{sv}", 3,
                                "name", "s", name,
                                "display-name", "s", "Benchmark User",
@@ -620,7 +264,7 @@ static int open_raw(Bench *b) {
                 return -ENOMEM;
         if (sqlite3_open_v2(path, &b->raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                             NULL) != SQLITE_OK)
-                return log_errno(-EIO, "Cannot open %s: %s", path, sqlite3_errmsg(b->raw));
+                return bench_log_errno(-EIO, "Cannot open %s: %s", path, sqlite3_errmsg(b->raw));
         if (sqlite3_exec(b->raw,
                          "PRAGMA journal_mode=WAL;"
                          "PRAGMA synchronous=FULL;"
@@ -634,7 +278,7 @@ static int open_raw(Bench *b) {
             sqlite3_prepare_v3(b->raw, "INSERT INTO raw (topic, time, data) VALUES (?1, ?2, ?3)", -1,
                                SQLITE_PREPARE_PERSISTENT, &b->raw_insert, NULL) != SQLITE_OK ||
             sqlite3_prepare_v3(b->raw, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &b->raw_commit, NULL) != SQLITE_OK)
-                return log_errno(-EIO, "Cannot set up %s: %s", path, sqlite3_errmsg(b->raw));
+                return bench_log_errno(-EIO, "Cannot set up %s: %s", path, sqlite3_errmsg(b->raw));
 
         /* Not compressible, not all zeroes: like real serialized data. */
         for (size_t i = 0; i < sizeof b->raw_row; i++)
@@ -645,7 +289,7 @@ static int open_raw(Bench *b) {
 static int record(Bench *b, Figure f, uint64_t start, uint64_t end) {
         if (!b->record)
                 return 0;
-        return samples_add(&b->samples[f], end - start);
+        return bench_samples_add(&b->samples[f], end - start);
 }
 
 /* A method call on the latency connection, timed from building the message
@@ -653,10 +297,10 @@ static int record(Bench *b, Figure f, uint64_t start, uint64_t end) {
 #define TIMED_CALL(b, fig, what, reply, path, iface, member, ...)                                      \
         ({                                                                                              \
                 sd_bus_error _error = SD_BUS_ERROR_NULL;                                                \
-                uint64_t _start = now_nsec();                                                           \
-                int _r = sd_bus_call_method((b)->bus, OUTPOST_NAME, path, iface, member,                \
+                uint64_t _start = bench_now_nsec();                                                           \
+                int _r = sd_bus_call_method((b)->bus, BENCH_OUTPOST_NAME, path, iface, member,                \
                                             &_error, reply, __VA_ARGS__);                               \
-                uint64_t _end = now_nsec();                                                             \
+                uint64_t _end = bench_now_nsec();                                                             \
                 if (_r < 0)                                                                             \
                         call_failed(what, _r, &_error);                                                 \
                 else                                                                                    \
@@ -720,7 +364,7 @@ static int step_raw_commit(Bench *b) {
         uint64_t start, end;
         int r;
 
-        start = now_nsec();
+        start = bench_now_nsec();
         r = sqlite3_step(b->raw_begin);
         sqlite3_reset(b->raw_begin);
         if (r == SQLITE_DONE) {
@@ -734,10 +378,10 @@ static int step_raw_commit(Bench *b) {
                 r = sqlite3_step(b->raw_commit);
                 sqlite3_reset(b->raw_commit);
         }
-        end = now_nsec();
+        end = bench_now_nsec();
         if (r != SQLITE_DONE) {
                 (void) sqlite3_exec(b->raw, "ROLLBACK", NULL, NULL, NULL);
-                return log_errno(-EIO, "Raw commit failed: %s", sqlite3_errmsg(b->raw));
+                return bench_log_errno(-EIO, "Raw commit failed: %s", sqlite3_errmsg(b->raw));
         }
         return record(b, FIG_RAW_COMMIT, start, end);
 }
@@ -760,8 +404,8 @@ static int run_steps(Bench *b, const Step *step, unsigned n) {
         for (unsigned i = 0; i < n; i++) {
                 int r;
 
-                if (interrupted)
-                        return log_errno(-EINTR, "Interrupted");
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
                 r = step->run(b);
                 if (r < 0)
                         return r;
@@ -771,7 +415,7 @@ static int run_steps(Bench *b, const Step *step, unsigned n) {
 
 /* Returns how long one iteration of every step took during warm-up, in µs. */
 static int warm_up(Bench *b, unsigned n, uint64_t *ret_iteration_usec) {
-        uint64_t start = now_usec();
+        uint64_t start = bench_now_usec();
         int r;
 
         b->record = false;
@@ -780,7 +424,7 @@ static int warm_up(Bench *b, unsigned n, uint64_t *ret_iteration_usec) {
                 if (r < 0)
                         return r;
         }
-        *ret_iteration_usec = n > 0 ? (now_usec() - start) / n : 0;
+        *ret_iteration_usec = n > 0 ? (bench_now_usec() - start) / n : 0;
         return 0;
 }
 
@@ -858,36 +502,36 @@ static int pipeline_issue(PipeSlot *slot) {
 
         switch (p->kind) {
         case PIPE_GET_USER:
-                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
+                r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
                                              on_pipeline_reply, slot, "s", b->user_id);
                 break;
         case PIPE_SAVE_USER:
                 snprintf(name, sizeof name, "Pipelined %u", p->issued);
-                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
+                r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
                                              on_pipeline_reply, slot, "ssa{sv}", u->id, u->tag,
                                              1, "display-name", "s", name);
                 break;
         case PIPE_GO_ONLINE:
                 /* Every call a change: online, offline, online... */
                 if (u->online)
-                        r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
+                        r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
                                                      "GoOffline", on_pipeline_reply, slot, "s", u->id);
                 else
-                        r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
+                        r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, PRESENCE_PATH, PRESENCE_IFACE,
                                                      "GoOnline", on_pipeline_reply, slot, "su", u->id, (uint32_t) 0);
                 u->online = !u->online;
                 break;
         case PIPE_PUBLISH:
-                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "Publish",
+                r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "Publish",
                                              on_pipeline_reply, slot, "sa{sv}", "bench/fanout",
                                              1, "n", "i", (int32_t) p->issued);
                 break;
         default:
-                r = sd_bus_call_method_async(bus, NULL, OUTPOST_NAME, ROOT_PATH, PEER_IFACE, "Ping",
+                r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, ROOT_PATH, PEER_IFACE, "Ping",
                                              on_pipeline_reply, slot, "");
         }
         if (r < 0)
-                return log_errno(r, "Cannot queue a pipelined call");
+                return bench_log_errno(r, "Cannot queue a pipelined call");
         p->issued++;
         return 0;
 }
@@ -905,7 +549,7 @@ static int pipeline_take_tag(PipeSlot *slot, sd_bus_message *m) {
 
         r = sd_bus_message_read(m, "s", &tag);
         if (r < 0)
-                return log_errno(r, "Cannot read a SaveUser reply");
+                return bench_log_errno(r, "Cannot read a SaveUser reply");
         free(u->tag);
         u->tag = strdup(tag);
         return u->tag ? 0 : -ENOMEM;
@@ -937,7 +581,7 @@ static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *re
 
 static int on_pipeline_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Pipeline *p = userdata;
-        return pipeline_fail(p, log_errno(-ETIMEDOUT, "Pipelined calls (and their signals: %" PRIu64 " of %" PRIu64
+        return pipeline_fail(p, bench_log_errno(-ETIMEDOUT, "Pipelined calls (and their signals: %" PRIu64 " of %" PRIu64
                                           ") did not complete within 60 s",
                                           p->bench->sub_received, p->bench->sub_expected));
 }
@@ -956,21 +600,21 @@ static int pipeline_run(Bench *b, PipeKind kind, unsigned total, uint64_t *ret_u
         r = sd_event_add_time_relative(b->event, &timeout, CLOCK_MONOTONIC, 60 * 1000000ULL, 0,
                                        on_pipeline_timeout, &p);
         if (r < 0)
-                return log_errno(r, "Cannot arm a timer");
+                return bench_log_errno(r, "Cannot arm a timer");
 
-        start = now_usec();
+        start = bench_now_usec();
         for (unsigned i = 0; i < PIPELINE_SLOTS && p.issued < total && r >= 0; i++)
                 r = pipeline_issue(&p.slots[i]);
         while (r >= 0 && !pipeline_done(&p))
                 r = sd_event_run(b->event, UINT64_MAX);
-        *ret_usec = now_usec() - start;
+        *ret_usec = bench_now_usec() - start;
         sd_event_source_disable_unref(timeout);
         if (r < 0)
-                return log_errno(r, "The event loop failed");
+                return bench_log_errno(r, "The event loop failed");
         if (p.error < 0)
                 return p.error;
-        if (interrupted)
-                return log_errno(-EINTR, "Interrupted");
+        if (bench_interrupted)
+                return bench_log_errno(-EINTR, "Interrupted");
         return 0;
 }
 
@@ -998,14 +642,14 @@ static int measure_pipelined(Bench *b, double ret_rates[_PIPE_MAX]) {
 
         r = sd_event_new(&b->event);
         if (r < 0)
-                return log_errno(r, "Cannot create an event loop");
+                return bench_log_errno(r, "Cannot create an event loop");
         for (size_t c = 0; c < PIPELINE_CONNECTIONS; c++) {
-                r = connect_bus(b->address, &b->pipeline[c]);
+                r = bench_connect(b->address, false, &b->pipeline[c]);
                 if (r < 0)
                         return r;
                 r = sd_bus_attach_event(b->pipeline[c], b->event, SD_EVENT_PRIORITY_NORMAL);
                 if (r < 0)
-                        return log_errno(r, "Cannot attach a connection to the event loop");
+                        return bench_log_errno(r, "Cannot attach a connection to the event loop");
         }
         r = create_pipe_users(b);
 
@@ -1033,7 +677,7 @@ static int measure_pipelined(Bench *b, double ret_rates[_PIPE_MAX]) {
 
 static int on_event_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Bench *b = userdata;
-        uint64_t seq = 0, now = now_usec();
+        uint64_t seq = 0, now = bench_now_usec();
 
         (void) sd_bus_message_read(m, "t", &seq);
         if (b->sub_received == 0)
@@ -1048,17 +692,17 @@ static int on_event_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_
 /* Subscribers FROM..TO-1, connected and subscribed (AddMatch answered). */
 static int subscribe(Bench *b, unsigned from, unsigned to) {
         for (unsigned i = from; i < to; i++) {
-                int r = connect_bus(b->address, &b->subs[i]);
+                int r = bench_connect(b->address, false, &b->subs[i]);
 
                 if (r < 0)
                         return r;
                 r = sd_bus_match_signal(b->subs[i], NULL, NULL, EVENTS_PATH, EVENTS_IFACE, "Event",
                                         on_event_signal, b);
                 if (r < 0)
-                        return log_errno(r, "Cannot subscribe to Event");
+                        return bench_log_errno(r, "Cannot subscribe to Event");
                 r = sd_bus_attach_event(b->subs[i], b->event, SD_EVENT_PRIORITY_NORMAL);
                 if (r < 0)
-                        return log_errno(r, "Cannot attach a subscriber to the event loop");
+                        return bench_log_errno(r, "Cannot attach a subscriber to the event loop");
         }
         return 0;
 }
@@ -1070,19 +714,19 @@ static void expect_signals(Bench *b, uint64_t n) {
 }
 
 static int wait_signals(Bench *b, const char *what) {
-        uint64_t deadline = now_usec() + 60 * 1000000ULL;
+        uint64_t deadline = bench_now_usec() + 60 * 1000000ULL;
 
         while (b->sub_received < b->sub_expected) {
                 int r;
 
-                if (interrupted)
-                        return log_errno(-EINTR, "Interrupted");
-                if (now_usec() > deadline)
-                        return log_errno(-ETIMEDOUT, "%s: %" PRIu64 " of %" PRIu64 " signals arrived within 60 s",
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "%s: %" PRIu64 " of %" PRIu64 " signals arrived within 60 s",
                                          what, b->sub_received, b->sub_expected);
                 r = sd_event_run(b->event, 100000);
                 if (r < 0)
-                        return log_errno(r, "The event loop failed");
+                        return bench_log_errno(r, "The event loop failed");
         }
         return 0;
 }
@@ -1094,7 +738,7 @@ static void bare_pusher(const char *address, int go_fd, unsigned n) {
         sd_bus *bus = NULL;
         char c;
 
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || connect_bus(address, &bus) < 0)
+        if (bench_connect(address, false, &bus) < 0)
                 _exit(1);
         if (read(go_fd, &c, 1) != 1)
                 _exit(1);
@@ -1105,7 +749,7 @@ static void bare_pusher(const char *address, int go_fd, unsigned n) {
                 r = sd_bus_message_new_signal(bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
                 if (r >= 0)
                         r = sd_bus_message_append(m, "tsxa{sv}", (uint64_t) i + 1, "bench/fanout",
-                                                  (int64_t) now_usec(), 1, "n", "i", (int32_t) i);
+                                                  (int64_t) bench_now_usec(), 1, "n", "i", (int32_t) i);
                 if (r >= 0)
                         r = sd_bus_send(bus, m, NULL);
                 sd_bus_message_unref(m);
@@ -1125,13 +769,13 @@ static int fanout_bare(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) {
         pid_t pid;
 
         if (pipe2(go, O_CLOEXEC) < 0)
-                return log_errno(-errno, "pipe2");
+                return bench_log_errno(-errno, "pipe2");
         fflush(stdout);
-        pid = fork();
+        pid = bench_fork();
         if (pid < 0) {
                 close(go[0]);
                 close(go[1]);
-                return log_errno(-errno, "fork");
+                return bench_log_errno(pid, "fork");
         }
         if (pid == 0) {
                 close(go[1]);
@@ -1141,8 +785,8 @@ static int fanout_bare(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) {
         /* Let it connect before the clock starts, as outpostd is connected. */
         usleep(100000);
         expect_signals(b, (uint64_t) FANOUT_EVENTS * n_subscribers);
-        start = now_usec();
-        r = write(go[1], "x", 1) == 1 ? 0 : log_errno(-errno, "Cannot start the bare program");
+        start = bench_now_usec();
+        r = write(go[1], "x", 1) == 1 ? 0 : bench_log_errno(-errno, "Cannot start the bare program");
         close(go[1]);
         if (r >= 0)
                 r = wait_signals(b, "Bare fan-out");
@@ -1151,7 +795,7 @@ static int fanout_bare(Bench *b, unsigned n_subscribers, uint64_t *ret_usec) {
                 kill(pid, SIGKILL);
         (void) waitpid(pid, &status, 0);
         if (r >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-                r = log_errno(-EIO, "The bare signal program failed (wait status 0x%x)", status);
+                r = bench_log_errno(-EIO, "The bare signal program failed (wait status 0x%x)", status);
         expect_signals(b, 0);
         return r;
 }
@@ -1198,7 +842,7 @@ static int read_last_seq(Bench *b, uint64_t *ret) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_get_property_trivial(b->bus, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", &error, 't', ret);
+        r = sd_bus_get_property_trivial(b->bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", &error, 't', ret);
         if (r < 0)
                 call_failed("Reading LastSeq", r, &error);
         sd_bus_error_free(&error);
@@ -1213,7 +857,7 @@ static int fetch_page(Bench *b, uint64_t after, unsigned *ret_n, uint64_t *ret_n
         unsigned n = 0;
         int r;
 
-        r = sd_bus_call_method(b->bus, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "FetchSince", &error, &reply,
+        r = sd_bus_call_method(b->bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "FetchSince", &error, &reply,
                                "stasu", "", after, 0, (uint32_t) REPLAY_PAGE);
         if (r < 0) {
                 call_failed("FetchSince", r, &error);
@@ -1239,7 +883,7 @@ static int fetch_page(Bench *b, uint64_t after, unsigned *ret_n, uint64_t *ret_n
                 r = sd_bus_message_read(reply, "tb", ret_next, ret_more);
         sd_bus_message_unref(reply);
         if (r < 0)
-                return log_errno(r, "Cannot read a FetchSince reply");
+                return bench_log_errno(r, "Cannot read a FetchSince reply");
         *ret_n = n;
         return 0;
 }
@@ -1266,7 +910,7 @@ static int measure_replay(Bench *b, double *ret_signal_rate, double *ret_fetch_r
                 return r;
 
         after = before;
-        start = now_usec();
+        start = bench_now_usec();
         while (after < b->sub_last_seq) {
                 unsigned n = 0;
                 int more = 0;
@@ -1278,9 +922,9 @@ static int measure_replay(Bench *b, double *ret_signal_rate, double *ret_fetch_r
                 if (!more)
                         break;
         }
-        fetch_usec = now_usec() - start;
+        fetch_usec = bench_now_usec() - start;
         if (total != REPLAY_EVENTS)
-                return log_errno(-EIO, "FetchSince returned %u events after %" PRIu64 ", %d were published",
+                return bench_log_errno(-EIO, "FetchSince returned %u events after %" PRIu64 ", %d were published",
                                  total, before, REPLAY_EVENTS);
         *ret_fetch_rate = total / (fetch_usec / 1e6);
         return 0;
@@ -1312,10 +956,10 @@ static int saver_issue(Saver *s) {
         int r;
 
         snprintf(name, sizeof name, "Saver %u", s->n++);
-        r = sd_bus_call_method_async(s->bus, NULL, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
+        r = sd_bus_call_method_async(s->bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
                                      on_save_reply, s, "ssa{sv}", s->id, s->tag, 1, "display-name", "s", name);
         if (r < 0)
-                return log_errno(r, "Cannot queue a SaveUser call");
+                return bench_log_errno(r, "Cannot queue a SaveUser call");
         s->run->issued++;
         return 0;
 }
@@ -1333,7 +977,7 @@ static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         }
         r = sd_bus_message_read(m, "s", &tag);
         if (r < 0) {
-                run->error = log_errno(r, "Cannot read a SaveUser reply");
+                run->error = bench_log_errno(r, "Cannot read a SaveUser reply");
                 return 0;
         }
         free(s->tag);
@@ -1358,13 +1002,13 @@ static int saves_setup(SaveRun *run) {
                 int r;
 
                 s->run = run;
-                r = connect_bus(b->address, &b->savers[i]);
+                r = bench_connect(b->address, false, &b->savers[i]);
                 if (r < 0)
                         return r;
                 s->bus = b->savers[i];
                 r = sd_bus_attach_event(s->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
                 if (r < 0)
-                        return log_errno(r, "Cannot attach a connection to the event loop");
+                        return bench_log_errno(r, "Cannot attach a connection to the event loop");
                 snprintf(name, sizeof name, "bench-saver-%u", i);
                 r = create_named_user(b, name, &s->id, &s->tag);
                 if (r < 0)
@@ -1381,20 +1025,20 @@ static int saves_run(SaveRun *run, unsigned total, uint64_t *ret_usec) {
         run->total = total;
         run->issued = run->completed = 0;
         run->error = 0;
-        start = now_usec();
+        start = bench_now_usec();
         deadline = start + 60 * 1000000ULL;
         for (unsigned i = 0; i < SAVE_CLIENTS && run->issued < total && r >= 0; i++)
                 r = saver_issue(&run->savers[i]);
         while (r >= 0 && run->error >= 0 && run->completed < total) {
-                if (interrupted)
-                        return log_errno(-EINTR, "Interrupted");
-                if (now_usec() > deadline)
-                        return log_errno(-ETIMEDOUT, "Concurrent saves did not complete within 60 s");
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "Concurrent saves did not complete within 60 s");
                 r = sd_event_run(b->event, 100000);
         }
-        *ret_usec = now_usec() - start;
+        *ret_usec = bench_now_usec() - start;
         if (r < 0)
-                return log_errno(r, "The event loop failed");
+                return bench_log_errno(r, "The event loop failed");
         return run->error;
 }
 
@@ -1408,7 +1052,7 @@ static int saves_verify(SaveRun *run) {
                 const char *key, *tag = NULL;
                 int r;
 
-                r = sd_bus_call_method(run->bench->bus, OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
+                r = sd_bus_call_method(run->bench->bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
                                        &error, &reply, "s", s->id);
                 if (r >= 0)
                         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -1424,7 +1068,7 @@ static int saves_verify(SaveRun *run) {
                 if (r < 0)
                         call_failed("GetUser", r, &error);
                 else if (!tag || strcmp(tag, s->tag) != 0)
-                        r = log_errno(-EIO, "User %s has tag %s, but its last acknowledged save returned %s",
+                        r = bench_log_errno(-EIO, "User %s has tag %s, but its last acknowledged save returned %s",
                                       s->id, tag ?: "(none)", s->tag);
                 sd_bus_error_free(&error);
                 sd_bus_message_unref(reply);
@@ -1442,7 +1086,7 @@ static void saves_done(SaveRun *run) {
 }
 
 static int raw_commits(Bench *b, unsigned n, uint64_t *ret_usec) {
-        uint64_t start = now_usec();
+        uint64_t start = bench_now_usec();
         bool record = b->record;
         int r = 0;
 
@@ -1450,7 +1094,7 @@ static int raw_commits(Bench *b, unsigned n, uint64_t *ret_usec) {
         for (unsigned i = 0; i < n && r >= 0; i++)
                 r = step_raw_commit(b);
         b->record = record;
-        *ret_usec = now_usec() - start;
+        *ret_usec = bench_now_usec() - start;
         return r;
 }
 
@@ -1481,14 +1125,11 @@ static int measure_saves(Bench *b, double *ret_raw_rate, double *ret_save_rate) 
 
 /* Report */
 
+static const BenchTable table = { .name = 20, .value = 12, .baseline = 18, .target = 8 };
+
 static void print_row(const char *name, const char *median, const char *p99, const char *baseline,
                       double ratio, const char *target, int pass) {
-        char r[32] = "-";
-
-        if (ratio > 0)
-                snprintf(r, sizeof r, "%.2f", ratio);
-        printf("%-20s %12s %12s  %-18s %6s  %-8s %s\n",
-               name, median, p99, baseline, r, target, pass < 0 ? "-" : pass ? "PASS" : "MISS");
+        bench_print_row(&table, name, median, p99, baseline, ratio, target, pass);
 }
 
 static void print_latency(const char *name, double median, double p99, const char *baseline, double baseline_median,
@@ -1544,7 +1185,7 @@ static void print_environment(const Bench *b, unsigned iterations, unsigned warm
                 load[strcspn(load, "\n")] = 0;
                 fclose(f);
         }
-        printf("# outpostd: %s\n", env_or("OUTPOSTD", "./outpostd"));
+        printf("# outpostd: %s\n", bench_env_or("OUTPOSTD", "./outpostd"));
         printf("# directory: %s (file system magic 0x%lx), SQLite %s\n",
                b->tmpdir, (unsigned long) sfs.f_type, sqlite3_libversion());
         printf("# %u iterations per latency figure in %d rounds after %u warm-up; "
@@ -1553,27 +1194,13 @@ static void print_environment(const Bench *b, unsigned iterations, unsigned warm
                PIPELINE_CALLS * PIPELINE_ROUNDS, sysconf(_SC_NPROCESSORS_ONLN), load);
 }
 
-static int make_tmpdir(Bench *b) {
-        const char *base = env_or("BENCH_DIR", "/var/tmp");
-
-        if (asprintf(&b->tmpdir, "%s/outpost-bench-XXXXXX", base) < 0)
-                return -ENOMEM;
-        if (!mkdtemp(b->tmpdir)) {
-                int r = log_errno(-errno, "Cannot create a directory in %s (set BENCH_DIR)", base);
-                free(b->tmpdir);
-                b->tmpdir = NULL;
-                return r;
-        }
-        return 0;
-}
-
 static int run(Bench *b) {
         static const unsigned fanout_sizes[] = { 1, 10, FANOUT_SUBSCRIBERS };
         double median[_FIG_MAX], p99[_FIG_MAX], pipe_rates[_PIPE_MAX] = {}, durable_base;
         double raw_rate = 0, save_rate = 0, signal_rate = 0, fetch_rate = 0;
         double bare_rates[ELEMENTSOF(fanout_sizes)] = {}, fanout_rates[ELEMENTSOF(fanout_sizes)] = {};
         unsigned iterations, warmup, misses = 0;
-        uint64_t iteration_usec, start = now_usec(), spent;
+        uint64_t iteration_usec, start = bench_now_usec(), spent;
         int r;
 
         r = env_unsigned("BENCH_ITERATIONS", DEFAULT_ITERATIONS, ROUNDS, &iterations);
@@ -1582,11 +1209,11 @@ static int run(Bench *b) {
         if (r < 0)
                 return r;
 
-        r = make_tmpdir(b);
+        r = bench_make_dir("outpost-bench", &b->tmpdir);
         if (r >= 0)
-                r = start_bus(b);
+                r = bench_start_bus(b->tmpdir, "system", NULL, &b->bus_pid, &b->address);
         if (r >= 0)
-                r = connect_bus(b->address, &b->bus);
+                r = bench_connect(b->address, false, &b->bus);
         if (r >= 0)
                 r = start_daemon(b);
         if (r >= 0)
@@ -1600,7 +1227,7 @@ static int run(Bench *b) {
 
         /* A slow disk makes every durable figure slow; fewer samples then
          * keep the run short, and the medians are still sound. */
-        spent = now_usec() - start;
+        spent = bench_now_usec() - start;
         if (iteration_usec > 0 && spent + iteration_usec * iterations > LATENCY_BUDGET_USEC) {
                 uint64_t fit = spent < LATENCY_BUDGET_USEC ? (LATENCY_BUDGET_USEC - spent) / iteration_usec : 0;
                 unsigned n = fit < MIN_ITERATIONS ? MIN_ITERATIONS : (unsigned) fit;
@@ -1627,12 +1254,15 @@ static int run(Bench *b) {
         if (r < 0)
                 return r;
 
-        for (size_t i = 0; i < _FIG_MAX; i++)
-                samples_summarize(&b->samples[i], &median[i], &p99[i]);
+        /* In µs. */
+        for (size_t i = 0; i < _FIG_MAX; i++) {
+                bench_samples_stats(&b->samples[i], 0.99, &median[i], &p99[i]);
+                median[i] /= 1000;
+                p99[i] /= 1000;
+        }
         durable_base = median[FIG_PING] + median[FIG_RAW_COMMIT];
 
-        printf("%-20s %12s %12s  %-18s %6s  %-8s %s\n",
-               "figure", "median_us", "p99_us", "baseline", "ratio", "target", "result");
+        bench_print_header(&table, "median_us", "p99_us");
         print_latency("ping", median[FIG_PING], p99[FIG_PING], NULL, 0, 0, &misses);
         print_latency("raw-commit", median[FIG_RAW_COMMIT], p99[FIG_RAW_COMMIT], NULL, 0, 0, &misses);
         /* The sum of medians: what a durable call cannot go below. */
@@ -1670,13 +1300,12 @@ static int run(Bench *b) {
                            &misses);
         }
 
-        printf("# %u of 10 targets missed; run took %.1f s\n", misses, (now_usec() - start) / 1e6);
+        printf("# %u of 10 targets missed; run took %.1f s\n", misses, (bench_now_usec() - start) / 1e6);
         return 0;
 }
 
 int main(int argc, char **argv) {
         _cleanup_(bench_done) Bench b = {};
-        struct sigaction sa = { .sa_handler = on_signal };
         int r;
 
         if (argc > 1) {
@@ -1688,12 +1317,7 @@ int main(int argc, char **argv) {
                 return argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
         }
 
-        /* A daemon that dies must show as a failed call, not kill us. */
-        signal(SIGPIPE, SIG_IGN);
-        /* No SA_RESTART: Ctrl-C ends the run through the normal clean-up,
-         * which stops the children and removes the directory. */
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        bench_init("bench-daemon");
 
         r = run(&b);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -15,12 +15,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <glib.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -28,14 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench-util.h"
 
 #define OUTPOST_NAME    "org.outpost.Outpost1"
 #define ROOT_PATH       "/org/outpost/Outpost1"
@@ -79,37 +76,6 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
-static volatile sig_atomic_t interrupted = 0;
-
-static void on_signal(int sig) {
-        interrupted = 1;
-}
-
-static int fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int r, const char *fmt, ...) {
-        va_list ap;
-
-        fputs("bench-scale: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        if (r < 0)
-                fprintf(stderr, ": %s", strerror(-r));
-        fputc('\n', stderr);
-        return r < 0 ? r : -EIO;
-}
-
-static uint64_t mono_nsec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static uint64_t mono_usec(void) {
-        return mono_nsec() / 1000;
-}
-
 /* A fixed sequence, so every run makes the same ids and picks the same
  * users. */
 static uint64_t next_random(uint64_t *state) {
@@ -133,94 +99,9 @@ static void random_uuid(uint64_t *state, char out[37]) {
 
 /* Samples in nanoseconds. */
 
-typedef struct Samples {
-        GArray *ns;             /* uint64_t */
-} Samples;
-
-static int compare_u64(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-        return x < y ? -1 : x > y;
-}
-
-/* The median and the nearest-rank quantile Q (0 < Q <= 1). */
-static void samples_stats(Samples *s, double q, double *ret_median, double *ret_quantile) {
-        uint64_t *v = (uint64_t *) s->ns->data;
-        guint n = s->ns->len;
-        size_t rank;
-
-        if (n == 0) {
-                *ret_median = *ret_quantile = 0;
-                return;
-        }
-        qsort(v, n, sizeof(uint64_t), compare_u64);
-        *ret_median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-        rank = (size_t) (q * n + 0.999999);
-        *ret_quantile = v[(rank ? rank : 1) - 1];
-}
+typedef BenchSamples Samples;
 
 /* Processes */
-
-/* Dies with the benchmark, however that ends; output to LOG_FD, and
- * stdout to OUT_FD when that is given. */
-static int start_process(char *const argv[], int out_fd, int log_fd, pid_t *ret_pid) {
-        pid_t parent = getpid();
-        pid_t pid = fork();
-
-        if (pid < 0)
-                return -errno;
-        if (pid > 0) {
-                *ret_pid = pid;
-                return 0;
-        }
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                _exit(127);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        if (dup2(out_fd >= 0 ? out_fd : log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0)
-                _exit(127);
-        execvp(argv[0], argv);
-        fprintf(stderr, "bench-scale: cannot run %s: %m\n", argv[0]);
-        _exit(127);
-}
-
-/* SIGTERM, so outpostd closes its store as in production; SIGKILL after
- * 5 s. True when it exited with status 0. */
-static bool end_process(pid_t *pid) {
-        int status = 0;
-
-        if (*pid <= 0)
-                return true;
-        kill(*pid, SIGTERM);
-        for (unsigned i = 0; i < 2500; i++) {
-                pid_t r = waitpid(*pid, &status, WNOHANG);
-
-                if (r == *pid || (r < 0 && errno != EINTR)) {
-                        *pid = 0;
-                        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-                }
-                usleep(2000);
-        }
-        kill(*pid, SIGKILL);
-        (void) waitpid(*pid, &status, 0);
-        *pid = 0;
-        return false;
-}
-
-static int open_log(const char *dir, const char *name, int *ret_fd) {
-        g_autofree char *path = g_strdup_printf("%s/%s.log", dir, name);
-
-        *ret_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        return *ret_fd < 0 ? fail(-errno, "Cannot create %s", path) : 0;
-}
-
-static void show_log(const char *dir, const char *name) {
-        g_autofree char *path = g_strdup_printf("%s/%s.log", dir, name);
-        g_autofree char *text = NULL;
-
-        if (g_file_get_contents(path, &text, NULL, NULL))
-                fprintf(stderr, "--- %s ---\n%s", path, text);
-}
 
 /* VmRSS of PID, in KiB. */
 static int resident_kib(pid_t pid, double *ret) {
@@ -229,10 +110,10 @@ static int resident_kib(pid_t pid, double *ret) {
         const char *line;
 
         if (!g_file_get_contents(path, &text, NULL, NULL))
-                return fail(-ESRCH, "Cannot read %s", path);
+                return bench_log_errno(-ESRCH, "Cannot read %s", path);
         line = strstr(text, "\nVmRSS:");
         if (!line)
-                return fail(-EIO, "No VmRSS in %s", path);
+                return bench_log_errno(-EIO, "No VmRSS in %s", path);
         *ret = g_ascii_strtod(line + strlen("\nVmRSS:"), NULL);
         return 0;
 }
@@ -275,147 +156,44 @@ static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
                 return 0;
         bus->owned = new_owner[0] != 0;
         if (bus->owned)
-                bus->owned_nsec = mono_nsec();
+                bus->owned_nsec = bench_now_nsec();
         return 0;
 }
 
-static int connect_to(const char *address, sd_bus **ret) {
-        sd_bus *bus = NULL;
-        int r;
-
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, address);
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        /* Waits for Hello: dbus-daemon drops connections past 64 that are
-         * still authenticating, and the client figures open 1000. */
-        if (r >= 0)
-                r = sd_bus_get_unique_name(bus, &(const char *) { NULL });
-        if (r < 0) {
-                sd_bus_unref(bus);
-                return fail(r, "Cannot connect to %s", address);
-        }
-        *ret = bus;
-        return 0;
-}
-
-/* Like the system bus (deny by default, so every message is checked against
- * a policy, and the rules of data/org.outpost.Outpost1.conf), except that
- * whoever runs the benchmark may own the name, and may open the 1000
- * connections of the client figures (the system bus allows 256 per user;
- * 1000 real clients would come from many users). */
-static int write_bus_config(const char *dir, const char *name, char **ret_path) {
-        g_autofree char *path = g_strdup_printf("%s/%s-bus.conf", dir, name);
-        g_autofree char *text = g_strdup_printf(
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-                " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-                "<busconfig>\n"
-                "  <type>system</type>\n"
-                "  <listen>unix:path=%s/%s-bus.socket</listen>\n"
-                "  <auth>EXTERNAL</auth>\n"
-                "  <limit name=\"max_connections_per_user\">4096</limit>\n"
-                "  <limit name=\"max_completed_connections\">4096</limit>\n"
-                "  <policy context=\"default\">\n"
-                "    <allow user=\"*\"/>\n"
-                "    <deny own=\"*\"/>\n"
-                "    <deny send_type=\"method_call\"/>\n"
-                "    <allow send_type=\"signal\"/>\n"
-                "    <allow send_requested_reply=\"true\" send_type=\"method_return\"/>\n"
-                "    <allow send_requested_reply=\"true\" send_type=\"error\"/>\n"
-                "    <allow receive_type=\"method_call\"/>\n"
-                "    <allow receive_type=\"method_return\"/>\n"
-                "    <allow receive_type=\"error\"/>\n"
-                "    <allow receive_type=\"signal\"/>\n"
-                "    <allow send_destination=\"org.freedesktop.DBus\"/>\n"
-                "    <allow own=\"" OUTPOST_NAME "\"/>\n"
-                "    <allow send_destination=\"" OUTPOST_NAME "\"/>\n"
-                "    <allow receive_sender=\"" OUTPOST_NAME "\"/>\n"
-                "  </policy>\n"
-                "</busconfig>\n", dir, name);
-        g_autoptr(GError) error = NULL;
-
-        if (!g_file_set_contents(path, text, -1, &error))
-                return fail(-EIO, "%s", error->message);
-        *ret_path = g_steal_pointer(&path);
-        return 0;
-}
-
-static int read_bus_address(int fd, char **ret) {
-        char buf[1024];
-        size_t n = 0;
-
-        while (n < sizeof buf - 1) {
-                struct pollfd p = { .fd = fd, .events = POLLIN };
-                ssize_t k;
-
-                if (poll(&p, 1, 10000) <= 0)
-                        return fail(-ETIMEDOUT, "dbus-daemon printed no address within 10 s");
-                k = read(fd, buf + n, sizeof buf - 1 - n);
-                if (k <= 0)
-                        return fail(k < 0 ? -errno : -EPIPE, "Reading the address of dbus-daemon");
-                n += (size_t) k;
-                buf[n] = 0;
-                if (strchr(buf, '\n')) {
-                        *strchr(buf, '\n') = 0;
-                        *ret = g_strdup(buf);
-                        return 0;
-                }
-        }
-        return fail(-E2BIG, "dbus-daemon printed an overlong address");
-}
+/* Whoever runs the benchmark may open the 1000 connections of the client
+ * figures: the system bus allows 256 per user, and 1000 real clients would
+ * come from many users. */
+#define BUS_LIMITS "  <limit name=\"max_connections_per_user\">4096</limit>\n" \
+                   "  <limit name=\"max_completed_connections\">4096</limit>\n"
 
 static int bus_start(Scale *s, Bus *bus, const char *name) {
-        g_autofree char *config = NULL, *config_arg = NULL, *log = g_strconcat("dbus-", name, NULL);
-        int pipefd[2], log_fd, r;
+        int r;
 
         bus->name = name;
-        r = write_bus_config(s->dir, name, &config);
+        r = bench_start_bus(s->dir, name, BUS_LIMITS, &bus->pid, &bus->address);
         if (r < 0)
                 return r;
-        config_arg = g_strconcat("--config-file=", config, NULL);
-        r = open_log(s->dir, log, &log_fd);
-        if (r < 0)
-                return r;
-        if (pipe2(pipefd, O_CLOEXEC) < 0) {
-                close(log_fd);
-                return fail(-errno, "pipe2");
-        }
-        char *argv[] = { (char *) (g_getenv("DBUS_DAEMON") ?: "dbus-daemon"), config_arg,
-                         (char *) "--nofork", (char *) "--nopidfile", (char *) "--print-address=1", NULL };
-        r = start_process(argv, pipefd[1], log_fd, &bus->pid);
-        close(pipefd[1]);
-        close(log_fd);
-        if (r >= 0)
-                r = read_bus_address(pipefd[0], &bus->address);
-        close(pipefd[0]);
-        if (r < 0) {
-                show_log(s->dir, log);
-                return fail(r, "Cannot start the %s bus", name);
-        }
-        r = connect_to(bus->address, &bus->control);
+        r = bench_connect(bus->address, false, &bus->control);
         if (r >= 0)
                 r = sd_bus_match_signal(bus->control, &bus->owner_match, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                         "org.freedesktop.DBus", "NameOwnerChanged", on_owner_changed, bus);
         if (r < 0)
-                return fail(r, "Cannot watch the owner of %s", OUTPOST_NAME);
+                return bench_log_errno(r, "Cannot watch the owner of %s", OUTPOST_NAME);
         return 0;
 }
 
 static void bus_stop(Bus *bus) {
         bus->owner_match = sd_bus_slot_unref(bus->owner_match);
         bus->control = sd_bus_flush_close_unref(bus->control);
-        (void) end_process(&bus->pid);
-        g_free(bus->address);
+        (void) bench_stop(&bus->pid, "dbus-daemon");
+        free(bus->address);
         bus->address = NULL;
 }
 
 /* Until CONDITION holds for the connection, PID (when given) still runs,
  * and at most WAIT_USEC. */
 static int bus_wait_for(Bus *bus, pid_t pid, bool (*condition)(Bus *bus), const char *what) {
-        uint64_t deadline = mono_usec() + WAIT_USEC;
+        uint64_t deadline = bench_now_usec() + WAIT_USEC;
 
         for (;;) {
                 int status, r;
@@ -423,18 +201,18 @@ static int bus_wait_for(Bus *bus, pid_t pid, bool (*condition)(Bus *bus), const 
                 while ((r = sd_bus_process(bus->control, NULL)) > 0)
                         ;
                 if (r < 0)
-                        return fail(r, "The %s bus failed", bus->name);
+                        return bench_log_errno(r, "The %s bus failed", bus->name);
                 if (condition(bus))
                         return 0;
                 if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid)
-                        return fail(-ECHILD, "%s: the program exited first (wait status 0x%x)", what, status);
-                if (interrupted)
-                        return fail(-EINTR, "Interrupted");
-                if (mono_usec() > deadline)
-                        return fail(-ETIMEDOUT, "%s: not within %llu s", what, WAIT_USEC / 1000000);
+                        return bench_log_errno(-ECHILD, "%s: the program exited first (wait status 0x%x)", what, status);
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "%s: not within %llu s", what, WAIT_USEC / 1000000);
                 r = sd_bus_wait(bus->control, 10000);
                 if (r < 0)
-                        return fail(r, "Waiting on the %s bus", bus->name);
+                        return bench_log_errno(r, "Waiting on the %s bus", bus->name);
         }
 }
 
@@ -463,17 +241,17 @@ static int daemon_start(Scale *s, Bus *bus, const char *state, pid_t *ret_pid, u
         r = bus_wait_for(bus, 0, name_free, "The previous outpostd leaving");
         if (r < 0)
                 return r;
-        r = open_log(s->dir, "outpostd", &log_fd);
+        r = bench_open_log(s->dir, "outpostd", &log_fd);
         if (r < 0)
                 return r;
-        start = mono_nsec();
-        r = start_process(argv, -1, log_fd, ret_pid);
+        start = bench_now_nsec();
+        r = bench_spawn(argv, -1, log_fd, ret_pid);
         close(log_fd);
         if (r < 0)
-                return fail(r, "Cannot start %s", argv[0]);
+                return bench_log_errno(r, "Cannot start %s", argv[0]);
         r = bus_wait_for(bus, *ret_pid, name_owned, "outpostd owning " OUTPOST_NAME);
         if (r < 0) {
-                show_log(s->dir, "outpostd");
+                bench_show_log(s->dir, "outpostd");
                 return r;
         }
         *ret_nsec = bus->owned_nsec - start;
@@ -481,9 +259,9 @@ static int daemon_start(Scale *s, Bus *bus, const char *state, pid_t *ret_pid, u
 }
 
 static int daemon_stop(Scale *s, pid_t *pid) {
-        if (!end_process(pid)) {
-                show_log(s->dir, "outpostd");
-                return fail(-EIO, "outpostd did not exit cleanly on SIGTERM");
+        if (bench_stop(pid, "outpostd") != 0) {
+                bench_show_log(s->dir, "outpostd");
+                return bench_log_errno(-EIO, "outpostd did not exit cleanly on SIGTERM");
         }
         return 0;
 }
@@ -530,7 +308,7 @@ static int insert_users(sqlite3 *db, UserId *ids, unsigned n, uint64_t *rng) {
 
         if (sqlite3_prepare_v2(db, "INSERT INTO users (id, tag, name, display_name, email, enabled, attributes, "
                                "created, modified) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?7)", -1, &st, NULL) != SQLITE_OK)
-                return fail(-EIO, "Cannot prepare the user insert: %s", sqlite3_errmsg(db));
+                return bench_log_errno(-EIO, "Cannot prepare the user insert: %s", sqlite3_errmsg(db));
         for (unsigned i = 0; i < n && r == SQLITE_DONE; i++) {
                 g_autoptr(GBytes) attributes = user_attributes(i);
                 char tag[37], name[32], display[64], email[64];
@@ -552,7 +330,7 @@ static int insert_users(sqlite3 *db, UserId *ids, unsigned n, uint64_t *rng) {
                 sqlite3_reset(st);
         }
         sqlite3_finalize(st);
-        return r == SQLITE_DONE ? 0 : fail(-EIO, "Cannot insert users: %s", sqlite3_errmsg(db));
+        return r == SQLITE_DONE ? 0 : bench_log_errno(-EIO, "Cannot insert users: %s", sqlite3_errmsg(db));
 }
 
 static int insert_events(sqlite3 *db, UserId *ids, unsigned n_ids, unsigned n) {
@@ -566,7 +344,7 @@ static int insert_events(sqlite3 *db, UserId *ids, unsigned n_ids, unsigned n) {
                 g_ptr_array_add(data, presence_event(ids[k % n_ids], k % 2 == 0));
         if (sqlite3_prepare_v2(db, "INSERT INTO events (topic, time, data) VALUES ('presence', ?1, ?2)",
                                -1, &st, NULL) != SQLITE_OK)
-                return fail(-EIO, "Cannot prepare the event insert: %s", sqlite3_errmsg(db));
+                return bench_log_errno(-EIO, "Cannot prepare the event insert: %s", sqlite3_errmsg(db));
         for (unsigned i = 0; i < n && r == SQLITE_DONE; i++) {
                 sqlite3_bind_int64(st, 1, now - (int64_t) (n - i) * EVENT_SPACING_USEC);
                 bind_bytes(st, 2, data->pdata[i % KINDS]);
@@ -574,7 +352,7 @@ static int insert_events(sqlite3 *db, UserId *ids, unsigned n_ids, unsigned n) {
                 sqlite3_reset(st);
         }
         sqlite3_finalize(st);
-        return r == SQLITE_DONE ? 0 : fail(-EIO, "Cannot insert events: %s", sqlite3_errmsg(db));
+        return r == SQLITE_DONE ? 0 : bench_log_errno(-EIO, "Cannot insert events: %s", sqlite3_errmsg(db));
 }
 
 /* Fills the store outpostd made in DIR/STATE (and has closed), in one
@@ -586,16 +364,16 @@ static int populate(Scale *s, const char *state, UserId *ids, unsigned n_users, 
         int r = 0;
 
         if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-                r = fail(-EIO, "Cannot open %s: %s", path, sqlite3_errmsg(db));
+                r = bench_log_errno(-EIO, "Cannot open %s: %s", path, sqlite3_errmsg(db));
         else if (sqlite3_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536; BEGIN",
                               NULL, NULL, NULL) != SQLITE_OK)
-                r = fail(-EIO, "Cannot set up %s: %s", path, sqlite3_errmsg(db));
+                r = bench_log_errno(-EIO, "Cannot set up %s: %s", path, sqlite3_errmsg(db));
         if (r >= 0)
                 r = insert_users(db, ids, n_users, &s->rng);
         if (r >= 0 && n_events > 0)
                 r = insert_events(db, ids, n_users, n_events);
         if (r >= 0 && sqlite3_exec(db, "COMMIT; PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
-                r = fail(-EIO, "Cannot commit to %s: %s", path, sqlite3_errmsg(db));
+                r = bench_log_errno(-EIO, "Cannot commit to %s: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return r;
 }
@@ -627,7 +405,7 @@ typedef struct Results {
 } Results;
 
 static int call_failed(const char *what, int r, const sd_bus_error *error) {
-        return fail(r, "%s failed%s%s", what, error && error->message ? ": " : "",
+        return bench_log_errno(r, "%s failed%s%s", what, error && error->message ? ": " : "",
                     error && error->message ? error->message : "");
 }
 
@@ -642,11 +420,11 @@ static int measure_startup(Scale *s, Results *res) {
                 if (r >= 0)
                         r = daemon_stop(s, &pid);
                 if (r >= 0)
-                        g_array_append_val(res->startup_empty.ns, nsec);
+                        r = bench_samples_add(&res->startup_empty, nsec);
                 if (r >= 0)
                         r = daemon_start(s, &s->big, "state-many", &s->daemon_pids[1], &nsec);
                 if (r >= 0)
-                        g_array_append_val(res->startup_many.ns, nsec);
+                        r = bench_samples_add(&res->startup_many, nsec);
                 /* The size before any call. */
                 if (r >= 0 && i + 1 == STARTUP_SAMPLES)
                         r = resident_kib(s->daemon_pids[1], &res->rss_many_started);
@@ -662,7 +440,7 @@ static int timed_call(sd_bus *bus, Samples *samples, const char *path, const cha
                       const char *types, ...) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *m = NULL, *reply = NULL;
-        uint64_t start = mono_nsec(), ns;
+        uint64_t start = bench_now_nsec(), ns;
         va_list ap;
         int r;
 
@@ -674,11 +452,11 @@ static int timed_call(sd_bus *bus, Samples *samples, const char *path, const cha
         }
         if (r >= 0)
                 r = sd_bus_call(bus, m, 0, &error, &reply);
-        ns = mono_nsec() - start;
+        ns = bench_now_nsec() - start;
         if (r < 0)
                 r = call_failed(member, r, &error);
         else if (samples)
-                g_array_append_val(samples->ns, ns);
+                r = bench_samples_add(samples, ns);
         sd_bus_error_free(&error);
         sd_bus_message_unref(reply);
         sd_bus_message_unref(m);
@@ -733,7 +511,7 @@ static int measure_get_user(Scale *s, Results *res) {
                 if (r >= 0 && round + 1 < ROUNDS)
                         r = daemon_stop(s, &s->daemon_pids[1]);
         }
-        (void) end_process(&few);
+        (void) bench_stop(&few, "outpostd");
         return r;
 }
 
@@ -765,7 +543,7 @@ static int read_history(Bus *bus) {
 
         r = sd_bus_get_property_trivial(bus->control, OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", NULL, 't', &last);
         if (r < 0)
-                return fail(r, "Cannot read LastSeq");
+                return bench_log_errno(r, "Cannot read LastSeq");
         step = last / READ_FETCH_PAGES;
         for (unsigned i = 0; i < READ_FETCH_PAGES && last > 0; i++) {
                 r = timed_call(bus->control, NULL, EVENTS_PATH, EVENTS_IFACE, "FetchSince", "stasu",
@@ -818,11 +596,11 @@ static int clients_connect(Scale *s, Bus *bus, unsigned n) {
         s->clients = g_new0(sd_bus *, n);
         s->n_clients = n;
         for (unsigned i = 0; i < n; i++) {
-                int r = connect_to(bus->address, &s->clients[i]);
+                int r = bench_connect(bus->address, false, &s->clients[i]);
                 if (r >= 0)
                         r = sd_bus_attach_event(s->clients[i], s->event, SD_EVENT_PRIORITY_NORMAL);
                 if (r < 0)
-                        return fail(r, "Cannot set up client %u", i);
+                        return bench_log_errno(r, "Cannot set up client %u", i);
         }
         return 0;
 }
@@ -842,26 +620,26 @@ static int clients_subscribe(Scale *s, unsigned from, unsigned to) {
                 int r = sd_bus_match_signal(s->clients[i], NULL, NULL, EVENTS_PATH, EVENTS_IFACE, "Event",
                                             on_client_signal, s);
                 if (r < 0)
-                        return fail(r, "Cannot subscribe client %u", i);
+                        return bench_log_errno(r, "Cannot subscribe client %u", i);
         }
         return 0;
 }
 
 static int clients_wait(Scale *s, uint64_t replies, uint64_t signals, const char *what) {
-        uint64_t deadline = mono_usec() + WAIT_USEC;
+        uint64_t deadline = bench_now_usec() + WAIT_USEC;
 
         while (s->error >= 0 && (s->replies < replies || s->signals < signals)) {
                 int r;
 
-                if (interrupted)
-                        return fail(-EINTR, "Interrupted");
-                if (mono_usec() > deadline)
-                        return fail(-ETIMEDOUT, "%s: %" PRIu64 " of %" PRIu64 " replies, %" PRIu64 " of %" PRIu64
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "%s: %" PRIu64 " of %" PRIu64 " replies, %" PRIu64 " of %" PRIu64
                                     " signals within %llu s", what, s->replies, replies, s->signals, signals,
                                     WAIT_USEC / 1000000);
                 r = sd_event_run(s->event, 100000);
                 if (r < 0)
-                        return fail(r, "The event loop failed");
+                        return bench_log_errno(r, "The event loop failed");
         }
         return s->error;
 }
@@ -890,7 +668,7 @@ static int measure_clients(Scale *s, Results *res) {
                                              i < HOLDERS ? "GoOnline" : "GetUser", on_client_reply, s,
                                              i < HOLDERS ? "su" : "s", s->few_ids[i % FEW_USERS], (uint32_t) 0);
         if (r < 0)
-                return fail(r, "Cannot queue a client's call");
+                return bench_log_errno(r, "Cannot queue a client's call");
         r = clients_wait(s, CLIENTS, 0, "Client calls");
         /* After the holders' changes, so no client signal waits unread. */
         if (r >= 0)
@@ -951,9 +729,9 @@ static int free_port(unsigned *ret) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
 
         if (fd < 0)
-                return fail(-errno, "socket");
+                return bench_log_errno(-errno, "socket");
         if (bind(fd, (struct sockaddr *) &a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *) &a, &len) < 0)
-                r = fail(-errno, "Cannot find a free port");
+                r = bench_log_errno(-errno, "Cannot find a free port");
         close(fd);
         *ret = ntohs(a.sin_port);
         return r;
@@ -966,12 +744,12 @@ static int bridge_start(Scale *s, Bus *bus, const char *role, const char *log, p
                          (char *) role, (char *) "--insecure-plaintext", NULL };
         int log_fd, r;
 
-        r = open_log(s->dir, log, &log_fd);
+        r = bench_open_log(s->dir, log, &log_fd);
         if (r < 0)
                 return r;
-        r = start_process(argv, -1, log_fd, ret_pid);
+        r = bench_spawn(argv, -1, log_fd, ret_pid);
         close(log_fd);
-        return r < 0 ? fail(r, "Cannot start %s", argv[0]) : 0;
+        return r < 0 ? bench_log_errno(r, "Cannot start %s", argv[0]) : 0;
 }
 
 static bool bridge_connected(Bus *bus) {
@@ -1019,24 +797,21 @@ static int measure_bridge(Scale *s, Results *res) {
                 r = resident_kib(s->importer_pid, &res->bridge_subscribed);
         clients_close(s);
         if (r < 0) {
-                show_log(s->dir, "bridge-listener");
-                show_log(s->dir, "bridge-importer");
+                bench_show_log(s->dir, "bridge-listener");
+                bench_show_log(s->dir, "bridge-importer");
         }
-        (void) end_process(&s->importer_pid);
-        (void) end_process(&s->listener_pid);
+        (void) bench_stop(&s->importer_pid, "the importing bridge");
+        (void) bench_stop(&s->listener_pid, "the listening bridge");
         return r;
 }
 
 /* Report */
 
+static const BenchTable table = { .name = 26, .value = 12, .baseline = 20, .target = 10 };
+
 static void print_row(const char *name, const char *value, const char *spread, const char *baseline,
                       double ratio, const char *target, int pass) {
-        char rs[32] = "-";
-
-        if (ratio > 0)
-                snprintf(rs, sizeof rs, "%.2f", ratio);
-        printf("%-26s %12s %12s  %-20s %6s  %-10s %s\n", name, value, spread, baseline ?: "-", rs, target,
-               pass < 0 ? "-" : pass ? "PASS" : "MISS");
+        bench_print_row(&table, name, value, spread, baseline, ratio, target, pass);
 }
 
 static void print_kib(const char *name, double kib, const char *baseline, double base, const char *target, int pass) {
@@ -1053,9 +828,9 @@ static void print_times(const char *name, Samples *samples, double quantile, boo
         char v[32], p[32], t[32] = "-";
         int pass = -1;
 
-        samples_stats(samples, quantile, &median, &q);
+        bench_samples_stats(samples, quantile, &median, &q);
         if (base) {
-                samples_stats(base, quantile, &base_median, &base_q);
+                bench_samples_stats(base, quantile, &base_median, &base_q);
                 ratio = base_median > 0 ? median / base_median : 0;
         }
         snprintf(v, sizeof v, "%.1f%s", median / scale, ms ? "ms" : "us");
@@ -1073,12 +848,11 @@ static void print_results(Results *res, unsigned *misses) {
         char t[32];
         int pass;
 
-        printf("%-26s %12s %12s  %-20s %6s  %-10s %s\n",
-               "figure", "median", "p99/max", "baseline", "ratio", "target", "result");
+        bench_print_header(&table, "median", "p99/max");
 
         /* Every start must make it, not just the median. */
         print_times("startup-empty", &res->startup_empty, 1.0, true, NULL, NULL, 0, misses);
-        samples_stats(&res->startup_many, 1.0, &startup_median, &startup_max);
+        bench_samples_stats(&res->startup_many, 1.0, &startup_median, &startup_max);
         print_times("startup-100k-users-1m-ev", &res->startup_many, 1.0, true, "startup-empty", &res->startup_empty,
                     0, misses);
         pass = startup_max <= STARTUP_TARGET_MSEC * 1e6;
@@ -1117,24 +891,18 @@ static void print_results(Results *res, unsigned *misses) {
 
 /* Setup and teardown */
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-        (void) remove(path);
-        return 0;
-}
-
 static void scale_done(Scale *s) {
         clients_close(s);
-        (void) end_process(&s->importer_pid);
-        (void) end_process(&s->listener_pid);
+        (void) bench_stop(&s->importer_pid, "the importing bridge");
+        (void) bench_stop(&s->listener_pid, "the listening bridge");
         for (size_t i = 0; i < G_N_ELEMENTS(s->daemon_pids); i++)
-                (void) end_process(&s->daemon_pids[i]);
+                (void) bench_stop(&s->daemon_pids[i], "outpostd");
         bus_stop(&s->site);
         bus_stop(&s->big);
         bus_stop(&s->small);
         s->event = sd_event_unref(s->event);
-        if (s->dir && !g_getenv("BENCH_KEEP"))
-                (void) nftw(s->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        g_free(s->dir);
+        bench_remove_dir(s->dir);
+        free(s->dir);
         g_free(s->many_ids);
         g_free(s->few_ids);
 }
@@ -1143,18 +911,11 @@ static void scale_done(Scale *s) {
                               &(res)->get_many_hot, &(res)->list[0], &(res)->list[1], &(res)->list[2], \
                               &(res)->presence_alone, &(res)->presence_crowd }
 
-static void results_init(Results *res) {
-        Samples *all[] = RESULTS_SAMPLES(res);
-
-        for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
-                all[i]->ns = g_array_new(FALSE, FALSE, sizeof(uint64_t));
-}
-
 static void results_done(Results *res) {
         Samples *all[] = RESULTS_SAMPLES(res);
 
         for (size_t i = 0; i < G_N_ELEMENTS(all); i++)
-                g_array_unref(all[i]->ns);
+                bench_samples_free(all[i]);
 }
 
 /* All defaults but RetentionCount: the history holds 1000000 events. */
@@ -1163,27 +924,23 @@ static int write_daemon_config(Scale *s) {
         g_autoptr(GError) error = NULL;
 
         if (!g_file_set_contents(path, "[Events]\nRetentionCount=1000000\n", -1, &error))
-                return fail(-EIO, "%s", error->message);
+                return bench_log_errno(-EIO, "%s", error->message);
         return 0;
 }
 
 static int setup(Scale *s) {
-        const char *base = g_getenv("BENCH_DIR") ?: "/var/tmp";
-        uint64_t start = mono_usec();
+        uint64_t start = bench_now_usec();
         int r;
 
-        s->dir = g_build_filename(base, "outpost-scale-XXXXXX", NULL);
-        if (!g_mkdtemp(s->dir)) {
-                r = fail(-errno, "Cannot create a directory in %s (set BENCH_DIR)", base);
-                g_clear_pointer(&s->dir, g_free);
+        r = bench_make_dir("outpost-scale", &s->dir);
+        if (r < 0)
                 return r;
-        }
         s->rng = 0x9e3779b97f4a7c15ULL;
         s->many_ids = g_new0(UserId, MANY_USERS);
         s->few_ids = g_new0(UserId, FEW_USERS);
         r = sd_event_new(&s->event);
         if (r < 0)
-                return fail(r, "Cannot create an event loop");
+                return bench_log_errno(r, "Cannot create an event loop");
         r = write_daemon_config(s);
         if (r >= 0)
                 r = bus_start(s, &s->small, "small");
@@ -1202,19 +959,18 @@ static int setup(Scale *s) {
         printf("# outpostd: %s; directory %s; SQLite %s; %ld CPUs\n", g_getenv("OUTPOSTD") ?: "./outpostd",
                s->dir, sqlite3_libversion(), sysconf(_SC_NPROCESSORS_ONLN));
         printf("# stores made in %.1f s: %d users; %d users; %d users and %d events\n",
-               (mono_usec() - start) / 1e6, 0, FEW_USERS, MANY_USERS, MANY_EVENTS);
+               (bench_now_usec() - start) / 1e6, 0, FEW_USERS, MANY_USERS, MANY_EVENTS);
         fflush(stdout);
         return 0;
 }
 
 static int run(Scale *s) {
         _cleanup_(results_done) Results res = {};
-        uint64_t start = mono_usec();
+        uint64_t start = bench_now_usec();
         unsigned misses = 0;
         uint64_t nsec;
         int r;
 
-        results_init(&res);
         r = setup(s);
         if (r >= 0)
                 r = measure_startup(s, &res);
@@ -1239,13 +995,12 @@ static int run(Scale *s) {
         if (r < 0)
                 return r;
         print_results(&res, &misses);
-        printf("# %u of 7 targets missed; run took %.1f s\n", misses, (mono_usec() - start) / 1e6);
+        printf("# %u of 7 targets missed; run took %.1f s\n", misses, (bench_now_usec() - start) / 1e6);
         return 0;
 }
 
 int main(int argc, char **argv) {
         _cleanup_(scale_done) Scale s = {};
-        struct sigaction sa = { .sa_handler = on_signal };
 
         if (argc > 1) {
                 fprintf(stderr,
@@ -1255,9 +1010,6 @@ int main(int argc, char **argv) {
                         "./outpost-bridge), BENCH_DIR (default /var/tmp), DBUS_DAEMON, BENCH_KEEP.\n", argv[0]);
                 return argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
         }
-        signal(SIGPIPE, SIG_IGN);
-        /* No SA_RESTART: Ctrl-C ends the run through the clean-up. */
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        bench_init("bench-scale");
         return run(&s) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

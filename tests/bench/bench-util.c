@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench-util.h"
+
+#define STOP_TIMEOUT_USEC       (5ULL * 1000000ULL)
+#define ADDRESS_TIMEOUT_USEC    (10ULL * 1000000ULL)
+
+volatile sig_atomic_t bench_interrupted = 0;
+static const char *program_name = "bench";
+
+static void on_signal(int sig) {
+        bench_interrupted = 1;
+}
+
+void bench_init(const char *program) {
+        struct sigaction sa = { .sa_handler = on_signal };
+
+        program_name = program;
+        signal(SIGPIPE, SIG_IGN);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+}
+
+static void log_va(int r, const char *fmt, va_list ap) {
+        fprintf(stderr, "%s: ", program_name);
+        vfprintf(stderr, fmt, ap);
+        if (r < 0)
+                fprintf(stderr, ": %s", strerror(-r));
+        fputc('\n', stderr);
+}
+
+int bench_log_errno(int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_va(r, fmt, ap);
+        va_end(ap);
+        return r < 0 ? r : -EIO;
+}
+
+void bench_die(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_va(0, fmt, ap);
+        va_end(ap);
+        exit(EXIT_FAILURE);
+}
+
+/* Nanoseconds: one call of a fast figure is tens of µs, where µs
+ * truncation would bias the median. */
+uint64_t bench_now_nsec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
+}
+
+uint64_t bench_now_usec(void) {
+        return bench_now_nsec() / 1000;
+}
+
+const char *bench_env_or(const char *name, const char *fallback) {
+        const char *v = getenv(name);
+        return v && *v ? v : fallback;
+}
+
+int bench_make_dir(const char *prefix, char **ret) {
+        const char *base = bench_env_or("BENCH_DIR", "/var/tmp");
+        char *dir;
+
+        if (asprintf(&dir, "%s/%s-XXXXXX", base, prefix) < 0)
+                return -ENOMEM;
+        if (!mkdtemp(dir)) {
+                int r = bench_log_errno(-errno, "Cannot create a directory in %s (set BENCH_DIR)", base);
+                free(dir);
+                return r;
+        }
+        *ret = dir;
+        return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        if (remove(path) < 0)
+                bench_log_errno(-errno, "Cannot remove %s", path);
+        return 0;
+}
+
+void bench_remove_dir(const char *dir) {
+        if (dir && !getenv("BENCH_KEEP"))
+                (void) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int bench_open_log(const char *dir, const char *name, int *ret_fd) {
+        char *path;
+        int r = 0;
+
+        if (asprintf(&path, "%s/%s.log", dir, name) < 0)
+                return -ENOMEM;
+        *ret_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (*ret_fd < 0)
+                r = bench_log_errno(-errno, "Cannot create %s", path);
+        free(path);
+        return r;
+}
+
+void bench_show_log(const char *dir, const char *name) {
+        char buf[4096], *path;
+        size_t n;
+        FILE *f;
+
+        if (asprintf(&path, "%s/%s.log", dir, name) < 0)
+                return;
+        f = fopen(path, "re");
+        if (f) {
+                fprintf(stderr, "--- %s ---\n", path);
+                while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+                        fwrite(buf, 1, n, stderr);
+                fclose(f);
+        }
+        free(path);
+}
+
+pid_t bench_fork(void) {
+        pid_t parent = getpid(), pid = fork();
+        sigset_t none;
+
+        if (pid != 0)
+                return pid < 0 ? -errno : pid;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(127);
+        /* The parent may have gone before prctl() took effect. */
+        if (getppid() != parent)
+                _exit(127);
+        /* Ignored signals stay ignored across exec, and the children
+         * must end on SIGTERM and break on a closed pipe as usual. */
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        return 0;
+}
+
+int bench_spawn(char *const argv[], int out_fd, int log_fd, pid_t *ret_pid) {
+        pid_t pid = bench_fork();
+
+        if (pid < 0)
+                return pid;
+        if (pid > 0) {
+                *ret_pid = pid;
+                return 0;
+        }
+        if (out_fd < 0)
+                out_fd = log_fd;
+        if (out_fd >= 0 && dup2(out_fd, STDOUT_FILENO) < 0)
+                _exit(127);
+        if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0)
+                _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "%s: cannot run %s: %m\n", program_name, argv[0]);
+        _exit(127);
+}
+
+int bench_stop(pid_t *pid, const char *what) {
+        uint64_t deadline = bench_now_usec() + STOP_TIMEOUT_USEC;
+        int status = 0;
+
+        if (*pid <= 0)
+                return 0;
+        kill(*pid, SIGTERM);
+        for (;;) {
+                pid_t r = waitpid(*pid, &status, WNOHANG);
+
+                if (r == *pid || (r < 0 && errno != EINTR))
+                        break;
+                if (bench_now_usec() > deadline) {
+                        bench_log_errno(0, "%s did not end on SIGTERM within 5 s; killing it", what);
+                        kill(*pid, SIGKILL);
+                        (void) waitpid(*pid, &status, 0);
+                        break;
+                }
+                usleep(2000);
+        }
+        *pid = 0;
+        return status;
+}
+
+static int write_bus_config(const char *dir, const char *name, const char *extra, char **ret_path) {
+        char *path;
+        FILE *f;
+
+        if (asprintf(&path, "%s/%s-bus.conf", dir, name) < 0)
+                return -ENOMEM;
+        f = fopen(path, "wxe");
+        if (!f) {
+                int r = bench_log_errno(-errno, "Cannot create %s", path);
+                free(path);
+                return r;
+        }
+        /* Like Debian's system.conf, so dbus-daemon evaluates a policy for
+         * every message as the system bus does. */
+        fprintf(f,
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                "<busconfig>\n"
+                "  <type>system</type>\n"
+                "  <listen>unix:path=%s/%s-bus.socket</listen>\n"
+                "  <auth>EXTERNAL</auth>\n"
+                "%s"
+                "  <policy context=\"default\">\n"
+                "    <allow user=\"*\"/>\n"
+                "    <deny own=\"*\"/>\n"
+                "    <deny send_type=\"method_call\"/>\n"
+                "    <allow send_type=\"signal\"/>\n"
+                "    <allow send_requested_reply=\"true\" send_type=\"method_return\"/>\n"
+                "    <allow send_requested_reply=\"true\" send_type=\"error\"/>\n"
+                "    <allow receive_type=\"method_call\"/>\n"
+                "    <allow receive_type=\"method_return\"/>\n"
+                "    <allow receive_type=\"error\"/>\n"
+                "    <allow receive_type=\"signal\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Introspectable\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Properties\"/>\n"
+                "    <allow send_destination=\"org.freedesktop.DBus\" send_interface=\"org.freedesktop.DBus.Peer\"/>\n"
+                "  </policy>\n"
+                "  <policy context=\"default\">\n"
+                "    <allow own=\"" BENCH_OUTPOST_NAME "\"/>\n"
+                "    <allow send_destination=\"" BENCH_OUTPOST_NAME "\"/>\n"
+                "    <allow receive_sender=\"" BENCH_OUTPOST_NAME "\"/>\n"
+                "  </policy>\n"
+                "</busconfig>\n",
+                dir, name, extra ?: "");
+        if (fclose(f) != 0) {
+                int r = bench_log_errno(-errno, "Cannot write %s", path);
+                free(path);
+                return r;
+        }
+        *ret_path = path;
+        return 0;
+}
+
+/* dbus-daemon prints its addresses once it listens: a line to wait for. */
+static int wait_for_address(int fd) {
+        uint64_t deadline = bench_now_usec() + ADDRESS_TIMEOUT_USEC;
+        char buf[1024];
+        size_t n = 0;
+
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int64_t left = (int64_t) (deadline - bench_now_usec());
+                ssize_t k;
+
+                if (left <= 0)
+                        return bench_log_errno(-ETIMEDOUT, "dbus-daemon printed no address within 10 s");
+                if (poll(&p, 1, (int) (left / 1000) + 1) < 0) {
+                        if (errno == EINTR && !bench_interrupted)
+                                continue;
+                        return bench_log_errno(-errno, "Waiting for dbus-daemon");
+                }
+                k = read(fd, buf + n, sizeof buf - 1 - n);
+                if (k < 0 && errno == EINTR && !bench_interrupted)
+                        continue;
+                if (k < 0)
+                        return bench_log_errno(-errno, "Reading the address of dbus-daemon");
+                if (k == 0)
+                        return bench_log_errno(-EPIPE, "dbus-daemon exited before printing its address");
+                n += (size_t) k;
+                buf[n] = 0;
+                if (strchr(buf, '\n'))
+                        return 0;
+                if (n == sizeof buf - 1)
+                        return bench_log_errno(-E2BIG, "dbus-daemon printed an overlong address");
+        }
+}
+
+int bench_start_bus(const char *dir, const char *name, const char *extra, pid_t *ret_pid, char **ret_address) {
+        char *config = NULL, *config_arg = NULL, *log_name = NULL;
+        int pipefd[2] = { -1, -1 }, log_fd = -1, r;
+
+        if (asprintf(&log_name, "dbus-%s", name) < 0)
+                return -ENOMEM;
+        r = write_bus_config(dir, name, extra, &config);
+        if (r >= 0 && asprintf(&config_arg, "--config-file=%s", config) < 0)
+                r = -ENOMEM;
+        /* Its complaints (a system bus run by a user cannot raise its fd
+         * limit) would clutter the table; they are shown when it fails. */
+        if (r >= 0)
+                r = bench_open_log(dir, log_name, &log_fd);
+        if (r >= 0 && pipe2(pipefd, O_CLOEXEC) < 0)
+                r = bench_log_errno(-errno, "pipe2");
+        if (r >= 0) {
+                char *argv[] = { (char *) bench_env_or("DBUS_DAEMON", "dbus-daemon"), config_arg, (char *) "--nofork",
+                                 (char *) "--nopidfile", (char *) "--print-address=1", NULL };
+
+                r = bench_spawn(argv, pipefd[1], log_fd, ret_pid);
+                close(pipefd[1]);
+                if (r >= 0)
+                        r = wait_for_address(pipefd[0]);
+                /* Not what it printed: with more listeners it may put
+                 * another address first. */
+                if (r >= 0 && asprintf(ret_address, "unix:path=%s/%s-bus.socket", dir, name) < 0)
+                        r = -ENOMEM;
+                close(pipefd[0]);
+                if (r < 0) {
+                        bench_show_log(dir, log_name);
+                        r = bench_log_errno(r, "Cannot start the %s bus", name);
+                }
+        }
+        if (log_fd >= 0)
+                close(log_fd);
+        free(config);
+        free(config_arg);
+        free(log_name);
+        return r;
+}
+
+int bench_connect(const char *address, bool anonymous, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_new(&bus);
+        if (r >= 0)
+                r = sd_bus_set_address(bus, address);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, true);
+        if (r >= 0 && anonymous)
+                r = sd_bus_set_anonymous(bus, true);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r >= 0)
+                r = sd_bus_get_unique_name(bus, &(const char *) { NULL });
+        if (r < 0) {
+                sd_bus_unref(bus);
+                return bench_log_errno(r, "Cannot connect to %s", address);
+        }
+        *ret = bus;
+        return 0;
+}
+
+static int name_has_owner(sd_bus *bus, bool *ret) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int owned = 0, r;
+
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "NameHasOwner", &error, &reply, "s", BENCH_OUTPOST_NAME);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "b", &owned);
+        if (r < 0)
+                bench_log_errno(r, "NameHasOwner: %s", error.message ?: "");
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+        *ret = owned;
+        return r;
+}
+
+int bench_wait_for_name(sd_bus *bus, pid_t *pid, uint64_t timeout_usec) {
+        uint64_t deadline = bench_now_usec() + timeout_usec;
+
+        for (;;) {
+                bool owned;
+                int status, r;
+
+                r = name_has_owner(bus, &owned);
+                if (r < 0)
+                        return r;
+                if (owned)
+                        return 0;
+                if (pid && *pid > 0 && waitpid(*pid, &status, WNOHANG) == *pid) {
+                        *pid = 0;       /* reaped: nothing to stop */
+                        return bench_log_errno(-ECHILD, "Exited before owning %s (wait status 0x%x)",
+                                               BENCH_OUTPOST_NAME, status);
+                }
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "%s had no owner within %.0f s", BENCH_OUTPOST_NAME,
+                                               timeout_usec / 1e6);
+                usleep(5000);
+        }
+}
+
+int bench_samples_add(BenchSamples *s, uint64_t nsec) {
+        if (s->n == s->allocated) {
+                size_t a = s->allocated ? s->allocated * 2 : 1024;
+                uint64_t *p = realloc(s->nsec, a * sizeof(uint64_t));
+
+                if (!p)
+                        return -ENOMEM;
+                s->nsec = p;
+                s->allocated = a;
+        }
+        s->nsec[s->n++] = nsec;
+        return 0;
+}
+
+static int compare_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+void bench_samples_stats(BenchSamples *s, double q, double *ret_median, double *ret_quantile) {
+        size_t rank;
+
+        if (s->n == 0) {
+                *ret_median = *ret_quantile = 0;
+                return;
+        }
+        qsort(s->nsec, s->n, sizeof(uint64_t), compare_u64);
+        *ret_median = s->n % 2 ? s->nsec[s->n / 2] : (s->nsec[s->n / 2 - 1] + s->nsec[s->n / 2]) / 2.0;
+        /* ceil(q n), 1-based; the epsilon keeps 0.99 * 2000 at 1980. */
+        rank = (size_t) (q * (double) s->n + 0.999999);
+        *ret_quantile = s->nsec[(rank ? rank : 1) - 1];
+}
+
+void bench_samples_free(BenchSamples *s) {
+        free(s->nsec);
+        *s = (BenchSamples) {};
+}
+
+static int compare_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+double bench_median(double *v, size_t n) {
+        if (n == 0)
+                return 0;
+        qsort(v, n, sizeof(double), compare_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void bench_print_header(const BenchTable *t, const char *value, const char *spread) {
+        printf("%-*s %*s %*s  %-*s %6s  %-*s %s\n", t->name, "figure", t->value, value, t->value, spread,
+               t->baseline, "baseline", "ratio", t->target, "target", "result");
+}
+
+void bench_print_row(const BenchTable *t, const char *name, const char *value, const char *spread,
+                     const char *baseline, double ratio, const char *target, int pass) {
+        char r[32] = "-";
+
+        if (ratio > 0)
+                snprintf(r, sizeof r, "%.2f", ratio);
+        printf("%-*s %*s %*s  %-*s %6s  %-*s %s\n", t->name, name, t->value, value, t->value, spread, t->baseline,
+               baseline ?: "-", r, t->target, target ?: "-", pass < 0 ? "-" : pass ? "PASS" : "MISS");
+}
