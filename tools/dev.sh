@@ -18,7 +18,7 @@ packages=(
 	libgnutls28-dev gnutls-bin libxml2-utils xz-utils
 	libgirepository1.0-dev gobject-introspection gir1.2-glib-2.0 gi-docgen
 	clang libclang-rt-14-dev
-	bash-completion man-db groff-base iproute2
+	bash-completion man-db groff-base iproute2 polkitd util-linux
 )
 
 install_packages() {
