@@ -40,14 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 chmod 0711 "$tmp"
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1))
-	echo "not ok $n - $1"
-	[ -s "$tmp/out" ] && sed 's/^/# /' "$tmp/out"
-}
+. "$(dirname "$0")/tap.sh"
 
 # --- the namespace: project's actions and rules, and the bridge's account
 mkdir -p "$tmp/actions" "$tmp/rules" "$tmp/state"
@@ -69,33 +62,8 @@ bridge_uid=$(getent passwd outpost-bridge | cut -d: -f3)
 bridge_gid=$(getent passwd outpost-bridge | cut -d: -f4)
 
 # --- a system-like bus with the project's policy and polkit's own
-cat >"$tmp/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$tmp/system_bus_socket</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
-  </policy>
-  <include ignore_missing="yes">/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
-  <include>$srcdir/data/org.outpost.Outpost1.conf</include>
-</busconfig>
-EOF
+sh "$(dirname "$0")/system-bus-conf.sh" "$tmp/system_bus_socket" \
+	/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf "$srcdir/data/org.outpost.Outpost1.conf" >"$tmp/bus.conf"
 "$dbus_daemon" --config-file="$tmp/bus.conf" --nofork --nopidfile --print-address=1 >"$tmp/address" 2>"$tmp/bus.log" &
 pids="$pids $!"
 address=

@@ -22,15 +22,7 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-n=0
-failed=0
-
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); failed=$((failed + 1))
-	echo "not ok $n - $1"
-	[ -s "$tmp/out" ] && sed 's/^/# /' "$tmp/out"
-}
+. "$(dirname "$0")/tap.sh"
 
 # unit program installed-path: a copy of UNIT in $tmp whose ExecStart=
 # runs the built PROGRAM, once the real one is checked to be INSTALLED-PATH.

@@ -30,29 +30,7 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 bus() {
 	local dir=$work/$1
 	mkdir -p "$dir"
-	cat >"$dir/bus.conf" <<CONF
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$dir/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <include>$top/data/org.outpost.Outpost1.conf</include>
-</busconfig>
-CONF
+	sh "$top/tests/system-bus-conf.sh" "$dir/bus" "$top/data/org.outpost.Outpost1.conf" >"$dir/bus.conf"
 	dbus-daemon --config-file="$dir/bus.conf" --nofork --print-address=1 >"$dir/address" 2>/dev/null &
 	pids+=($!)
 	while [ ! -s "$dir/address" ]; do sleep 0.05; done
