@@ -52,6 +52,13 @@ static void cleanup(void) {
         free(workdir);
 }
 
+/* Ctrl-C or SIGTERM: end through the clean-up, which stops the children
+ * and removes the directory. */
+static void check_interrupted(void) {
+        if (bench_interrupted)
+                bench_die("interrupted");
+}
+
 static void add_child(pid_t pid) {
         if (n_children == MAX_CHILDREN)
                 bench_die("more than %u children", MAX_CHILDREN);
@@ -124,6 +131,7 @@ static void wait_connected(sd_bus *bus) {
                 free(state);
                 if (up)
                         return;
+                check_interrupted();
                 usleep(20000);
         }
         bench_die("the importer did not connect");
@@ -171,7 +179,10 @@ static void measure(unsigned rounds, unsigned per_round, unsigned n_figures, Fig
         for (unsigned r = 0; r < rounds; r++)
                 for (unsigned f = 0; f < n_figures; f++)
                         for (unsigned i = 0; i < per_round; i++) {
-                                uint64_t t0 = bench_now_nsec();
+                                uint64_t t0;
+
+                                check_interrupted();
+                                t0 = bench_now_nsec();
                                 if (calls[f](buses[f], userdata[f]) < 0)
                                         bench_die("%s failed", figures[f].name);
                                 if (bench_samples_add(&samples[f], bench_now_nsec() - t0) < 0)
@@ -444,6 +455,7 @@ static double fanout_run(sd_bus *publisher, const char *address, const char *top
         deadline = t0 + 120ULL * 1000000000ULL;
         fanout_publish_more(&f);
         while (!fanout_done(&f)) {
+                check_interrupted();
                 if (bench_now_nsec() > deadline || f.failed)
                         bench_die("fan-out: %u of %u published (%u failed, %u in flight), first subscriber got %u",
                             f.sent, total, f.failed, f.in_flight, f.got[0]);
