@@ -152,7 +152,9 @@ static int on_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret
         Bus *bus = userdata;
         const char *name, *old_owner, *new_owner;
 
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+        /* The match takes every name: a connection's unique name comes
+         * and goes with it, outpostd's too, before it asks for its own. */
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || strcmp(name, OUTPOST_NAME) != 0)
                 return 0;
         bus->owned = new_owner[0] != 0;
         if (bus->owned)
