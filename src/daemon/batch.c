@@ -6,9 +6,16 @@
  * wait for its own fsync: the batch is committed once the bus has no more
  * messages ready (an idle-priority defer source), or at once when it is
  * full, or before any other message is handled (a bus filter), so nothing
- * uncommitted is ever visible. After the commit, the batch's Event signals
- * go out, then each change's after-commit hook, then the replies, in order:
- * durable before visible, signal before reply (DESIGN.md §4). */
+ * uncommitted is ever visible.
+ *
+ * What a change reveals (its Event signals, a model's PropertiesChanged,
+ * its reply) is queued in the order the change made it, and after the
+ * commit goes out in that order, change after change: each caller's reply
+ * follows its own change's signals and precedes the next change's, exactly
+ * as if every change had been committed on its own. So a GDBusProxy whose
+ * reply arrives shows that change and no later one, and Event signals go
+ * out in seq order. Durable before visible, signal before reply, one
+ * signal per change (DESIGN.md §4). */
 #include "config.h"
 
 #include <errno.h>
@@ -22,18 +29,42 @@
 
 #define BATCH_REPLIES_MAX 256
 
-typedef struct DeferredReply {
-        sd_bus_message *call;
-        sd_bus_message *reply;
-        DaemonHook hook;
-        char *hook_arg;
-} DeferredReply;
+typedef enum BatchItemKind {
+        BATCH_ITEM_EVENT,       /* sent as an Event signal once committed */
+        BATCH_ITEM_SIGNAL,      /* a model's change signal, sent even when the commit fails */
+        BATCH_ITEM_REPLY,       /* a method return, or an error if the commit fails */
+} BatchItemKind;
 
-static void deferred_reply_free(DeferredReply *r) {
-        sd_bus_message_unref(r->call);
-        sd_bus_message_unref(r->reply);
-        g_free(r->hook_arg);
-        g_free(r);
+typedef struct BatchItem {
+        BatchItemKind kind;
+        StoredEvent *event;
+        sd_bus_message *message;        /* the signal, or the method return */
+        sd_bus_message *call;           /* what the method return answers */
+} BatchItem;
+
+static void batch_item_free(BatchItem *i) {
+        if (i->event)
+                stored_event_free(i->event);
+        sd_bus_message_unref(i->message);
+        sd_bus_message_unref(i->call);
+        g_free(i);
+}
+
+static GPtrArray *batch_items_new(void) {
+        return g_ptr_array_new_with_free_func((GDestroyNotify) batch_item_free);
+}
+
+static void batch_add(Daemon *d, BatchItemKind kind, StoredEvent *event, sd_bus_message *message,
+                      sd_bus_message *call) {
+        BatchItem *i = g_new0(BatchItem, 1);
+
+        *i = (BatchItem) {
+                .kind = kind,
+                .event = event,
+                .message = message,
+                .call = call,
+        };
+        g_ptr_array_add(d->pending, i);
 }
 
 /* Only these change methods wait for a group commit; anything else that
@@ -43,6 +74,8 @@ static bool message_is_batchable(sd_bus_message *m) {
                 { USERS_IFACE,    "CreateUser" },
                 { USERS_IFACE,    "SaveUser" },
                 { USERS_IFACE,    "DeleteUser" },
+                { PRESENCE_IFACE, "GoOnline" },
+                { PRESENCE_IFACE, "GoOffline" },
                 { EVENTS_IFACE,   "Publish" },
                 { MESSAGES_IFACE, "Send" },
         };
@@ -66,16 +99,39 @@ int daemon_begin(Daemon *d) {
         if (r < 0)
                 return r;
         d->change_open = true;
-        d->change_first_event = d->pending_events->len;
+        d->change_first_item = d->pending->len;
         return 0;
 }
 
-/* End the current change's savepoint, keeping what it did in the batch. */
+/* End the current change's savepoint, keeping what it did in the batch.
+ * On failure the change stays open, for daemon_rollback() to undo. */
 static int change_release(Daemon *d) {
+        int r;
+
         if (!d->change_open)
                 return 0;
+        r = store_release_savepoint(d->store);
+        if (r < 0)
+                return r;
         d->change_open = false;
-        return store_release_savepoint(d->store);
+        return 0;
+}
+
+static void schedule_flush(Daemon *d) {
+        (void) sd_event_source_set_enabled(d->flush_source, SD_EVENT_ONESHOT);
+}
+
+int daemon_end_change(Daemon *d) {
+        int r;
+
+        r = change_release(d);
+        if (r < 0) {
+                daemon_rollback(d);
+                return r;
+        }
+        /* Whoever made the change, the batch it joined gets committed. */
+        schedule_flush(d);
+        return 0;
 }
 
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
@@ -94,10 +150,14 @@ int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *
                 .time = now,
                 .data = g_variant_ref(data),
         };
-        g_ptr_array_add(d->pending_events, e);
+        batch_add(d, BATCH_ITEM_EVENT, e, NULL, NULL);
         if (ret_seq)
                 *ret_seq = seq;
         return 0;
+}
+
+void daemon_append_signal(Daemon *d, sd_bus_message *signal) {
+        batch_add(d, BATCH_ITEM_SIGNAL, NULL, sd_bus_message_ref(signal), NULL);
 }
 
 void daemon_rollback(Daemon *d) {
@@ -105,13 +165,12 @@ void daemon_rollback(Daemon *d) {
                 return;
         d->change_open = false;
         store_rollback_savepoint(d->store);
-        g_ptr_array_set_size(d->pending_events, d->change_first_event);
+        g_ptr_array_set_size(d->pending, d->change_first_item);
 }
 
 int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
                               const char *types, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        DeferredReply *deferred;
         va_list ap;
         int r;
 
@@ -127,19 +186,17 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
                 daemon_rollback(d);
                 return r;
         }
-        deferred = g_new0(DeferredReply, 1);
-        *deferred = (DeferredReply) {
-                .call = sd_bus_message_ref(call),
-                .reply = TAKE_PTR(reply),
-                .hook = hook,
-                .hook_arg = g_strdup(hook_arg),
-        };
-        g_ptr_array_add(d->pending_replies, deferred);
+        /* The hook's own change joins the batch between this change and its
+         * reply, so that the caller hears back after it was shown. */
+        if (hook)
+                (void) hook(d, hook_arg);
+        batch_add(d, BATCH_ITEM_REPLY, NULL, TAKE_PTR(reply), sd_bus_message_ref(call));
+        d->pending_replies++;
 
-        if (d->pending_replies->len >= BATCH_REPLIES_MAX)
+        if (d->pending_replies >= BATCH_REPLIES_MAX)
                 (void) daemon_flush(d);
         else
-                (void) sd_event_source_set_enabled(d->flush_source, SD_EVENT_ONESHOT);
+                schedule_flush(d);
         /* Handled: the reply is sent by the flush. */
         return 1;
 }
@@ -161,59 +218,51 @@ static int emit_event(Daemon *d, const StoredEvent *e) {
         return r;
 }
 
-int daemon_commit_durable(Daemon *d) {
+static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
+        int r = 0;
+
+        switch (i->kind) {
+        case BATCH_ITEM_EVENT:
+                /* An event that was not committed never happened. */
+                if (commit_error >= 0)
+                        (void) emit_event(d, i->event);
+                return;
+        case BATCH_ITEM_SIGNAL:
+                /* The model it describes is volatile and has changed anyway:
+                 * the caches must follow it. */
+                r = sd_bus_send(d->bus, i->message, NULL);
+                break;
+        case BATCH_ITEM_REPLY:
+                if (commit_error >= 0)
+                        r = sd_bus_send(NULL, i->message, NULL);
+                else
+                        r = sd_bus_reply_method_errorf(i->call, SD_BUS_ERROR_FAILED,
+                                                       "The store could not commit the change (%s); see the outpostd log",
+                                                       strerror(-commit_error));
+                break;
+        }
+        if (r < 0)
+                log_debug("Cannot send a %s: %s", i->kind == BATCH_ITEM_SIGNAL ? "signal" : "reply", strerror(-r));
+}
+
+int daemon_flush(Daemon *d) {
+        /* Taken out first: sending must not see a batch being refilled. */
+        g_autoptr(GPtrArray) items = NULL;
         int r = 0;
 
         if (d->batch_open) {
                 (void) change_release(d);
+                d->change_open = false;
                 d->batch_open = false;
                 r = store_commit(d->store);
         }
-        if (r < 0) {
-                g_autoptr(GPtrArray) replies = g_steal_pointer(&d->pending_replies);
+        items = g_steal_pointer(&d->pending);
+        d->pending = batch_items_new();
+        d->pending_replies = 0;
 
-                d->pending_replies = g_ptr_array_new_with_free_func((GDestroyNotify) deferred_reply_free);
-                g_ptr_array_set_size(d->pending_events, 0);
-                for (guint i = 0; i < replies->len; i++) {
-                        DeferredReply *deferred = replies->pdata[i];
-                        (void) sd_bus_reply_method_errorf(deferred->call, SD_BUS_ERROR_FAILED,
-                                                          "The store could not commit the change (%s); see the outpostd log",
-                                                          strerror(-r));
-                }
-        }
+        for (guint i = 0; i < items->len; i++)
+                send_item(d, items->pdata[i], r);
         return r;
-}
-
-void daemon_emit_pending(Daemon *d) {
-        /* Taken out first: a hook may start and publish a change of its own. */
-        g_autoptr(GPtrArray) events = g_steal_pointer(&d->pending_events);
-        g_autoptr(GPtrArray) replies = g_steal_pointer(&d->pending_replies);
-
-        d->pending_events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
-        d->pending_replies = g_ptr_array_new_with_free_func((GDestroyNotify) deferred_reply_free);
-
-        for (guint i = 0; i < events->len; i++)
-                (void) emit_event(d, events->pdata[i]);
-        for (guint i = 0; i < replies->len; i++) {
-                DeferredReply *deferred = replies->pdata[i];
-                int r;
-
-                if (deferred->hook)
-                        (void) deferred->hook(d, deferred->hook_arg);
-                r = sd_bus_send(NULL, deferred->reply, NULL);
-                if (r < 0)
-                        log_debug("Cannot send a reply: %s", strerror(-r));
-        }
-}
-
-int daemon_flush(Daemon *d) {
-        int r;
-
-        r = daemon_commit_durable(d);
-        if (r < 0)
-                return r;
-        daemon_emit_pending(d);
-        return 0;
 }
 
 int daemon_commit(Daemon *d) {
@@ -228,7 +277,7 @@ static int on_flush(sd_event_source *s, void *userdata) {
 static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
 
-        if (d->batch_open && !message_is_batchable(m))
+        if ((d->batch_open || d->pending->len > 0) && !message_is_batchable(m))
                 (void) daemon_flush(d);
         return 0;
 }
@@ -236,8 +285,7 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 int batch_setup(Daemon *d) {
         int r;
 
-        d->pending_events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
-        d->pending_replies = g_ptr_array_new_with_free_func((GDestroyNotify) deferred_reply_free);
+        d->pending = batch_items_new();
 
         r = sd_event_add_defer(d->event, &d->flush_source, on_flush, d);
         if (r < 0)
@@ -254,9 +302,8 @@ int batch_setup(Daemon *d) {
 
 void batch_done(Daemon *d) {
         /* Replies owed to callers go out before the bus closes. */
-        if (d->pending_events)
+        if (d->pending)
                 (void) daemon_flush(d);
         d->flush_source = sd_event_source_unref(d->flush_source);
-        g_clear_pointer(&d->pending_events, g_ptr_array_unref);
-        g_clear_pointer(&d->pending_replies, g_ptr_array_unref);
+        g_clear_pointer(&d->pending, g_ptr_array_unref);
 }

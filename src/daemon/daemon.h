@@ -48,13 +48,14 @@ typedef struct Daemon {
         Store *store;
         DaemonConfig config;
 
-        /* The open batch (batch.c): events appended and replies owed,
-         * emitted and sent once the batch is durable (DESIGN.md §4 rule 3). */
+        /* The open batch (batch.c): what its changes reveal (Event signals,
+         * model signals, replies), in order, sent once the batch is durable
+         * (DESIGN.md §4 rule 3). */
         bool batch_open;
         bool change_open;               /* a change's savepoint is open in the batch */
-        GPtrArray *pending_events;      /* StoredEvent */
-        GPtrArray *pending_replies;     /* DeferredReply */
-        guint change_first_event;       /* index in pending_events where the current change began */
+        GPtrArray *pending;             /* BatchItem */
+        guint pending_replies;          /* replies among them */
+        guint change_first_item;        /* index in pending where the current change began */
         sd_event_source *flush_source;
 
         Presence *presence;
@@ -73,14 +74,16 @@ int events_register(Daemon *d);
 void presence_free(Presence *p);
 
 /* A change made by a controller (batch.c): daemon_begin(), then the store
- * writes and daemon_append_event(), then either
- *  - daemon_reply_after_commit(): the reply (and HOOK, run after the
- *    commit and the batch's Event signals, before the reply) waits for the
- *    group commit; the handler returns what it returns;
- *  - daemon_commit(): commit the batch now and emit its events;
- *  - daemon_commit_durable() + daemon_emit_pending(): the two halves, for
- *    a model that must show its new state before the events describing it;
- * or daemon_rollback() on failure, which undoes only this change. */
+ * writes, daemon_append_event() and daemon_append_signal() in the order
+ * they are to be seen, then either
+ *  - daemon_reply_after_commit(): the reply waits for the group commit; the
+ *    handler returns what it returns. HOOK runs at once, after this change
+ *    joined the batch, and may add a change of its own: it is shown after
+ *    this change and before this reply;
+ *  - daemon_end_change(): a change no caller waits for joins the batch,
+ *    committed soon (daemon_flush() to commit it now);
+ * or daemon_rollback() on failure, which undoes only this change.
+ * After the commit, everything goes out in the order it was appended. */
 typedef int (*DaemonHook)(Daemon *d, const char *arg);
 
 int batch_setup(Daemon *d);
@@ -92,14 +95,18 @@ int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *
  * negative errno with the change rolled back. */
 int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
                               const char *types, ...);
-int daemon_commit(Daemon *d);
-int daemon_commit_durable(Daemon *d);
-void daemon_emit_pending(Daemon *d);
+int daemon_end_change(Daemon *d);
+/* Queue SIGNAL, built now so that it shows the model as this change left
+ * it. For a volatile model (Presence): it goes out even if the commit fails,
+ * since the model changed all the same. */
+void daemon_append_signal(Daemon *d, sd_bus_message *signal);
 void daemon_rollback(Daemon *d);
-/* Commit the open batch, emit its events, send its replies. */
+int daemon_commit(Daemon *d);
+/* Commit the open batch, then send what it queued. */
 int daemon_flush(Daemon *d);
 
-/* Called by the Users manager after a user was deleted or disabled. */
+/* The Users manager's hook after a user was deleted or disabled: the
+ * user's going offline joins the batch as a change of its own. */
 int presence_user_gone(Daemon *d, const char *user_id);
 
 /* Reply helpers: an error for a failed store operation. */

@@ -120,37 +120,91 @@ static int append_presence_events(Daemon *d, GPtrArray *users, bool online) {
         return 0;
 }
 
-/* Publish a change that has been applied to the model: its events are made
- * durable, then ONE PropertiesChanged carries Online and Generation, then
- * the events go out. Callers reply only after this. */
-static int presence_publish(Presence *p, Change *c) {
-        Daemon *d = p->daemon;
+static int compare_strings(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static int append_online(Presence *p, sd_bus_message *m) {
+        g_autofree const char **ids = (const char **) g_hash_table_get_keys_as_array(p->online, NULL);
+
+        qsort(ids, g_hash_table_size(p->online), sizeof(char *), compare_strings);
+        return sd_bus_message_append_strv(m, (char **) ids);
+}
+
+/* The PropertiesChanged of the model as it is now, with Online and
+ * Generation. Built now and sent after the commit: by then later changes of
+ * the same batch may have moved the model on, and each signal must show its
+ * own change, with its own Generation. */
+static int changed_signal_new(Presence *p, sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
+
+        r = sd_bus_message_new_signal(p->daemon->bus, &m, PRESENCE_PATH, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", PRESENCE_IFACE);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", "Online");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', "as");
+        if (r >= 0)
+                r = append_online(p, m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "{sv}", "Generation", "t", p->generation);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "as", 0);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* A change applied to the model joins the open batch as one change: ONE
+ * PropertiesChanged with Online and Generation, then its events, all sent
+ * once the batch is durable and before the reply of whoever made it. */
+static int presence_publish(Presence *p, Change *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
+        Daemon *d = p->daemon;
+        int r, k;
 
         if (change_is_empty(c))
                 return 0;
 
-        /* Changes already batched are committed and answered first, so this
-         * change's PropertiesChanged follows their events. */
-        (void) daemon_flush(d);
+        p->generation++;
+        k = changed_signal_new(p, &signal);
+        if (k < 0)
+                /* Clients still see the events, and read the model anew. */
+                log_error_errno(k, "Cannot build the PropertiesChanged of presence generation %" G_GUINT64_FORMAT,
+                                p->generation);
+
         r = daemon_begin(d);
+        if (r >= 0 && signal)
+                daemon_append_signal(d, signal);
         if (r >= 0)
                 r = append_presence_events(d, c->online, true);
         if (r >= 0)
                 r = append_presence_events(d, c->offline, false);
         if (r >= 0)
-                r = daemon_commit_durable(d);
+                r = daemon_end_change(d);
         if (r < 0) {
                 daemon_rollback(d);
                 /* Presence is volatile: the model follows its holders even
                  * when the history cannot record it. */
                 log_error_errno(r, "Cannot record presence events; the change is shown without them");
+                if (signal)
+                        daemon_append_signal(d, signal);
         }
-
-        p->generation++;
-        (void) sd_bus_emit_properties_changed(d->bus, PRESENCE_PATH, PRESENCE_IFACE, "Online", "Generation", NULL);
-        daemon_emit_pending(d);
-        return r;
+        return r < 0 ? r : k;
 }
 
 static void rearm_expiry(Presence *p);
@@ -172,6 +226,8 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
         g_hash_table_remove(p->holders, h->sender);     /* frees h */
         p->peers_full_logged = false;
         (void) presence_publish(p, &c);
+        /* No caller waits for this change: show it now. */
+        (void) daemon_flush(p->daemon);
         rearm_expiry(p);
         return 0;
 }
@@ -227,6 +283,8 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
                         }
         }
         (void) presence_publish(p, &c);
+        /* No caller waits for this change: show it now. */
+        (void) daemon_flush(p->daemon);
         rearm_expiry(p);
         return 0;
 }
@@ -327,7 +385,7 @@ static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *err
         rearm_expiry(p);
 
         (void) presence_publish(p, &c);
-        return sd_bus_reply_method_return(m, "t", p->generation);
+        return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
 }
 
 static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -358,7 +416,7 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
                 rearm_expiry(p);
         }
         (void) presence_publish(p, &c);
-        return sd_bus_reply_method_return(m, "t", p->generation);
+        return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
 }
 
 int presence_user_gone(Daemon *d, const char *user_id) {
@@ -381,17 +439,10 @@ int presence_user_gone(Daemon *d, const char *user_id) {
         return presence_publish(p, &c);
 }
 
-static int compare_strings(const void *a, const void *b) {
-        return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
 static int property_get_online(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
-        g_autofree const char **ids = (const char **) g_hash_table_get_keys_as_array(d->presence->online, NULL);
-
-        qsort(ids, g_hash_table_size(d->presence->online), sizeof(char *), compare_strings);
-        return sd_bus_message_append_strv(reply, (char **) ids);
+        return append_online(d->presence, reply);
 }
 
 static int property_get_generation(sd_bus *bus, const char *path, const char *interface, const char *property,
