@@ -405,6 +405,60 @@ static void test_save_race(Fixture *f, gconstpointer data) {
         }
 }
 
+static gboolean is_answer_to(GDBusMessage *m, gconstpointer serial) {
+        GDBusMessageType type = g_dbus_message_get_message_type(m);
+
+        return (type == G_DBUS_MESSAGE_TYPE_METHOD_RETURN || type == G_DBUS_MESSAGE_TYPE_ERROR) &&
+               g_dbus_message_get_reply_serial(m) == GPOINTER_TO_UINT(serial);
+}
+
+static guint32 send_save(GDBusConnection *c, const char *id, const char *tag, const char *display_name) {
+        g_autoptr(GDBusMessage) call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_USERS_PATH,
+                                                                      IFACE_USERS, "SaveUser");
+        g_autoptr(GError) error = NULL;
+        guint32 serial = 0;
+
+        g_dbus_message_set_body(call, g_variant_new_parsed("(%s, %s, {'display-name': <%s>})", id, tag, display_name));
+        g_assert_true(g_dbus_connection_send_message(c, call, G_DBUS_SEND_MESSAGE_FLAGS_NONE, &serial, &error));
+        g_assert_no_error(error);
+        return serial;
+}
+
+/* Two saves from the same tag sent at once, so that they meet in one group
+ * commit: the second's SaveConflict names the tag the first made, so it
+ * must not arrive before the first's reply (which comes once that tag is
+ * durable). */
+static void test_conflict_after_batched_save(Fixture *f, gconstpointer data) {
+        g_autoptr(GDBusConnection) c = test_bus_connect(f->tb);
+        Arrivals *a = arrivals_new(c);
+
+        for (int round = 0; round < 50; round++) {
+                g_autofree char *name = g_strdup_printf("pair%d", round), *tag = NULL;
+                g_autofree char *id = test_create_user(c, name, &tag);
+                guint32 first = send_save(c, id, tag, "one"), second = send_save(c, id, tag, "two");
+                int reply_at, error_at;
+                const char *new_tag, *message;
+                GDBusMessage *reply, *conflict;
+                g_autoptr(GPtrArray) arrived = NULL;
+
+                test_wait_until((error_at = arrivals_find(a, 0, is_answer_to, GUINT_TO_POINTER(second))) >= 0, 10000);
+                reply_at = arrivals_find(a, 0, is_answer_to, GUINT_TO_POINTER(first));
+                g_assert_cmpint(reply_at, >=, 0);
+                g_assert_cmpint(reply_at, <, error_at);
+
+                arrived = arrivals_snapshot(a);
+                reply = arrived->pdata[reply_at];
+                conflict = arrived->pdata[error_at];
+                g_assert_cmpint(g_dbus_message_get_message_type(reply), ==, G_DBUS_MESSAGE_TYPE_METHOD_RETURN);
+                g_assert_cmpstr(g_dbus_message_get_error_name(conflict), ==, ERROR_PREFIX "SaveConflict");
+                g_variant_get(g_dbus_message_get_body(reply), "(&s)", &new_tag);
+                g_variant_get(g_dbus_message_get_body(conflict), "(&s)", &message);
+                g_assert_nonnull(strstr(message, new_tag));
+        }
+        g_dbus_connection_close_sync(c, NULL, NULL);
+        arrivals_free(a);
+}
+
 static void test_save_invalid(Fixture *f, gconstpointer data) {
         static const BadFields bad_saves[] = {
                 { "{'name': <'Bad Name'>}",             "'name'" },
@@ -595,6 +649,7 @@ int main(int argc, char **argv) {
         ADD("/users/save", test_save);
         ADD("/users/save-conflict", test_save_conflict);
         ADD("/users/save-race", test_save_race);
+        ADD("/users/conflict-after-batched-save", test_conflict_after_batched_save);
         ADD("/users/save-invalid", test_save_invalid);
         ADD("/users/save-rename-taken", test_save_rename_taken);
         ADD("/users/delete", test_delete);

@@ -201,6 +201,15 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
         return 1;
 }
 
+int daemon_error_after_batch(Daemon *d, int r) {
+        /* sd-bus sends the error when the handler returns: the batch goes
+         * first, so the error comes after the replies queued before it and
+         * names nothing that is not durable yet. */
+        if (r < 0 && (d->batch_open || d->pending->len > 0))
+                (void) daemon_flush(d);
+        return r;
+}
+
 static int emit_event(Daemon *d, const StoredEvent *e) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;

@@ -95,6 +95,11 @@ int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *
  * negative errno with the change rolled back. */
 int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
                               const char *types, ...);
+/* What a change method's handler returns goes through this: an error may
+ * name state an earlier change of the open batch made (SaveConflict names
+ * the current tag, AlreadyExists a name, NotFound a deleted user), so the
+ * batch is committed and its replies sent before sd-bus sends the error. */
+int daemon_error_after_batch(Daemon *d, int r);
 int daemon_end_change(Daemon *d);
 /* Queue SIGNAL, built now so that it shows the model as this change left
  * it. For a volatile model (Presence): it goes out even if the commit fails,

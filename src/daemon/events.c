@@ -30,7 +30,7 @@ static bool topic_is_reserved(const char *topic) {
         return false;
 }
 
-static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         g_autoptr(GVariant) data = NULL;
         const char *topic;
@@ -75,6 +75,10 @@ static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error
                 return reply_store_error(m, r, error);
         }
         return r;
+}
+
+static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, publish_call(m, userdata, error));
 }
 
 typedef struct FetchFilter {

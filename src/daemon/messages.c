@@ -89,7 +89,7 @@ static int append_message_events(Daemon *d, char **user_ids, const char *id, con
         return 0;
 }
 
-static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         g_auto(GStrv) user_ids = NULL;
         g_autofree char *id = NULL;
@@ -127,6 +127,10 @@ static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return reply_store_error(m, r, error);
         }
         return r;
+}
+
+static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, send_call(m, userdata, error));
 }
 
 static const sd_bus_vtable messages_vtable[] = {

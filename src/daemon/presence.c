@@ -332,7 +332,7 @@ static int check_user(Presence *p, const char *id, bool for_online, sd_bus_error
         return 0;
 }
 
-static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         Presence *p = d->presence;
         _cleanup_(change_clear) Change c = {};
@@ -388,7 +388,11 @@ static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *err
         return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
 }
 
-static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, go_online_call(m, userdata, error));
+}
+
+static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         Presence *p = d->presence;
         _cleanup_(change_clear) Change c = {};
@@ -417,6 +421,10 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
         }
         (void) presence_publish(p, &c);
         return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
+}
+
+static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, go_offline_call(m, userdata, error));
 }
 
 int presence_user_gone(Daemon *d, const char *user_id) {

@@ -66,7 +66,7 @@ static int check_changes(Daemon *d, GVariant *changes, sd_bus_error *error) {
         return apply_changes(d, changes, &scratch, &fields, error);
 }
 
-static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int create_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         _cleanup_(user_record_clear) UserRecord u = {};
         g_autoptr(GVariant) fields_arg = NULL;
@@ -107,6 +107,10 @@ static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *e
                 return reply_store_error(m, r, error);
         }
         return r;
+}
+
+static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, create_user_call(m, userdata, error));
 }
 
 static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -258,7 +262,7 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
         return 0;
 }
 
-static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int save_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         _cleanup_(user_record_clear) UserRecord u = {};
         g_autoptr(GVariant) changes = NULL;
@@ -293,7 +297,11 @@ static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *err
         return r < 0 ? reply_store_error(m, r, error) : r;
 }
 
-static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, save_user_call(m, userdata, error));
+}
+
+static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
         _cleanup_(user_record_clear) UserRecord u = {};
         const char *id, *expected_tag;
@@ -323,6 +331,10 @@ static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *e
         }
         r = daemon_reply_after_commit(d, m, presence_user_gone, id, NULL);
         return r < 0 ? reply_store_error(m, r, error) : r;
+}
+
+static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, delete_user_call(m, userdata, error));
 }
 
 static const sd_bus_vtable users_vtable[] = {
