@@ -17,6 +17,8 @@
 #include <libglib-testing/signal-logger.h>
 #include <outpost/outpost.h>
 
+#include "call-result.h"
+
 #define NAME            "org.outpost.Outpost1"
 #define ROOT            "/org/outpost/Outpost1"
 #define PATH_USERS      ROOT "/users"
@@ -417,47 +419,6 @@ static void fixture_teardown(Fixture *f, gconstpointer data) {
 }
 
 /* Results of calls */
-
-typedef struct CallResult {
-        gboolean done;
-        GVariant *reply;
-        GError *error;
-} CallResult;
-
-static void call_result_clear(CallResult *r) {
-        g_clear_pointer(&r->reply, g_variant_unref);
-        g_clear_error(&r->error);
-        r->done = FALSE;
-}
-
-static void on_client_call(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        r->reply = outpost_client_call_finish(OUTPOST_CLIENT(source), result, &r->error);
-        r->done = TRUE;
-}
-
-static void on_get_user(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        outpost_users_call_get_user_finish(OUTPOST_USERS(source), &r->reply, result, &r->error);
-        r->done = TRUE;
-}
-
-static void on_save_user(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-        g_autofree char *tag = NULL;
-
-        outpost_users_call_save_user_finish(OUTPOST_USERS(source), &tag, result, &r->error);
-        r->done = TRUE;
-}
-
-static void on_held(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        outpost_client_hold_presence_finish(OUTPOST_CLIENT(source), result, &r->error);
-        r->done = TRUE;
-}
 
 static void on_released(GObject *source, GAsyncResult *result, gpointer data) {
         CallResult *r = data;

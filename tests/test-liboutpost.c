@@ -15,6 +15,8 @@
 
 #include <outpost/outpost.h>
 
+#include "call-result.h"
+
 #define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
 
 typedef struct Fixture {
@@ -178,40 +180,6 @@ static void test_connected(Fixture *f, gconstpointer data) {
 
 /* Errors */
 
-typedef struct CallResult {
-        gboolean done;
-        GVariant *reply;
-        GError *error;
-} CallResult;
-
-static void on_call_done(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        r->reply = outpost_client_call_finish(OUTPOST_CLIENT(source), result, &r->error);
-        r->done = TRUE;
-}
-
-static void call_result_clear(CallResult *r) {
-        g_clear_pointer(&r->reply, g_variant_unref);
-        g_clear_error(&r->error);
-        r->done = FALSE;
-}
-
-static void on_get_user(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        outpost_users_call_get_user_finish(OUTPOST_USERS(source), &r->reply, result, &r->error);
-        r->done = TRUE;
-}
-
-static void on_save_user(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-        g_autofree char *tag = NULL;
-
-        outpost_users_call_save_user_finish(OUTPOST_USERS(source), &tag, result, &r->error);
-        r->done = TRUE;
-}
-
 static void test_errors(Fixture *f, gconstpointer data) {
         OutpostUsers *users = outpost_client_get_users(f->client);
         CallResult r = { 0 };
@@ -235,24 +203,24 @@ static void test_errors(Fixture *f, gconstpointer data) {
 
         /* Through the client's helper */
         outpost_client_call(f->client, G_DBUS_PROXY(users), "CreateUser",
-                            g_variant_new_parsed("({'name': <'ann'>},)"), NULL, on_call_done, &r);
+                            g_variant_new_parsed("({'name': <'ann'>},)"), NULL, on_client_call, &r);
         test_wait_until(r.done, 10000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_ALREADY_EXISTS);
         call_result_clear(&r);
 
         outpost_client_call(f->client, G_DBUS_PROXY(users), "CreateUser",
-                            g_variant_new_parsed("({'name': <'Bad Name'>},)"), NULL, on_call_done, &r);
+                            g_variant_new_parsed("({'name': <'Bad Name'>},)"), NULL, on_client_call, &r);
         test_wait_until(r.done, 10000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_INVALID_ARGUMENT);
         call_result_clear(&r);
 
         outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_events(f->client)), "FetchSince",
-                            g_variant_new_parsed("('not-the-history', @t 0, @as [], @u 10)"), NULL, on_call_done, &r);
+                            g_variant_new_parsed("('not-the-history', @t 0, @as [], @u 10)"), NULL, on_client_call, &r);
         test_wait_until(r.done, 10000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_RESET);
         call_result_clear(&r);
 
-        outpost_client_call(f->client, G_DBUS_PROXY(users), "GetUser", g_variant_new("(s)", id), NULL, on_call_done, &r);
+        outpost_client_call(f->client, G_DBUS_PROXY(users), "GetUser", g_variant_new("(s)", id), NULL, on_client_call, &r);
         test_wait_until(r.done, 10000);
         g_assert_no_error(r.error);
         g_assert_true(g_variant_is_of_type(r.reply, G_VARIANT_TYPE("(a{sv})")));
@@ -271,7 +239,7 @@ static void assert_calls_disconnected(Fixture *f, const char *mention) {
         gint64 t0 = g_get_monotonic_time();
 
         outpost_client_call(f->client, G_DBUS_PROXY(outpost_client_get_users(f->client)), "GetUser",
-                            g_variant_new("(s)", UNKNOWN_ID), NULL, on_call_done, &r);
+                            g_variant_new("(s)", UNKNOWN_ID), NULL, on_client_call, &r);
         g_assert_false(r.done);
         test_wait_until(r.done, 1000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
@@ -332,13 +300,6 @@ static void test_left_before_reply(Fixture *f, gconstpointer data) {
 }
 
 /* Events across a restart */
-
-static void on_held(GObject *source, GAsyncResult *result, gpointer data) {
-        CallResult *r = data;
-
-        outpost_client_hold_presence_finish(OUTPOST_CLIENT(source), result, &r->error);
-        r->done = TRUE;
-}
 
 static void on_released(GObject *source, GAsyncResult *result, gpointer data) {
         CallResult *r = data;
