@@ -355,6 +355,20 @@ GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, 
         return r;
 }
 
+GVariant *test_get_property(GDBusConnection *c, const char *path, const char *iface, const char *name) {
+        g_autoptr(GVariant) r = test_call_ok(c, path, IFACE_PROPERTIES, "Get", g_variant_new("(ss)", iface, name), "(v)");
+        GVariant *v;
+
+        g_variant_get(r, "(v)", &v);
+        return v;
+}
+
+guint64 test_last_seq(GDBusConnection *c) {
+        g_autoptr(GVariant) v = test_get_property(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "LastSeq");
+
+        return g_variant_get_uint64(v);
+}
+
 void test_assert_dbus_error(GError *error, const char *name, const char *mention) {
         g_autofree char *remote = NULL;
         g_autofree char *full = strchr(name, '.') ? g_strdup(name) : g_strconcat(ERROR_PREFIX, name, NULL);

@@ -23,6 +23,7 @@
 #define ERROR_PREFIX            "org.outpost.Outpost1.Error."
 #define OUTPOST_BRIDGE_PATH     OUTPOST_ROOT "/bridge"
 #define IFACE_BRIDGE            "org.outpost.Outpost1.Bridge"
+#define IFACE_PROPERTIES        "org.freedesktop.DBus.Properties"
 
 typedef struct TestBus TestBus;
 typedef struct BridgeProcess {
@@ -118,6 +119,11 @@ GVariant *test_call(GDBusConnection *c, const char *path, const char *iface, con
 /* The same, asserting success. */
 GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, const char *method,
                        GVariant *params, const char *reply_type);
+/* The value of property NAME of IFACE at PATH of outpostd (Properties.Get). */
+GVariant *test_get_property(GDBusConnection *c, const char *path, const char *iface, const char *name);
+/* Events.LastSeq: also a round trip after which every Event the daemon sent
+ * C before it has arrived. */
+guint64 test_last_seq(GDBusConnection *c);
 /* Assert that ERROR is the D-Bus error NAME (a full name, or a suffix
  * after "org.outpost.Outpost1.Error.") and that its message mentions
  * MENTION (may be NULL). */

@@ -14,7 +14,6 @@
 
 #include "harness.h"
 
-#define IFACE_PROPERTIES  "org.freedesktop.DBus.Properties"
 #define HISTORY_CURRENT   ""
 
 /* FetchSince's topic_prefixes: every topic. */
@@ -23,21 +22,12 @@ static const char *const ALL_TOPICS[] = { NULL };
 /* Calls */
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
-                                             g_variant_new("(ss)", IFACE_EVENTS, name), "(v)");
-        GVariant *v;
-
-        g_variant_get(r, "(v)", &v);
-        return v;
+        return test_get_property(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, name);
 }
 
 static guint64 get_seq_property(GDBusConnection *c, const char *name) {
         g_autoptr(GVariant) v = get_property(c, name);
         return g_variant_get_uint64(v);
-}
-
-static guint64 last_seq(GDBusConnection *c) {
-        return get_seq_property(c, "LastSeq");
 }
 
 static guint64 first_seq(GDBusConnection *c) {
@@ -246,7 +236,7 @@ static void test_publish_fetch(void) {
         none = fetch_ok(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10, &next_after, &more);
         g_assert_cmpuint(g_variant_n_children(none), ==, 0);
         g_assert_false(more);
-        g_assert_cmpuint(next_after, ==, last_seq(tb->conn));
+        g_assert_cmpuint(next_after, ==, test_last_seq(tb->conn));
         g_clear_pointer(&none, g_variant_unref);
 
         for (gint32 i = 0; i < N_EVENTS; i++) {
@@ -254,7 +244,7 @@ static void test_publish_fetch(void) {
                 if (i > 0)
                         g_assert_cmpuint(seqs[i], >, seqs[i - 1]);
         }
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         g_assert_cmpuint(last, ==, seqs[N_EVENTS - 1]);
 
         /* Everything, in pages of 100: two full pages and a last one. */
@@ -449,7 +439,7 @@ static void test_restart(void) {
         test_bus_start_daemon(tb, NULL);
         for (gint32 i = 0; i < 10; i++)
                 seqs[i] = publish(tb->conn, "shop/door", i);
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         history = history_id(tb->conn);
         g_assert_cmpuint(strlen(history), ==, 36);
 
@@ -459,7 +449,7 @@ static void test_restart(void) {
         /* The same history, with the same events... */
         history2 = history_id(tb->conn);
         g_assert_cmpstr(history2, ==, history);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         g_assert_cmpuint(first_seq(tb->conn), ==, seqs[0]);
         all = fetch_all(tb->conn, 0, ALL_TOPICS, 100, NULL);
         g_assert_cmpuint(all->len, ==, 10);
@@ -484,7 +474,7 @@ static void test_restart(void) {
 
         history3 = history_id(tb->conn);
         g_assert_cmpstr(history3, ==, history);
-        g_assert_cmpuint(last_seq(tb->conn), ==, crash_seq);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, crash_seq);
         after_crash = fetch_ok(tb->conn, history, seq, ALL_TOPICS, 100, NULL, NULL);
         g_assert_cmpuint(g_variant_n_children(after_crash), ==, 1);
         {
@@ -568,7 +558,7 @@ static void test_crash_under_load(void) {
         test_bus_start_daemon(tb, NULL);
         watcher = test_bus_connect(tb);
         w = event_watch_new(watcher);
-        (void) last_seq(watcher);       /* its match rule is in place */
+        (void) test_last_seq(watcher);       /* its match rule is in place */
 
         /* Several callers, each well within the bus's limit of pending
          * replies per connection (128 on a system bus). */
@@ -610,7 +600,7 @@ static void test_crash_under_load(void) {
                        load.returned->len, load.next_n, seen->len, all->len);
         /* The daemon died with calls in flight. */
         g_assert_cmpint(load.next_n, >, (gint32) load.returned->len);
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         g_assert_cmpuint(last, >=, max_seq);
         g_assert_cmpuint(publish(tb->conn, "load", -1), >, last);
         g_array_unref(load.returned);
@@ -633,7 +623,7 @@ static void test_retention(void) {
 
         for (gint32 i = 0; i < 300; i++)
                 publish(tb->conn, shop_gym_topics[i % 3], i);
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         g_assert_cmpuint(last, ==, 300);
 
         /* Retention runs from a timer, about once a second. */
@@ -642,7 +632,7 @@ static void test_retention(void) {
         /* At most RetentionCount kept, and no more discarded than that
          * needs: the history is bounded, not emptied. */
         g_assert_cmpuint(first, ==, last - 99);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
 
         /* A client that saw nothing, or not the event before FirstSeq,
          * missed events: it is told so, with the FirstSeq to rebuild to. */
@@ -664,7 +654,7 @@ static void test_retention(void) {
         test_bus_stop_daemon(tb, SIGTERM);
         test_bus_start_daemon(tb, NULL);
         g_assert_cmpuint(first_seq(tb->conn), ==, first);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         assert_fetch_fails(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 1000, "HistoryTruncated", first_str);
 }
 
@@ -680,7 +670,7 @@ static void test_history_reset(void) {
         test_bus_start_daemon(tb, NULL);
         for (gint32 i = 0; i < 5; i++)
                 publish(tb->conn, "shop/door", i);
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         history = history_id(tb->conn);
 
         /* Another history: the store was reset or restored. */
@@ -748,8 +738,8 @@ static void test_match_rules(void) {
 
         /* A round trip on each: whatever the daemon sent them before has
          * arrived. */
-        (void) last_seq(msgs);
-        (void) last_seq(pres);
+        (void) test_last_seq(msgs);
+        (void) test_last_seq(pres);
         msgs_topics = arrived_topics(am);
         pres_topics = arrived_topics(ap);
         g_assert_cmpuint(g_strv_length(msgs_topics), ==, 1);
@@ -893,20 +883,20 @@ static void test_resume(void) {
 
         /* Live: the subscriber sees everything as it happens. */
         subscriber_connect(&s, tb);
-        (void) last_seq(s.conn);        /* its match rule is in place */
+        (void) test_last_seq(s.conn);        /* its match rule is in place */
         for (gint32 i = 0; i < 20; i++)
                 publish(tb->conn, "shop/door", i);
-        (void) last_seq(s.conn);
+        (void) test_last_seq(s.conn);
         while (g_main_context_iteration(NULL, FALSE))
                 ;
         g_assert_cmpuint(s.delivered->len, ==, 20);
-        g_assert_cmpuint(s.last, ==, last_seq(tb->conn));
+        g_assert_cmpuint(s.last, ==, test_last_seq(tb->conn));
 
         /* Away: what happens now reaches nobody. */
         subscriber_disconnect(&s);
         for (gint32 i = 20; i < 50; i++)
                 publish(tb->conn, "gym/door", i);
-        away_last = last_seq(tb->conn);
+        away_last = test_last_seq(tb->conn);
 
         /* Back, while others keep publishing: subscribe first, then fetch
          * what was missed. */
@@ -921,7 +911,7 @@ static void test_resume(void) {
         test_wait_until(!s.fetching && p[0].left + p[0].in_flight + p[1].left + p[1].in_flight +
                         p[2].left + p[2].in_flight + p[3].left + p[3].in_flight == 0, 30000);
         /* Whatever the daemon sent before this round trip has arrived. */
-        (void) last_seq(s.conn);
+        (void) test_last_seq(s.conn);
         while (g_main_context_iteration(NULL, FALSE))
                 ;
         g_test_message("resume: %u fetched, %u live, %u duplicates dropped", s.fetched, s.live, s.duplicates);
@@ -933,7 +923,7 @@ static void test_resume(void) {
         g_assert_cmpuint(s.delivered->len, ==, all->len);
         for (guint i = 0; i < all->len; i++)
                 g_assert_cmpuint(g_array_index(s.delivered, guint64, i), ==, event_seq(all->pdata[i]));
-        g_assert_cmpuint(s.last, ==, last_seq(tb->conn));
+        g_assert_cmpuint(s.last, ==, test_last_seq(tb->conn));
 
         subscriber_disconnect(&s);
         g_dbus_connection_close_sync(pub, NULL, NULL);
@@ -1004,13 +994,13 @@ static void test_retention_age(void) {
         test_bus_start_daemon(tb, "[Events]\nRetentionSeconds=1\n");
         for (gint32 i = 0; i < 5; i++)
                 publish(tb->conn, "shop/door", i);
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
 
         /* Older than a second, and checked about once a second. */
         test_wait_until(first_seq(tb->conn) > last, 5000);
         /* An empty history: FirstSeq is past LastSeq, which stays. */
         g_assert_cmpuint(first_seq(tb->conn), ==, last + 1);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         first_str = g_strdup_printf("%" G_GUINT64_FORMAT, last + 1);
         assert_fetch_fails(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10, "HistoryTruncated", first_str);
         empty = fetch_ok(tb->conn, HISTORY_CURRENT, last, ALL_TOPICS, 10, &next_after, &more);
@@ -1021,7 +1011,7 @@ static void test_retention_age(void) {
          * after the last seq it gave out. */
         test_bus_stop_daemon(tb, SIGTERM);
         test_bus_start_daemon(tb, NULL);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         g_assert_cmpuint(first_seq(tb->conn), ==, last + 1);
         g_assert_cmpuint(publish(tb->conn, "shop/door", 5), >, last);
 }
@@ -1045,7 +1035,7 @@ static void test_large_page(void) {
         for (gint32 i = 0; i < 600; i++)
                 g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
                                              g_variant_new_parsed("('big', {'blob': <%s>})", blob), "(t)"));
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
 
         page = fetch(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10000, &next_after, &more, &error);
         if (page) {
@@ -1066,7 +1056,7 @@ static void test_large_page(void) {
                 test_assert_dbus_error(error, "LimitExceeded", NULL);
         }
         /* The daemon is still there. */
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
 }
 
 /* 8. Bad input is refused, and nothing is written */
@@ -1075,12 +1065,12 @@ static void assert_publish_fails(TestBus *tb, const char *topic, GVariant *data,
                                  const char *mention) {
         g_autoptr(GError) error = NULL;
         g_autoptr(GVariant) r = NULL;
-        guint64 before = last_seq(tb->conn);
+        guint64 before = test_last_seq(tb->conn);
 
         r = publish_call(tb->conn, topic, data ?: g_variant_new_parsed("@a{sv} {'n': <1>}"), &error);
         g_assert_null(r);
         test_assert_dbus_error(error, error_name, mention);
-        g_assert_cmpuint(last_seq(tb->conn), ==, before);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
 }
 
 static GVariant *blob_data(gsize size) {
@@ -1103,7 +1093,7 @@ static void test_bad_input(void) {
 
         test_bus_start_daemon(tb, NULL);
         w = event_watch_new(tb->conn);
-        before = last_seq(tb->conn);
+        before = test_last_seq(tb->conn);
 
         for (size_t i = 0; i < G_N_ELEMENTS(bad_topics); i++)
                 assert_publish_fails(tb, bad_topics[i], NULL, "InvalidArgument", NULL);
@@ -1113,7 +1103,7 @@ static void test_bad_input(void) {
         for (size_t i = 0; i < G_N_ELEMENTS(reserved); i++)
                 assert_publish_fails(tb, reserved[i], NULL, "InvalidArgument", "reserved");
         assert_publish_fails(tb, "shop/big", blob_data(70000), "LimitExceeded", NULL);
-        g_assert_cmpuint(last_seq(tb->conn), ==, before);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
 
         /* Near misses are fine: the longest topic, topics that only look
          * like reserved ones, and data just under the limit. */
@@ -1131,7 +1121,7 @@ static void test_bad_input(void) {
                 g_assert_no_error(error);
                 published++;
         }
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         g_assert_cmpuint(last, >=, before + published);
 
         /* FetchSince: limit 1-10000, prefixes of topic characters. */
@@ -1145,7 +1135,7 @@ static void test_bad_input(void) {
         }
 
         /* The daemon still answers, and signalled only what it stored. */
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         event_watch_sync(w);
         g_assert_cmpuint(w->events->len, ==, published);
         g_assert_cmpuint(publish(tb->conn, "shop/after", 0), >, last);

@@ -14,19 +14,9 @@
 
 #define UNKNOWN_ID        "00000000-0000-4000-8000-000000000000"
 #define UNKNOWN_ID2       "11111111-1111-4111-8111-111111111111"
-#define IFACE_PROPERTIES  "org.freedesktop.DBus.Properties"
 #define BODY_MAX          65536
 
 /* Calls */
-
-static guint64 last_seq(GDBusConnection *c) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
-                                             g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)");
-        g_autoptr(GVariant) v = NULL;
-
-        g_variant_get(r, "(v)", &v);
-        return g_variant_get_uint64(v);
-}
 
 /* The events after AFTER whose topic starts with PREFIX (one page is
  * plenty here). */
@@ -153,7 +143,7 @@ static void test_send(void) {
         a = test_create_user(tb->conn, "ann", NULL);
         b = test_create_user(tb->conn, "bob", NULL);
         w = event_watch_new(tb->conn);
-        before = last_seq(tb->conn);
+        before = test_last_seq(tb->conn);
 
         call_and_watch(&send, w, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                        g_variant_new_parsed("([%s, %s], 'hello')", a, b), "(st)");
@@ -167,7 +157,7 @@ static void test_send(void) {
         g_assert_cmpuint(event_seq(w->events->pdata[0]), >, before);
         g_assert_cmpuint(event_seq(w->events->pdata[1]), >, event_seq(w->events->pdata[0]));
         g_assert_cmpuint(event_seq(w->events->pdata[1]), ==, last);
-        g_assert_cmpuint(last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
 
         /* Stored as signalled. */
         stored = fetch(tb->conn, before, "messages/");
@@ -201,12 +191,12 @@ static void assert_send_fails(TestBus *tb, const char *const *to, const char *bo
                               const char *mention) {
         g_autoptr(GError) error = NULL;
         g_autoptr(GVariant) r = NULL;
-        guint64 before = last_seq(tb->conn);
+        guint64 before = test_last_seq(tb->conn);
 
         r = send_call(tb->conn, to, body, &error);
         g_assert_null(r);
         test_assert_dbus_error(error, error_name, mention);
-        g_assert_cmpuint(last_seq(tb->conn), ==, before);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
 }
 
 static void assert_send_ok(TestBus *tb, EventWatch *w, const char *to, const char *body) {
@@ -304,7 +294,7 @@ static void assert_nothing_published(TestBus *tb, EventWatch *w, guint64 before)
                 g_test_message("unexpected event: %s", s);
         }
         g_assert_cmpuint(w->events->len, ==, 0);
-        g_assert_cmpuint(last_seq(tb->conn), ==, before);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
 }
 
 static void test_users_events(void) {
@@ -318,7 +308,7 @@ static void test_users_events(void) {
 
         test_bus_start_daemon(tb, NULL);
         w = event_watch_new(tb->conn);
-        before = last_seq(tb->conn);
+        before = test_last_seq(tb->conn);
 
         call_and_watch(&create, w, OUTPOST_USERS_PATH, IFACE_USERS, "CreateUser",
                        g_variant_new_parsed("({'name': <'ann'>},)"), "(ss)");
@@ -337,7 +327,7 @@ static void test_users_events(void) {
         g_ptr_array_add(seen, g_variant_ref(w->events->pdata[0]));
 
         /* What fails publishes nothing. */
-        last = last_seq(tb->conn);
+        last = test_last_seq(tb->conn);
         g_ptr_array_set_size(w->events, 0);
         assert_users_call_fails(tb, "SaveUser", g_variant_new_parsed("(%s, %s, {'display-name': <'Old'>})", id, tag),
                                 "SaveConflict", tag2);
@@ -366,7 +356,7 @@ static void test_users_events(void) {
         }
         g_assert_cmpuint(event_seq(seen->pdata[0]), <, event_seq(seen->pdata[1]));
         g_assert_cmpuint(event_seq(seen->pdata[1]), <, event_seq(seen->pdata[2]));
-        g_assert_cmpuint(last_seq(tb->conn), ==, event_seq(seen->pdata[2]));
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, event_seq(seen->pdata[2]));
 }
 
 int main(int argc, char **argv) {

@@ -12,7 +12,6 @@
 #include "harness.h"
 
 #define UNKNOWN_ID        "00000000-0000-4000-8000-000000000000"
-#define IFACE_PROPERTIES  "org.freedesktop.DBus.Properties"
 
 /* Calls */
 
@@ -35,12 +34,7 @@ static guint64 go_offline(GDBusConnection *c, const char *id) {
 }
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PROPERTIES, "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, name), "(v)");
-        GVariant *v;
-
-        g_variant_get(r, "(v)", &v);
-        return v;
+        return test_get_property(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, name);
 }
 
 static guint64 get_generation(GDBusConnection *c) {

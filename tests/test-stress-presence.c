@@ -12,8 +12,6 @@
 
 #include "harness.h"
 
-#define IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
-
 #define N_USERS    50
 #define N_CLIENTS  1000
 /* At once. The bus allows 256 connections per user (dbus-daemon's
@@ -22,12 +20,7 @@
 #define N_PARALLEL 100
 
 static GVariant *get_property(GDBusConnection *c, const char *name) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PROPERTIES, "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, name), "(v)");
-        GVariant *v;
-
-        g_variant_get(r, "(v)", &v);
-        return v;
+        return test_get_property(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, name);
 }
 
 static guint online_count(GDBusConnection *c) {
@@ -37,15 +30,6 @@ static guint online_count(GDBusConnection *c) {
 
 static guint64 get_generation(GDBusConnection *c) {
         g_autoptr(GVariant) v = get_property(c, "Generation");
-        return g_variant_get_uint64(v);
-}
-
-static guint64 get_last_seq(GDBusConnection *c) {
-        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_PROPERTIES, "Get",
-                                             g_variant_new("(ss)", IFACE_EVENTS, "LastSeq"), "(v)");
-        g_autoptr(GVariant) v = NULL;
-
-        g_variant_get(r, "(v)", &v);
         return g_variant_get_uint64(v);
 }
 
@@ -178,7 +162,7 @@ static void test_many_clients(void) {
         test_wait_until(online_count(tb->conn) == 0, 20000);
         baseline = rss_kib(tb->daemon_pid);
         generation0 = get_generation(tb->conn);
-        seq0 = get_last_seq(tb->conn);
+        seq0 = test_last_seq(tb->conn);
 
         w.id = g_dbus_connection_signal_subscribe(tb->conn, OUTPOST_NAME, IFACE_PROPERTIES, "PropertiesChanged",
                                                   OUTPOST_PRESENCE_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
