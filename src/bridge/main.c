@@ -123,14 +123,8 @@ static int parse_options(int argc, char **argv, Options *o) {
                 log_error("Unexpected argument '%s'", argv[1]);
                 return -EINVAL;
         }
-        if (o->log_level) {
-                int level = log_level_from_string(o->log_level);
-                if (level < 0) {
-                        log_error("Unknown log level '%s'", o->log_level);
-                        return -EINVAL;
-                }
-                log_set_max_level(level);
-        }
+        if (o->log_level)
+                return log_set_max_level_from_string(o->log_level);
         return 0;
 }
 

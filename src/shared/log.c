@@ -41,6 +41,18 @@ int log_level_from_string(const char *s) {
         return -EINVAL;
 }
 
+int log_set_max_level_from_string(const char *s) {
+        int level = log_level_from_string(s);
+
+        if (level < 0) {
+                log_error("Unknown log level '%s'", s);
+                return level;
+        }
+        log_set_max_level(level);
+        return 0;
+}
+
+static void log_write(int level, const char *format, va_list ap, const char *suffix) __attribute__((format(printf, 2, 0)));
 static void log_write(int level, const char *format, va_list ap, const char *suffix) {
         char buf[2048];
         int saved = errno;

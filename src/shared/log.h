@@ -9,6 +9,8 @@
 void log_set_max_level(int level);
 int log_get_max_level(void);
 int log_level_from_string(const char *s);
+/* --log-level=: sets the level named S, or logs why not and returns -EINVAL. */
+int log_set_max_level_from_string(const char *s);
 void log_set_program_name(const char *name);
 
 void log_internal(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
