@@ -406,6 +406,10 @@ struct Link {
         FrameLimit from_peer;   /* where the peer's messages end, when limited */
         bool limit_messages;    /* listener side, with a max_message_bytes */
         bool tcp_eof, local_eof;
+        /* Worth a read: epoll said so, and no read since came back short.
+         * A side already drained is not read again until epoll says so,
+         * which saves a failed recv() per side and pass of the pump. */
+        bool tcp_readable, local_readable;
         bool send_pending;      /* gnutls_record_send said AGAIN: call it again with NULL, 0 */
         bool bye_pending;
         bool in_callback, free_requested;
@@ -688,26 +692,32 @@ static ssize_t local_send(Link *link, const void *buf, size_t n) {
         return socket_result(link, send(link->local_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL), false);
 }
 
-/* READ into B while there is room; *EOF once READ says the side ended.
- * From TLS this drains what GnuTLS holds decrypted, which epoll cannot
- * see: it reads until AGAIN, or until B is full, when a later pump comes
- * back for the rest. */
-static bool pump_in(Link *link, Buffer *b, bool *eof, ssize_t (*read)(Link *, void *, size_t)) {
+/* READ into B while there is room and READABLE; *EOF once READ says the
+ * side ended. From TLS this drains what GnuTLS holds decrypted, which
+ * epoll cannot see: it reads until AGAIN, or until B is full, when a later
+ * pass comes back for the rest. A plain socket is drained once a read
+ * comes back short: epoll (level-triggered) tells of anything later. */
+static bool pump_in(Link *link, Buffer *b, bool *eof, bool *readable, bool tls,
+                    ssize_t (*read)(Link *, void *, size_t)) {
         bool progress = false;
         uint8_t *tail;
         size_t room;
         ssize_t k;
 
-        while (!*eof && (room = buffer_tail(b, IO_CHUNK, &tail)) > 0) {
+        while (*readable && !*eof && (room = buffer_tail(b, IO_CHUNK, &tail)) > 0) {
                 k = read(link, tail, room);
                 if (k == -EINTR)
                         continue;
+                if (k == -EAGAIN)
+                        *readable = false;
                 if (k < 0)
                         break;
                 if (k == 0)
                         *eof = true;
                 b->len += k;
                 progress = true;
+                if (!tls && (size_t) k < room)
+                        *readable = false;
         }
         return progress;
 }
@@ -820,10 +830,11 @@ static void link_pump(Link *link) {
         int r;
 
         do {
-                progress = pump_in(link, &link->to_local, &link->tcp_eof, tcp_recv);
+                progress = pump_in(link, &link->to_local, &link->tcp_eof, &link->tcp_readable, link->tls, tcp_recv);
                 progress = pump_out(link, &link->to_local, NULL, local_send) || progress;
                 progress = pump_out(link, &link->to_tcp, &link->send_pending, tcp_send) || progress;
-                progress = pump_in(link, &link->to_tcp, &link->local_eof, local_recv) || progress;
+                progress = pump_in(link, &link->to_tcp, &link->local_eof, &link->local_readable, false,
+                                   local_recv) || progress;
         } while (progress && !link->end_reason);
         check_peer_reading(link);
 
@@ -836,8 +847,17 @@ static void link_pump(Link *link) {
         link_finish(link);
 }
 
+/* EPOLLHUP and EPOLLERR count as readable: the read says what happened. */
+static bool revents_readable(uint32_t revents) {
+        return revents & (EPOLLIN | EPOLLHUP | EPOLLERR);
+}
+
 static int on_local_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        link_pump(userdata);
+        Link *link = userdata;
+
+        if (revents_readable(revents))
+                link->local_readable = true;
+        link_pump(link);
         return 0;
 }
 
@@ -897,6 +917,7 @@ static void link_start(Link *link) {
         }
         /* The peer's first bytes may have come with the handshake's last
          * flight and sit in GnuTLS already, unseen by epoll. */
+        link->tcp_readable = link->local_readable = true;
         link_pump(link);
 }
 
@@ -1115,6 +1136,8 @@ static int on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 link_handshake(link);
                 break;
         case LINK_UP:
+                if (revents_readable(revents))
+                        link->tcp_readable = true;
                 link_pump(link);
                 break;
         case LINK_DONE:
