@@ -36,6 +36,7 @@
 
 #define MAX_CHILDREN 12
 #define STARTUP_TIMEOUT_USEC (20ULL * 1000000ULL)
+#define CPU_CALLS 4000
 
 static pid_t children[MAX_CHILDREN];
 static unsigned n_children;
@@ -514,6 +515,81 @@ static void print_added(const char *name, const Figure *f, const Figure *base, d
         bench_print_row(&table, name, a, "-", base->name, 0, t, added <= target_us);
 }
 
+/* Where a GetUser's time goes: the CPU each process on the path uses per
+ * call, directly over tcp: and through the TLS hop. A figure's ratio says
+ * how much slower; this says which process pays for it. */
+typedef struct CpuUser {
+        const char *name;
+        pid_t pid;
+        double usec[2];         /* per call: direct, through the hop */
+} CpuUser;
+
+/* CPU time PID has used so far, in µs: to the nanosecond from
+ * /proc/PID/sched where the kernel keeps it, in clock ticks from
+ * /proc/PID/stat otherwise. */
+static double cpu_used_usec(pid_t pid) {
+        char path[64], line[512];
+        unsigned long utime, stime;
+        double ms = -1;
+        const char *p;
+        FILE *f;
+
+        snprintf(path, sizeof path, "/proc/%d/sched", (int) pid);
+        f = fopen(path, "re");
+        if (f) {
+                while (ms < 0 && fgets(line, sizeof line, f))
+                        if (sscanf(line, "se.sum_exec_runtime : %lf", &ms) != 1)
+                                ms = -1;
+                fclose(f);
+                if (ms >= 0)
+                        return ms * 1000;
+        }
+        snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f || !fgets(line, sizeof line, f))
+                bench_die("cannot read %s", path);
+        fclose(f);
+        /* utime and stime: fields 14 and 15, the comm in parentheses may hold spaces */
+        p = strrchr(line, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+                bench_die("cannot parse %s", path);
+        return (utime + stime) * 1e6 / (double) sysconf(_SC_CLK_TCK);
+}
+
+static void measure_cpu(sd_bus *buses[2], const char *id, CpuUser *users, unsigned n_users, unsigned calls) {
+        double before[8];
+
+        for (unsigned b = 0; b < 2; b++) {
+                for (unsigned i = 0; i < 100; i++)
+                        (void) call_get_user(buses[b], (void *) id);
+                for (unsigned u = 0; u < n_users; u++)
+                        before[u] = cpu_used_usec(users[u].pid);
+                for (unsigned i = 0; i < calls; i++) {
+                        check_interrupted();
+                        if (call_get_user(buses[b], (void *) id) < 0)
+                                bench_die("GetUser failed");
+                }
+                for (unsigned u = 0; u < n_users; u++)
+                        users[u].usec[b] = (cpu_used_usec(users[u].pid) - before[u]) / calls;
+        }
+}
+
+static void print_cpu(const CpuUser *users, unsigned n_users, unsigned n_bridges) {
+        double total[2] = {}, outside = 0;
+
+        printf("%-26s %10s %10s\n", "process", "direct_us", "1hop_us");
+        for (unsigned u = 0; u < n_users; u++) {
+                printf("%-26s %10.1f %10.1f\n", users[u].name, users[u].usec[0], users[u].usec[1]);
+                total[0] += users[u].usec[0];
+                total[1] += users[u].usec[1];
+        }
+        printf("%-26s %10.1f %10.1f\n", "all", total[0], total[1]);
+        for (unsigned u = n_bridges; u < n_users; u++)
+                outside += users[u].usec[1];
+        printf("# through the hop, the processes other than the two bridges use %.2f times the CPU of the whole "
+               "direct call\n", outside / total[0]);
+}
+
 /* Deliveries/s to 10 subscribers at the site against 10 at central, the
  * median of 3 alternating rounds of TOTAL events each. */
 static void measure_fanout(sd_bus *publisher, const char *central, const char *site, unsigned total) {
@@ -548,6 +624,11 @@ int main(int argc, char **argv) {
         sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan;
         pid_t plain_importer, wan_importer;
         sd_bus_message *reply = NULL;
+        /* The two bridges first: print_cpu() adds up the others. */
+        CpuUser cpu_users[] = {
+                { "cpu-listener" }, { "cpu-importer" }, { "cpu-central-bus" }, { "cpu-site-bus" },
+                { "cpu-outpostd" }, { "cpu-client", getpid() },
+        };
         int r;
 
         bench_init("bench-bridge");
@@ -563,7 +644,9 @@ int main(int argc, char **argv) {
         free(cmd);
 
         central = start_bus("central", tcp_port);
+        cpu_users[2].pid = children[n_children - 1];
         site_tls = start_bus("site-tls", 0);
+        cpu_users[3].pid = children[n_children - 1];
         site_plain = start_bus("site-plain", 0);
         site_wan = start_bus("site-wan", 0);
         {
@@ -572,7 +655,7 @@ int main(int argc, char **argv) {
                 snprintf(s, sizeof s, "--state-dir=%s/state", workdir);
                 snprintf(c, sizeof c, "--config=%s/none.conf", workdir);
                 char *daemon_argv[] = { (char *) outpostd, a, s, c, NULL };
-                spawn("outpostd", daemon_argv);
+                cpu_users[4].pid = spawn("outpostd", daemon_argv);
         }
         c_unix = connect_to(central, false);
         if (bench_wait_for_name(c_unix, NULL, STARTUP_TIMEOUT_USEC) < 0)
@@ -582,9 +665,9 @@ int main(int argc, char **argv) {
         snprintf(plain_listen, sizeof plain_listen, "--listen=tcp:host=127.0.0.1,port=%u", plain_port);
         snprintf(tls_up, sizeof tls_up, "--upstream=tls:host=127.0.0.1,port=%u", tls_port);
         snprintf(plain_up, sizeof plain_up, "--upstream=tcp:host=127.0.0.1,port=%u", plain_port);
-        start_bridge("listener-tls", central, (const char *[]) { tls_listen, NULL });
+        cpu_users[0].pid = start_bridge("listener-tls", central, (const char *[]) { tls_listen, NULL });
         start_bridge("listener-plain", central, (const char *[]) { plain_listen, "--insecure-plaintext", NULL });
-        start_bridge("site-tls", site_tls, (const char *[]) { tls_up, NULL });
+        cpu_users[1].pid = start_bridge("site-tls", site_tls, (const char *[]) { tls_up, NULL });
         plain_importer = start_bridge("site-plain", site_plain, (const char *[]) { plain_up, "--insecure-plaintext", NULL });
         /* 20 ms each way between the WAN site and central, and between the
          * baseline's client and central's tcp: */
@@ -635,6 +718,12 @@ int main(int argc, char **argv) {
          * read as a second, different measurement. */
         print_ratio("  (tls vs plain)", &f[1], &f[2], 1.3);
         print_ratio(f[4].name, &f[4], &f[3], 1.2);
+        fflush(stdout);
+
+        printf("# CPU time per GetUser by process, %u calls directly over tcp: and %u through the TLS hop\n",
+               CPU_CALLS, CPU_CALLS);
+        measure_cpu((sd_bus *[]) { c_tcp, s_tls }, id, cpu_users, ELEMENTSOF(cpu_users), CPU_CALLS);
+        print_cpu(cpu_users, ELEMENTSOF(cpu_users), 2);
         fflush(stdout);
 
         /* 40 ms a round trip: fewer samples. */

@@ -70,7 +70,6 @@
 #define RAW_ROW_BYTES           280     /* + topic and time: ~300 bytes, like a saved user or an event */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 static inline void freep(void *p) {
         free(*(void **) p);

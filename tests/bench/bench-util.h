@@ -13,6 +13,8 @@
 
 #define BENCH_OUTPOST_NAME "org.outpost.Outpost1"
 
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
 /* Set by SIGINT or SIGTERM once bench_catch_signals() ran. */
 extern volatile sig_atomic_t bench_interrupted;
 
