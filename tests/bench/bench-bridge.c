@@ -29,12 +29,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench-util.h"
 
-#define MAX_CHILDREN 12
+#define MAX_CHILDREN 16
 #define STARTUP_TIMEOUT_USEC (20ULL * 1000000ULL)
 #define CPU_CALLS 4000
 
@@ -386,6 +387,91 @@ static void start_delay_proxy(unsigned port, unsigned target_port, unsigned dela
         add_child(pid);
 }
 
+/* ---- the shape of the path alone: a relay that only relays -------------- */
+
+/* To tell what the bridges cost from what the path's shape costs: a hop
+ * with as many processes between the site bus and central's bus as the
+ * real one, doing the least they can. One process owns the name on its
+ * site bus and copies each call, as it is, onto its connection to
+ * central's tcp: transport; a second forwards those bytes, like the delay
+ * proxy with no delay. No TLS, no socketpair, no checks, no cache. */
+
+static int on_null_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        sd_bus_message *call = userdata, *m = NULL;
+        int r;
+
+        if (sd_bus_message_is_method_error(reply, NULL))
+                r = sd_bus_reply_method_error(call, sd_bus_message_get_error(reply));
+        else {
+                r = sd_bus_message_new_method_return(call, &m);
+                if (r >= 0)
+                        r = sd_bus_message_copy(m, reply, true);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, m, NULL);
+                sd_bus_message_unref(m);
+        }
+        sd_bus_message_unref(call);
+        if (r < 0)
+                bench_die("the null relay cannot reply: %s", strerror(-r));
+        return 1;
+}
+
+static int on_null_call(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        sd_bus *central = userdata;
+        sd_bus_message *call = NULL;
+        int r;
+
+        if (!sd_bus_message_is_method_call(m, NULL, NULL))
+                return 0;
+        r = sd_bus_message_new_method_call(central, &call, BENCH_OUTPOST_NAME, sd_bus_message_get_path(m),
+                                           sd_bus_message_get_interface(m), sd_bus_message_get_member(m));
+        if (r >= 0)
+                r = sd_bus_message_copy(call, m, true);
+        if (r >= 0)
+                r = sd_bus_call_async(central, NULL, call, on_null_reply, sd_bus_message_ref(m), 0);
+        sd_bus_message_unref(call);
+        if (r < 0)
+                bench_die("the null relay cannot call central: %s", strerror(-r));
+        return 1;
+}
+
+_Noreturn static void null_relay_run(const char *site, const char *central_address) {
+        sd_bus *local, *central;
+        sd_event *event;
+        int r;
+
+        if (bench_connect(site, false, &local) < 0 || bench_connect(central_address, true, &central) < 0)
+                _exit(EXIT_FAILURE);
+        r = sd_event_new(&event);
+        if (r >= 0)
+                r = sd_bus_attach_event(local, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = sd_bus_attach_event(central, event, SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = sd_bus_add_fallback(local, NULL, "/org/outpost/Outpost1", on_null_call, central);
+        if (r >= 0)
+                r = sd_bus_request_name(local, BENCH_OUTPOST_NAME, 0);
+        if (r >= 0)
+                r = sd_event_loop(event);
+        bench_log_errno(r, "the null relay failed");
+        _exit(EXIT_FAILURE);
+}
+
+/* The relay on SITE and its proxy on PORT to central's tcp: on TCP_PORT. */
+static void start_null_hop(const char *site, unsigned port, unsigned tcp_port) {
+        char central_address[96];
+        pid_t pid;
+
+        start_delay_proxy(port, tcp_port, 0);
+        snprintf(central_address, sizeof central_address, "tcp:host=127.0.0.1,port=%u", port);
+        pid = bench_fork();
+        if (pid < 0)
+                bench_die("fork: %s", strerror(-pid));
+        if (pid == 0)
+                null_relay_run(site, central_address);
+        add_child(pid);
+}
+
 /* ---- event fan-out ------------------------------------------------------ */
 
 #define FANOUT_SUBSCRIBERS      10
@@ -482,8 +568,8 @@ static void print_plain(const Figure *f) {
         bench_print_row(&table, f->name, m, p, NULL, 0, NULL, -1);
 }
 
-/* F against BASE, at most TARGET times its median. NAME is F's, or that
- * of a second comparison of the figure on the row above. */
+/* F against BASE, at most TARGET times its median (no target: 0). NAME
+ * is F's, or that of a second comparison of the figure on the row above. */
 static void print_ratio(const char *name, const Figure *f, const Figure *base, double target) {
         double ratio = f->median / base->median;
         char m[32] = "", p[32] = "", t[32];
@@ -493,7 +579,8 @@ static void print_ratio(const char *name, const Figure *f, const Figure *base, d
                 snprintf(p, sizeof p, "%.1f", f->p99);
         }
         snprintf(t, sizeof t, "<=%.1f", target);
-        bench_print_row(&table, name, m, p, base->name, ratio, t, ratio <= target);
+        bench_print_row(&table, name, m, p, base->name, ratio, target > 0 ? t : NULL,
+                        target > 0 ? ratio <= target : -1);
 }
 
 static void print_absolute(const Figure *f, double target_us) {
@@ -615,13 +702,13 @@ static void measure_fanout(sd_bus *publisher, const char *central, const char *s
 int main(int argc, char **argv) {
         unsigned base = 20000 + (unsigned) (getpid() % 20000);
         unsigned tcp_port = base, tls_port = base + 1, plain_port = base + 2;
-        unsigned wan_tls_port = base + 3, wan_tcp_port = base + 4;
+        unsigned wan_tls_port = base + 3, wan_tcp_port = base + 4, null_port = base + 5;
         unsigned rounds = 10, per_round = 200;
         char *cmd, tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], wan_up[96], *id = NULL;
         const char *outpostd = bench_env_or("OUTPOSTD", "./outpostd");
         const char *certs_script = bench_env_or("MAKE_TEST_CERTS", "tests/make-test-certs.sh");
-        char *central, *site_tls, *site_plain, *site_wan, central_tcp[96], central_tcp_wan[96];
-        sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan;
+        char *central, *site_tls, *site_plain, *site_wan, *site_null, central_tcp[96], central_tcp_wan[96];
+        sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan, *s_null;
         pid_t plain_importer, wan_importer;
         sd_bus_message *reply = NULL;
         /* The two bridges first: print_cpu() adds up the others. */
@@ -649,6 +736,7 @@ int main(int argc, char **argv) {
         cpu_users[3].pid = children[n_children - 1];
         site_plain = start_bus("site-plain", 0);
         site_wan = start_bus("site-wan", 0);
+        site_null = start_bus("site-null", 0);
         {
                 char a[600], s[600], c[600];
                 snprintf(a, sizeof a, "--address=%s", central);
@@ -686,6 +774,10 @@ int main(int argc, char **argv) {
         wait_connected(s_tls);
         wait_connected(s_plain);
         wait_connected(s_wan);
+        start_null_hop(site_null, null_port, tcp_port);
+        s_null = connect_to(site_null, false);
+        if (bench_wait_for_name(s_null, NULL, STARTUP_TIMEOUT_USEC) < 0)
+                return EXIT_FAILURE;
 
         r = sd_bus_call_method(c_unix, "org.outpost.Outpost1", "/org/outpost/Outpost1/users",
                                "org.outpost.Outpost1.Users", "CreateUser", NULL, &reply, "a{sv}", 1, "name", "s", "bench");
@@ -697,15 +789,16 @@ int main(int argc, char **argv) {
         if (argc > 1)
                 rounds = (unsigned) atoi(argv[1]);
 
-        Figure f[5] = {
+        Figure f[6] = {
                 { "get-user-direct-tcp" }, { "get-user-1hop-tls" }, { "get-user-1hop-plain" },
-                { "get-central" }, { "get-cached-site-tls" },
+                { "get-central" }, { "get-cached-site-tls" }, { "get-user-null-hop" },
         };
-        sd_bus *buses[5] = { c_tcp, s_tls, s_plain, c_unix, s_tls };
-        CallFunc calls[5] = { call_get_user, call_get_user, call_get_user, call_get_property, call_get_property };
-        void *data[5] = { id, id, id, NULL, NULL };
+        sd_bus *buses[6] = { c_tcp, s_tls, s_plain, c_unix, s_tls, s_null };
+        CallFunc calls[6] = { call_get_user, call_get_user, call_get_user, call_get_property, call_get_property,
+                              call_get_user };
+        void *data[6] = { id, id, id, NULL, NULL, id };
 
-        measure(rounds, per_round, 5, f, buses, calls, data);
+        measure(rounds, per_round, 6, f, buses, calls, data);
 
         printf("# %u calls per figure in %u interleaved rounds, loopback, 2 CPUs shared with the bus and daemons\n",
                rounds * per_round, rounds);
@@ -718,6 +811,7 @@ int main(int argc, char **argv) {
          * read as a second, different measurement. */
         print_ratio("  (tls vs plain)", &f[1], &f[2], 1.3);
         print_ratio(f[4].name, &f[4], &f[3], 1.2);
+        print_ratio(f[5].name, &f[5], &f[0], 0);
         fflush(stdout);
 
         printf("# CPU time per GetUser by process, %u calls directly over tcp: and %u through the TLS hop\n",
@@ -753,11 +847,13 @@ int main(int argc, char **argv) {
         sd_bus_flush_close_unref(c_tcp);
         sd_bus_flush_close_unref(s_tls);
         sd_bus_flush_close_unref(s_plain);
+        sd_bus_flush_close_unref(s_null);
         sd_bus_flush_close_unref(c_unix);
         free(id);
         free(central);
         free(site_tls);
         free(site_plain);
         free(site_wan);
+        free(site_null);
         return EXIT_SUCCESS;
 }
