@@ -296,6 +296,10 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
         }
 }
 
+GPid test_bus_daemon_pid(TestBus *tb) {
+        return tb->central ? test_bus_daemon_pid(tb->central) : tb->daemon_pid;
+}
+
 int test_bus_stop_daemon(TestBus *tb, int signal) {
         int status = 0;
 

@@ -104,6 +104,8 @@ void test_bus_start_daemon(TestBus *tb, const char *config);
 /* Stop outpostd with SIGNAL (SIGTERM or SIGKILL) and wait for it to exit;
  * returns its wait status. */
 int test_bus_stop_daemon(TestBus *tb, int signal);
+/* The pid of the bus's outpostd; when bridged, the one at central. */
+GPid test_bus_daemon_pid(TestBus *tb);
 /* Run outpostd with ARGS (NULL-terminated, after the program name) to its
  * end; returns its exit status and its stderr in *ret_stderr. */
 int test_bus_run_daemon(TestBus *tb, const char *const *args, char **ret_stderr);

@@ -251,7 +251,7 @@ static void test_gap_when_history_truncated(void) {
         bridge_process_stop(&d->central_listener, SIGKILL);
         wait_bridge_state(m, "connecting", 3000);
         publish(d->central->conn, 200);
-        /* Retention runs once a second. */
+        /* Retention trims a history over its count about a second later. */
         g_usleep(1500 * 1000);
         bridge_process_restart(&d->central_listener);
         wait_bridge_state(m, "connected", 20000);

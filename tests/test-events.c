@@ -626,7 +626,7 @@ static void test_retention(void) {
         last = test_last_seq(tb->conn);
         g_assert_cmpuint(last, ==, 300);
 
-        /* Retention runs from a timer, about once a second. */
+        /* Retention trims a history over its count about a second later. */
         test_wait_until(first_seq(tb->conn) >= last - 99, 5000);
         first = first_seq(tb->conn);
         /* At most RetentionCount kept, and no more discarded than that
@@ -996,7 +996,7 @@ static void test_retention_age(void) {
                 publish(tb->conn, "shop/door", i);
         last = test_last_seq(tb->conn);
 
-        /* Older than a second, and checked about once a second. */
+        /* Older than a second: gone about then (the timer waits for the oldest). */
         test_wait_until(first_seq(tb->conn) > last, 5000);
         /* An empty history: FirstSeq is past LastSeq, which stays. */
         g_assert_cmpuint(first_seq(tb->conn), ==, last + 1);
@@ -1014,6 +1014,54 @@ static void test_retention_age(void) {
         g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
         g_assert_cmpuint(first_seq(tb->conn), ==, last + 1);
         g_assert_cmpuint(publish(tb->conn, "shop/door", 5), >, last);
+}
+
+/* 10b. Retention keeps no timer running while it has nothing to do */
+
+/* How often PID went to sleep and was woken since it started. */
+static guint64 wakeups(GPid pid) {
+        g_autofree char *path = g_strdup_printf("/proc/%d/status", (int) pid), *status = NULL;
+        const char *line;
+
+        g_assert_true(g_file_get_contents(path, &status, NULL, NULL));
+        line = strstr(status, "\nvoluntary_ctxt_switches:");
+        g_assert_nonnull(line);
+        return g_ascii_strtoull(line + strlen("\nvoluntary_ctxt_switches:"), NULL, 10);
+}
+
+/* Nobody calls for 2.5 s: the daemon should not wake up. */
+static void assert_sleeps(TestBus *tb) {
+        guint64 before;
+
+        g_usleep(300 * 1000);
+        before = wakeups(test_bus_daemon_pid(tb));
+        g_usleep(2500 * 1000);
+        g_assert_cmpuint(wakeups(test_bus_daemon_pid(tb)) - before, <=, 1);
+}
+
+static void test_retention_idle(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        guint64 last, seq;
+
+        /* A history far from its limits: nothing to do until the oldest
+         * event is a week old. It used to look every second. */
+        test_bus_start_daemon(tb, NULL);
+        for (gint32 i = 0; i < 20; i++)
+                publish(tb->conn, "shop/door", i);
+        assert_sleeps(tb);
+
+        /* Events that age out go when they are due, and an emptied
+         * history has nothing left to wait for. */
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_bus_start_daemon(tb, "[Events]\nRetentionSeconds=1\n");
+        last = test_last_seq(tb->conn);
+        test_wait_until(first_seq(tb->conn) > last, 5000);
+        assert_sleeps(tb);
+
+        /* The next event starts the clock again. */
+        seq = publish(tb->conn, "shop/door", 21);
+        g_assert_cmpuint(first_seq(tb->conn), ==, seq);
+        test_wait_until(first_seq(tb->conn) > seq, 5000);
 }
 
 /* 11. A page of big events: no reply too big for the bus */
@@ -1154,6 +1202,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/events/bad-input", test_bad_input);
         g_test_add_func("/events/data-round-trip", test_data_round_trip);
         g_test_add_func("/events/retention-age", test_retention_age);
+        g_test_add_func("/events/retention-idle", test_retention_idle);
         g_test_add_func("/events/large-page", test_large_page);
         return g_test_run();
 }

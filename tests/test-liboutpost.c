@@ -466,7 +466,7 @@ static void test_truncated(Fixture *f, gconstpointer data) {
         test_bus_start_daemon(f->tb, NULL);
         for (int i = 0; i < 25; i++)
                 last = publish(f, "app/missed");
-        /* Retention runs every second. */
+        /* Retention trims a history over its count about a second later. */
         while (events_property(f, "FirstSeq") <= missed_after + 1)
                 g_usleep(50000);
 
@@ -601,7 +601,7 @@ static void test_bridged_gap(Fixture *f, gconstpointer data) {
         bridge_process_stop(&f->d->central_listener, SIGKILL);
         test_wait_until(client_state(f) != OUTPOST_CLIENT_STATE_CONNECTED, 10000);
         publish_n(f, "app/lost", 200);
-        /* Retention runs once a second. */
+        /* Retention trims a history over its count about a second later. */
         g_usleep(1500 * 1000);
         bridge_process_restart(&f->d->central_listener);
         test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 20000);

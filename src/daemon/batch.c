@@ -151,6 +151,7 @@ int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *
                 .data = g_variant_ref(data),
         };
         batch_add(d, BATCH_ITEM_EVENT, e, NULL, NULL);
+        events_note_append(d);
         if (ret_seq)
                 *ret_seq = seq;
         return 0;

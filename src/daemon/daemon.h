@@ -71,6 +71,7 @@ int users_register(Daemon *d);
 int presence_register(Daemon *d);
 int messages_register(Daemon *d);
 int events_register(Daemon *d);
+void events_note_append(Daemon *d);
 void presence_free(Presence *p);
 
 /* A change made by a controller (batch.c): daemon_begin(), then the store

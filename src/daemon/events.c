@@ -16,7 +16,9 @@
 
 #define FETCH_SCAN_MAX          50000           /* rows looked at per FetchSince call */
 #define RETENTION_BATCH         2000            /* rows deleted per round */
-#define RETENTION_INTERVAL_USEC (1000 * 1000)
+/* The soonest a round follows what made it due, so that a busy history
+ * is trimmed about once a second, not once per commit. */
+#define RETENTION_DELAY_USEC    (1000 * 1000)
 
 /* The Events interface */
 
@@ -255,23 +257,95 @@ static const sd_bus_vtable events_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-/* Retention runs in small rounds from a timer, so a long backlog never
- * holds the loop for long; a round that found a full batch comes back at
- * once. */
+/* Retention runs in small rounds from a timer on CLOCK_REALTIME (event
+ * times are wall-clock times), so a long backlog never holds the loop for
+ * long, and an idle daemon does not wake up for it: the timer is armed for
+ * when the oldest event grows too old, or by an append that takes the
+ * history past RetentionCount, and is off while the history is empty. */
+
+static uint64_t retention_now(Daemon *d) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(d->event, CLOCK_REALTIME, &now);
+        return now;
+}
+
+/* Whether more events are kept than RetentionCount: the same test as the
+ * store's, on the bounds it keeps in memory. */
+static bool retention_over_count(Daemon *d) {
+        uint64_t last = store_event_last_seq(d->store), first = store_event_first_seq(d->store);
+
+        return last >= d->config.retention_count && first <= last - d->config.retention_count;
+}
+
+/* When the oldest event grows older than RetentionSeconds, or 0 while
+ * there is none (the next append arms the timer). */
+static uint64_t retention_age_due(Daemon *d, uint64_t now) {
+        int64_t oldest;
+        uint64_t due;
+        int r;
+
+        r = store_event_oldest_time(d->store, &oldest);
+        if (r == 0)
+                return 0;
+        if (r < 0)
+                return now + RETENTION_DELAY_USEC;      /* try again */
+        due = (uint64_t) MAX(oldest, (int64_t) 0) + (uint64_t) d->config.retention_seconds * G_USEC_PER_SEC;
+        /* Never sooner than the delay: a wall clock set back must not make
+         * the timer spin. */
+        return MAX(due, now + RETENTION_DELAY_USEC);
+}
+
+static int retention_arm(Daemon *d, uint64_t due) {
+        int r;
+
+        if (due == 0)
+                return sd_event_source_set_enabled(d->retention_timer, SD_EVENT_OFF);
+        r = sd_event_source_set_time(d->retention_timer, due);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(d->retention_timer, SD_EVENT_ONESHOT);
+        return r;
+}
+
 static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
+        uint64_t now = retention_now(d);
         int64_t oldest = g_get_real_time() - (int64_t) d->config.retention_seconds * G_USEC_PER_SEC;
-        uint64_t next = RETENTION_INTERVAL_USEC;
         int n;
 
         n = store_event_expire(d->store, d->config.retention_count, oldest, RETENTION_BATCH);
         if (n > 0)
                 log_debug("Retention discarded %d events; FirstSeq is now %" G_GUINT64_FORMAT,
                           n, store_event_first_seq(d->store));
+        /* A full round may have left more: come back at once. Otherwise
+         * everything due went, by count as well (the rows over it are the
+         * oldest), so only age is left to wait for. */
         if (n == RETENTION_BATCH)
-                next = 1000;
-        (void) sd_event_source_set_time_relative(s, next);
-        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return retention_arm(d, now + 1000);
+        if (n < 0)
+                return retention_arm(d, now + RETENTION_DELAY_USEC);
+        return retention_arm(d, retention_age_due(d, now));
+}
+
+/* An event was appended: arm the timer if it was off (the history was
+ * empty) or if the history is now over RetentionCount. Cheap enough for
+ * every append: the store is asked only when the timer was off. */
+void events_note_append(Daemon *d) {
+        uint64_t now, due;
+        int enabled = SD_EVENT_OFF;
+
+        (void) sd_event_source_get_enabled(d->retention_timer, &enabled);
+        if (enabled != SD_EVENT_OFF) {
+                if (!retention_over_count(d) ||
+                    sd_event_source_get_time(d->retention_timer, &due) < 0)
+                        return;
+                now = retention_now(d);
+                if (due > now + RETENTION_DELAY_USEC)
+                        (void) retention_arm(d, now + RETENTION_DELAY_USEC);
+                return;
+        }
+        now = retention_now(d);
+        (void) retention_arm(d, retention_over_count(d) ? now + RETENTION_DELAY_USEC : retention_age_due(d, now));
 }
 
 int events_register(Daemon *d) {
@@ -280,7 +354,7 @@ int events_register(Daemon *d) {
         r = sd_bus_add_object_vtable(d->bus, NULL, EVENTS_PATH, EVENTS_IFACE, events_vtable, d);
         if (r < 0)
                 return r;
-        /* The first round runs as soon as the loop starts. */
-        return sd_event_add_time_relative(d->event, &d->retention_timer, CLOCK_MONOTONIC, 0, 0,
-                                          on_retention_timer, d);
+        /* The first round runs as soon as the loop starts, for what aged
+         * while the daemon was not running; it arms the next. */
+        return sd_event_add_time(d->event, &d->retention_timer, CLOCK_REALTIME, 0, 0, on_retention_timer, d);
 }

@@ -29,6 +29,7 @@ typedef enum StatementId {
         STMT_EVENT_INSERT,
         STMT_EVENT_SCAN,
         STMT_EVENT_FIRST,
+        STMT_EVENT_OLDEST_TIME,
         STMT_EVENT_EXPIRE,
         _STMT_MAX,
 } StatementId;
@@ -50,6 +51,7 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_EVENT_INSERT] = "INSERT INTO events (topic, time, data) VALUES (?1, ?2, ?3)",
         [STMT_EVENT_SCAN]   = "SELECT seq, topic, time, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         [STMT_EVENT_FIRST]  = "SELECT min(seq) FROM events",
+        [STMT_EVENT_OLDEST_TIME] = "SELECT time FROM events ORDER BY seq LIMIT 1",
         /* Only the oldest ?3 rows are looked at, so one round costs the same
          * however long the history is. */
         [STMT_EVENT_EXPIRE] = "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
@@ -617,6 +619,20 @@ int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data
                 s->first_seq = s->last_seq;
         *ret_seq = s->last_seq;
         return 0;
+}
+
+int store_event_oldest_time(Store *s, int64_t *ret_time) {
+        sqlite3_stmt *st = statement(s, STMT_EVENT_OLDEST_TIME);
+        int r = sqlite3_step(st);
+
+        if (r == SQLITE_ROW)
+                *ret_time = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (r == SQLITE_ROW)
+                return 1;
+        if (r == SQLITE_DONE)
+                return 0;
+        return sqlite_error(s, "reading the oldest event");
 }
 
 uint64_t store_event_first_seq(Store *s) {

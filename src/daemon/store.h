@@ -61,6 +61,8 @@ void user_record_free(UserRecord *u);
  * also after retention deleted the newest rows' predecessors. */
 int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq);
 uint64_t store_event_first_seq(Store *s);
+/* The time of the oldest stored event: 1 and *RET_TIME, 0 when none. */
+int store_event_oldest_time(Store *s, int64_t *ret_time);
 uint64_t store_event_last_seq(Store *s);
 /* Events with seq > AFTER, ascending, scanning at most MAX_SCAN rows; each
  * one for which MATCH returns true is appended to OUT until LIMIT are
