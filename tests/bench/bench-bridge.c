@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 #include <time.h>
@@ -234,6 +235,12 @@ typedef struct Direction {
         unsigned head, n;
 } Direction;
 
+/* Where a proxy connects: a TCP port on loopback, or a unix socket. */
+typedef struct ProxyTarget {
+        unsigned port;
+        const char *path;
+} ProxyTarget;
+
 static int tcp_socket_to(unsigned port) {
         struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -245,6 +252,23 @@ static int tcp_socket_to(unsigned port) {
         }
         if (fd >= 0)
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        return fd;
+}
+
+static int socket_to(const ProxyTarget *target) {
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        int fd;
+
+        if (!target->path)
+                return tcp_socket_to(target->port);
+        if (strlen(target->path) >= sizeof sun.sun_path)
+                return -1;
+        strcpy(sun.sun_path, target->path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &sun, sizeof sun) < 0) {
+                close(fd);
+                return -1;
+        }
         return fd;
 }
 
@@ -313,24 +337,24 @@ static void direction_clear(Direction *d) {
 }
 
 /* Pair I: directions 2I (client to target) and 2I + 1 (back). */
-static void proxy_accept(int listen_fd, unsigned target_port, Direction *dirs, bool *used) {
-        int client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC), target, one = 1;
+static void proxy_accept(int listen_fd, const ProxyTarget *target, Direction *dirs, bool *used) {
+        int client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC), fd, one = 1;
         unsigned i;
 
         if (client < 0)
                 return;
-        target = tcp_socket_to(target_port);
+        fd = socket_to(target);
         for (i = 0; i < PROXY_PAIRS && used[i]; i++)
                 ;
-        if (target < 0 || i == PROXY_PAIRS) {
+        if (fd < 0 || i == PROXY_PAIRS) {
                 close(client);
-                if (target >= 0)
-                        close(target);
+                if (fd >= 0)
+                        close(fd);
                 return;
         }
         (void) setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        dirs[2 * i] = (Direction) { .from = client, .to = target };
-        dirs[2 * i + 1] = (Direction) { .from = target, .to = client };
+        dirs[2 * i] = (Direction) { .from = client, .to = fd };
+        dirs[2 * i + 1] = (Direction) { .from = fd, .to = client };
         used[i] = true;
 }
 
@@ -342,7 +366,7 @@ static void proxy_close_pair(Direction *dirs, bool *used, unsigned i) {
         used[i] = false;
 }
 
-_Noreturn static void delay_proxy_run(int listen_fd, unsigned target_port, uint64_t delay) {
+_Noreturn static void delay_proxy_run(int listen_fd, const ProxyTarget *target, uint64_t delay) {
         static Direction dirs[2 * PROXY_PAIRS];
         bool used[PROXY_PAIRS] = {};
 
@@ -364,15 +388,15 @@ _Noreturn static void delay_proxy_run(int listen_fd, unsigned target_port, uint6
                 if (ppoll(pfd, n, wait == UINT64_MAX ? NULL : &ts, NULL) < 0 && errno != EINTR)
                         _exit(1);
                 if (pfd[0].revents & POLLIN)
-                        proxy_accept(listen_fd, target_port, dirs, used);
+                        proxy_accept(listen_fd, target, dirs, used);
                 for (unsigned k = 1; k < n; k++)
                         if (pfd[k].revents && used[which[k] / 2] && !direction_read(&dirs[which[k]], delay))
                                 proxy_close_pair(dirs, used, which[k] / 2);
         }
 }
 
-/* A proxy on PORT to TARGET_PORT that holds every byte DELAY_MS, each way. */
-static void start_delay_proxy(unsigned port, unsigned target_port, unsigned delay_ms) {
+/* A proxy on PORT to TARGET that holds every byte DELAY_MS, each way. */
+static void start_delay_proxy(unsigned port, ProxyTarget target, unsigned delay_ms) {
         int fd = tcp_listen_on(port);
         pid_t pid = bench_fork();
 
@@ -381,7 +405,7 @@ static void start_delay_proxy(unsigned port, unsigned target_port, unsigned dela
         if (pid == 0) {
                 /* A peer that goes away must end its pair, not the proxy. */
                 signal(SIGPIPE, SIG_IGN);
-                delay_proxy_run(fd, target_port, (uint64_t) delay_ms * 1000000ULL);
+                delay_proxy_run(fd, &target, (uint64_t) delay_ms * 1000000ULL);
         }
         close(fd);
         add_child(pid);
@@ -393,8 +417,9 @@ static void start_delay_proxy(unsigned port, unsigned target_port, unsigned dela
  * with as many processes between the site bus and central's bus as the
  * real one, doing the least they can. One process owns the name on its
  * site bus and copies each call, as it is, onto its connection to
- * central's tcp: transport; a second forwards those bytes, like the delay
- * proxy with no delay. No TLS, no socketpair, no checks, no cache. */
+ * central's bus over TCP; a second forwards those bytes to central's unix
+ * socket, like the delay proxy with no delay, where the listener would
+ * connect. No TLS, no socketpair, no checks, no cache. */
 
 static int on_null_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         sd_bus_message *call = userdata, *m = NULL;
@@ -440,7 +465,7 @@ _Noreturn static void null_relay_run(const char *site, const char *central_addre
         sd_event *event;
         int r;
 
-        if (bench_connect(site, false, &local) < 0 || bench_connect(central_address, true, &central) < 0)
+        if (bench_connect(site, false, &local) < 0 || bench_connect(central_address, false, &central) < 0)
                 _exit(EXIT_FAILURE);
         r = sd_event_new(&event);
         if (r >= 0)
@@ -457,12 +482,17 @@ _Noreturn static void null_relay_run(const char *site, const char *central_addre
         _exit(EXIT_FAILURE);
 }
 
-/* The relay on SITE and its proxy on PORT to central's tcp: on TCP_PORT. */
-static void start_null_hop(const char *site, unsigned port, unsigned tcp_port) {
+/* The relay on SITE and its proxy on PORT to central's unix socket
+ * CENTRAL (an address "unix:path=…"). The relay authenticates with
+ * EXTERNAL, which central's bus checks against the proxy's uid: both are
+ * the benchmark's. */
+static void start_null_hop(const char *site, unsigned port, const char *central) {
         char central_address[96];
         pid_t pid;
 
-        start_delay_proxy(port, tcp_port, 0);
+        if (strncmp(central, "unix:path=", strlen("unix:path=")) != 0)
+                bench_die("not a unix socket address: %s", central);
+        start_delay_proxy(port, (ProxyTarget) { .path = central + strlen("unix:path=") }, 0);
         snprintf(central_address, sizeof central_address, "tcp:host=127.0.0.1,port=%u", port);
         pid = bench_fork();
         if (pid < 0)
@@ -759,8 +789,8 @@ int main(int argc, char **argv) {
         plain_importer = start_bridge("site-plain", site_plain, (const char *[]) { plain_up, "--insecure-plaintext", NULL });
         /* 20 ms each way between the WAN site and central, and between the
          * baseline's client and central's tcp: */
-        start_delay_proxy(wan_tls_port, tls_port, 20);
-        start_delay_proxy(wan_tcp_port, tcp_port, 20);
+        start_delay_proxy(wan_tls_port, (ProxyTarget) { .port = tls_port }, 20);
+        start_delay_proxy(wan_tcp_port, (ProxyTarget) { .port = tcp_port }, 20);
         snprintf(wan_up, sizeof wan_up, "--upstream=tls:host=127.0.0.1,port=%u", wan_tls_port);
         wan_importer = start_bridge("site-wan", site_wan, (const char *[]) { wan_up, NULL });
 
@@ -774,7 +804,7 @@ int main(int argc, char **argv) {
         wait_connected(s_tls);
         wait_connected(s_plain);
         wait_connected(s_wan);
-        start_null_hop(site_null, null_port, tcp_port);
+        start_null_hop(site_null, null_port, central);
         s_null = connect_to(site_null, false);
         if (bench_wait_for_name(s_null, NULL, STARTUP_TIMEOUT_USEC) < 0)
                 return EXIT_FAILURE;
