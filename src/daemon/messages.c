@@ -50,20 +50,6 @@ static int check_body(Daemon *d, const char *body, sd_bus_error *error) {
         return 0;
 }
 
-static int sender_uid(sd_bus_message *m, uint32_t *ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        *ret = uid;
-        return 0;
-}
-
 static int append_message_events(Daemon *d, char **user_ids, const char *id, const char *body,
                                  uint32_t uid, uint64_t *ret_last_seq) {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
@@ -96,7 +82,7 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         size_t n_recipients;
         const char *body;
         uint64_t last_seq = 0;
-        uint32_t uid;
+        uid_t uid;
         int r;
 
         r = bus_read_strv_bounded(m, d->config.max_recipients, &user_ids, &n_recipients);
@@ -112,7 +98,8 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SEND_MESSAGES, error);
         if (r != 0)
                 return r;
-        r = sender_uid(m, &uid);
+        /* Known already: polkit_authorize() needed it. */
+        r = polkit_sender_euid(d->polkit, m, &uid);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));
 

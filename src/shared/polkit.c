@@ -117,7 +117,7 @@ static int query_result(const Query *q, sd_bus_message *m, sd_bus_error *error) 
 
 /* The effective uid the caller had when it connected, as the bus daemon
  * saw it (not read from /proc, so a later exec cannot change it). */
-static int sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
+int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *sender = sd_bus_message_get_sender(m);
         gpointer cached;
@@ -284,7 +284,7 @@ int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_er
                 return query_result(answered, m, error);
         }
 
-        r = sender_euid(p, m, &uid);
+        r = polkit_sender_euid(p, m, &uid);
         if (r < 0) {
                 log_warning_errno(r, "Cannot tell who called %s; denying", message_method(m));
                 return deny(m, action, "the caller's credentials could not be read", error);

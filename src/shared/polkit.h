@@ -32,3 +32,9 @@ void polkit_free(Polkit *p);
  * before: the first run ends here. A caller with effective uid 0 is allowed
  * without asking polkit. */
 int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error);
+
+/* The effective uid the sender of M had when it connected, as the bus saw
+ * it. The first question per unique name is a call to the bus, made
+ * synchronously; the answer is remembered, so a handler that was just
+ * authorized gets it without asking again. */
+int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret);
