@@ -527,6 +527,54 @@ static void test_ttl(void) {
         g_assert_cmpuint(get_generation(tb->conn), ==, g);
 }
 
+/* 4b. Many holds with ttls lapse each at its own time, whatever else ends
+ * the others in between */
+
+static void test_ttl_many(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GDBusConnection) other = NULL;
+        g_autofree char *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL;
+        gint64 start;
+
+        test_bus_start_daemon(tb, NULL);
+        a = test_create_user(tb->conn, "ann", NULL);
+        b = test_create_user(tb->conn, "bob", NULL);
+        c = test_create_user(tb->conn, "cid", NULL);
+        d = test_create_user(tb->conn, "dan", NULL);
+        e = test_create_user(tb->conn, "eve", NULL);
+        other = test_bus_connect(tb);
+
+        start = g_get_monotonic_time();
+        go_online(tb->conn, b, 3);
+        go_online(tb->conn, a, 1);
+        go_online(tb->conn, c, 2);
+        go_online(tb->conn, e, 0);
+        go_online(other, d, 2);
+        /* Ended before their time: by GoOffline, and by the holder
+         * leaving. */
+        go_offline(tb->conn, c);
+        g_dbus_connection_close_sync(other, NULL, NULL);
+        test_wait_until(!is_online(tb->conn, d), 5000);
+        g_assert_false(is_online(tb->conn, c));
+
+        test_wait_until(!is_online(tb->conn, a), 5000);
+        g_assert_cmpint(g_get_monotonic_time() - start, >=, 900 * 1000);
+        g_assert_true(is_online(tb->conn, b));
+        test_wait_until(!is_online(tb->conn, b), 6000);
+        g_assert_cmpint(g_get_monotonic_time() - start, >=, 2900 * 1000);
+        g_assert_true(is_online(tb->conn, e));
+
+        /* A ttl hold renewed to a later time lapses at the later one. */
+        start = g_get_monotonic_time();
+        go_online(tb->conn, a, 1);
+        go_online(tb->conn, b, 1);
+        go_online(tb->conn, a, 3);
+        test_wait_until(!is_online(tb->conn, b), 5000);
+        g_assert_true(is_online(tb->conn, a));
+        test_wait_until(!is_online(tb->conn, a), 6000);
+        g_assert_cmpint(g_get_monotonic_time() - start, >=, 2900 * 1000);
+}
+
 /* 5. Two holders of one user */
 
 static void test_two_holders(void) {
@@ -784,6 +832,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/presence/holder-leaves", test_holder_leaves);
         g_test_add_func("/presence/holder-leaves-at-once", test_holder_leaves_at_once);
         g_test_add_func("/presence/ttl", test_ttl);
+        g_test_add_func("/presence/ttl-many", test_ttl_many);
         g_test_add_func("/presence/two-holders", test_two_holders);
         g_test_add_func("/presence/errors", test_errors);
         g_test_add_func("/presence/user-gone", test_user_gone);

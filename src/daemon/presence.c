@@ -22,6 +22,7 @@ typedef struct Hold {
         Holder *holder;
         char *user_id;
         uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
+        GSequenceIter *expiry;  /* in Presence.expiring while expires != 0 */
 } Hold;
 
 /* One bus connection that holds, or held, users online. It is kept until
@@ -39,6 +40,9 @@ struct Presence {
         GHashTable *holders;    /* unique bus name → Holder */
         GHashTable *online;     /* user id → number of holds (GUINT_TO_POINTER) */
         uint64_t generation;
+        /* The holds with a ttl, soonest to expire first: the timer and
+         * GoOnline look at the first, never at every hold. */
+        GSequence *expiring;
         sd_event_source *expiry_timer;
         bool peers_full_logged; /* MaxPeers was reached and said so in the log */
 };
@@ -70,7 +74,27 @@ static uint64_t now_monotonic(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
 }
 
+static int compare_expiry(const void *a, const void *b, void *userdata) {
+        const Hold *x = a, *y = b;
+
+        if (x->expires != y->expires)
+                return x->expires < y->expires ? -1 : 1;
+        /* Any order among equals, but a total one. */
+        return x < y ? -1 : x > y;
+}
+
+/* Set when H lapses (0: never) and its place among the expiring holds. */
+static void hold_set_expiry(Hold *h, uint64_t expires) {
+        if (h->expiry)
+                g_sequence_remove(g_steal_pointer(&h->expiry));
+        h->expires = expires;
+        if (expires != 0)
+                h->expiry = g_sequence_insert_sorted(h->holder->presence->expiring, h, compare_expiry, NULL);
+}
+
 static void hold_free(Hold *h) {
+        if (h->expiry)
+                g_sequence_remove(h->expiry);
         g_free(h->user_id);
         g_free(h);
 }
@@ -264,24 +288,21 @@ static int holder_get(Presence *p, sd_bus_message *m, Holder **ret) {
         return 0;
 }
 
+static Hold *first_expiring(Presence *p) {
+        GSequenceIter *first = g_sequence_get_begin_iter(p->expiring);
+
+        return g_sequence_iter_is_end(first) ? NULL : g_sequence_get(first);
+}
+
 static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
         Presence *p = userdata;
         _cleanup_(change_clear) Change c = {};
         uint64_t now = now_monotonic();
-        GHashTableIter hi, ui;
-        Holder *h;
         Hold *hold;
 
         change_init(&c);
-        g_hash_table_iter_init(&hi, p->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->holds);
-                while (g_hash_table_iter_next(&ui, NULL, (gpointer *) &hold))
-                        if (hold->expires != 0 && hold->expires <= now) {
-                                online_remove(p, hold->user_id, &c);
-                                g_hash_table_iter_remove(&ui);
-                        }
-        }
+        while ((hold = first_expiring(p)) && hold->expires <= now)
+                hold_remove(hold, &c);
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
         (void) daemon_flush(p->daemon);
@@ -291,23 +312,13 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* The timer fires at the earliest expiry of any hold with a ttl. */
 static void rearm_expiry(Presence *p) {
-        uint64_t earliest = UINT64_MAX;
-        GHashTableIter hi, ui;
-        Holder *h;
-        Hold *hold;
+        Hold *first = first_expiring(p);
 
-        g_hash_table_iter_init(&hi, p->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->holds);
-                while (g_hash_table_iter_next(&ui, NULL, (gpointer *) &hold))
-                        if (hold->expires != 0 && hold->expires < earliest)
-                                earliest = hold->expires;
-        }
-        if (earliest == UINT64_MAX) {
+        if (!first) {
                 (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
                 return;
         }
-        (void) sd_event_source_set_time(p->expiry_timer, earliest);
+        (void) sd_event_source_set_time(p->expiry_timer, first->expires);
         (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_ONESHOT);
 }
 
@@ -381,7 +392,7 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
                 online_add(p, user_id, &c);
         }
         /* Calling again renews, and may change the kind of hold. */
-        hold->expires = ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * G_USEC_PER_SEC;
+        hold_set_expiry(hold, ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * G_USEC_PER_SEC);
         rearm_expiry(p);
 
         (void) presence_publish(p, &c);
@@ -479,7 +490,9 @@ static const sd_bus_vtable presence_vtable[] = {
 void presence_free(Presence *p) {
         if (!p)
                 return;
+        /* The holds leave the sequence as they go. */
         g_hash_table_unref(p->holders);
+        g_sequence_free(p->expiring);
         g_hash_table_unref(p->online);
         sd_event_source_unref(p->expiry_timer);
         g_free(p);
@@ -492,6 +505,7 @@ int presence_register(Daemon *d) {
         p->daemon = d;
         p->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
         p->online = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        p->expiring = g_sequence_new(NULL);
         /* Presence is volatile, but Generation must never go back: every
          * change publishes one event, so the last seq at start is past any
          * generation an earlier run reached. */
