@@ -676,6 +676,8 @@ static double cpu_used_usec(pid_t pid) {
 static void measure_cpu(sd_bus *buses[2], const char *id, CpuUser *users, unsigned n_users, unsigned calls) {
         double before[8];
 
+        if (n_users > ELEMENTSOF(before))
+                bench_die("at most %zu processes", ELEMENTSOF(before));
         for (unsigned b = 0; b < 2; b++) {
                 for (unsigned i = 0; i < 100; i++)
                         (void) call_get_user(buses[b], (void *) id);
