@@ -568,10 +568,20 @@ static void test_list_invalid(Fixture *f, gconstpointer data) {
 
 /* Durability */
 
+static char *registry_string(GDBusConnection *c, const char *name) {
+        g_autoptr(GVariant) r = NULL, v = NULL;
+
+        r = test_call_ok(c, OUTPOST_ROOT, "org.freedesktop.DBus.Properties", "Get",
+                         g_variant_new("(ss)", IFACE_REGISTRY, name), "(v)");
+        g_variant_get(r, "(v)", &v);
+        return g_variant_dup_string(v, NULL);
+}
+
 static void test_survives_restart(Fixture *f, gconstpointer data) {
         g_autofree char *tag = NULL, *saved_tag = NULL, *server_id = NULL;
         g_autofree char *id = test_create_user(f->c, "kate", &tag);
         g_autoptr(GVariant) r = NULL, user = NULL, sid1 = NULL, sid2 = NULL;
+        g_autofree char *instance1 = registry_string(f->c, "InstanceId"), *instance2 = NULL;
 
         sid1 = test_call_ok(f->c, OUTPOST_ROOT, "org.freedesktop.DBus.Properties", "Get",
                             g_variant_new("(ss)", IFACE_REGISTRY, "ServerId"), "(v)");
@@ -593,6 +603,12 @@ static void test_survives_restart(Fixture *f, gconstpointer data) {
         sid2 = test_call_ok(f->c, OUTPOST_ROOT, "org.freedesktop.DBus.Properties", "Get",
                             g_variant_new("(ss)", IFACE_REGISTRY, "ServerId"), "(v)");
         g_assert_true(g_variant_equal(sid1, sid2));
+        /* The instance is new at each start, and seen as such through
+         * bridges too. */
+        instance2 = registry_string(f->c, "InstanceId");
+        g_assert_true(g_uuid_string_is_valid(instance1));
+        g_assert_true(g_uuid_string_is_valid(instance2));
+        g_assert_cmpstr(instance1, !=, instance2);
 }
 
 static void test_survives_kill(Fixture *f, gconstpointer data) {

@@ -126,6 +126,7 @@ int ctl_status(Ctl *ctl) {
                 g_auto(GVariantDict) d = G_VARIANT_DICT_INIT(NULL);
 
                 g_variant_dict_insert(&d, "server-id", "s", str_prop(reg_props, "ServerId"));
+                g_variant_dict_insert(&d, "instance-id", "s", str_prop(reg_props, "InstanceId"));
                 g_variant_dict_insert(&d, "version", "s", str_prop(reg_props, "Version"));
                 g_variant_dict_insert_value(&d, "managers", g_variant_builder_end(manager_list));
                 g_variant_dict_insert(&d, "client-state", "s", client_state(ctl));
@@ -142,6 +143,7 @@ int ctl_status(Ctl *ctl) {
         }
 
         printf("%14s %s\n", _("Server ID:"), str_prop(reg_props, "ServerId"));
+        printf("%14s %s\n", _("Instance ID:"), str_prop(reg_props, "InstanceId"));
         printf("%14s %s\n", _("Version:"), str_prop(reg_props, "Version"));
         printf("%14s %s\n", _("Managers:"), names->str);
         if (events)

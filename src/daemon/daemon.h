@@ -47,6 +47,7 @@ typedef struct Daemon {
         sd_bus *bus;
         Store *store;
         DaemonConfig config;
+        char *instance_id;              /* a new UUID every start (Registry.InstanceId) */
 
         /* The open batch (batch.c): what its changes reveal (Event signals,
          * model signals, replies), in order, sent once the batch is durable

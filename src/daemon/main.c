@@ -155,6 +155,7 @@ static void daemon_done(Daemon *d) {
         presence_free(d->presence);
         sd_event_source_unref(d->retention_timer);
         store_close(d->store);
+        g_free(d->instance_id);
         sd_event_unref(d->event);
 }
 

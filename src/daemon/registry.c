@@ -64,6 +64,12 @@ static int property_get_server_id(sd_bus *bus, const char *path, const char *int
         return sd_bus_message_append(reply, "s", store_server_id(d->store));
 }
 
+static int property_get_instance_id(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        return sd_bus_message_append(reply, "s", d->instance_id);
+}
+
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
@@ -72,6 +78,7 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 static const sd_bus_vtable registry_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("ServerId", "s", property_get_server_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("InstanceId", "s", property_get_instance_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("ListManagers",
                                 SD_BUS_NO_ARGS,
@@ -89,6 +96,9 @@ static const sd_bus_vtable registry_vtable[] = {
 int registry_register(Daemon *d) {
         int r;
 
+        /* Volatile state (presence) belongs to this run: a cache that sees
+         * another InstanceId knows that state of the old one is gone. */
+        d->instance_id = uuid_string_new();
         r = sd_bus_add_object_vtable(d->bus, NULL, OUTPOST_ROOT_PATH, REGISTRY_IFACE, registry_vtable, d);
         if (r < 0)
                 return r;
