@@ -13,103 +13,28 @@
  * state. Callbacks under an epoch take the client unowned and look at it
  * only when their call was not cancelled.
  *
- * Events: one signal subscription (one match rule, the same the Events
- * proxy uses, so the bus holds it once) for Event and Gap. While the client
- * is catching up, or not connected, live signals wait in a queue; they are
- * delivered after the catch-up, each event at most once: an event is
- * delivered only when its seq is above the last delivered seq. */
+ * Events are followed in outpost-client-events.c, presence holds kept in
+ * outpost-client-presence.c; outpost-client-private.h is what they share. */
 #include "config.h"
 
 #include "bus-errors.h"
 #include "outpost-call-filter.h"
-#include "outpost-client.h"
+#include "outpost-client-private.h"
 #include "outpost-error.h"
 
 #define ROOT_PATH      OUTPOST_ROOT_PATH
-#define EVENTS_PATH    OUTPOST_ROOT_PATH "/events"
 #define BRIDGE_PATH    OUTPOST_ROOT_PATH "/bridge"
 #define IFACE_REGISTRY OUTPOST_IFACE_PREFIX "Registry"
-#define IFACE_EVENTS   OUTPOST_IFACE_PREFIX "Events"
 #define IFACE_BRIDGE   OUTPOST_IFACE_PREFIX "Bridge"
 #define IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
 
-/* Events asked for per FetchSince page, and the delay before a failed
- * snapshot or catch-up is tried again. */
-#define FETCH_PAGE      1000
+/* The delay before a failed snapshot or catch-up is tried again. */
 #define RETRY_SECONDS   1
 
 G_DEFINE_ENUM_TYPE(OutpostClientState, outpost_client_state,
                    G_DEFINE_ENUM_VALUE(OUTPOST_CLIENT_STATE_CONNECTING, "connecting"),
                    G_DEFINE_ENUM_VALUE(OUTPOST_CLIENT_STATE_CONNECTED, "connected"),
                    G_DEFINE_ENUM_VALUE(OUTPOST_CLIENT_STATE_DISCONNECTED, "disconnected"))
-
-typedef struct Subscription {
-        guint id;
-        char *prefix;
-        OutpostEventFunc func;
-        gpointer user_data;
-        GDestroyNotify destroy;
-        gboolean removed;
-} Subscription;
-
-/* A live signal kept until the client has caught up. */
-typedef struct Pending {
-        gboolean gap;
-        guint64 seq;            /* the event's seq; for a gap, resumed_seq */
-        char *topic;
-        gint64 time;
-        GVariant *data;
-} Pending;
-
-typedef struct Hold {
-        OutpostClient *client;  /* unowned: the client owns the hold */
-        char *user_id;
-        guint ttl;
-        guint renew_id;
-} Hold;
-
-struct _OutpostClient {
-        GObject parent_instance;
-
-        GBusType bus_type;
-        char *address;
-        GDBusConnection *connection;
-        gboolean own_connection;        /* opened for address: closed with the client */
-        guint filter_id;                /* outpost-call-filter.c */
-
-        OutpostClientState state;
-        char *server_id;
-        gboolean has_owner;
-        gboolean has_bridge;
-
-        OutpostRegistry *registry;
-        OutpostUsers *users;
-        OutpostPresence *presence;
-        OutpostMessages *messages;
-        OutpostEvents *events;
-        OutpostBridge *bridge;
-
-        guint watch_id;
-        guint events_signal_id;
-        guint bridge_signal_id;
-        GCancellable *epoch;
-        guint retry_id;
-        GTask *init_task;       /* done after the first snapshot, or when there is no service */
-        guint proxies_pending;
-
-        /* Events. */
-        GPtrArray *subscriptions;       /* Subscription*, in the order they were made */
-        guint next_subscription_id;
-        char *history_id;               /* the history last_seq belongs to; NULL: none yet */
-        guint64 last_seq;               /* of the last event delivered */
-        char *server_history_id;        /* from the last snapshot */
-        guint64 snapshot_last_seq;
-        gboolean catching_up;
-        GQueue pending;                 /* Pending*, in the order received */
-
-        /* Presence holds: user id → Hold. */
-        GHashTable *holds;
-};
 
 enum {
         PROP_0,
@@ -134,29 +59,6 @@ G_DEFINE_FINAL_TYPE_WITH_CODE(OutpostClient, outpost_client, G_TYPE_OBJECT,
                               G_IMPLEMENT_INTERFACE(G_TYPE_ASYNC_INITABLE, async_initable_iface_init))
 
 static void sync_start(OutpostClient *self);
-static void catch_up_done(OutpostClient *self);
-
-static void pending_free(Pending *p) {
-        g_free(p->topic);
-        g_clear_pointer(&p->data, g_variant_unref);
-        g_free(p);
-}
-
-static void subscription_clear(Subscription *s) {
-        g_free(s->prefix);
-        if (s->destroy)
-                s->destroy(s->user_data);
-}
-
-static void subscription_release(Subscription *s) {
-        g_atomic_rc_box_release_full(s, (GDestroyNotify) subscription_clear);
-}
-
-static void hold_free(Hold *h) {
-        g_clear_handle_id(&h->renew_id, g_source_remove);
-        g_free(h->user_id);
-        g_free(h);
-}
 
 static const char *state_name(OutpostClientState state) {
         switch (state) {
@@ -205,7 +107,7 @@ static void new_epoch(OutpostClient *self) {
         self->catching_up = FALSE;
 }
 
-static gboolean is_cancelled(const GError *error) {
+gboolean _outpost_client_is_cancelled(const GError *error) {
         return g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
@@ -220,7 +122,7 @@ static gboolean retry_cb(gpointer data) {
 
 /* The snapshot or the catch-up failed, e.g. a bridge's link dropped in
  * between, or the daemon is going away: try again shortly. */
-static void sync_failed(OutpostClient *self, const GError *error) {
+void _outpost_client_sync_failed(OutpostClient *self, const GError *error) {
         g_debug("cannot catch up with the service: %s", error->message);
         self->catching_up = FALSE;
         set_state(self, self->has_owner ? OUTPOST_CLIENT_STATE_CONNECTING : OUTPOST_CLIENT_STATE_DISCONNECTED);
@@ -229,213 +131,28 @@ static void sync_failed(OutpostClient *self, const GError *error) {
         self->retry_id = g_timeout_add_seconds(RETRY_SECONDS, retry_cb, self);
 }
 
-static GVariant *dbus_call_finish(GObject *source, GAsyncResult *result, GError **error) {
+GVariant *_outpost_client_dbus_call_finish(GObject *source, GAsyncResult *result, GError **error) {
         return g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, error);
 }
 
-static void dbus_call(OutpostClient *self, const char *path, const char *iface, const char *method,
-                      GVariant *params, const char *reply_type, GAsyncReadyCallback callback) {
+void _outpost_client_dbus_call(OutpostClient *self, const char *path, const char *iface, const char *method,
+                               GVariant *params, const char *reply_type, GAsyncReadyCallback callback) {
         g_dbus_connection_call(self->connection, OUTPOST_BUS_NAME, path, iface, method, params,
                                G_VARIANT_TYPE(reply_type), G_DBUS_CALL_FLAGS_NONE,
                                OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, self->epoch, callback, self);
 }
 
-/* Events */
-
-static void dispatch(OutpostClient *self, guint64 seq, const char *topic, gint64 time, GVariant *data) {
-        g_autoptr(GPtrArray) subs = g_ptr_array_new_with_free_func((GDestroyNotify) subscription_release);
-
-        /* A callback may subscribe or unsubscribe: work on a copy. */
-        for (guint i = 0; i < self->subscriptions->len; i++) {
-                Subscription *s = g_ptr_array_index(self->subscriptions, i);
-                if (g_str_has_prefix(topic, s->prefix))
-                        g_ptr_array_add(subs, g_atomic_rc_box_acquire(s));
-        }
-        g_object_ref(self);
-        for (guint i = 0; i < subs->len; i++) {
-                Subscription *s = g_ptr_array_index(subs, i);
-                if (!s->removed)
-                        s->func(self, seq, topic, time, data, s->user_data);
-        }
-        g_object_unref(self);
-}
-
-static void deliver(OutpostClient *self, guint64 seq, const char *topic, gint64 time, GVariant *data) {
-        if (seq <= self->last_seq)
-                return;         /* seen already */
-        self->last_seq = seq;
-        dispatch(self, seq, topic, time, data);
-}
-
-static void resync_needed(OutpostClient *self) {
+void _outpost_client_emit_resync_needed(OutpostClient *self) {
         g_debug("events were lost: resync needed, resuming after seq %" G_GUINT64_FORMAT, self->last_seq);
         g_signal_emit(self, signals[SIGNAL_RESYNC_NEEDED], 0);
 }
 
-static void deliver_gap(OutpostClient *self, guint64 resumed_seq) {
-        if (resumed_seq > 0 && resumed_seq - 1 > self->last_seq)
-                self->last_seq = resumed_seq - 1;
-        resync_needed(self);
-}
-
-static void flush_pending(OutpostClient *self) {
-        Pending *p;
-
-        while ((p = g_queue_pop_head(&self->pending))) {
-                if (p->gap)
-                        deliver_gap(self, p->seq);
-                else
-                        deliver(self, p->seq, p->topic, p->time, p->data);
-                pending_free(p);
-        }
-}
-
-static void on_events_signal(GDBusConnection *connection, const char *sender, const char *path, const char *iface,
-                             const char *member, GVariant *params, gpointer data) {
-        OutpostClient *self = data;
-        gboolean queue = self->catching_up || self->state != OUTPOST_CLIENT_STATE_CONNECTED;
-        Pending *p;
-
-        if (g_str_equal(member, "Event") && g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})"))) {
-                p = g_new0(Pending, 1);
-                g_variant_get(params, "(tsx@a{sv})", &p->seq, &p->topic, &p->time, &p->data);
-        } else if (g_str_equal(member, "Gap") && g_variant_is_of_type(params, G_VARIANT_TYPE("(tt)"))) {
-                p = g_new0(Pending, 1);
-                p->gap = TRUE;
-                g_variant_get(params, "(tt)", NULL, &p->seq);
-        } else
-                return;
-
-        g_queue_push_tail(&self->pending, p);
-        if (!queue)
-                flush_pending(self);
-}
-
-/* After HistoryTruncated or HistoryReset: the events after last_seq are
- * gone. Tell the program, and go on from the current LastSeq. */
-static void on_events_props(GObject *source, GAsyncResult *result, gpointer data) {
-        OutpostClient *self = data;
-        g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) reply = dbus_call_finish(source, result, &error);
-        g_autoptr(GVariant) dict = NULL;
-        const char *history_id = NULL;
-        guint64 last_seq = 0;
-
-        if (is_cancelled(error))
-                return;
-        if (!reply)
-                return sync_failed(self, error);
-        dict = g_variant_get_child_value(reply, 0);
-        if (!g_variant_lookup(dict, "HistoryId", "&s", &history_id) || !g_variant_lookup(dict, "LastSeq", "t", &last_seq)) {
-                g_autoptr(GError) bad = g_error_new(G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The Events manager has no HistoryId or LastSeq");
-                return sync_failed(self, bad);
-        }
-        g_free(self->history_id);
-        self->history_id = g_strdup(history_id);
-        self->last_seq = last_seq;
-        resync_needed(self);
-        catch_up_done(self);
-}
-
-static void fetch_page(OutpostClient *self, guint64 after_seq);
-
-static void on_fetch(GObject *source, GAsyncResult *result, gpointer data) {
-        OutpostClient *self = data;
-        g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) reply = dbus_call_finish(source, result, &error);
-        g_autoptr(GVariantIter) iter = NULL;
-        guint64 next_after, seq;
-        gboolean more;
-        const char *topic;
-        gint64 time;
-        GVariant *event_data;
-
-        if (is_cancelled(error))
-                return;
-        if (!reply) {
-                if (g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_TRUNCATED) ||
-                    g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_RESET))
-                        dbus_call(self, EVENTS_PATH, IFACE_PROPERTIES, "GetAll", g_variant_new("(s)", IFACE_EVENTS),
-                                  "(a{sv})", on_events_props);
-                else
-                        sync_failed(self, error);
-                return;
-        }
-
-        g_variant_get(reply, "(a(tsxa{sv})tb)", &iter, &next_after, &more);
-        while (g_variant_iter_next(iter, "(t&sx@a{sv})", &seq, &topic, &time, &event_data)) {
-                deliver(self, seq, topic, time, event_data);
-                g_variant_unref(event_data);
-        }
-        if (more)
-                fetch_page(self, next_after);
-        else {
-                /* Whatever history we asked for, we are in the current one now. */
-                g_free(self->history_id);
-                self->history_id = g_strdup(self->server_history_id);
-                catch_up_done(self);
-        }
-}
-
-static void fetch_page(OutpostClient *self, guint64 after_seq) {
-        const char *const no_prefixes[] = { NULL };
-
-        dbus_call(self, EVENTS_PATH, IFACE_EVENTS, "FetchSince",
-                  g_variant_new("(st^asu)", self->history_id ?: "", after_seq, no_prefixes, (guint32) FETCH_PAGE),
-                  "(a(tsxa{sv})tb)", on_fetch);
-}
-
-static void catch_up_start(OutpostClient *self) {
-        self->catching_up = TRUE;
-        if (!self->history_id) {
-                /* The first time: follow from the snapshot on. */
-                self->history_id = g_strdup(self->server_history_id);
-                self->last_seq = self->snapshot_last_seq;
-                catch_up_done(self);
-                return;
-        }
-        fetch_page(self, self->last_seq);
-}
-
-/* Presence */
-
-static void on_renewed(GObject *source, GAsyncResult *result, gpointer data) {
-        g_autoptr(GError) error = NULL;
-        char *user_id = data;
-
-        if (!outpost_presence_call_go_online_finish(OUTPOST_PRESENCE(source), NULL, result, &error))
-                g_debug("Cannot renew the presence of %s: %s", user_id, error->message);
-        g_free(user_id);
-}
-
-static void hold_assert(Hold *h) {
-        OutpostClient *self = h->client;
-
-        if (self->state != OUTPOST_CLIENT_STATE_CONNECTED)
-                return;         /* again once connected */
-        outpost_presence_call_go_online(self->presence, h->user_id, h->ttl, NULL, on_renewed, g_strdup(h->user_id));
-}
-
-static gboolean hold_renew_cb(gpointer data) {
-        hold_assert(data);
-        return G_SOURCE_CONTINUE;
-}
-
-static void holds_reassert(OutpostClient *self) {
-        GHashTableIter iter;
-        Hold *h;
-
-        g_hash_table_iter_init(&iter, self->holds);
-        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &h))
-                hold_assert(h);
-}
-
-static void catch_up_done(OutpostClient *self) {
-        flush_pending(self);
+void _outpost_client_catch_up_done(OutpostClient *self) {
+        _outpost_client_flush_pending(self);
         self->catching_up = FALSE;
         if (self->state != OUTPOST_CLIENT_STATE_CONNECTED) {
                 set_state(self, OUTPOST_CLIENT_STATE_CONNECTED);
-                holds_reassert(self);
+                _outpost_client_holds_reassert(self);
         }
         init_done(self);
 }
@@ -453,14 +170,14 @@ static OutpostClientState bridge_state(const char *state) {
 static void on_snapshot(GObject *source, GAsyncResult *result, gpointer data) {
         OutpostClient *self = data;
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) reply = dbus_call_finish(source, result, &error);
+        g_autoptr(GVariant) reply = _outpost_client_dbus_call_finish(source, result, &error);
         g_autoptr(GVariant) objects = NULL, bridge = NULL, events = NULL;
         const char *history_id = NULL, *state = NULL;
 
-        if (is_cancelled(error))
+        if (_outpost_client_is_cancelled(error))
                 return;
         if (!reply)
-                return sync_failed(self, error);
+                return _outpost_client_sync_failed(self, error);
 
         objects = g_variant_get_child_value(reply, 0);
         bridge = g_variant_lookup_value(objects, BRIDGE_PATH, G_VARIANT_TYPE("a{sa{sv}}"));
@@ -475,7 +192,7 @@ static void on_snapshot(GObject *source, GAsyncResult *result, gpointer data) {
         }
         if (!history_id) {
                 g_autoptr(GError) bad = g_error_new(G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "The snapshot has no Events manager");
-                return sync_failed(self, bad);
+                return _outpost_client_sync_failed(self, bad);
         }
 
         self->has_bridge = bridge != NULL;
@@ -490,32 +207,32 @@ static void on_snapshot(GObject *source, GAsyncResult *result, gpointer data) {
                         return;
                 }
         }
-        catch_up_start(self);
+        _outpost_client_catch_up_start(self);
 }
 
 static void on_registry_props(GObject *source, GAsyncResult *result, gpointer data) {
         OutpostClient *self = data;
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) reply = dbus_call_finish(source, result, &error);
+        g_autoptr(GVariant) reply = _outpost_client_dbus_call_finish(source, result, &error);
         g_autoptr(GVariant) dict = NULL;
         const char *server_id;
 
-        if (is_cancelled(error))
+        if (_outpost_client_is_cancelled(error))
                 return;
         if (!reply)
-                return sync_failed(self, error);
+                return _outpost_client_sync_failed(self, error);
         dict = g_variant_get_child_value(reply, 0);
         if (g_variant_lookup(dict, "ServerId", "&s", &server_id))
                 set_server_id(self, server_id);
-        dbus_call(self, ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
-                  "(a{oa{sa{sv}}})", on_snapshot);
+        _outpost_client_dbus_call(self, ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
+                                  "(a{oa{sa{sv}}})", on_snapshot);
 }
 
 static void sync_start(OutpostClient *self) {
         new_epoch(self);
         set_state(self, OUTPOST_CLIENT_STATE_CONNECTING);
-        dbus_call(self, ROOT_PATH, IFACE_PROPERTIES, "GetAll", g_variant_new("(s)", IFACE_REGISTRY), "(a{sv})",
-                  on_registry_props);
+        _outpost_client_dbus_call(self, ROOT_PATH, IFACE_PROPERTIES, "GetAll", g_variant_new("(s)", IFACE_REGISTRY),
+                                  "(a{sv})", on_registry_props);
 }
 
 static void on_name_appeared(GDBusConnection *connection, const char *name, const char *owner, gpointer data) {
@@ -579,7 +296,7 @@ static const ProxyInfo proxy_infos[] = {
 static void watch_service(OutpostClient *self) {
         self->events_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, IFACE_EVENTS, NULL,
                                                                     EVENTS_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
-                                                                    on_events_signal, self, NULL);
+                                                                    _outpost_client_on_events_signal, self, NULL);
         self->bridge_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, IFACE_PROPERTIES,
                                                                     "PropertiesChanged", BRIDGE_PATH, IFACE_BRIDGE,
                                                                     G_DBUS_SIGNAL_FLAGS_NONE, on_bridge_changed, self, NULL);
@@ -870,23 +587,43 @@ OutpostBridge *outpost_client_get_bridge(OutpostClient *client) {
         return client->has_bridge ? client->bridge : NULL;
 }
 
-static gboolean check_connected(OutpostClient *self, GTask *task) {
-        if (self->state == OUTPOST_CLIENT_STATE_CONNECTED)
-                return TRUE;
-        g_task_return_new_error(task, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED,
-                                "%s is not available (the client is %s)", OUTPOST_BUS_NAME, state_name(self->state));
-        return FALSE;
+struct OutpostCall {
+        GTask *task;
+        OutpostCallReply on_reply;
+};
+
+OutpostCall *_outpost_client_call_begin(OutpostClient *self, GTask *task, OutpostCallReply on_reply) {
+        OutpostCall *call;
+
+        if (self->state != OUTPOST_CLIENT_STATE_CONNECTED) {
+                g_task_return_new_error(task, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED,
+                                        "%s is not available (the client is %s)", OUTPOST_BUS_NAME,
+                                        state_name(self->state));
+                return NULL;
+        }
+        call = g_new(OutpostCall, 1);
+        call->task = g_object_ref(task);
+        call->on_reply = on_reply;
+        return call;
 }
 
-static void on_call(GObject *source, GAsyncResult *result, gpointer data) {
-        g_autoptr(GTask) task = data;
+void _outpost_client_call_done(GObject *source, GAsyncResult *result, gpointer data) {
+        OutpostCall *call = data;
+        g_autoptr(GTask) task = call->task;
+        OutpostCallReply on_reply = call->on_reply;
         GError *error = NULL;
-        GVariant *reply = g_dbus_proxy_call_finish(G_DBUS_PROXY(source), result, &error);
+        g_autoptr(GVariant) reply = g_dbus_proxy_call_finish(G_DBUS_PROXY(source), result, &error);
 
-        if (reply)
-                g_task_return_pointer(task, reply, (GDestroyNotify) g_variant_unref);
-        else
+        g_free(call);
+        if (!reply) {
                 g_task_return_error(task, error);
+                return;
+        }
+        on_reply(task, reply);
+}
+
+static void return_reply(GTask *task, GVariant *reply) {
+        g_task_return_pointer(task, g_variant_ref(reply), (GDestroyNotify) g_variant_unref);
 }
 
 /**
@@ -907,6 +644,7 @@ void outpost_client_call(OutpostClient *client, GDBusProxy *proxy, const char *m
                          GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data) {
         g_autoptr(GTask) task = NULL;
         g_autoptr(GVariant) params = parameters ? g_variant_ref_sink(parameters) : NULL;
+        OutpostCall *call;
 
         g_return_if_fail(OUTPOST_IS_CLIENT(client));
         g_return_if_fail(G_IS_DBUS_PROXY(proxy));
@@ -914,10 +652,11 @@ void outpost_client_call(OutpostClient *client, GDBusProxy *proxy, const char *m
 
         task = g_task_new(client, cancellable, callback, user_data);
         g_task_set_source_tag(task, outpost_client_call);
-        if (!check_connected(client, task))
+        call = _outpost_client_call_begin(client, task, return_reply);
+        if (!call)
                 return;
         g_dbus_proxy_call(proxy, method, params, G_DBUS_CALL_FLAGS_NONE, OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC,
-                          cancellable, on_call, g_steal_pointer(&task));
+                          cancellable, _outpost_client_call_done, call);
 }
 
 /**
@@ -932,208 +671,6 @@ void outpost_client_call(OutpostClient *client, GDBusProxy *proxy, const char *m
 GVariant *outpost_client_call_finish(OutpostClient *client, GAsyncResult *result, GError **error) {
         g_return_val_if_fail(g_task_is_valid(result, client), NULL);
         return g_task_propagate_pointer(G_TASK(result), error);
-}
-
-/**
- * outpost_client_subscribe:
- * @client: a client
- * @topic_prefix: (nullable): the prefix of the topics wanted, e.g. `presence`
- *   or `messages/`; %NULL or "" for every event
- * @callback: (scope notified) (closure user_data) (destroy destroy): called for each event
- * @user_data: data for @callback
- * @destroy: (nullable): frees @user_data when the subscription ends
- *
- * Follows the events whose topic starts with @topic_prefix. The client
- * delivers every event once, in order; after an outage it fetches what it
- * missed before it delivers live events again. When it cannot (the events
- * were discarded, or the history was reset, or a bridge reports a gap), it
- * emits #OutpostClient::resync-needed and goes on from the newest event.
- *
- * Returns: the id of the subscription, for outpost_client_unsubscribe()
- */
-guint outpost_client_subscribe(OutpostClient *client, const char *topic_prefix, OutpostEventFunc callback,
-                               gpointer user_data, GDestroyNotify destroy) {
-        Subscription *s;
-
-        g_return_val_if_fail(OUTPOST_IS_CLIENT(client), 0);
-        g_return_val_if_fail(callback != NULL, 0);
-
-        s = g_atomic_rc_box_new0(Subscription);
-        s->id = ++client->next_subscription_id;
-        s->prefix = g_strdup(topic_prefix ?: "");
-        s->func = callback;
-        s->user_data = user_data;
-        s->destroy = destroy;
-        g_ptr_array_add(client->subscriptions, s);
-        return s->id;
-}
-
-/**
- * outpost_client_unsubscribe:
- * @client: a client
- * @subscription_id: what outpost_client_subscribe() returned
- *
- * Ends a subscription: its callback is not called again, even for an event
- * being delivered right now.
- */
-void outpost_client_unsubscribe(OutpostClient *client, guint subscription_id) {
-        g_return_if_fail(OUTPOST_IS_CLIENT(client));
-
-        for (guint i = 0; i < client->subscriptions->len; i++) {
-                Subscription *s = g_ptr_array_index(client->subscriptions, i);
-                if (s->id == subscription_id) {
-                        s->removed = TRUE;
-                        g_ptr_array_remove_index(client->subscriptions, i);
-                        return;
-                }
-        }
-        g_critical("%s: no subscription %u", G_STRFUNC, subscription_id);
-}
-
-/**
- * outpost_client_resume_from:
- * @client: a client
- * @history_id: (nullable): the HistoryId @after_seq belongs to, or %NULL or
- *   "" for the current history
- * @after_seq: the seq of the last event the program has seen
- *
- * Makes the client deliver the events after @after_seq, e.g. to go on from
- * where a program stopped last time. The client fetches them now if it is
- * connected, otherwise once it connects; events it can no longer get are
- * reported with #OutpostClient::resync-needed.
- */
-void outpost_client_resume_from(OutpostClient *client, const char *history_id, guint64 after_seq) {
-        g_return_if_fail(OUTPOST_IS_CLIENT(client));
-
-        g_free(client->history_id);
-        client->history_id = g_strdup(history_id ?: "");
-        client->last_seq = after_seq;
-        if (client->state == OUTPOST_CLIENT_STATE_CONNECTED && !client->catching_up) {
-                client->catching_up = TRUE;
-                fetch_page(client, after_seq);
-        }
-}
-
-static void on_go_online(GObject *source, GAsyncResult *result, gpointer data) {
-        g_autoptr(GTask) task = data;
-        OutpostClient *self = g_task_get_source_object(task);
-        Hold *h = g_task_get_task_data(task);
-        GError *error = NULL;
-
-        if (!outpost_presence_call_go_online_finish(OUTPOST_PRESENCE(source), NULL, result, &error)) {
-                g_task_return_error(task, error);
-                return;
-        }
-        h = g_memdup2(h, sizeof(Hold));
-        h->user_id = g_strdup(h->user_id);
-        /* Renew well before the lease lapses. */
-        if (h->ttl > 0)
-                h->renew_id = g_timeout_add_seconds(MAX(h->ttl / 2, 1u), hold_renew_cb, h);
-        g_hash_table_replace(self->holds, h->user_id, h);
-        g_task_return_boolean(task, TRUE);
-}
-
-static void hold_template_free(Hold *h) {
-        g_free(h->user_id);
-        g_free(h);
-}
-
-/**
- * outpost_client_hold_presence:
- * @client: a client
- * @user_id: the id of a user
- * @ttl_seconds: the lease: 0 holds while the client is connected, otherwise
- *   the hold lapses after that many seconds unless renewed
- * @cancellable: (nullable): a #GCancellable
- * @callback: called once the user is held online
- * @user_data: data for @callback
- *
- * Holds @user_id online (Presence.GoOnline) until
- * outpost_client_release_presence() or the end of the client: the client
- * renews a lease with a ttl at half its length, and asserts the hold again
- * after every reconnection (presence does not survive a daemon restart).
- */
-void outpost_client_hold_presence(OutpostClient *client, const char *user_id, guint ttl_seconds,
-                                  GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data) {
-        g_autoptr(GTask) task = NULL;
-        Hold *h;
-
-        g_return_if_fail(OUTPOST_IS_CLIENT(client));
-        g_return_if_fail(user_id != NULL);
-
-        task = g_task_new(client, cancellable, callback, user_data);
-        g_task_set_source_tag(task, outpost_client_hold_presence);
-        if (!check_connected(client, task))
-                return;
-        h = g_new0(Hold, 1);
-        h->client = client;
-        h->user_id = g_strdup(user_id);
-        h->ttl = ttl_seconds;
-        g_task_set_task_data(task, h, (GDestroyNotify) hold_template_free);
-        outpost_presence_call_go_online(client->presence, user_id, ttl_seconds, cancellable, on_go_online,
-                                        g_steal_pointer(&task));
-}
-
-/**
- * outpost_client_hold_presence_finish:
- * @client: a client
- * @result: the result given to the callback
- * @error: return location for an error
- *
- * Returns: %TRUE when the user is held online
- */
-gboolean outpost_client_hold_presence_finish(OutpostClient *client, GAsyncResult *result, GError **error) {
-        g_return_val_if_fail(g_task_is_valid(result, client), FALSE);
-        return g_task_propagate_boolean(G_TASK(result), error);
-}
-
-static void on_go_offline(GObject *source, GAsyncResult *result, gpointer data) {
-        g_autoptr(GTask) task = data;
-        GError *error = NULL;
-
-        if (outpost_presence_call_go_offline_finish(OUTPOST_PRESENCE(source), NULL, result, &error))
-                g_task_return_boolean(task, TRUE);
-        else
-                g_task_return_error(task, error);
-}
-
-/**
- * outpost_client_release_presence:
- * @client: a client
- * @user_id: the id of a user held with outpost_client_hold_presence()
- * @cancellable: (nullable): a #GCancellable
- * @callback: called once the hold is dropped
- * @user_data: data for @callback
- *
- * Stops holding @user_id online (Presence.GoOffline). The client forgets
- * the hold at once, whatever the outcome of the call.
- */
-void outpost_client_release_presence(OutpostClient *client, const char *user_id, GCancellable *cancellable,
-                                     GAsyncReadyCallback callback, gpointer user_data) {
-        g_autoptr(GTask) task = NULL;
-
-        g_return_if_fail(OUTPOST_IS_CLIENT(client));
-        g_return_if_fail(user_id != NULL);
-
-        task = g_task_new(client, cancellable, callback, user_data);
-        g_task_set_source_tag(task, outpost_client_release_presence);
-        g_hash_table_remove(client->holds, user_id);
-        if (!check_connected(client, task))
-                return;
-        outpost_presence_call_go_offline(client->presence, user_id, cancellable, on_go_offline, g_steal_pointer(&task));
-}
-
-/**
- * outpost_client_release_presence_finish:
- * @client: a client
- * @result: the result given to the callback
- * @error: return location for an error
- *
- * Returns: %TRUE when the service dropped the hold
- */
-gboolean outpost_client_release_presence_finish(OutpostClient *client, GAsyncResult *result, GError **error) {
-        g_return_val_if_fail(g_task_is_valid(result, client), FALSE);
-        return g_task_propagate_boolean(G_TASK(result), error);
 }
 
 /* GObject */
@@ -1219,7 +756,7 @@ static void outpost_client_dispose(GObject *object) {
 static void outpost_client_finalize(GObject *object) {
         OutpostClient *self = OUTPOST_CLIENT(object);
 
-        g_queue_clear_full(&self->pending, (GDestroyNotify) pending_free);
+        g_queue_clear_full(&self->pending, (GDestroyNotify) _outpost_pending_free);
         g_ptr_array_unref(self->subscriptions);
         g_hash_table_unref(self->holds);
         g_free(self->address);
@@ -1300,7 +837,8 @@ static void outpost_client_class_init(OutpostClientClass *klass) {
 static void outpost_client_init(OutpostClient *self) {
         self->bus_type = G_BUS_TYPE_SYSTEM;
         self->state = OUTPOST_CLIENT_STATE_CONNECTING;
-        self->subscriptions = g_ptr_array_new_with_free_func((GDestroyNotify) subscription_release);
-        self->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) hold_free);
+        self->subscriptions = g_ptr_array_new_with_free_func((GDestroyNotify) _outpost_subscription_release);
+        self->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) _outpost_hold_free);
         g_queue_init(&self->pending);
 }
+
