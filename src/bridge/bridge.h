@@ -40,6 +40,7 @@ typedef struct BridgeConfig {
         unsigned max_calls_in_flight;   /* per remote peer */
         unsigned max_queued_bytes;      /* per remote peer, each direction */
         unsigned max_message_bytes;     /* the largest message a remote peer may send */
+        unsigned max_calls_per_caller;  /* importer: per local caller, in flight upstream */
 } BridgeConfig;
 
 typedef struct Importer Importer;

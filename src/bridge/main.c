@@ -43,6 +43,7 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("max-calls-in-flight",  CONFIG_UINT,   max_calls_in_flight, 1, 100000),
         KEY("max-queued-bytes",     CONFIG_UINT,   max_queued_bytes, 65536, 1u << 30),
         KEY("max-message-bytes",    CONFIG_UINT,   max_message_bytes, 65536, 128u << 20),
+        KEY("max-calls-per-caller", CONFIG_UINT,   max_calls_per_caller, 1, 100000),
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -54,15 +55,16 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char *strings[8];
-        int numbers[8];
+        int numbers[9];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
-static const char *const number_options[8] = {
+static const char *const number_options[9] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
+        "max-calls-per-caller",
 };
 
 static void options_clear(Options *o) {
@@ -146,6 +148,9 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * with 64 attributes of 4 KiB, about 270 KiB), far below
                  * sd-bus's 128 MiB. */
                 .max_message_bytes = 1u << 20,
+                /* A quarter of what the upstream lets the link have in
+                 * flight: one local caller cannot take it all. */
+                .max_calls_per_caller = 64,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
