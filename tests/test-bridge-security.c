@@ -6,8 +6,12 @@
  * peer here is a raw sd-bus connection over the real TLS link. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <gio/gunixfdlist.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 #include <systemd/sd-bus.h>
@@ -126,15 +130,19 @@ typedef struct Central {
         sd_event *event;
 } Central;
 
-static void central_start(Central *c) {
+static void central_start_with(Central *c, const char *const *extra) {
         g_autofree char *listen = NULL;
 
         c->bus = test_bus_new();
         test_bus_start_daemon(c->bus, NULL);
         c->port = free_port();
         listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", c->port);
-        bridge_process_start(&c->listener, c->bus, listen, NULL, NULL);
+        bridge_process_start(&c->listener, c->bus, listen, NULL, extra);
         g_assert_cmpint(sd_event_new(&c->event), >=, 0);
+}
+
+static void central_start(Central *c) {
+        central_start_with(c, NULL);
 }
 
 static void central_stop(Central *c) {
@@ -357,6 +365,67 @@ static void test_oversized_message_drops_peer(void) {
 }
 
 
+/* ---- connections that never say anything ------------------------------ */
+
+#define FLOOD           300
+#define PER_ADDRESS     16      /* the listener's default max-connections-per-address */
+
+/* A TCP connection to the listener that will never send a byte. */
+static int connect_silently(unsigned port) {
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        g_assert_cmpint(fd, >=, 0);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        g_assert_cmpint(connect(fd, (struct sockaddr *) &sin, sizeof sin), ==, 0);
+        return fd;
+}
+
+/* How many of FDS the listener has closed (end of stream or reset). */
+static unsigned count_closed(const int *fds, size_t n) {
+        unsigned closed = 0;
+        char c;
+
+        for (size_t i = 0; i < n; i++) {
+                struct pollfd p = { .fd = fds[i], .events = POLLIN };
+
+                if (poll(&p, 1, 0) == 1 && recv(fds[i], &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+                        closed++;
+        }
+        return closed;
+}
+
+/* Hundreds of silent connections from one address: the listener keeps
+ * the newest few, closes the others (it would otherwise hold each until
+ * its handshake timed out, here never), says so once, and a known peer
+ * from the same address is still served while the flood is held open. */
+static void test_silent_flood_keeps_known_peers_in(void) {
+        static const char *const extra[] = { "--handshake-timeout-sec=600", NULL };
+        Central c = {};
+        int flood[FLOOD];
+        unsigned closed = 0;
+
+        central_start_with(&c, extra);
+        assert_listener_serves(&c);
+
+        for (size_t i = 0; i < FLOOD; i++)
+                flood[i] = connect_silently(c.port);
+        /* A bound for a busy machine, not a measure of speed. */
+        for (int i = 0; i < 600 && closed < FLOOD - PER_ADDRESS; i++) {
+                closed = count_closed(flood, FLOOD);
+                g_usleep(50000);
+        }
+        g_assert_cmpuint(closed, ==, FLOOD - PER_ADDRESS);
+        g_assert_true(listener_logged(&c, "still in the TLS handshake to make room"));
+        g_assert_true(listener_logged(&c, "at most 16 from one address (max-connections-per-address)"));
+
+        assert_listener_serves(&c);
+
+        for (size_t i = 0; i < FLOOD; i++)
+                close(flood[i]);
+        central_stop(&c);
+}
+
 /* ---- what one local caller of an importer can do to the link ---------- */
 
 static guint32 bridge_reconnects(GDBusConnection *c) {
@@ -510,6 +579,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-security/refuses-foreign-certificates", test_refuses_foreign_certificates);
         g_test_add_func("/bridge-security/garbage-after-handshake", test_garbage_after_handshake);
         g_test_add_func("/bridge-security/oversized-message-drops-peer", test_oversized_message_drops_peer);
+        g_test_add_func("/bridge-security/silent-flood-keeps-known-peers-in", test_silent_flood_keeps_known_peers_in);
         g_test_add_func("/bridge-security/importer-refuses-what-would-end-the-link",
                         test_importer_refuses_what_would_end_the_link);
         g_test_add_func("/bridge-security/importer-caps-calls-per-caller", test_importer_caps_calls_per_caller);
