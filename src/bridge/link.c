@@ -1188,6 +1188,19 @@ static void link_connected(Link *link) {
  * a TLS session (tens of KiB): a connection that never says anything
  * costs its socket and this struct. */
 static int link_first_bytes(Link *link) {
+        char c;
+        ssize_t k = recv(link->tcp_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        if (k < 0 && IN_SET(errno, EAGAIN, EINTR))
+                return -EAGAIN;
+        /* It went away without a word: nothing worth a warning (a flood
+         * that ends would otherwise log each of its connections). */
+        if (k <= 0) {
+                log_debug("Connection from %s closed before it sent anything", link->peer_addr);
+                link_disconnect(link);
+                link_destroy(link);
+                return -ECONNRESET;
+        }
         pending_talking(link);
         if (link_new_session(link) < 0) {
                 link_setup_failed(link);
@@ -1400,7 +1413,6 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         g_autofree char *address = sockaddr_host(sa);
         Link *link;
         int one = 1;
-        char c;
         int r;
 
         make_room(l, address);
@@ -1430,7 +1442,7 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         /* A known peer's ClientHello is often here already: it starts at
          * once and is not taken for an idle connection. */
-        if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0 && link_first_bytes(link) >= 0)
+        if (link_first_bytes(link) >= 0)
                 link_handshake(link);
 }
 
