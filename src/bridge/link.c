@@ -1397,15 +1397,25 @@ static void make_room(LinkListener *l, const char *address) {
         }
 }
 
-/* "192.0.2.1", the part of a peer's address that its owner cannot pick
- * freely. */
+/* What counts as one source address: "192.0.2.1", or an IPv6 /64
+ * ("2001:db8::/64"), which one end site usually gets whole and can pick
+ * addresses from at will. */
 static char *sockaddr_host(const struct sockaddr *sa) {
         char host[INET6_ADDRSTRLEN] = "?";
+        struct in6_addr a6;
 
         if (sa->sa_family == AF_INET)
                 inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, host, sizeof host);
-        else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) sa)->sin6_addr, host, sizeof host);
+        else if (sa->sa_family == AF_INET6) {
+                a6 = ((const struct sockaddr_in6 *) sa)->sin6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+                        inet_ntop(AF_INET6, &a6, host, sizeof host);
+                        return g_strdup(host);
+                }
+                memset(a6.s6_addr + 8, 0, 8);
+                inet_ntop(AF_INET6, &a6, host, sizeof host);
+                return g_strdup_printf("%s/64", host);
+        }
         return g_strdup(host);
 }
 

@@ -151,9 +151,11 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * with 64 attributes of 4 KiB, about 270 KiB), far below
                  * sd-bus's 128 MiB. */
                 .max_message_bytes = 1u << 20,
-                /* A quarter of what the upstream lets the link have in
-                 * flight: one local caller cannot take it all. */
-                .max_calls_per_caller = 64,
+                /* Half of what the upstream lets the link have in flight
+                 * (max-calls-in-flight there): one local caller cannot
+                 * take it all, and one that pipelines a hundred calls
+                 * still may. */
+                .max_calls_per_caller = 128,
                 /* An idle connection costs little (link.c allocates TLS
                  * state only once a peer sends), and known peers finish
                  * their handshake in a round trip or two: the oldest idle
