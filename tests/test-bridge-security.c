@@ -535,7 +535,8 @@ static void wait_pending(Pending *p, int seconds) {
         gint64 deadline = g_get_monotonic_time() + seconds * G_USEC_PER_SEC;
 
         while (!p->done && g_get_monotonic_time() < deadline)
-                g_main_context_iteration(NULL, FALSE) || (g_usleep(10000), TRUE);
+                if (!g_main_context_iteration(NULL, FALSE))
+                        g_usleep(10000);
 }
 
 /* The listener answers calls beyond its limit in flight with an error: a
