@@ -25,6 +25,10 @@ const char *bridge_test_certs(void) {
 }
 
 Deployment *deployment_new(const char *central_config) {
+        return deployment_new_with(central_config, NULL);
+}
+
+Deployment *deployment_new_with(const char *central_config, const char *const *site_extra) {
         Deployment *d = g_new0(Deployment, 1);
         g_autofree char *central_listen = NULL, *site_listen = NULL;
 
@@ -38,7 +42,7 @@ Deployment *deployment_new(const char *central_config) {
         central_listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", d->central_port);
         site_listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", d->site_port);
         bridge_process_start(&d->central_listener, d->central, central_listen, NULL, NULL);
-        bridge_process_start(&d->site_bridge, d->site, site_listen, central_listen, NULL);
+        bridge_process_start(&d->site_bridge, d->site, site_listen, central_listen, site_extra);
         bridge_process_start(&d->machine_bridge, d->machine, NULL, site_listen, NULL);
 
         wait_bridge_state(d->site->conn, "connected", 20000);

@@ -24,6 +24,8 @@ const char *bridge_test_certs(void);
 /* Central, site and machine, started and connected end to end.
  * CENTRAL_CONFIG is outpostd's config (may be NULL). */
 Deployment *deployment_new(const char *central_config);
+/* The same, with SITE_EXTRA (may be NULL) on the site bridge's command line. */
+Deployment *deployment_new_with(const char *central_config, const char *const *site_extra);
 void deployment_free(Deployment *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Deployment, deployment_free)
 

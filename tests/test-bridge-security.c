@@ -6,7 +6,12 @@
  * peer here is a raw sd-bus connection over the real TLS link. */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <gio/gunixfdlist.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 #include <systemd/sd-bus.h>
@@ -125,15 +130,19 @@ typedef struct Central {
         sd_event *event;
 } Central;
 
-static void central_start(Central *c) {
+static void central_start_with(Central *c, const char *const *extra) {
         g_autofree char *listen = NULL;
 
         c->bus = test_bus_new();
         test_bus_start_daemon(c->bus, NULL);
         c->port = free_port();
         listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", c->port);
-        bridge_process_start(&c->listener, c->bus, listen, NULL, NULL);
+        bridge_process_start(&c->listener, c->bus, listen, NULL, extra);
         g_assert_cmpint(sd_event_new(&c->event), >=, 0);
+}
+
+static void central_start(Central *c) {
+        central_start_with(c, NULL);
 }
 
 static void central_stop(Central *c) {
@@ -355,11 +364,225 @@ static void test_oversized_message_drops_peer(void) {
         central_stop(&c);
 }
 
+
+/* ---- connections that never say anything ------------------------------ */
+
+#define FLOOD           300
+#define PER_ADDRESS     16      /* the listener's default max-connections-per-address */
+
+/* A TCP connection to the listener that will never send a byte. */
+static int connect_silently(unsigned port) {
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        g_assert_cmpint(fd, >=, 0);
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        g_assert_cmpint(connect(fd, (struct sockaddr *) &sin, sizeof sin), ==, 0);
+        return fd;
+}
+
+/* How many of FDS the listener has closed (end of stream or reset). */
+static unsigned count_closed(const int *fds, size_t n) {
+        unsigned closed = 0;
+        char c;
+
+        for (size_t i = 0; i < n; i++) {
+                struct pollfd p = { .fd = fds[i], .events = POLLIN };
+
+                if (poll(&p, 1, 0) == 1 && recv(fds[i], &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+                        closed++;
+        }
+        return closed;
+}
+
+/* Hundreds of silent connections from one address: the listener keeps
+ * the newest few, closes the others (it would otherwise hold each until
+ * its handshake timed out, here never), says so once, and a known peer
+ * from the same address is still served while the flood is held open. */
+static void test_silent_flood_keeps_known_peers_in(void) {
+        static const char *const extra[] = { "--handshake-timeout-sec=600", NULL };
+        Central c = {};
+        int flood[FLOOD];
+        unsigned closed = 0;
+
+        central_start_with(&c, extra);
+        assert_listener_serves(&c);
+
+        for (size_t i = 0; i < FLOOD; i++)
+                flood[i] = connect_silently(c.port);
+        /* A bound for a busy machine, not a measure of speed. */
+        for (int i = 0; i < 600 && closed < FLOOD - PER_ADDRESS; i++) {
+                closed = count_closed(flood, FLOOD);
+                g_usleep(50000);
+        }
+        g_assert_cmpuint(closed, ==, FLOOD - PER_ADDRESS);
+        g_assert_true(listener_logged(&c, "still in the TLS handshake to make room"));
+        g_assert_true(listener_logged(&c, "at most 16 from one address (max-connections-per-address)"));
+
+        assert_listener_serves(&c);
+
+        for (size_t i = 0; i < FLOOD; i++)
+                close(flood[i]);
+        central_stop(&c);
+}
+
+/* ---- what one local caller of an importer can do to the link ---------- */
+
+static guint32 bridge_reconnects(GDBusConnection *c) {
+        g_autoptr(GVariant) v = test_get_property(c, OUTPOST_ROOT "/bridge", IFACE_BRIDGE, "Reconnects");
+
+        return g_variant_get_uint32(v);
+}
+
+/* GetUser with an id of N bytes, from C. */
+static GVariant *get_user(GDBusConnection *c, size_t n, GError **error) {
+        g_autofree char *id = g_malloc(n + 1);
+
+        memset(id, 'a', n);
+        id[n] = '\0';
+        return test_call(c, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id), NULL, error);
+}
+
+/* The site's link to central survived whatever the test did on the site
+ * bus: still connected, never reconnected, and central never dropped it. */
+static void assert_site_link_kept(Deployment *d, guint32 reconnects) {
+        g_autofree char *log = NULL;
+        g_autofree char *state = NULL;
+
+        /* A round trip over the link first: a drop would be seen by now. */
+        g_autoptr(GVariant) users = test_call_ok(d->site->conn, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers",
+                                                 g_variant_new("(su)", "", 10), NULL);
+        state = bridge_state(d->site->conn);
+        g_assert_cmpstr(state, ==, "connected");
+        g_assert_cmpuint(bridge_reconnects(d->site->conn), ==, reconnects);
+        g_assert_true(g_file_get_contents(d->central_listener.log_path, &log, NULL, NULL));
+        g_assert_null(strstr(log, "dropped"));
+}
+
+/* The relayed GetUser call's header: path, member, interface and
+ * signature fields (120 bytes with padding); its body, the string's
+ * length, the string and its NUL. Measured, not guessed: a call of exactly
+ * the limit must go through, and one byte more must not. */
+#define GET_USER_OVERHEAD (120 + 4 + 1)
+
+static void test_importer_refuses_what_would_end_the_link(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GUnixFDList) fds = g_unix_fd_list_new();
+        g_autoptr(GVariant) nested = g_variant_ref_sink(g_variant_new_string("deep"));
+        guint32 reconnects = bridge_reconnects(d->site->conn);
+        GVariant *r;
+
+        /* Any local user may call GetUser; 2 MiB is twice the link's limit. */
+        r = get_user(d->site->conn, 2u << 20, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "LimitExceeded", "more than the limit of 1048576 (max-message-bytes)");
+        g_clear_error(&error);
+        assert_site_link_kept(d, reconnects);
+
+        /* At the limit exactly, central's listener takes it (and outpostd
+         * judges the id); one byte more is refused at the site. */
+        r = get_user(d->site->conn, (1u << 20) - GET_USER_OVERHEAD, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "InvalidArgument", NULL);
+        g_clear_error(&error);
+        r = get_user(d->site->conn, (1u << 20) - GET_USER_OVERHEAD + 1, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "LimitExceeded", "a message of 1048577 bytes");
+        g_clear_error(&error);
+
+        /* A unix fd cannot cross a link: refused here, by name. */
+        g_assert_cmpint(g_unix_fd_list_append(fds, 0, NULL), ==, 0);
+        r = g_dbus_connection_call_with_unix_fd_list_sync(d->site->conn, OUTPOST_NAME, OUTPOST_USERS_PATH,
+                                                          IFACE_USERS, "GetUser", g_variant_new("(h)", 0), NULL,
+                                                          G_DBUS_CALL_FLAGS_NONE, 30000, fds, NULL, NULL, &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "InvalidArgument", "Unix file descriptors cannot be relayed");
+        g_clear_error(&error);
+
+        /* As deep as the local bus lets a call nest: it crosses the link,
+         * and outpostd refuses the arguments. */
+        for (int i = 0; i < 60; i++)
+                nested = g_variant_ref_sink(g_variant_new_variant(g_steal_pointer(&nested)));
+        r = test_call(d->site->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
+                      g_variant_new_tuple(&nested, 1), NULL, &error);
+        g_assert_null(r);
+        g_assert_nonnull(error);
+        g_clear_error(&error);
+
+        assert_site_link_kept(d, reconnects);
+}
+
+typedef struct Pending {
+        GError *error;
+        gboolean done;
+} Pending;
+
+static void on_pending_done(GObject *source, GAsyncResult *result, gpointer userdata) {
+        Pending *p = userdata;
+        g_autoptr(GVariant) r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &p->error);
+
+        p->done = TRUE;
+}
+
+static void get_user_async(GDBusConnection *c, Pending *p) {
+        g_dbus_connection_call(c, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
+                               g_variant_new("(s)", "00000000-0000-4000-8000-000000000001"), NULL,
+                               G_DBUS_CALL_FLAGS_NONE, 60000, NULL, on_pending_done, p);
+}
+
+static void wait_pending(Pending *p, int seconds) {
+        gint64 deadline = g_get_monotonic_time() + seconds * G_USEC_PER_SEC;
+
+        while (!p->done && g_get_monotonic_time() < deadline)
+                if (!g_main_context_iteration(NULL, FALSE))
+                        g_usleep(10000);
+}
+
+/* The listener answers calls beyond its limit in flight with an error: a
+ * local caller that floods must hit its own, smaller, limit at the site,
+ * and leave room for others. Central's outpostd is stopped, so that calls
+ * stay in flight for as long as the test needs them to. */
+static void test_importer_caps_calls_per_caller(void) {
+        static const char *const extra[] = { "--max-calls-per-caller=2", NULL };
+        g_autoptr(Deployment) d = deployment_new_with(NULL, extra);
+        g_autoptr(GDBusConnection) greedy = test_bus_connect(d->site);
+        g_autoptr(GDBusConnection) other = test_bus_connect(d->site);
+        guint32 reconnects = bridge_reconnects(d->site->conn);
+        Pending calls[3] = {}, others = {};
+        GPid outpostd = test_bus_daemon_pid(d->central);
+
+        g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
+        for (size_t i = 0; i < G_N_ELEMENTS(calls); i++)
+                get_user_async(greedy, &calls[i]);
+        wait_pending(&calls[2], 10);
+        get_user_async(other, &others);
+        wait_pending(&others, 1);
+        g_assert_cmpint(kill(outpostd, SIGCONT), ==, 0);
+
+        g_assert_true(calls[2].done);
+        test_assert_dbus_error(calls[2].error, "LimitExceeded", "at most 2, max-calls-per-caller");
+        for (size_t i = 0; i < 2; i++) {
+                wait_pending(&calls[i], 30);
+                test_assert_dbus_error(calls[i].error, "NotFound", NULL);
+                g_clear_error(&calls[i].error);
+        }
+        wait_pending(&others, 30);
+        test_assert_dbus_error(others.error, "NotFound", NULL);
+        g_clear_error(&others.error);
+        g_clear_error(&calls[2].error);
+        assert_site_link_kept(d, reconnects);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge-security/reaches-only-the-service", test_reaches_only_the_service);
         g_test_add_func("/bridge-security/refuses-foreign-certificates", test_refuses_foreign_certificates);
         g_test_add_func("/bridge-security/garbage-after-handshake", test_garbage_after_handshake);
         g_test_add_func("/bridge-security/oversized-message-drops-peer", test_oversized_message_drops_peer);
+        g_test_add_func("/bridge-security/silent-flood-keeps-known-peers-in", test_silent_flood_keeps_known_peers_in);
+        g_test_add_func("/bridge-security/importer-refuses-what-would-end-the-link",
+                        test_importer_refuses_what_would_end_the_link);
+        g_test_add_func("/bridge-security/importer-caps-calls-per-caller", test_importer_caps_calls_per_caller);
         return g_test_run();
 }

@@ -40,6 +40,10 @@ typedef struct BridgeConfig {
         unsigned max_calls_in_flight;   /* per remote peer */
         unsigned max_queued_bytes;      /* per remote peer, each direction */
         unsigned max_message_bytes;     /* the largest message a remote peer may send */
+        unsigned max_calls_per_caller;  /* importer: per local caller, in flight upstream */
+        unsigned max_handshakes;        /* listener: connections not yet authenticated */
+        unsigned max_connections_per_address; /* listener: of those, from one address */
+        unsigned handshake_timeout_sec; /* TCP connect and TLS handshake, both sides */
 } BridgeConfig;
 
 typedef struct Importer Importer;

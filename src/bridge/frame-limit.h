@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <systemd/sd-bus.h>
 
 /* Follows the D-Bus framing of the byte stream a client sends to a
  * server (the SASL exchange up to BEGIN, then messages) without keeping
@@ -42,3 +43,23 @@ void frame_limit_init(FrameLimit *f, uint64_t max_message);
  * sent " ("a message of N bytes, more than the limit of M"; free it with
  * g_free()). */
 int frame_limit_feed(FrameLimit *f, const uint8_t *p, size_t n, char **ret_error);
+
+/* The importer's side of the same limit (DESIGN.md §5): a local call is
+ * relayed as a new message, so what the upstream judges is that new
+ * message, not the one the local bus delivered. */
+
+/* The D-Bus specification's limit on nested containers (arrays, structs,
+ * dict entries and variants together). */
+#define BUS_MESSAGE_DEPTH_MAX   64u
+
+typedef struct MessageMeasure {
+        uint64_t size;          /* bytes of the whole message on the wire */
+        unsigned depth;         /* of its most deeply nested container */
+} MessageMeasure;
+
+/* What a method call with M's path, interface, member and body, sent with
+ * no sender and to DESTINATION (NULL: none, as on a peer-to-peer link),
+ * will measure once sd-bus marshals it (dbus1, either endianness). Reads
+ * M's body from the start and leaves it rewound. Returns 0, or a negative
+ * errno when M cannot be read. */
+int bus_message_measure_call(sd_bus_message *m, const char *destination, MessageMeasure *ret);

@@ -6,10 +6,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <time.h>
 
 #include "bus-gvariant.h"
+#include "frame-limit.h"
 #include "importer.h"
 #include "log.h"
 #include "macro.h"
@@ -33,7 +35,24 @@ typedef struct LocalHolder {
         GHashTable *users;              /* user id → expiry, CLOCK_MONOTONIC µs (0: none), as a pointer-sized int */
 } LocalHolder;
 
+static unsigned caller_calls(Importer *im, const char *sender) {
+        return sender && im->caller_calls ? GPOINTER_TO_UINT(g_hash_table_lookup(im->caller_calls, sender)) : 0;
+}
+
+static void caller_calls_add(Importer *im, const char *sender, int delta) {
+        unsigned n;
+
+        if (!sender || !im->caller_calls)
+                return;
+        n = caller_calls(im, sender) + delta;
+        if (n == 0)
+                g_hash_table_remove(im->caller_calls, sender);
+        else
+                g_hash_table_replace(im->caller_calls, g_strdup(sender), GUINT_TO_POINTER(n));
+}
+
 static void relayed_call_free(RelayedCall *c) {
+        caller_calls_add(c->importer, sd_bus_message_get_sender(c->call), -1);
         sd_bus_slot_unref(c->slot);
         sd_bus_message_unref(c->call);
         g_free(c->hold_user);
@@ -79,6 +98,7 @@ void importer_holders_free(Importer *im) {
         g_clear_pointer(&im->holders, g_hash_table_unref);
         g_clear_pointer(&im->hold_counts, g_hash_table_unref);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
+        g_clear_pointer(&im->caller_calls, g_hash_table_unref);
 }
 
 static unsigned hold_count(Importer *im, const char *user) {
@@ -351,6 +371,7 @@ static int relay_prepared(Importer *im, sd_bus_message *m, sd_bus_message *call,
                 return r;
         }
         g_hash_table_add(im->in_flight, c);
+        caller_calls_add(im, sd_bus_message_get_sender(m), +1);
         if (ret)
                 *ret = c;
         return 0;
@@ -535,6 +556,53 @@ static bool authorized(Importer *im, sd_bus_message *m) {
         return false;
 }
 
+/* One local caller must never be able to end or starve the link that
+ * every caller shares. The listener upstream drops the whole link for a
+ * message over its size limit, so the call is measured as it will be
+ * relayed (a new message: its header is not the local one) and refused
+ * here, to this caller alone; unix fds cannot cross a link at all; and
+ * the listener answers calls beyond its limit in flight with an error, so
+ * each local caller gets a share of it. Returns true when M was answered. */
+static bool refuse_unrelayable(Importer *im, sd_bus_message *m) {
+        const BridgeConfig *config = &im->bridge->config;
+        const char *signature = sd_bus_message_get_signature(m, true);
+        MessageMeasure measure;
+        int r;
+
+        if (signature && strchr(signature, SD_BUS_TYPE_UNIX_FD)) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_INVALID_ARGUMENT,
+                                                  "Unix file descriptors cannot be relayed over a bridge "
+                                                  "(arguments '%s')", signature);
+                return true;
+        }
+        if (caller_calls(im, sd_bus_message_get_sender(m)) >= config->max_calls_per_caller) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                                  "Too many calls of this caller in flight upstream "
+                                                  "(at most %u, max-calls-per-caller)", config->max_calls_per_caller);
+                return true;
+        }
+        r = bus_message_measure_call(m, NULL, &measure);
+        if (r < 0) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_INVALID_ARGUMENT, "Cannot read the call: %s",
+                                                  strerror(-r));
+                return true;
+        }
+        if (measure.depth > BUS_MESSAGE_DEPTH_MAX) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                                  "The call nests containers %u deep, more than the limit of %u",
+                                                  measure.depth, BUS_MESSAGE_DEPTH_MAX);
+                return true;
+        }
+        if (measure.size > config->max_message_bytes) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                                  "The call would go upstream as a message of %" PRIu64 " bytes, "
+                                                  "more than the limit of %u (max-message-bytes)",
+                                                  measure.size, config->max_message_bytes);
+                return true;
+        }
+        return false;
+}
+
 /* Every message on the local bus comes here first. */
 static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
@@ -546,6 +614,8 @@ static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret
                 return 0;       /* our own object, served by its vtable */
         if (iface && strcmp(iface, "org.freedesktop.DBus.Peer") == 0)
                 return 0;
+        if (refuse_unrelayable(im, m))
+                return 1;
         if (iface && strcmp(iface, "org.freedesktop.DBus.Properties") == 0)
                 return (void) handle_properties(im, m), 1;
         if (sd_bus_message_is_method_call(m, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects") &&
@@ -568,6 +638,7 @@ int importer_relay_setup(Importer *im) {
         if (r < 0)
                 return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
+        im->caller_calls = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         im->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         im->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
         return sd_bus_add_filter(im->local, NULL, on_local_message, im);

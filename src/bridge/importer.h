@@ -58,6 +58,7 @@ struct Importer {
         GPtrArray *held_events;         /* live Event signals that came during a resync */
 
         GHashTable *in_flight;          /* RelayedCall* set */
+        GHashTable *caller_calls;       /* local unique name → its calls in flight upstream */
 
         /* Presence holds of local callers (DESIGN.md §5). */
         GHashTable *hold_counts;        /* user id → number of local holders */

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <malloc.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <netdb.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +51,14 @@
 #define BUFFER_KEEP             (256u << 10)
 #define ACCEPTS_PER_WAKEUP      16
 #define ACCEPT_PAUSE_USEC       (1000u * 1000u)
+#define DEFAULT_MAX_HANDSHAKES  64u
+#define DEFAULT_MAX_PER_ADDRESS 16u
+/* Connections closed to make room are logged once, then counted and
+ * summed up at most this often: a flood must not flood the journal. */
+#define ROOM_LOG_USEC           (10u * 1000u * 1000u)
+/* After this many handshakes at once, give the memory back when the
+ * last one is over (glibc keeps freed memory of many small blocks). */
+#define TRIM_AFTER_PEAK         32u
 
 static void fd_closep(int *fd) {
         if (*fd >= 0)
@@ -373,6 +383,12 @@ int link_check(const LinkAddress *address, const LinkConfig *config, char **ret_
 
 /* ---- links -------------------------------------------------------------- */
 
+/* The connections of one source address still in their handshake. */
+typedef struct AddressSlot {
+        char *address;
+        GQueue idle, talking;   /* of Link, oldest first: see struct LinkListener */
+} AddressSlot;
+
 typedef enum LinkState {
         LINK_CONNECTING,        /* importer: TCP connect in progress */
         LINK_HANDSHAKE,
@@ -390,6 +406,9 @@ struct Link {
         Creds *creds;
 
         LinkListener *listener; /* server side, until the handshake is over */
+        AddressSlot *slot;      /* with it: the peer's address */
+        GList all_node, slot_node; /* in the listener's queues and the slot's */
+        bool talking;           /* the peer has sent something: TLS state exists */
         char **allowed_peers;   /* borrowed from the listener, during the handshake */
         char *host;             /* client side: the host dialled, checked against the certificate */
         struct addrinfo *addrs, *next_addr;
@@ -428,13 +447,80 @@ struct LinkListener {
         sd_event_source *source, *pause_timer;
         Creds *creds;
         LinkConfig config;      /* numbers only; allowed_peers is our own copy */
-        GHashTable *pending;    /* Link* in handshake */
+        /* Links in their handshake, oldest first: those whose peer has sent
+         * nothing yet (no TLS state allocated), and the others. A known
+         * peer sends its ClientHello as soon as it is connected, so under a
+         * flood of silent connections it is never among the idle ones that
+         * are closed first to make room. */
+        GQueue idle, talking;
+        GHashTable *addresses;  /* address → AddressSlot */
+        unsigned max_handshakes, max_per_address;
+        size_t peak;            /* most handshakes at once since the last trim */
+        unsigned n_closed;      /* closed to make room, not yet logged */
+        uint64_t room_logged;   /* when that was last logged */
         LinkReadyFunc ready;
         LinkClosedFunc closed;
         void *userdata;
 };
 
 static void link_pump(Link *link);
+
+/* ---- handshakes in progress, per listener and per address -------------- */
+
+static void address_slot_free(AddressSlot *slot) {
+        g_free(slot->address);
+        g_free(slot);
+}
+
+static size_t queues_length(GQueue *idle, GQueue *talking) {
+        return g_queue_get_length(idle) + g_queue_get_length(talking);
+}
+
+static void pending_add(LinkListener *l, Link *link, const char *address) {
+        AddressSlot *slot = g_hash_table_lookup(l->addresses, address);
+
+        if (!slot) {
+                slot = g_new0(AddressSlot, 1);
+                slot->address = g_strdup(address);
+                g_hash_table_insert(l->addresses, slot->address, slot);
+        }
+        link->listener = l;
+        link->slot = slot;
+        link->all_node.data = link->slot_node.data = link;
+        g_queue_push_tail_link(&l->idle, &link->all_node);
+        g_queue_push_tail_link(&slot->idle, &link->slot_node);
+        l->peak = MAX(l->peak, queues_length(&l->idle, &l->talking));
+}
+
+/* The peer sent its first bytes: it moves out of the idle queues. */
+static void pending_talking(Link *link) {
+        if (!link->listener || link->talking)
+                return;
+        g_queue_unlink(&link->listener->idle, &link->all_node);
+        g_queue_unlink(&link->slot->idle, &link->slot_node);
+        g_queue_push_tail_link(&link->listener->talking, &link->all_node);
+        g_queue_push_tail_link(&link->slot->talking, &link->slot_node);
+        link->talking = true;
+}
+
+static void pending_remove(Link *link) {
+        LinkListener *l = link->listener;
+        AddressSlot *slot = link->slot;
+
+        if (!l)
+                return;
+        g_queue_unlink(link->talking ? &l->talking : &l->idle, &link->all_node);
+        g_queue_unlink(link->talking ? &slot->talking : &slot->idle, &link->slot_node);
+        if (queues_length(&slot->idle, &slot->talking) == 0)
+                g_hash_table_remove(l->addresses, slot->address);
+        link->listener = NULL;
+        link->slot = NULL;
+        /* A burst is over: hand back what its connections took. */
+        if (queues_length(&l->idle, &l->talking) == 0 && l->peak >= TRIM_AFTER_PEAK) {
+                l->peak = 0;
+                (void) malloc_trim(0);
+        }
+}
 
 static Link *link_new(sd_event *event, const LinkConfig *config, bool server, bool tls) {
         Link *link = g_new0(Link, 1);
@@ -462,9 +548,7 @@ static void link_disconnect(Link *link) {
         if (link->local_fd >= 0)
                 close(link->local_fd);
         link->tcp_fd = link->local_fd = -1;
-        if (link->listener)
-                g_hash_table_remove(link->listener->pending, link);
-        link->listener = NULL;
+        pending_remove(link);
 }
 
 static void link_destroy(Link *link) {
@@ -902,9 +986,7 @@ static void link_start(Link *link) {
                 link_setup_failed(link);
                 return;
         }
-        if (link->listener)
-                g_hash_table_remove(link->listener->pending, link);
-        link->listener = NULL;
+        pending_remove(link);
         link->allowed_peers = NULL;
         link->state = LINK_UP;
 
@@ -1102,6 +1184,31 @@ static void link_connected(Link *link) {
         link_handshake(link);
 }
 
+/* Listener: the peer's first bytes are here. Only now does the link cost
+ * a TLS session (tens of KiB): a connection that never says anything
+ * costs its socket and this struct. */
+static int link_first_bytes(Link *link) {
+        char c;
+        ssize_t k = recv(link->tcp_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        if (k < 0 && IN_SET(errno, EAGAIN, EINTR))
+                return -EAGAIN;
+        /* It went away without a word: nothing worth a warning (a flood
+         * that ends would otherwise log each of its connections). */
+        if (k <= 0) {
+                log_debug("Connection from %s closed before it sent anything", link->peer_addr);
+                link_disconnect(link);
+                link_destroy(link);
+                return -ECONNRESET;
+        }
+        pending_talking(link);
+        if (link_new_session(link) < 0) {
+                link_setup_failed(link);
+                return -EIO;
+        }
+        return 0;
+}
+
 /* ---- importer side ------------------------------------------------------ */
 
 static void link_connect_next(Link *link);
@@ -1133,6 +1240,8 @@ static int on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 link_connect_done(link);
                 break;
         case LINK_HANDSHAKE:
+                if (link->tls && !link->session && link_first_bytes(link) < 0)
+                        break;
                 link_handshake(link);
                 break;
         case LINK_UP:
@@ -1240,10 +1349,84 @@ int link_connect(sd_event *event, const LinkAddress *address, const LinkConfig *
 
 /* ---- listener side ------------------------------------------------------ */
 
+/* Log closing connections to make room once, then at most every
+ * ROOM_LOG_USEC with how many since. */
+static void note_closed_for_room(LinkListener *l, const char *address) {
+        uint64_t now = now_usec_monotonic();
+
+        l->n_closed++;
+        if (l->room_logged != 0 && now - l->room_logged < ROOM_LOG_USEC)
+                return;
+        log_warning("Closed %u connection%s still in the TLS handshake to make room (the latest from %s): "
+                    "at most %u from one address (max-connections-per-address) and %u in all (max-handshakes); "
+                    "those that sent nothing yet go first",
+                    l->n_closed, l->n_closed == 1 ? "" : "s", address, l->max_per_address, l->max_handshakes);
+        l->n_closed = 0;
+        l->room_logged = now;
+}
+
+/* The oldest connection of the two queues that has sent nothing, or else
+ * the oldest of all; NULL when both are empty. */
+static Link *oldest_pending(GQueue *idle, GQueue *talking) {
+        GList *node = g_queue_peek_head_link(idle) ?: g_queue_peek_head_link(talking);
+
+        return node ? node->data : NULL;
+}
+
+static void close_for_room(LinkListener *l, Link *link, const char *address) {
+        note_closed_for_room(l, address);
+        link_disconnect(link);
+        link_destroy(link);
+}
+
+/* A new connection from ADDRESS is coming: keep the handshakes in
+ * progress under both caps. */
+static void make_room(LinkListener *l, const char *address) {
+        AddressSlot *slot = g_hash_table_lookup(l->addresses, address);
+        Link *victim;
+
+        while (slot && queues_length(&slot->idle, &slot->talking) >= l->max_per_address) {
+                victim = oldest_pending(&slot->idle, &slot->talking);
+                if (queues_length(&slot->idle, &slot->talking) == 1)
+                        slot = NULL;    /* freed with its last link */
+                close_for_room(l, victim, address);
+        }
+        while (queues_length(&l->idle, &l->talking) >= l->max_handshakes) {
+                victim = oldest_pending(&l->idle, &l->talking);
+                close_for_room(l, victim, address);
+        }
+}
+
+/* What counts as one source address: "192.0.2.1", or an IPv6 /64
+ * ("2001:db8::/64"), which one end site usually gets whole and can pick
+ * addresses from at will. */
+static char *sockaddr_host(const struct sockaddr *sa) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        struct in6_addr a6;
+
+        if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, host, sizeof host);
+        else if (sa->sa_family == AF_INET6) {
+                a6 = ((const struct sockaddr_in6 *) sa)->sin6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+                        inet_ntop(AF_INET6, &a6, host, sizeof host);
+                        return g_strdup(host);
+                }
+                memset(a6.s6_addr + 8, 0, 8);
+                inet_ntop(AF_INET6, &a6, host, sizeof host);
+                return g_strdup_printf("%s/64", host);
+        }
+        return g_strdup(host);
+}
+
 static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa) {
-        Link *link = link_new(l->event, &l->config, true, l->tls);
+        g_autofree char *address = sockaddr_host(sa);
+        Link *link;
+        int one = 1;
         int r;
 
+        make_room(l, address);
+        link = link_new(l->event, &l->config, true, l->tls);
         link->tcp_fd = fd;
         link->peer_addr = sockaddr_to_string(sa);
         link->creds = creds_ref(l->creds);
@@ -1251,9 +1434,8 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         link->ready = l->ready;
         link->closed = l->closed;
         link->userdata = l->userdata;
-        link->listener = l;
         link->state = LINK_HANDSHAKE;
-        g_hash_table_add(l->pending, link);
+        pending_add(l, link, address);
 
         r = sd_event_add_io(l->event, &link->tcp_source, fd, EPOLLIN, on_tcp_io, link);
         if (r >= 0)
@@ -1263,7 +1445,15 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
                 link_setup_failed(link);
                 return;
         }
-        link_connected(link);
+        if (!link->tls) {
+                link_connected(link);
+                return;
+        }
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* A known peer's ClientHello is often here already: it starts at
+         * once and is not taken for an idle connection. */
+        if (link_first_bytes(link) >= 0)
+                link_handshake(link);
 }
 
 static int on_accept_pause_over(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -1389,6 +1579,20 @@ static int listener_open(LinkListener *l, const LinkAddress *address, int fd, ch
         return sd_event_add_io(l->event, &l->source, l->fd, EPOLLIN, on_accept, l);
 }
 
+/* Each connection is a file descriptor: a listener may hold many, and
+ * running out of them refuses known peers with everyone else. The soft
+ * limit is often far below what the hard limit allows (nothing here uses
+ * select(), which cannot take descriptors past 1023). */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug("Cannot raise the limit on open files: %m");
+}
+
 int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const LinkConfig *config,
                       LinkReadyFunc ready, LinkClosedFunc closed, void *userdata, LinkListener **ret) {
         /* An unparsed address (socket activation without --listen) is TLS. */
@@ -1409,7 +1613,10 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
                 .max_message_bytes = config->max_message_bytes,
                 .handshake_timeout_sec = config->handshake_timeout_sec,
         };
-        l->pending = g_hash_table_new(NULL, NULL);
+        l->addresses = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) address_slot_free);
+        l->max_handshakes = config->max_handshakes ?: DEFAULT_MAX_HANDSHAKES;
+        l->max_per_address = config->max_handshakes_per_address ?: DEFAULT_MAX_PER_ADDRESS;
+        raise_fd_limit();
         l->ready = ready;
         l->closed = closed;
         l->userdata = userdata;
@@ -1443,18 +1650,13 @@ int link_listener_get_port(LinkListener *l) {
 }
 
 LinkListener *link_listener_free(LinkListener *l) {
-        GHashTableIter iter;
         Link *link;
 
         if (!l)
                 return NULL;
-        g_hash_table_iter_init(&iter, l->pending);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &link, NULL)) {
-                link->listener = NULL;
-                g_hash_table_iter_remove(&iter);
+        while ((link = oldest_pending(&l->idle, &l->talking)))
                 link_destroy(link);
-        }
-        g_hash_table_unref(l->pending);
+        g_hash_table_unref(l->addresses);
         sd_event_source_disable_unref(l->source);
         sd_event_source_disable_unref(l->pause_timer);
         if (l->fd >= 0)

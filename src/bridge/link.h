@@ -31,6 +31,14 @@ typedef struct LinkConfig {
          * sd-bus then takes up to 128 MiB). */
         uint64_t max_message_bytes;
         unsigned handshake_timeout_sec; /* TCP connect + TLS handshake, 0: 10 s */
+        /* Listener only: connections accepted and not yet authenticated,
+         * in all (0: 64) and from one source address (0: 16). A flood of
+         * connections that say nothing cannot keep a known peer out: at the
+         * first cap the oldest connection that has sent nothing yet (else
+         * the oldest) is closed to make room, and past the second the new
+         * connection is closed at once. */
+        unsigned max_handshakes;
+        unsigned max_handshakes_per_address;
 } LinkConfig;
 
 /* A parsed "tls:host=H,port=P" or "tcp:host=H,port=P" address. */

@@ -43,6 +43,10 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("max-calls-in-flight",  CONFIG_UINT,   max_calls_in_flight, 1, 100000),
         KEY("max-queued-bytes",     CONFIG_UINT,   max_queued_bytes, 65536, 1u << 30),
         KEY("max-message-bytes",    CONFIG_UINT,   max_message_bytes, 65536, 128u << 20),
+        KEY("max-calls-per-caller", CONFIG_UINT,   max_calls_per_caller, 1, 100000),
+        KEY("max-handshakes",       CONFIG_UINT,   max_handshakes, 1, 100000),
+        KEY("max-connections-per-address", CONFIG_UINT, max_connections_per_address, 1, 100000),
+        KEY("handshake-timeout-sec", CONFIG_UINT,  handshake_timeout_sec, 1, 600),
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -54,15 +58,16 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char *strings[8];
-        int numbers[8];
+        int numbers[12];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
-static const char *const number_options[8] = {
+static const char *const number_options[12] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
+        "max-calls-per-caller", "max-handshakes", "max-connections-per-address", "handshake-timeout-sec",
 };
 
 static void options_clear(Options *o) {
@@ -146,6 +151,18 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * with 64 attributes of 4 KiB, about 270 KiB), far below
                  * sd-bus's 128 MiB. */
                 .max_message_bytes = 1u << 20,
+                /* Half of what the upstream lets the link have in flight
+                 * (max-calls-in-flight there): one local caller cannot
+                 * take it all, and one that pipelines a hundred calls
+                 * still may. */
+                .max_calls_per_caller = 128,
+                /* An idle connection costs little (link.c allocates TLS
+                 * state only once a peer sends), and known peers finish
+                 * their handshake in a round trip or two: the oldest idle
+                 * ones make room when a flood reaches these. */
+                .max_handshakes = 64,
+                .max_connections_per_address = 16,
+                .handshake_timeout_sec = 10,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -255,7 +272,9 @@ static int run(const Options *o) {
                 .insecure_plaintext = b.config.insecure_plaintext,
                 .max_queued_bytes = b.config.max_queued_bytes,
                 .max_message_bytes = b.config.max_message_bytes,
-                .handshake_timeout_sec = 10,
+                .handshake_timeout_sec = b.config.handshake_timeout_sec,
+                .max_handshakes = b.config.max_handshakes,
+                .max_handshakes_per_address = b.config.max_connections_per_address,
         };
 
         r = check_links(&b);
