@@ -160,6 +160,28 @@ void bridge_process_stop(BridgeProcess *p, int signal) {
                 g_error("outpost-bridge did not exit cleanly on SIGTERM (wait status 0x%x)", status);
 }
 
+int bridge_process_wait_exit(BridgeProcess *p, int timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        int status = 0;
+
+        g_assert_cmpint(p->pid, >, 0);
+        while (waitpid(p->pid, &status, WNOHANG) == 0) {
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpost-bridge did not exit within %d ms", timeout_ms);
+                g_usleep(10000);
+        }
+        g_spawn_close_pid(p->pid);
+        p->pid = 0;
+        check_log(p);
+        return status;
+}
+
+gboolean bridge_process_logged(BridgeProcess *p, const char *text) {
+        g_autofree char *contents = NULL;
+
+        return g_file_get_contents(p->log_path, &contents, NULL, NULL) && strstr(contents, text);
+}
+
 void bridge_process_restart(BridgeProcess *p) {
         g_assert_cmpint(p->pid, ==, 0);
         spawn(p);

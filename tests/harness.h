@@ -55,6 +55,10 @@ void bridge_process_start_wrapped(BridgeProcess *p, const char *const *wrapper, 
 /* SIGTERM (checking a clean exit) or SIGKILL. */
 void bridge_process_stop(BridgeProcess *p, int signal);
 void bridge_process_restart(BridgeProcess *p);
+/* Wait (at most TIMEOUT_MS) for the bridge to exit by itself; its wait status. */
+int bridge_process_wait_exit(BridgeProcess *p, int timeout_ms);
+/* Whether the bridge's log holds TEXT. */
+gboolean bridge_process_logged(BridgeProcess *p, const char *text);
 
 void bridge_process_clear(BridgeProcess *p);
 

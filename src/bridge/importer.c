@@ -846,7 +846,7 @@ int importer_new(Bridge *b, Importer **ret) {
                 r = sd_bus_attach_event(im->local, b->event, SD_EVENT_PRIORITY_NORMAL);
         /* Without its local bus an importer has nothing left to do. */
         if (r >= 0)
-                r = sd_bus_set_exit_on_disconnect(im->local, true);
+                r = bridge_watch_local_bus(b, im->local);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(im->local, NULL, BRIDGE_PATH, BRIDGE_IFACE, bridge_vtable, im);
         if (r >= 0)
