@@ -54,16 +54,25 @@ const char *test_certs_dir(void) {
         return certs_dir;
 }
 
+/* A port nobody else will take: the socket that found it stays bound (not
+ * listening) until the test program ends. Autobinding skips a bound port,
+ * here and in every other program; the bridge, which binds its listening
+ * socket with SO_REUSEADDR, can still bind it. Closing the socket at once
+ * let the next call, or a test running beside this one, get the same port
+ * again: two bridges then raced for it and the loser exited at start with
+ * status 1, which showed only when the test stopped it. */
 unsigned free_port(void) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
         g_assert_cmpint(fd, >=, 0);
         g_assert_cmpint(bind(fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
         g_assert_cmpint(getsockname(fd, (struct sockaddr *) &sa, &len), ==, 0);
-        close(fd);
-        return ntohs(sa.sin_port);
+        /* Only now: an autobind with SO_REUSEADDR could pick a port that
+         * such a socket holds. */
+        g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), ==, 0);
+        return ntohs(sa.sin_port);      /* fd stays open: the reservation */
 }
 
 static void spawn(BridgeProcess *p) {

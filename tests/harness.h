@@ -38,7 +38,8 @@ typedef struct BridgeProcess {
  * test program and removed at its exit. */
 void test_make_certs(void);
 const char *test_certs_dir(void);
-/* A free TCP port on 127.0.0.1. */
+/* A free TCP port on 127.0.0.1, kept from every other taker (bridges bind
+ * it with SO_REUSEADDR) until the test program ends. */
 unsigned free_port(void);
 
 /* Start outpost-bridge on BUS with the given --listen/--upstream (either
