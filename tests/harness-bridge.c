@@ -54,16 +54,25 @@ const char *test_certs_dir(void) {
         return certs_dir;
 }
 
+/* A port nobody else will take: the socket that found it stays bound (not
+ * listening) until the test program ends. Autobinding skips a bound port,
+ * here and in every other program; the bridge, which binds its listening
+ * socket with SO_REUSEADDR, can still bind it. Closing the socket at once
+ * let the next call, or a test running beside this one, get the same port
+ * again: two bridges then raced for it and the loser exited at start with
+ * status 1, which showed only when the test stopped it. */
 unsigned free_port(void) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
         g_assert_cmpint(fd, >=, 0);
         g_assert_cmpint(bind(fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
         g_assert_cmpint(getsockname(fd, (struct sockaddr *) &sa, &len), ==, 0);
-        close(fd);
-        return ntohs(sa.sin_port);
+        /* Only now: an autobind with SO_REUSEADDR could pick a port that
+         * such a socket holds. */
+        g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), ==, 0);
+        return ntohs(sa.sin_port);      /* fd stays open: the reservation */
 }
 
 static void spawn(BridgeProcess *p) {
@@ -158,6 +167,28 @@ void bridge_process_stop(BridgeProcess *p, int signal) {
         check_log(p);
         if (signal == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
                 g_error("outpost-bridge did not exit cleanly on SIGTERM (wait status 0x%x)", status);
+}
+
+int bridge_process_wait_exit(BridgeProcess *p, int timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+        int status = 0;
+
+        g_assert_cmpint(p->pid, >, 0);
+        while (waitpid(p->pid, &status, WNOHANG) == 0) {
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpost-bridge did not exit within %d ms", timeout_ms);
+                g_usleep(10000);
+        }
+        g_spawn_close_pid(p->pid);
+        p->pid = 0;
+        check_log(p);
+        return status;
+}
+
+gboolean bridge_process_logged(BridgeProcess *p, const char *text) {
+        g_autofree char *contents = NULL;
+
+        return g_file_get_contents(p->log_path, &contents, NULL, NULL) && strstr(contents, text);
 }
 
 void bridge_process_restart(BridgeProcess *p) {

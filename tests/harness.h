@@ -38,7 +38,8 @@ typedef struct BridgeProcess {
  * test program and removed at its exit. */
 void test_make_certs(void);
 const char *test_certs_dir(void);
-/* A free TCP port on 127.0.0.1. */
+/* A free TCP port on 127.0.0.1, kept from every other taker (bridges bind
+ * it with SO_REUSEADDR) until the test program ends. */
 unsigned free_port(void);
 
 /* Start outpost-bridge on BUS with the given --listen/--upstream (either
@@ -55,6 +56,10 @@ void bridge_process_start_wrapped(BridgeProcess *p, const char *const *wrapper, 
 /* SIGTERM (checking a clean exit) or SIGKILL. */
 void bridge_process_stop(BridgeProcess *p, int signal);
 void bridge_process_restart(BridgeProcess *p);
+/* Wait (at most TIMEOUT_MS) for the bridge to exit by itself; its wait status. */
+int bridge_process_wait_exit(BridgeProcess *p, int timeout_ms);
+/* Whether the bridge's log holds TEXT. */
+gboolean bridge_process_logged(BridgeProcess *p, const char *text);
 
 void bridge_process_clear(BridgeProcess *p);
 

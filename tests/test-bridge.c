@@ -532,6 +532,54 @@ static void test_socket_activation(void) {
         g_free(listener.log_path);
 }
 
+static void kill_bus_daemon(TestBus *tb) {
+        kill(tb->bus_pid, SIGKILL);
+        g_assert_cmpint(waitpid(tb->bus_pid, NULL, 0), ==, tb->bus_pid);
+        g_spawn_close_pid(tb->bus_pid);
+        tb->bus_pid = 0;
+}
+
+static void assert_exits_for_lost_bus(BridgeProcess *p) {
+        int status = bridge_process_wait_exit(p, 20000);
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) == 0)
+                g_error("outpost-bridge ended with wait status 0x%x after losing its bus, not an error", status);
+        g_assert_true(bridge_process_logged(p, "Lost the connection to the local bus"));
+        g_strfreev(p->argv);
+        g_free(p->log_path);
+}
+
+/* A bridge whose local bus goes away says why and exits with an error, so
+ * that the service manager restarts it: an importer, and a listener that
+ * has no peer. */
+static void test_exits_when_local_bus_lost(void) {
+        g_autoptr(TestBus) central = test_bus_new(), site = test_bus_new();
+        g_autofree char *listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", free_port());
+        BridgeProcess listener = {}, importer = {};
+
+        bridge_process_start(&listener, central, listen, NULL, NULL);
+        test_wait_until(bridge_process_logged(&listener, "Listening on"), 20000);
+        kill_bus_daemon(central);
+        assert_exits_for_lost_bus(&listener);
+
+        bridge_process_start(&importer, site, NULL, listen, NULL);
+        test_wait_until(test_bus_name_has_owner(site->conn, OUTPOST_NAME), 20000);
+        kill_bus_daemon(site);
+        assert_exits_for_lost_bus(&importer);
+}
+
+/* SIGTERM while the link is down and being retried ends the bridge
+ * cleanly too (bridge_process_stop checks for status 0). */
+static void test_sigterm_during_outage(void) {
+        g_autoptr(TestBus) site = test_bus_new();
+        g_autofree char *nowhere = g_strdup_printf("tls:host=127.0.0.1,port=%u", free_port());
+        BridgeProcess importer = {};
+
+        bridge_process_start(&importer, site, NULL, nowhere, NULL);
+        test_wait_until(bridge_process_logged(&importer, "cannot connect"), 20000);
+        bridge_process_clear(&importer);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
@@ -546,5 +594,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/authorizes-local-callers", test_authorizes_local_callers);
         g_test_add_func("/bridge/link-failure-in-netns", test_link_failure_in_netns);
         g_test_add_func("/bridge/socket-activation", test_socket_activation);
+        g_test_add_func("/bridge/exits-when-local-bus-lost", test_exits_when_local_bus_lost);
+        g_test_add_func("/bridge/sigterm-during-outage", test_sigterm_during_outage);
         return g_test_run();
 }

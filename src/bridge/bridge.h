@@ -63,6 +63,8 @@ typedef struct Bridge {
 
 /* Connect to the local bus as the configuration says. */
 int bridge_open_local_bus(Bridge *b, sd_bus **ret);
+/* Losing BUS (the local bus) ends the bridge with an error and a log line. */
+int bridge_watch_local_bus(Bridge *b, sd_bus *bus);
 
 int importer_new(Bridge *b, Importer **ret);
 Importer *importer_free(Importer *im);

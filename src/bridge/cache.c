@@ -62,6 +62,12 @@ void cache_update(Cache *c, const char *path, const char *interface, GVariant *c
                 g_hash_table_insert(props, g_strdup(name), value);
 }
 
+void cache_set(Cache *c, const char *path, const char *interface, const char *property, GVariant *value) {
+        GHashTable *props = properties_of(c, path, interface, TRUE);
+
+        g_hash_table_insert(props, g_strdup(property), g_variant_ref_sink(value));
+}
+
 void cache_remove_object(Cache *c, const char *path) {
         g_hash_table_remove(c->objects, path);
 }

@@ -25,6 +25,8 @@ void cache_replace(Cache *c, GVariant *objects, CacheChangedFunc changed, void *
 GVariant *cache_diff(Cache *c, const char *path, const char *interface, GVariant *props);
 /* Merge CHANGED (a{sv}) into PATH, INTERFACE. */
 void cache_update(Cache *c, const char *path, const char *interface, GVariant *changed);
+/* Set one property to VALUE (a floating reference is sunk). */
+void cache_set(Cache *c, const char *path, const char *interface, const char *property, GVariant *value);
 /* Forget PATH entirely (e.g. the upstream's own /bridge object). */
 void cache_remove_object(Cache *c, const char *path);
 

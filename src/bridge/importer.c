@@ -253,11 +253,67 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* Events */
+
+/* Where local subscribers are in the upstream's history: every event up
+ * to SEQ was relayed, or lies in a Gap already announced. Our cached
+ * LastSeq follows, so that a snapshot served from the cache while the link
+ * is down says where a client (or a bridge below) resumes from. */
+static void set_position(Importer *im, uint64_t seq) {
+        im->last_seq = seq;
+        cache_set(im->cache, EVENTS_PATH, EVENTS_IFACE, "LastSeq", g_variant_new_uint64(seq));
+}
+
+/* Gap(AFTER, RESUMED): the events AFTER+1..RESUMED were discarded upstream
+ * before they could be relayed, and what follows RESUMED comes in order.
+ * A Gap that does not move forward would hide events or announce them
+ * twice: it is refused, and the caller drops the link to start afresh. */
+static int emit_gap(Importer *im, uint64_t after, uint64_t resumed) {
+        if (resumed <= after) {
+                log_error("Refusing to announce a gap from event %" G_GUINT64_FORMAT " back to %" G_GUINT64_FORMAT,
+                          after, resumed);
+                return -ERANGE;
+        }
+        log_warning("Events %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT " were discarded upstream before they could be relayed; emitting Gap",
+                    after + 1, resumed);
+        set_position(im, resumed);
+        return sd_bus_emit_signal(im->local, EVENTS_PATH, EVENTS_IFACE, "Gap", "tt", after, resumed);
+}
+
 static void forward_event_signal(Importer *im, sd_bus_message *m, uint64_t seq) {
         if (seq <= im->last_seq && im->have_seq)
                 return;         /* already relayed: each event once */
-        im->last_seq = seq;
+        set_position(im, seq);
         (void) bus_forward_signal(im->local, m);
+}
+
+/* An upstream bridge's Gap, said again in terms of what this bus saw: the
+ * part we are already past is not news, and the rest starts where our
+ * subscribers are. */
+static void forward_gap_signal(Importer *im, sd_bus_message *m) {
+        uint64_t after, resumed;
+
+        if (sd_bus_message_read(m, "tt", &after, &resumed) < 0)
+                return;
+        if (resumed <= after) {
+                log_warning("Upstream %s sent Gap(%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "), which does not move forward; ignoring it",
+                            im->bridge->config.upstream, after, resumed);
+                return;
+        }
+        if (!im->have_seq || resumed <= im->last_seq)
+                return;
+        (void) emit_gap(im, im->last_seq, resumed);
+}
+
+/* A live Event or Gap of the upstream, in the order it sent them. */
+static void forward_history_signal(Importer *im, sd_bus_message *m) {
+        uint64_t seq;
+
+        (void) sd_bus_message_rewind(m, true);
+        if (sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap"))
+                forward_gap_signal(im, m);
+        else if (sd_bus_message_read(m, "t", &seq) >= 0)
+                forward_event_signal(im, m, seq);
 }
 
 static void on_upstream_bridge_changed(Importer *im, GVariant *changed) {
@@ -299,7 +355,6 @@ static void on_properties_changed(Importer *im, sd_bus_message *m) {
 /* Signals the upstream pushes, in the order it sent them. */
 static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
-        uint64_t seq;
 
         if (sd_bus_message_get_bus(m) != im->upstream)
                 return 1;       /* the connection of a link already gone */
@@ -311,13 +366,13 @@ static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *
                 on_properties_changed(im, m);
                 return 1;
         }
-        if (sd_bus_message_is_signal(m, EVENTS_IFACE, "Event")) {
-                if (sd_bus_message_read(m, "t", &seq) < 0)
-                        return 1;
+        /* During a resync, live events (and an upstream bridge's gaps) wait
+         * until the missed ones are replayed. */
+        if (sd_bus_message_is_signal(m, EVENTS_IFACE, "Event") || sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap")) {
                 if (im->phase == PHASE_SYNCING)
                         g_ptr_array_add(im->held_events, sd_bus_message_ref(m));
                 else
-                        forward_event_signal(im, m, seq);
+                        forward_history_signal(im, m);
                 return 1;
         }
         (void) bus_forward_signal(im->local, m);
@@ -472,12 +527,6 @@ static void sync_step_snapshot(Importer *im) {
                   on_snapshot, NULL);
 }
 
-static void emit_gap(Importer *im, uint64_t after, uint64_t resumed) {
-        log_warning("Events %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT " could not be replayed; emitting Gap",
-                    after + 1, resumed);
-        (void) sd_bus_emit_signal(im->local, EVENTS_PATH, EVENTS_IFACE, "Gap", "tt", after, resumed);
-}
-
 static uint64_t cached_u64(Importer *im, const char *path, const char *iface, const char *name) {
         GVariant *v = cache_get(im->cache, path, iface, name);
         return v && g_variant_is_of_type(v, G_VARIANT_TYPE_UINT64) ? g_variant_get_uint64(v) : 0;
@@ -510,7 +559,7 @@ static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
                 if (r >= 0)
                         r = sd_bus_message_exit_container(reply);
                 if (r >= 0 && seq > im->last_seq) {
-                        im->last_seq = seq;
+                        set_position(im, seq);
                         r = sd_bus_send(im->local, signal, NULL);
                 }
         }
@@ -521,12 +570,74 @@ static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
         if (r < 0)
                 return r;
         if (next_after > im->last_seq)
-                im->last_seq = next_after;
+                set_position(im, next_after);
         *ret_more = more;
         return 0;
 }
 
+/* A history the upstream numbers anew (its store was reset or restored):
+ * our position means nothing there. What it holds up to LAST was not
+ * relayed here, which a Gap from 0 says; the first time there is nothing
+ * to say. */
+static int adopt_history(Importer *im, const char *history, uint64_t last) {
+        bool had_seq = im->have_seq;
+
+        if (had_seq)
+                log_warning("Upstream %s: history '%s' now ends at event %" G_GUINT64_FORMAT
+                            " (relayed here: up to %" G_GUINT64_FORMAT " of history '%s'); resuming from there",
+                            im->bridge->config.upstream, history, last, im->last_seq, im->history_id);
+        g_free(im->history_id);
+        im->history_id = g_strdup(history);
+        im->have_seq = true;
+        set_position(im, 0);
+        if (had_seq && last > 0)
+                return emit_gap(im, 0, last);
+        set_position(im, last);
+        return 0;
+}
+
 static void fetch_page(Importer *im);
+
+/* FetchSince said HistoryTruncated or HistoryReset: the upstream's bounds
+ * now, read (through any bridge above) after the error, tell what was
+ * lost. Retention may have moved on since the snapshot and keeps moving
+ * while we catch up, so the snapshot's figures cannot say it: only the
+ * events below a FirstSeq read after the error are known to be gone. */
+static int on_history_bounds(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Importer *im = userdata;
+        g_autoptr(GVariant) props = NULL;
+        const char *history;
+        uint64_t first, last;
+        int r;
+
+        if (sync_reply_failed(im, reply, "reading the event history's bounds"))
+                return 0;
+        if (bus_message_read_vardict(reply, &props) < 0 || !g_variant_lookup(props, "HistoryId", "&s", &history) ||
+            !g_variant_lookup(props, "FirstSeq", "t", &first) || !g_variant_lookup(props, "LastSeq", "t", &last)) {
+                importer_link_failed(im, "bad Events properties");
+                return 0;
+        }
+        cache_update(im->cache, EVENTS_PATH, EVENTS_IFACE, props);
+        if (strcmp(history, im->history_id) != 0 || last < im->last_seq)
+                r = adopt_history(im, history, last);
+        else if (first > 0 && first - 1 > im->last_seq)
+                /* Every event below FirstSeq is gone for good: resume
+                 * just before it, and replay the rest. */
+                r = emit_gap(im, im->last_seq, first - 1);
+        else {
+                g_autofree char *reason = g_strdup_printf(
+                        "the events after %" G_GUINT64_FORMAT " were said to be lost, yet FirstSeq is %" G_GUINT64_FORMAT
+                        " and LastSeq %" G_GUINT64_FORMAT, im->last_seq, first, last);
+                importer_link_failed(im, reason);
+                return 0;
+        }
+        if (r < 0) {
+                importer_link_failed(im, "inconsistent event history upstream");
+                return 0;
+        }
+        fetch_page(im);
+        return 0;
+}
 
 static int on_replay_page(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
@@ -537,10 +648,9 @@ static int on_replay_page(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 return 0;
         if (e && (sd_bus_error_has_name(e, BUS_ERROR_HISTORY_TRUNCATED) ||
                   sd_bus_error_has_name(e, BUS_ERROR_HISTORY_RESET))) {
-                uint64_t last = cached_u64(im, EVENTS_PATH, EVENTS_IFACE, "LastSeq");
-                emit_gap(im, im->last_seq, last);
-                im->last_seq = last;
-                sync_step_holds(im);
+                log_info("Upstream %s: %s", im->bridge->config.upstream, e->message);
+                sync_call(im, EVENTS_PATH, "org.freedesktop.DBus.Properties", "GetAll", on_history_bounds,
+                          "s", EVENTS_IFACE);
                 return 0;
         }
         if (sync_reply_failed(im, reply, "replaying events"))
@@ -574,22 +684,20 @@ static void fetch_page(Importer *im) {
 }
 
 /* Missed events are replayed from the last one relayed; the first time,
- * and after the history changed, there is nothing to replay from. */
+ * and after the history changed, there is nothing to replay from: live
+ * events, held since the link came up, follow the snapshot. */
 static void sync_step_replay(Importer *im) {
         const char *history = cached_history_id(im);
-        uint64_t last = cached_u64(im, EVENTS_PATH, EVENTS_IFACE, "LastSeq");
 
-        if (!im->have_seq || strcmp(history, im->history_id) != 0) {
-                if (im->have_seq)
-                        emit_gap(im, im->last_seq, last);
-                g_free(im->history_id);
-                im->history_id = g_strdup(history);
-                im->last_seq = last;
-                im->have_seq = true;
-                sync_step_holds(im);
+        if (im->have_seq && strcmp(history, im->history_id) == 0) {
+                fetch_page(im);
                 return;
         }
-        fetch_page(im);
+        if (adopt_history(im, history, cached_u64(im, EVENTS_PATH, EVENTS_IFACE, "LastSeq")) < 0) {
+                importer_link_failed(im, "inconsistent event history upstream");
+                return;
+        }
+        sync_step_holds(im);
 }
 
 static int on_sync_done(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -599,14 +707,8 @@ static int on_sync_done(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         if (im->phase != PHASE_SYNCING || (reply && sd_bus_message_get_bus(reply) != im->upstream))
                 return 0;
         /* Live events that came meanwhile, after the replayed ones, once. */
-        for (guint i = 0; i < im->held_events->len; i++) {
-                sd_bus_message *m = im->held_events->pdata[i];
-                uint64_t seq;
-
-                (void) sd_bus_message_rewind(m, true);
-                if (sd_bus_message_read(m, "t", &seq) >= 0)
-                        forward_event_signal(im, m, seq);
-        }
+        for (guint i = 0; i < im->held_events->len; i++)
+                forward_history_signal(im, im->held_events->pdata[i]);
         g_ptr_array_set_size(im->held_events, 0);
 
         im->phase = PHASE_UP;
@@ -744,7 +846,7 @@ int importer_new(Bridge *b, Importer **ret) {
                 r = sd_bus_attach_event(im->local, b->event, SD_EVENT_PRIORITY_NORMAL);
         /* Without its local bus an importer has nothing left to do. */
         if (r >= 0)
-                r = sd_bus_set_exit_on_disconnect(im->local, true);
+                r = bridge_watch_local_bus(b, im->local);
         if (r >= 0)
                 r = sd_bus_add_object_vtable(im->local, NULL, BRIDGE_PATH, BRIDGE_IFACE, bridge_vtable, im);
         if (r >= 0)

@@ -243,6 +243,23 @@ static int check_links(Bridge *b) {
         return 0;
 }
 
+/* A listener alone has no connection to the local bus until a peer comes:
+ * it keeps one, so that losing the bus ends it as it ends an importer. */
+static int watch_local_bus(Bridge *b, sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        r = bridge_open_local_bus(b, &bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r >= 0)
+                r = bridge_watch_local_bus(b, bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the local bus");
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
 static void bridge_done(Bridge *b) {
         b->listener = listener_free(b->listener);
         b->importer = importer_free(b->importer);
@@ -255,6 +272,7 @@ static void bridge_done(Bridge *b) {
 
 static int run(const Options *o) {
         _cleanup_(bridge_done) Bridge b = {};
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *watch = NULL;
         int activated = -1, n, r;
         sigset_t mask;
 
@@ -292,11 +310,12 @@ static int run(const Options *o) {
         (void) sd_event_add_signal(b.event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(b.event, NULL, SIGINT, NULL, NULL);
 
-        if (b.config.upstream) {
+        if (b.config.upstream)
                 r = importer_new(&b, &b.importer);
-                if (r < 0)
-                        return r;
-        }
+        else
+                r = watch_local_bus(&b, &watch);
+        if (r < 0)
+                return r;
         /* A socket from the service manager (outpost-bridge.socket) makes
          * this a listener even without listen= in bridge.conf. */
         n = sd_listen_fds(true);

@@ -4,6 +4,7 @@
  * message and copying the body (NOTES-sd-bus.md). */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "bridge.h"
@@ -85,4 +86,23 @@ void bus_close_unref_later(Bridge *b, sd_bus *bus) {
 void bridge_release_buses(Bridge *b) {
         empty_graveyard(b);
         g_clear_pointer(&b->graveyard, g_ptr_array_unref);
+}
+
+/* The local bus is what a bridge serves: without it there is nothing left
+ * to do. Say why and end with an error, so that the service manager
+ * restarts us (sd-bus's own exit-on-disconnect ends the loop with a
+ * status that reads as success). */
+static int on_local_bus_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Bridge *b = userdata;
+
+        if (!sd_bus_message_is_signal(m, "org.freedesktop.DBus.Local", "Disconnected"))
+                return 0;
+        log_error("Lost the connection to the local bus %s: the bus daemon stopped or disconnected us; exiting",
+                  b->config.address ?: b->config.session ? "(the session bus)" : "(the system bus)");
+        (void) sd_event_exit(b->event, -ENOTCONN);
+        return 0;
+}
+
+int bridge_watch_local_bus(Bridge *b, sd_bus *bus) {
+        return sd_bus_add_filter(bus, NULL, on_local_bus_message, b);
 }
