@@ -3,6 +3,9 @@
 # or the whole test suite.
 #
 #   tools/dev.sh demo    install, build, run the demo deployment
+#   tools/dev.sh container-demo
+#                        install, build, run the demo in a booted Debian 12
+#                        container under the shipped units (root)
 #   tools/dev.sh test    install, build, run make check, the sanitizer run,
 #                        make distcheck and the fuzz targets (FUZZ_SECONDS
 #                        each, default 20); ends with "N passed, N failed"
@@ -19,6 +22,7 @@ packages=(
 	libgirepository1.0-dev gobject-introspection gir1.2-glib-2.0 gi-docgen
 	clang libclang-rt-14-dev
 	bash-completion man-db groff-base iproute2 polkitd util-linux
+	debootstrap systemd-container
 )
 
 install_packages() {
@@ -84,6 +88,11 @@ demo)
 	build build
 	exec "$top/tools/demo.sh" "$top/build"
 	;;
+container-demo)
+	install_packages
+	build build
+	exec "$top/tests/system/container-demo.sh" "$top/build"
+	;;
 test)
 	install_packages
 	build build
@@ -102,7 +111,7 @@ test)
 	[ "$failed" -eq 0 ]
 	;;
 *)
-	echo "usage: $0 demo|test" >&2
+	echo "usage: $0 demo|container-demo|test" >&2
 	exit 2
 	;;
 esac
