@@ -15,7 +15,12 @@
 #define USER_ATTRIBUTE_VALUE_MAX 4096  /* bytes (*) */
 #define TOPIC_MAX                255
 #define LIST_LIMIT_MAX           1000  /* users per ListUsers page (*) */
-#define EVENT_DATA_SIZE_MAX      65536 /* bytes of Publish's data, serialized (*) */
+#define EVENT_DATA_SIZE_MAX      65536 /* bytes of Publish's data, serialized and on the bus (*) */
+/* (The nesting limit of event data is in bus-gvariant.h.) */
+/* The one key of the data FetchSince delivers in place of stored data no
+ * bus message could carry (stored before Publish refused it): a string
+ * saying why. */
+#define EVENT_WITHHELD_KEY       "org.outpost.withheld"
 #define FETCH_LIMIT_MAX          10000 /* events per FetchSince page (*) */
 #define FETCH_PREFIXES_MAX       64    /* topic prefixes of FetchSince (*) */
 #define MESSAGE_BODY_MAX         65536 /* bytes (*) */
