@@ -1407,6 +1407,40 @@ static void test_withheld_data(void) {
         }
 }
 
+/* 16. outpostd without its bus exits, saying why */
+
+static void test_bus_lost(void) {
+        g_autoptr(TestBus) tb = NULL;
+        g_autofree char *log_path = NULL, *log = NULL;
+        gint64 deadline;
+        int status = 0;
+
+        if (test_bridged()) {
+                g_test_skip("about outpostd and its own bus");
+                return;
+        }
+        tb = test_bus_new();
+        test_bus_start_daemon(tb, NULL);
+
+        kill(tb->bus_pid, SIGKILL);
+        g_assert_cmpint(waitpid(tb->bus_pid, NULL, 0), ==, tb->bus_pid);
+        tb->bus_pid = 0;
+        /* It used to live on, off the bus: give it far longer than it needs. */
+        deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+        while (waitpid(tb->daemon_pid, &status, WNOHANG) != tb->daemon_pid) {
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpostd is still running 30 s after its bus went away");
+                g_usleep(10 * 1000);
+        }
+        tb->daemon_pid = 0;
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), !=, 0);
+
+        log_path = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
+        g_assert_nonnull(strstr(log, "Lost the connection to the bus"));
+}
+
 int main(int argc, char **argv) {
         test_init(&argc, &argv);
         g_test_add_func("/events/publish-fetch", test_publish_fetch);
@@ -1426,5 +1460,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/events/bus-size", test_bus_size);
         g_test_add_func("/events/large-page-on-bus", test_large_page_on_bus);
         g_test_add_func("/events/withheld-data", test_withheld_data);
+        g_test_add_func("/events/bus-lost", test_bus_lost);
         return g_test_run();
 }
