@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <glib.h>
 
 /* Limits of the bus contract (DESIGN.md §3). Clients are written against
  * them: outpostd.conf's [Limits] may lower the ones marked (*), never
@@ -37,6 +38,15 @@ char *uuid_string_new(void);
 
 /* 1–255 characters of [A-Za-z0-9_.-] in '/'-separated, non-empty segments. */
 bool topic_is_valid(const char *s);
+
+/* The index (in characters) of the first character of the UTF-8 string S
+ * that changes how text around it is shown without being seen itself,
+ * with the character in *RET, or -1. Those are the format characters
+ * (Unicode's Cf: the bidirectional controls U+202A-U+202E, U+2066-U+2069
+ * and U+061C, zero-width U+200B-U+200F and U+2060-U+2064, U+FEFF, the soft
+ * hyphen, ...) and the line and paragraph separators: in a name shown to
+ * people, they make one name look like another. */
+glong find_invisible_char(const char *s, gunichar *ret);
 
 /* A copy of S cut to at most MAX characters, with "…" when cut, for error
  * messages that quote what the caller sent. */
