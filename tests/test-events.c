@@ -10,7 +10,9 @@
 #include "config.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 
@@ -1189,6 +1191,260 @@ static void test_bad_input(void) {
         g_assert_cmpuint(publish(tb->conn, "shop/after", 0), >, last);
 }
 
+/* 12. Event data the bus could not carry later is refused now */
+
+/* D-Bus allows 64 nested containers in a message, variants included;
+ * dbus-daemon drops a connection that sends more. FetchSince carries data
+ * 2 levels down, so data 63 deep, which Publish used to take, made every
+ * later catch-up drop outpostd off the bus. Publish now takes at most 32
+ * levels (an a{sv} holding a number is 3). */
+
+/* {'deep': <<...<1>...>>}, DEPTH containers deep (at least 3). */
+static GVariant *deep_variants(guint depth) {
+        GVariant *v = g_variant_new_int32(1);
+
+        for (guint i = 3; i < depth; i++)
+                v = g_variant_new_variant(v);
+        return g_variant_new_parsed("{'deep': %v}", v);
+}
+
+/* {'deep': <[[...[1]...]]>}, DEPTH containers deep (at least 3). */
+static GVariant *deep_arrays(guint depth) {
+        GVariant *v = g_variant_new_int32(1);
+
+        for (guint i = 3; i < depth; i++)
+                v = g_variant_new_array(NULL, &v, 1);
+        return g_variant_new_parsed("{'deep': %v}", v);
+}
+
+/* {'x': <[(byte 0), ...]>}: N bytes as GVariant, 8 N on the bus, where
+ * each struct starts on 8 bytes. */
+static GVariant *byte_structs(guint n) {
+        g_autofree GVariant **items = g_new(GVariant *, n);
+
+        for (guint i = 0; i < n; i++) {
+                GVariant *y = g_variant_new_byte((guint8) i);
+                items[i] = g_variant_new_tuple(&y, 1);
+        }
+        return g_variant_new_parsed("{'x': %v}", g_variant_new_array(NULL, items, n));
+}
+
+/* DATA, published, comes back the same from FetchSince and the Event signal. */
+static void assert_round_trip(TestBus *tb, GVariant *data) {
+        g_autoptr(EventWatch) w = event_watch_new(tb->conn);
+        g_autoptr(GVariant) r = NULL, page = NULL, got = NULL, got_data = NULL;
+        guint64 seq;
+
+        g_variant_ref_sink(data);
+        r = test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                         g_variant_new("(s@a{sv})", "data/x", data), "(t)");
+        g_variant_get(r, "(t)", &seq);
+        page = fetch_ok(tb->conn, HISTORY_CURRENT, seq - 1, ALL_TOPICS, 10, NULL, NULL);
+        g_assert_cmpuint(g_variant_n_children(page), ==, 1);
+        got = g_variant_get_child_value(page, 0);
+        g_assert_cmpuint(event_seq(got), ==, seq);
+        got_data = g_variant_get_child_value(got, 3);
+        g_assert_true(g_variant_equal(got_data, data));
+        event_watch_sync(w);
+        g_assert_cmpuint(w->events->len, ==, 1);
+        g_assert_true(g_variant_equal(w->events->pdata[0], got));
+        g_variant_unref(data);
+}
+
+static void test_deep_data(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GVariant) none = NULL;
+        guint64 before;
+
+        test_bus_start_daemon(tb, NULL);
+        before = test_last_seq(tb->conn);
+
+        assert_publish_fails(tb, "deep", deep_variants(33), "InvalidArgument", "nests 33 containers deep");
+        assert_publish_fails(tb, "deep", deep_variants(33), "InvalidArgument", "at most 32");
+        assert_publish_fails(tb, "deep", deep_variants(62), "InvalidArgument", "62");
+        assert_publish_fails(tb, "deep", deep_arrays(33), "InvalidArgument", "33");
+        /* An empty array counts as deep as its type. */
+        assert_publish_fails(tb, "deep", g_variant_new_parsed("{'e': <@aaaaaaaaaaaaaaaaaaaaaaaaaaaaaas []>}"),
+                             "InvalidArgument", "33");
+        none = fetch_ok(tb->conn, HISTORY_CURRENT, before, ALL_TOPICS, 10, NULL, NULL);
+        g_assert_cmpuint(g_variant_n_children(none), ==, 0);
+
+        /* The deepest allowed goes everywhere events go. */
+        assert_round_trip(tb, deep_variants(32));
+        assert_round_trip(tb, deep_arrays(32));
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before + 2);
+}
+
+/* 13. The size limit holds on the bus, not only as GVariant */
+
+static void test_bus_size(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        guint64 before;
+
+        test_bus_start_daemon(tb, NULL);
+        before = test_last_seq(tb->conn);
+
+        /* 10000 bytes as GVariant, 80017 in a message. */
+        assert_publish_fails(tb, "wide", byte_structs(10000), "LimitExceeded", "80017 bytes in a D-Bus message");
+        assert_publish_fails(tb, "wide", byte_structs(10000), "LimitExceeded", "65536");
+        /* Booleans: 1 byte as GVariant, 4 on the bus. */
+        {
+                g_autofree guchar *zeros = g_new0(guchar, 20000);
+                GVariant *bools = g_variant_new_fixed_array(G_VARIANT_TYPE_BOOLEAN, zeros, 20000, 1);
+
+                assert_publish_fails(tb, "wide", g_variant_new_parsed("{'b': %v}", bools), "LimitExceeded", "80024");
+        }
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
+
+        /* Just under the limit on the bus: 64017 bytes. */
+        assert_round_trip(tb, byte_structs(8000));
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before + 1);
+}
+
+/* 14. No FetchSince page too big for the bus, counted as the bus counts */
+
+/* 540 events of 64017 bytes on the bus but 8 kB as GVariant: about 35 MB
+ * in one reply, more than dbus-daemon's max_message_size (32 MiB by
+ * default). Pages used to be cut at 8 MiB as GVariant, so the reply went
+ * out whole, and dbus-daemon dropped outpostd for it. (Each event holds
+ * 8000 values: the test reads no more of them than it must, GDBus takes
+ * its time over each.) */
+static void test_large_page_on_bus(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GVariant) data = g_variant_ref_sink(byte_structs(8000));
+        g_autoptr(GVariant) page = NULL, rest = NULL;
+        g_autoptr(GError) error = NULL;
+        guint64 last, next_after;
+        gboolean more;
+
+        test_bus_start_daemon(tb, NULL);
+        for (guint i = 0; i < 540; i++)
+                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                             g_variant_new("(s@a{sv})", "wide", data), "(t)"));
+        last = test_last_seq(tb->conn);
+
+        page = fetch(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10000, &next_after, &more, &error);
+        g_assert_no_error(error);
+        g_test_message("a page of events of 64 kB on the bus held %zu of 540", g_variant_n_children(page));
+        /* About 8 MiB: 131 events. */
+        g_assert_cmpuint(g_variant_n_children(page), <=, 140);
+        g_assert_cmpuint(next_after, ==, g_variant_n_children(page));
+        g_assert_true(more);
+        /* Paging goes on to the end. */
+        rest = fetch_ok(tb->conn, HISTORY_CURRENT, last - 1, ALL_TOPICS, 10000, &next_after, &more);
+        g_assert_cmpuint(g_variant_n_children(rest), ==, 1);
+        g_assert_false(more);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
+}
+
+/* 15. A store from before these checks: what no message could carry is
+ * delivered as a marker, and catching up goes on */
+
+/* Append an event to the store of the stopped outpostd of TB as an older
+ * outpostd would have. */
+static void store_raw_event(TestBus *tb, const char *topic, GVariant *data) {
+        TestBus *origin = tb->central ?: tb;
+        g_autofree char *path = g_build_filename(origin->state_dir, "outpost.db", NULL);
+        g_autoptr(GVariant) owned = g_variant_ref_sink(data);
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+
+        g_assert_cmpint(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
+        g_assert_cmpint(sqlite3_prepare_v2(db, "INSERT INTO events (topic, time, data) VALUES (?1, ?2, ?3)", -1, &st,
+                                           NULL), ==, SQLITE_OK);
+        sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, g_get_real_time());
+        sqlite3_bind_blob(st, 3, g_variant_get_data(owned), (int) g_variant_get_size(owned), SQLITE_STATIC);
+        g_assert_cmpint(sqlite3_step(st), ==, SQLITE_DONE);
+        sqlite3_finalize(st);
+        g_assert_cmpint(sqlite3_close(db), ==, SQLITE_OK);
+}
+
+/* EVENT's data is the marker of withheld data, whose reason mentions MENTION. */
+static void assert_withheld(GVariant *event, const char *mention) {
+        g_autoptr(GVariant) data = g_variant_get_child_value(event, 3);
+        const char *reason = NULL;
+
+        g_assert_cmpuint(g_variant_n_children(data), ==, 1);
+        g_assert_true(g_variant_lookup(data, "org.outpost.withheld", "&s", &reason));
+        if (!strstr(reason, mention))
+                g_error("the reason '%s' does not mention '%s'", reason, mention);
+}
+
+static void test_withheld_data(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GPtrArray) all = NULL;
+        TestBus *origin;
+        g_autofree char *log_path = NULL, *log = NULL;
+        guint64 first;
+
+        test_bus_start_daemon(tb, NULL);
+        first = publish(tb->conn, "before", 1);
+        test_bus_stop_daemon(tb, SIGTERM);
+        /* 64 levels deep: Publish took it, the bus carries it in a signal,
+         * but not in a FetchSince reply. */
+        store_raw_event(tb, "deep", deep_variants(64));
+        /* 60000 bytes as GVariant, 480017 on the bus. */
+        store_raw_event(tb, "wide", byte_structs(60000));
+        test_bus_start_daemon(tb, NULL);
+        publish(tb->conn, "after", 4);
+
+        /* Every seq is there, in order, the others untouched. */
+        all = fetch_all(tb->conn, first - 1, ALL_TOPICS, 100, NULL);
+        g_assert_cmpuint(all->len, ==, 4);
+        for (guint i = 0; i < all->len; i++)
+                g_assert_cmpuint(event_seq(all->pdata[i]), ==, first + i);
+        assert_event(all->pdata[0], first, "before", 1);
+        assert_withheld(all->pdata[1], "nests 64 containers deep");
+        assert_withheld(all->pdata[2], "480017 bytes");
+        assert_event(all->pdata[3], first + 3, "after", 4);
+
+        /* Still serving, and the log names the events. */
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, first + 3);
+        origin = tb->central ?: tb;
+        log_path = g_build_filename(origin->tmpdir, "outpostd.log", NULL);
+        g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
+        g_assert_nonnull(strstr(log, "is delivered without its data"));
+        {
+                g_autofree char *named = g_strdup_printf("Event %" G_GUINT64_FORMAT " ", first + 1);
+                g_assert_nonnull(strstr(log, named));
+        }
+}
+
+/* 16. outpostd without its bus exits, saying why */
+
+static void test_bus_lost(void) {
+        g_autoptr(TestBus) tb = NULL;
+        g_autofree char *log_path = NULL, *log = NULL;
+        gint64 deadline;
+        int status = 0;
+
+        if (test_bridged()) {
+                g_test_skip("about outpostd and its own bus");
+                return;
+        }
+        tb = test_bus_new();
+        test_bus_start_daemon(tb, NULL);
+
+        kill(tb->bus_pid, SIGKILL);
+        g_assert_cmpint(waitpid(tb->bus_pid, NULL, 0), ==, tb->bus_pid);
+        tb->bus_pid = 0;
+        /* It used to live on, off the bus: give it far longer than it needs. */
+        deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+        while (waitpid(tb->daemon_pid, &status, WNOHANG) != tb->daemon_pid) {
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpostd is still running 30 s after its bus went away");
+                g_usleep(10 * 1000);
+        }
+        tb->daemon_pid = 0;
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), !=, 0);
+
+        log_path = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
+        g_assert_nonnull(strstr(log, "Lost the connection to the bus"));
+}
+
 int main(int argc, char **argv) {
         test_init(&argc, &argv);
         g_test_add_func("/events/publish-fetch", test_publish_fetch);
@@ -1204,5 +1460,10 @@ int main(int argc, char **argv) {
         g_test_add_func("/events/retention-age", test_retention_age);
         g_test_add_func("/events/retention-idle", test_retention_idle);
         g_test_add_func("/events/large-page", test_large_page);
+        g_test_add_func("/events/deep-data", test_deep_data);
+        g_test_add_func("/events/bus-size", test_bus_size);
+        g_test_add_func("/events/large-page-on-bus", test_large_page_on_bus);
+        g_test_add_func("/events/withheld-data", test_withheld_data);
+        g_test_add_func("/events/bus-lost", test_bus_lost);
         return g_test_run();
 }

@@ -230,6 +230,36 @@ static void test_events(Fixture *f, gconstpointer data) {
         assert_has(f->out, "\"body\":\"hello there\"");
 }
 
+static guint64 first_seq(Fixture *f) {
+        g_autoptr(GVariant) v = test_get_property(f->tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FirstSeq");
+        return g_variant_get_uint64(v);
+}
+
+/* Without --since, "events" lists what is kept, however much retention
+ * discarded; it used to fail: "The events after 0 are no longer kept". */
+static void test_events_retained(Fixture *f, gconstpointer data) {
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        test_bus_start_daemon(f->tb, "[Events]\nRetentionCount=2\n");
+        for (int i = 0; i < 5; i++)
+                assert_ok(f, run(f, "publish", "app/door", "n=x"));
+        test_wait_until(first_seq(f) == 4, 20000);
+
+        g_assert_cmpint(run(f, "events"), ==, 0);
+        assert_has(f->out, "2 events listed.");
+        g_assert_cmpstr(f->err, ==, "outpostctl: older events were discarded by retention; "
+                                    "listing those kept, from FirstSeq 4\n");
+
+        /* The note stays out of the JSON. */
+        g_assert_cmpint(run(f, "--json", "events"), ==, 0);
+        g_assert_true(g_str_has_prefix(f->out, "[{\"seq\":4,"));
+        assert_has(f->err, "FirstSeq 4");
+
+        /* Asked for, what is gone is still an error. */
+        assert_fails(f, run(f, "events", "--since=0"), "no longer kept");
+        assert_ok(f, run(f, "events", "--since=3"));
+        assert_has(f->out, "2 events listed.");
+}
+
 /* A long-running outpostctl: its stdout as lines. */
 typedef struct Child {
         GSubprocess *proc;
@@ -339,6 +369,7 @@ int main(int argc, char **argv) {
         ADD("/outpostctl/status", test_status);
         ADD("/outpostctl/usage", test_usage);
         ADD("/outpostctl/events", test_events);
+        ADD("/outpostctl/events-retained", test_events_retained);
         ADD("/outpostctl/presence", test_presence);
         ADD("/outpostctl/follow", test_follow);
 

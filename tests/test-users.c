@@ -459,6 +459,56 @@ static void test_conflict_after_batched_save(Fixture *f, gconstpointer data) {
         arrivals_free(a);
 }
 
+/* Names shown to people: no bidirectional controls, no zero-width or
+ * other invisible format characters, which make one name look like
+ * another ("Ann\u202Egpj.exe"). Scripts of every direction are fine. */
+static void test_invisible_chars(Fixture *f, gconstpointer data) {
+        static const gunichar refused[] = {
+                0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x061C,
+                0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064,
+                0xFEFF, 0x00AD, 0x2028, 0x2029, 0xE0001,
+        };
+        static const char *const accepted[] = { "Zoë Àlvarez", "日本 太郎", "مريم", "דוד", "Ann 👍" };
+        g_autofree char *tag = NULL;
+        g_autofree char *id = test_create_user(f->c, "hana", &tag);
+        g_autoptr(GVariant) before = get_user(f->c, id, NULL);
+        g_autoptr(GVariant) after = NULL;
+
+        for (size_t i = 0; i < G_N_ELEMENTS(refused); i++) {
+                char c[8] = {};
+                g_autofree char *name = NULL, *email = NULL, *cp = g_strdup_printf("U+%04X", (unsigned) refused[i]);
+                g_autoptr(GError) error = NULL;
+                g_autoptr(GVariant) r = NULL;
+
+                g_unichar_to_utf8(refused[i], c);
+                name = g_strconcat("Ann", c, "x", NULL);
+                email = g_strconcat("ann", c, "@example.org", NULL);
+                assert_create_fails(f, g_variant_new_parsed("{'name': <'ann'>, 'display-name': <%s>}", name),
+                                    "InvalidArgument", cp);
+                assert_create_fails(f, g_variant_new_parsed("{'name': <'ann'>, 'display-name': <%s>}", name),
+                                    "InvalidArgument", "'display-name'");
+                assert_create_fails(f, g_variant_new_parsed("{'name': <'ann'>, 'email': <%s>}", email),
+                                    "InvalidArgument", cp);
+                r = save_user(f->c, id, tag, g_variant_new_parsed("{'display-name': <%s>}", name), &error);
+                g_assert_null(r);
+                test_assert_dbus_error(error, "InvalidArgument", cp);
+        }
+        after = get_user(f->c, id, NULL);
+        g_assert_true(g_variant_equal(before, after));
+
+        for (size_t i = 0; i < G_N_ELEMENTS(accepted); i++) {
+                g_autoptr(GVariant) r = save_user(f->c, id, tag, g_variant_new_parsed("{'display-name': <%s>}",
+                                                                                       accepted[i]), NULL);
+                g_autoptr(GVariant) user = get_user(f->c, id, NULL);
+                g_autofree char *got = lookup_string(user, "display-name");
+
+                g_assert_nonnull(r);
+                g_free(tag);
+                g_variant_get(r, "(s)", &tag);
+                g_assert_cmpstr(got, ==, accepted[i]);
+        }
+}
+
 static void test_save_invalid(Fixture *f, gconstpointer data) {
         static const BadFields bad_saves[] = {
                 { "{'name': <'Bad Name'>}",             "'name'" },
@@ -667,6 +717,7 @@ int main(int argc, char **argv) {
         ADD("/users/save-race", test_save_race);
         ADD("/users/conflict-after-batched-save", test_conflict_after_batched_save);
         ADD("/users/save-invalid", test_save_invalid);
+        ADD("/users/invisible-chars", test_invisible_chars);
         ADD("/users/save-rename-taken", test_save_rename_taken);
         ADD("/users/delete", test_delete);
         ADD("/users/list-paging", test_list_paging);

@@ -33,6 +33,46 @@ static CtlTable *event_table(void) {
         return ctl_table_new(headers);
 }
 
+/* Events.FirstSeq, read now: it has no change signal, so a cached value
+ * may be old. */
+static gboolean read_first_seq(Ctl *ctl, guint64 *ret, GError **error) {
+        GDBusProxy *events = G_DBUS_PROXY(outpost_client_get_events(ctl->client));
+        g_autoptr(GVariant) reply = NULL, value = NULL;
+
+        reply = g_dbus_connection_call_sync(g_dbus_proxy_get_connection(events), g_dbus_proxy_get_name(events),
+                                            g_dbus_proxy_get_object_path(events), "org.freedesktop.DBus.Properties",
+                                            "Get", g_variant_new("(ss)", g_dbus_proxy_get_interface_name(events),
+                                                                 "FirstSeq"),
+                                            G_VARIANT_TYPE("(v)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, error);
+        if (!reply)
+                return FALSE;
+        g_variant_get(reply, "(v)", &value);
+        if (!g_variant_is_of_type(value, G_VARIANT_TYPE_UINT64)) {
+                g_set_error(error, G_DBUS_ERROR, G_DBUS_ERROR_INVALID_SIGNATURE, "FirstSeq is not a uint64");
+                return FALSE;
+        }
+        *ret = g_variant_get_uint64(value);
+        return TRUE;
+}
+
+/* Without --since the caller asked for what is kept: when retention has
+ * discarded the events after *AFTER, move it on to just before FirstSeq,
+ * and say so on stderr (never in the output, which may be JSON). */
+static int skip_to_kept(Ctl *ctl, guint64 *after) {
+        g_autoptr(GError) error = NULL;
+        guint64 first;
+
+        if (!read_first_seq(ctl, &first, &error))
+                return ctl_fail_error(error, _("Cannot read the events"));
+        if (first == 0 || first - 1 <= *after)
+                return ctl_fail(_("Cannot read the events: the history after %" PRIu64 " is gone, yet FirstSeq is %" PRIu64),
+                                (uint64_t) *after, (uint64_t) first);
+        fprintf(stderr, _("outpostctl: older events were discarded by retention; listing those kept, from FirstSeq %" PRIu64 "\n"),
+                (uint64_t) first);
+        *after = first - 1;
+        return 0;
+}
+
 /* One page after another until the history is read. */
 static int events_list(Ctl *ctl) {
         g_autoptr(CtlTable) table = event_table();
@@ -53,6 +93,13 @@ static int events_list(Ctl *ctl) {
 
                 if (!outpost_events_call_fetch_since_sync(outpost_client_get_events(ctl->client), "", after, prefixes,
                                                           1000, &events, &after, &more, NULL, &error)) {
+                        if (g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_TRUNCATED) &&
+                            !ctl->have_since) {
+                                int r = skip_to_kept(ctl, &after);
+                                if (r != 0)
+                                        return r;
+                                continue;
+                        }
                         if (g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_TRUNCATED))
                                 return ctl_fail_error(error, _("The events after %" PRIu64 " are no longer kept"),
                                                       (uint64_t) ctl->since);

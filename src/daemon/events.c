@@ -37,7 +37,6 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         g_autoptr(GVariant) data = NULL;
         const char *topic;
         uint64_t seq;
-        gsize size;
         int r;
 
         r = sd_bus_message_read(m, "s", &topic);
@@ -58,11 +57,10 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         if (topic_is_reserved(topic))
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Topic '%s' is reserved to the daemon (users, presence and messages/...)", topic);
-        size = g_variant_get_size(data);
-        if (size > d->config.max_event_data_bytes)
-                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
-                                         "Event data is %zu bytes serialized, at most %u are allowed",
-                                         size, d->config.max_event_data_bytes);
+        /* What is stored must fit every message that will carry it. */
+        r = bus_check_event_data(data, d->config.max_event_data_bytes, error);
+        if (r < 0)
+                return r;
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
         if (r != 0)
                 return r;
@@ -138,6 +136,26 @@ static int check_history(Daemon *d, const char *history_id, uint64_t after, sd_b
         return 0;
 }
 
+/* The data of E as FetchSince delivers it. Publish refuses data that a
+ * bus message could not carry, but a store may hold events from before it
+ * did: such data would make the reply one that dbus-daemon refuses (it
+ * drops the sender), so it is withheld, and the event is delivered with a
+ * marker saying why instead. Its seq stays in the sequence: a client
+ * catching up sees no gap, and learns what it missed. The rules are the
+ * contract's, not this site's [Limits], which only bound what comes in. */
+static GVariant *deliverable_data(const StoredEvent *e) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_autofree char *reason = NULL;
+
+        if (bus_check_event_data(e->data, EVENT_DATA_SIZE_MAX, &error) >= 0)
+                return g_variant_ref(e->data);
+
+        log_warning("Event %" G_GUINT64_FORMAT " (topic %s) is delivered without its data: %s",
+                    e->seq, e->topic, error.message);
+        reason = g_strdup_printf("%s; it was stored before outpostd refused such data", error.message);
+        return g_variant_ref_sink(vardict_new(EVENT_WITHHELD_KEY, g_variant_new_string(reason), NULL));
+}
+
 static int append_events(sd_bus_message *reply, GPtrArray *events) {
         int r;
 
@@ -146,12 +164,13 @@ static int append_events(sd_bus_message *reply, GPtrArray *events) {
                 return r;
         for (guint i = 0; i < events->len; i++) {
                 StoredEvent *e = events->pdata[i];
+                g_autoptr(GVariant) data = deliverable_data(e);
 
                 r = sd_bus_message_open_container(reply, 'r', "tsxa{sv}");
                 if (r >= 0)
                         r = sd_bus_message_append(reply, "tsx", e->seq, e->topic, e->time);
                 if (r >= 0)
-                        r = bus_message_append_gvariant(reply, e->data);
+                        r = bus_message_append_gvariant(reply, data);
                 if (r >= 0)
                         r = sd_bus_message_close_container(reply);
                 if (r < 0)

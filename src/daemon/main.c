@@ -130,6 +130,19 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
         return 0;
 }
 
+/* sd-bus tells of a lost connection with a local signal. dbus-daemon
+ * drops a connection that breaks its rules (a message too large or nested
+ * too deep), and the bus itself may go away; either way nobody can reach
+ * outpostd any more, so it says so and exits non-zero for systemd to
+ * restart it, rather than live on without its name. */
+static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Daemon *d = userdata;
+
+        log_error("Lost the connection to the bus (dbus-daemon dropped it or went away); "
+                  "exiting so that the service manager restarts outpostd");
+        return sd_event_exit(d->event, -ECONNRESET);
+}
+
 static int register_objects(Daemon *d) {
         int r;
 
@@ -190,6 +203,10 @@ static int run(const Options *o) {
         r = sd_bus_attach_event(d.bus, d.event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Cannot attach the bus to the event loop");
+        r = sd_bus_match_signal(d.bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, &d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the bus connection");
 
         r = batch_setup(&d);
         if (r < 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bus-gvariant.h"
 #include "log.h"
 #include "macro.h"
 #include "store.h"
@@ -671,6 +672,7 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
         sqlite3_bind_int64(st, 2, (sqlite3_int64) max_scan + 1);
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *topic = (const char *) sqlite3_column_text(st, 1);
+                StoredEvent *e;
 
                 /* A page also ends before its reply would outgrow what a bus
                  * carries in one message (dbus-daemon drops a sender that
@@ -683,8 +685,11 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
                 last = (uint64_t) sqlite3_column_int64(st, 0);
                 if (match && !match(topic ?: "", userdata))
                         continue;
-                bytes += (size_t) sqlite3_column_bytes(st, 1) + (size_t) sqlite3_column_bytes(st, 3) + 64;
-                g_ptr_array_add(out, event_from_row(st));
+                /* Counted as D-Bus marshals it, which can be several
+                 * times the size stored. */
+                e = event_from_row(st);
+                bytes += bus_event_size_bound(e->topic, e->data);
+                g_ptr_array_add(out, e);
                 found++;
         }
         sqlite3_reset(st);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "bus-errors.h"
 #include "bus-gvariant.h"
 #include "macro.h"
 
@@ -290,5 +291,188 @@ int bus_message_read_strv_nonnull(sd_bus_message *m, char ***ret) {
         if (r < 0)
                 return r;
         *ret = l ?: g_new0(char *, 1);
+        return 0;
+}
+
+/* What a value costs the bus. GVariant's serialization is not D-Bus's: a
+ * D-Bus boolean takes 4 bytes, every string and array a 4-byte length,
+ * every struct and dict entry starts on 8 bytes, every variant carries its
+ * signature. So a value of 64 KiB as GVariant may take several times that
+ * in a message: laid out here as D-Bus marshals it. */
+
+/* The alignment of a value of the complete TYPE (GVariant type string). */
+static size_t bus_alignment(char type) {
+        switch (type) {
+        case 'n': case 'q':
+                return 2;
+        case 'b': case 'i': case 'u': case 'h': case 's': case 'o': case 'a':
+                return 4;
+        case 'x': case 't': case 'd': case '(': case '{':
+                return 8;
+        default:        /* y, g, v */
+                return 1;
+        }
+}
+
+static size_t align_to(size_t pos, size_t alignment) {
+        return (pos + alignment - 1) & ~(alignment - 1);
+}
+
+/* Whether every value of TYPE takes the same room on the bus from a
+ * position aligned for it: numbers and structs of numbers. */
+static bool type_is_fixed(const char *type) {
+        return strspn(type, "ybnqiuxtdh(){}") == strlen(type);
+}
+
+/* How many containers TYPE nests (a variant counts 1, whatever it may
+ * hold), advancing *TYPE past it. */
+static unsigned type_depth(const char **type) {
+        unsigned deepest = 0;
+
+        switch (*(*type)++) {
+        case 'a':
+        case 'm':
+                return 1 + type_depth(type);
+        case '(':
+        case '{':
+                while (**type && **type != ')' && **type != '}')
+                        deepest = MAX(deepest, type_depth(type));
+                if (**type)
+                        (*type)++;
+                return 1 + deepest;
+        case 'v':
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+/* Whether TYPE, a GVariant type, is also a D-Bus signature: no maybe
+ * types, no empty structs, dict entries only as array elements, at most
+ * 255 characters. (Nesting is left to the depth.) */
+static bool type_is_dbus(const char *type) {
+        if (strlen(type) > 255 || strchr(type, 'm') || strstr(type, "()"))
+                return false;
+        for (const char *p = strchr(type, '{'); p; p = strchr(p + 1, '{'))
+                if (p == type || p[-1] != 'a')
+                        return false;
+        return true;
+}
+
+static void measure(GVariant *v, unsigned level, BusSize *size);
+
+static void measure_children(GVariant *v, unsigned level, BusSize *size) {
+        const char *type = g_variant_get_type_string(v);
+        gsize n = g_variant_n_children(v);
+
+        /* An empty array counts as deep as its type: what a validator makes
+         * of it is not worth betting on. */
+        if (n == 0) {
+                const char *t = type;
+                unsigned depth = level - 1 + type_depth(&t);
+
+                size->depth = MAX(size->depth, depth);
+                return;
+        }
+        /* An array of fixed-size elements: each takes the first one's room,
+         * padded to the element alignment, so one is enough to look at. */
+        if (type[0] == 'a' && n > 1 && type_is_fixed(type + 1)) {
+                g_autoptr(GVariant) first = g_variant_get_child_value(v, 0);
+                size_t start = size->bytes, stride;
+
+                measure(first, level, size);
+                stride = align_to(size->bytes - start, bus_alignment(type[1]));
+                size->bytes = start + stride * (n - 1) + (size->bytes - start);
+                return;
+        }
+        for (gsize i = 0; i < n; i++) {
+                g_autoptr(GVariant) child = g_variant_get_child_value(v, i);
+                measure(child, level, size);
+        }
+}
+
+/* V laid out from SIZE->bytes, V being at nesting LEVEL (0: not inside any
+ * container). */
+static void measure(GVariant *v, unsigned level, BusSize *size) {
+        const char *type = g_variant_get_type_string(v);
+        size_t pos = align_to(size->bytes, bus_alignment(type[0]));
+
+        switch (type[0]) {
+        case 'y': size->bytes = pos + 1; return;
+        case 'n': case 'q': size->bytes = pos + 2; return;
+        case 'b': case 'i': case 'u': case 'h': size->bytes = pos + 4; return;
+        case 'x': case 't': case 'd': size->bytes = pos + 8; return;
+        case 's': case 'o': {
+                gsize len;
+                (void) g_variant_get_string(v, &len);
+                size->bytes = pos + 4 + len + 1;
+                return;
+        }
+        case 'g':
+                size->bytes = pos + 1 + strlen(g_variant_get_string(v, NULL)) + 1;
+                return;
+        case 'v': {
+                g_autoptr(GVariant) inner = g_variant_get_variant(v);
+                const char *signature = g_variant_get_type_string(inner);
+
+                if (!type_is_dbus(signature))
+                        size->unsupported = true;
+                size->bytes = pos + 1 + strlen(signature) + 1;
+                size->depth = MAX(size->depth, level + 1);
+                measure(inner, level + 1, size);
+                return;
+        }
+        case 'a':
+                /* The length, then padding to the element alignment, even
+                 * when there is no element. */
+                size->bytes = align_to(pos + 4, bus_alignment(type[1]));
+                break;
+        case '(': case '{':
+                size->bytes = pos;
+                break;
+        default:        /* maybe types: GVariant has them, D-Bus has not */
+                size->unsupported = true;
+                return;
+        }
+        size->depth = MAX(size->depth, level + 1);
+        measure_children(v, level + 1, size);
+}
+
+void bus_gvariant_measure(GVariant *v, BusSize *ret) {
+        *ret = (BusSize) {};
+        measure(v, 0, ret);
+}
+
+size_t bus_event_size_bound(const char *topic, GVariant *data) {
+        BusSize size;
+
+        bus_gvariant_measure(data, &size);
+        /* (tsxa{sv}) as an array element: up to 7 bytes of padding, t, s
+         * (length, text, NUL), up to 7 bytes of padding, x, then the data,
+         * which starts aligned as it was measured. */
+        return 7 + 8 + 4 + strlen(topic) + 1 + 7 + 8 + size.bytes;
+}
+
+int bus_check_event_data(GVariant *data, size_t max_bytes, sd_bus_error *error) {
+        size_t serialized = g_variant_get_size(data);
+        BusSize size;
+
+        bus_gvariant_measure(data, &size);
+        if (size.unsupported)
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
+                                        "Event data holds a type D-Bus cannot carry (maybe, empty struct, lone dict entry)");
+        if (size.depth > BUS_EVENT_DATA_DEPTH_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Event data nests %u containers deep (arrays, structs, dict entries and "
+                                         "variants, its own a{sv} counting 3), at most %d are allowed",
+                                         size.depth, BUS_EVENT_DATA_DEPTH_MAX);
+        if (serialized > max_bytes)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Event data is %zu bytes serialized, at most %zu are allowed",
+                                         serialized, max_bytes);
+        if (size.bytes > max_bytes)
+                return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
+                                         "Event data takes %zu bytes in a D-Bus message, at most %zu are allowed",
+                                         size.bytes, max_bytes);
         return 0;
 }

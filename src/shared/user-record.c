@@ -38,6 +38,20 @@ static glong find_control_char(const char *s) {
         return -1;
 }
 
+/* Names are shown to people: refuse what would make one look like
+ * another. */
+static bool check_visible(const char *key, const char *s, char **error) {
+        gunichar c;
+        glong i = find_invisible_char(s, &c);
+
+        if (i < 0)
+                return true;
+        *error = g_strdup_printf("Invalid value for '%s': invisible format character U+%04X at position %ld "
+                                 "(bidirectional controls, zero-width and other format characters are refused)",
+                                 key, (unsigned) c, i);
+        return false;
+}
+
 static bool set_display_name(UserRecord *u, GVariant *value, const UserLimits *limits, char **error) {
         const char *s = g_variant_get_string(value, NULL);
         glong n = g_utf8_strlen(s, -1), ctl;
@@ -52,6 +66,8 @@ static bool set_display_name(UserRecord *u, GVariant *value, const UserLimits *l
                 *error = g_strdup_printf("Invalid value for 'display-name': control character at position %ld", ctl);
                 return false;
         }
+        if (!check_visible("display-name", s, error))
+                return false;
         g_free(u->display_name);
         u->display_name = g_strdup(s);
         return true;
@@ -72,6 +88,8 @@ static bool set_email(UserRecord *u, GVariant *value, const UserLimits *limits, 
                 *error = g_strdup_printf("Invalid value for 'email': '%s' must contain exactly one '@' and no control characters", q);
                 return false;
         }
+        if (!check_visible("email", s, error))
+                return false;
         g_free(u->email);
         u->email = g_strdup(s);
         return true;

@@ -64,6 +64,25 @@ bool topic_is_valid(const char *s) {
         return !segment_empty;
 }
 
+glong find_invisible_char(const char *s, gunichar *ret) {
+        glong i = 0;
+
+        for (const char *p = s; *p; p = g_utf8_next_char(p), i++) {
+                gunichar c = g_utf8_get_char(p);
+
+                switch (g_unichar_type(c)) {
+                case G_UNICODE_FORMAT:
+                case G_UNICODE_LINE_SEPARATOR:
+                case G_UNICODE_PARAGRAPH_SEPARATOR:
+                        *ret = c;
+                        return i;
+                default:
+                        break;
+                }
+        }
+        return -1;
+}
+
 char *quote_for_error(const char *s, size_t max) {
         if (!g_utf8_validate(s, -1, NULL))
                 return g_strdup("(invalid UTF-8)");

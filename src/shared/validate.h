@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <glib.h>
 
 /* Limits of the bus contract (DESIGN.md §3). Clients are written against
  * them: outpostd.conf's [Limits] may lower the ones marked (*), never
@@ -15,7 +16,12 @@
 #define USER_ATTRIBUTE_VALUE_MAX 4096  /* bytes (*) */
 #define TOPIC_MAX                255
 #define LIST_LIMIT_MAX           1000  /* users per ListUsers page (*) */
-#define EVENT_DATA_SIZE_MAX      65536 /* bytes of Publish's data, serialized (*) */
+#define EVENT_DATA_SIZE_MAX      65536 /* bytes of Publish's data, serialized and on the bus (*) */
+/* (The nesting limit of event data is in bus-gvariant.h.) */
+/* The one key of the data FetchSince delivers in place of stored data no
+ * bus message could carry (stored before Publish refused it): a string
+ * saying why. */
+#define EVENT_WITHHELD_KEY       "org.outpost.withheld"
 #define FETCH_LIMIT_MAX          10000 /* events per FetchSince page (*) */
 #define FETCH_PREFIXES_MAX       64    /* topic prefixes of FetchSince (*) */
 #define MESSAGE_BODY_MAX         65536 /* bytes (*) */
@@ -32,6 +38,15 @@ char *uuid_string_new(void);
 
 /* 1–255 characters of [A-Za-z0-9_.-] in '/'-separated, non-empty segments. */
 bool topic_is_valid(const char *s);
+
+/* The index (in characters) of the first character of the UTF-8 string S
+ * that changes how text around it is shown without being seen itself,
+ * with the character in *RET, or -1. Those are the format characters
+ * (Unicode's Cf: the bidirectional controls U+202A-U+202E, U+2066-U+2069
+ * and U+061C, zero-width U+200B-U+200F and U+2060-U+2064, U+FEFF, the soft
+ * hyphen, ...) and the line and paragraph separators: in a name shown to
+ * people, they make one name look like another. */
+glong find_invisible_char(const char *s, gunichar *ret);
 
 /* A copy of S cut to at most MAX characters, with "…" when cut, for error
  * messages that quote what the caller sent. */

@@ -8,6 +8,7 @@
 
 #include "fuzz.h"
 #include "user-record.h"
+#include "validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         g_autoptr(GBytes) bytes = g_bytes_new(data, size);
@@ -23,7 +24,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
          * as a SaveUser of the same changes would. */
         user_record_init(&u);
         if (user_record_apply(&u, changes, &fields, &error)) {
+                gunichar c;
+
                 g_assert_null(error);
+                /* Names shown to people hold nothing invisible. */
+                g_assert_cmpint(find_invisible_char(u.display_name, &c), <, 0);
+                g_assert_cmpint(find_invisible_char(u.email, &c), <, 0);
                 (void) user_record_apply(&u, changes, &fields, &error);
         } else
                 g_assert_nonnull(error);
