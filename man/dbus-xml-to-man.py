@@ -298,9 +298,12 @@ The error names are
 .BR InvalidArgument ,
 .BR LimitExceeded ,
 .BR Disconnected ,
-.B HistoryTruncated
+.BR HistoryTruncated ,
+.B HistoryReset
 and
-.BR HistoryReset ;
+.B StoreFull
+(the disk holding the store is full: a change fails, reads are still
+served, and the change can be made once space is freed);
 authorization failures are
 .B org.freedesktop.DBus.Error.AccessDenied
 and

@@ -323,6 +323,31 @@ int test_bus_stop_daemon(TestBus *tb, int signal) {
         return status;
 }
 
+int test_bus_wait_daemon_exit(TestBus *tb) {
+        int status = 0;
+
+        g_assert_null(tb->central);
+        g_assert_cmpint(tb->daemon_pid, >, 0);
+        g_assert_cmpint(waitpid(tb->daemon_pid, &status, 0), ==, tb->daemon_pid);
+        g_spawn_close_pid(tb->daemon_pid);
+        tb->daemon_pid = 0;
+        return status;
+}
+
+char *test_bus_take_daemon_log(TestBus *tb) {
+        g_autofree char *log = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        g_autofree char *contents = NULL;
+        gsize length = 0;
+        char *taken;
+
+        g_assert_null(tb->central);
+        if (!g_file_get_contents(log, &contents, &length, NULL) || length <= tb->daemon_log_offset)
+                return g_strdup("");
+        taken = g_strndup(contents + tb->daemon_log_offset, length - tb->daemon_log_offset);
+        tb->daemon_log_offset = length;
+        return taken;
+}
+
 int test_bus_run_daemon(TestBus *tb, const char *const *args, char **ret_stderr) {
         if (tb->central)
                 return test_bus_run_daemon(tb->central, args, ret_stderr);

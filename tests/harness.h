@@ -109,6 +109,13 @@ void test_bus_start_daemon(TestBus *tb, const char *config);
 /* Stop outpostd with SIGNAL (SIGTERM or SIGKILL) and wait for it to exit;
  * returns its wait status. */
 int test_bus_stop_daemon(TestBus *tb, int signal);
+/* Wait until outpostd (not bridged) exits by itself; returns its wait
+ * status. What it logged is left for test_bus_take_daemon_log(). */
+int test_bus_wait_daemon_exit(TestBus *tb);
+/* What outpostd (not bridged) logged since the last look, which the check
+ * when it stops then skips: for a test that provokes errors on purpose and
+ * asserts them. */
+char *test_bus_take_daemon_log(TestBus *tb);
 /* The pid of the bus's outpostd; when bridged, the one at central. */
 GPid test_bus_daemon_pid(TestBus *tb);
 /* Run outpostd with ARGS (NULL-terminated, after the program name) to its

@@ -44,6 +44,43 @@ static void test_bad_value(void) {
         g_assert_nonnull(strstr(err, ":2: bad value 'soon' for key 'RetentionSeconds'"));
 }
 
+/* GKeyFile keeps the last of a key set twice and merges a group given
+ * twice: outpostd refuses both, naming the file and both lines. */
+static void assert_refused_as(TestBus *tb, const char *contents, const char *message) {
+        /* No bus there: an outpostd that accepted the file would stop
+         * all the same, with another message, instead of serving. */
+        const char *const args[] = { "--address=unix:path=/nonexistent/bus", NULL };
+        g_autofree char *err = NULL, *expected = NULL;
+        int status;
+
+        g_assert_true(g_file_set_contents(tb->config_path, contents, -1, NULL));
+        status = test_bus_run_daemon(tb, args, &err);
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        expected = g_strdup_printf("%s:%s", tb->config_path, message);
+        if (!strstr(err, expected))
+                g_error("outpostd said '%s', not '%s'", err, expected);
+}
+
+static void test_duplicate_key(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+
+        assert_refused_as(tb, "[Events]\nRetentionCount=5\n\n# again\nRetentionCount = 6\n",
+                          "5: duplicate key 'RetentionCount' in group [Events], already set on line 2");
+        /* The same key in two groups is two settings. */
+        assert_refused_as(tb, "[Limits]\nMaxRecipients=3\n[Presence]\nMaxPeers=4\n  MaxPeers=4\n",
+                          "5: duplicate key 'MaxPeers' in group [Presence], already set on line 4");
+}
+
+static void test_duplicate_group(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+
+        assert_refused_as(tb, "[Events]\nRetentionCount=5\n[Limits]\nMaxRecipients=3\n[Events]\nRetentionSeconds=9\n",
+                          "5: duplicate group [Events], already begun on line 1");
+        /* Even when neither sets anything twice. */
+        assert_refused_as(tb, "# settings\n[Limits]\n\n[Limits]\n",
+                          "4: duplicate group [Limits], already begun on line 2");
+}
+
 /* [Limits] may lower the contract's figures, never raise them (issue 6). */
 static const struct {
         const char *key;
@@ -171,6 +208,8 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/unknown-key", test_unknown_key);
         g_test_add_func("/config/unknown-group", test_unknown_group);
         g_test_add_func("/config/bad-value", test_bad_value);
+        g_test_add_func("/config/duplicate-key", test_duplicate_key);
+        g_test_add_func("/config/duplicate-group", test_duplicate_group);
         g_test_add_func("/config/missing-file-means-defaults", test_missing_file_means_defaults);
         g_test_add_func("/config/limits-refused", test_limits_refused);
         g_test_add_func("/config/limits-accepted", test_limits_accepted);

@@ -228,6 +228,40 @@ static int emit_event(Daemon *d, const StoredEvent *e) {
         return r;
 }
 
+int reply_store_error(Daemon *d, int r, sd_bus_error *error) {
+        const char *path = store_path(d->store);
+        uint64_t free_bytes = 0;
+
+        switch (r) {
+        case -ENOSPC: {
+                g_autofree char *room = NULL;
+
+                if (store_free_bytes(d->store, &free_bytes) < 0)
+                        return sd_bus_error_setf(error, BUS_ERROR_STORE_FULL,
+                                                 "The disk holding the store %s is full: the change was not made", path);
+                room = g_format_size(free_bytes);
+                return sd_bus_error_setf(error, BUS_ERROR_STORE_FULL,
+                                         "The disk holding the store %s is full (%s free): the change was not made",
+                                         path, room);
+        }
+        case -EUCLEAN:
+                return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
+                                         "The store %s is damaged or cannot be read or written: outpostd accepts no "
+                                         "change and is stopping; see its log", path);
+        default:
+                return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
+                                         "The store %s could not complete the request (%s); see the outpostd log",
+                                         path, strerror(-r));
+        }
+}
+
+static int reply_commit_error(Daemon *d, sd_bus_message *call, int commit_error) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        (void) reply_store_error(d, commit_error, &error);
+        return sd_bus_reply_method_error(call, &error);
+}
+
 static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
         int r = 0;
 
@@ -246,9 +280,7 @@ static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
                 if (commit_error >= 0)
                         r = sd_bus_send(NULL, i->message, NULL);
                 else
-                        r = sd_bus_reply_method_errorf(i->call, SD_BUS_ERROR_FAILED,
-                                                       "The store could not commit the change (%s); see the outpostd log",
-                                                       strerror(-commit_error));
+                        r = reply_commit_error(d, i->call, commit_error);
                 break;
         }
         if (r < 0)
@@ -287,24 +319,62 @@ static int on_flush(sd_event_source *s, void *userdata) {
 static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
 
+        /* Stopping: every call received gets an answer that says why. */
+        if (store_is_damaged(d->store) && sd_bus_message_is_method_call(m, NULL, NULL) > 0) {
+                (void) reply_commit_error(d, m, -EUCLEAN);
+                return 1;
+        }
         if ((d->batch_open || d->pending->len > 0) && !message_is_batchable(m))
                 (void) daemon_flush(d);
         return 0;
+}
+
+static int on_exit_damaged(sd_event_source *s, void *userdata) {
+        Daemon *d = userdata;
+
+        return sd_event_exit(d->event, -EUCLEAN);
+}
+
+/* A store that reported damage or an I/O error is written no more (the
+ * store refuses every write, and the open batch is rolled back, its callers
+ * told so): outpostd gives up its name and exits non-zero, for systemd to
+ * restart it and the check at start to judge the file. Called from inside
+ * the store operation that failed: it only schedules. */
+static void daemon_store_failed(Store *s, void *userdata) {
+        Daemon *d = userdata;
+
+        log_crit("Giving up %s and exiting: the store %s cannot be trusted (see above); the next start checks it",
+                 OUTPOST_BUS_NAME, store_path(s));
+        (void) sd_bus_release_name_async(d->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL);
+        (void) sd_event_source_set_enabled(d->exit_source, SD_EVENT_ONESHOT);
+}
+
+/* A defer source, off until enabled, that runs below the bus: once no
+ * message is ready. */
+static int add_idle_defer(Daemon *d, sd_event_source **ret, sd_event_handler_t callback) {
+        int r;
+
+        r = sd_event_add_defer(d->event, ret, callback, d);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_priority(*ret, SD_EVENT_PRIORITY_IDLE);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(*ret, SD_EVENT_OFF);
 }
 
 int batch_setup(Daemon *d) {
         int r;
 
         d->pending = batch_items_new();
+        store_set_damage_handler(d->store, daemon_store_failed, d);
 
-        r = sd_event_add_defer(d->event, &d->flush_source, on_flush, d);
+        /* The batch ends when no message is ready; a daemon stopping for a
+         * damaged store answers the calls already received first. */
+        r = add_idle_defer(d, &d->flush_source, on_flush);
         if (r < 0)
                 return r;
-        /* Below the bus: the batch ends when no message is ready. */
-        r = sd_event_source_set_priority(d->flush_source, SD_EVENT_PRIORITY_IDLE);
-        if (r < 0)
-                return r;
-        r = sd_event_source_set_enabled(d->flush_source, SD_EVENT_OFF);
+        r = add_idle_defer(d, &d->exit_source, on_exit_damaged);
         if (r < 0)
                 return r;
         return sd_bus_add_filter(d->bus, NULL, on_incoming, d);
@@ -315,5 +385,8 @@ void batch_done(Daemon *d) {
         if (d->pending)
                 (void) daemon_flush(d);
         d->flush_source = sd_event_source_unref(d->flush_source);
+        d->exit_source = sd_event_source_unref(d->exit_source);
+        if (d->store)
+                store_set_damage_handler(d->store, NULL, NULL);
         g_clear_pointer(&d->pending, g_ptr_array_unref);
 }

@@ -58,6 +58,9 @@ typedef struct Daemon {
         guint pending_replies;          /* replies among them */
         guint change_first_item;        /* index in pending where the current change began */
         sd_event_source *flush_source;
+        /* Once the store is damaged (batch.c): ends the loop after every
+         * call already received was answered. */
+        sd_event_source *exit_source;
 
         Presence *presence;
         sd_event_source *retention_timer;
@@ -116,5 +119,7 @@ int daemon_flush(Daemon *d);
  * user's going offline joins the batch as a change of its own. */
 int presence_user_gone(Daemon *d, const char *user_id);
 
-/* Reply helpers: an error for a failed store operation. */
-int reply_store_error(sd_bus_message *m, int r, sd_bus_error *error);
+/* The error for a failed store operation R (batch.c): StoreFull naming the
+ * store and the room left when the disk is full, Failed saying so when the
+ * store is damaged (the daemon is then stopping), Failed otherwise. */
+int reply_store_error(Daemon *d, int r, sd_bus_error *error);

@@ -72,7 +72,7 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 r = daemon_reply_after_commit(d, m, NULL, NULL, "t", seq);
         if (r < 0) {
                 daemon_rollback(d);
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         }
         return r;
 }
@@ -218,7 +218,7 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
                              prefixes[0] ? fetch_filter_match : NULL, &filter,
                              events, &next_after, &more);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)

@@ -111,7 +111,7 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 r = daemon_reply_after_commit(d, m, NULL, NULL, "st", id, last_seq);
         if (r < 0) {
                 daemon_rollback(d);
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         }
         return r;
 }

@@ -14,6 +14,14 @@
  * are committed together. */
 typedef struct Store Store;
 
+/* Store operations fail with -ENOSPC when the disk holding the store is
+ * full: the failed transaction is rolled back, reads go on, and writes work
+ * again once there is room. They fail with -EUCLEAN when SQLite reports the
+ * file damaged (SQLITE_CORRUPT, SQLITE_NOTADB) or an I/O error: the store is
+ * then written no more (every later write fails with -EUCLEAN, and a commit
+ * rolls back), and the damage handler runs once. */
+typedef void (*StoreDamageHandler)(Store *s, void *userdata);
+
 typedef struct StoredEvent {
         uint64_t seq;
         char *topic;
@@ -24,10 +32,19 @@ typedef struct StoredEvent {
 void stored_event_free(StoredEvent *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoredEvent, stored_event_free)
 
+/* Opens DIRECTORY/outpost.db, made if missing. An existing file is checked
+ * first, and refused (with a message naming it and what to do) when it is
+ * damaged, not an Outpost store (another program's SQLite database, or no
+ * database at all), or of a schema version newer than this program's. */
 int store_open(const char *directory, Store **ret);
 void store_close(Store *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Store, store_close)
 
+const char *store_path(Store *s);
+void store_set_damage_handler(Store *s, StoreDamageHandler handler, void *userdata);
+bool store_is_damaged(Store *s);
+/* The room left on the file system that holds the store. */
+int store_free_bytes(Store *s, uint64_t *ret);
 const char *store_server_id(Store *s);
 const char *store_history_id(Store *s);
 

@@ -11,12 +11,6 @@
 #include "macro.h"
 #include "validate.h"
 
-int reply_store_error(sd_bus_message *m, int r, sd_bus_error *error) {
-        return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
-                                 "The store could not complete the request (%s); see the outpostd log",
-                                 strerror(-r));
-}
-
 static int check_user_id(const char *id, sd_bus_error *error) {
         if (uuid_string_is_valid(id))
                 return 0;
@@ -92,7 +86,7 @@ static int create_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
 
         r = daemon_begin(d);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         r = store_user_insert(d->store, &u);
         if (r == -EEXIST) {
                 daemon_rollback(d);
@@ -104,7 +98,7 @@ static int create_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
                 r = daemon_reply_after_commit(d, m, NULL, NULL, "ss", u.id, u.tag);
         if (r < 0) {
                 daemon_rollback(d);
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         }
         return r;
 }
@@ -129,7 +123,7 @@ static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *erro
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         return reply_user(m, u);
 }
 
@@ -151,7 +145,7 @@ static int method_lookup_user(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user named '%s'", name);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         return reply_user(m, u);
 }
 
@@ -196,7 +190,7 @@ static int method_list_users(sd_bus_message *m, void *userdata, sd_bus_error *er
 
         r = store_user_list(d->store, cursor, limit, users, &more);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
@@ -218,7 +212,7 @@ static int get_for_change(Daemon *d, const char *id, const char *expected_tag, U
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_FOUND, "No user with id '%s'", id);
         if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED, "The store could not read user '%s'", id);
+                return reply_store_error(d, r, error);
         if (strcmp(u->tag, expected_tag) != 0) {
                 g_autofree char *q = quote_for_error(expected_tag, 80);
                 return sd_bus_error_setf(error, BUS_ERROR_SAVE_CONFLICT,
@@ -257,7 +251,7 @@ static int save_user(Daemon *d, sd_bus_message *m, const char *id, const char *e
         if (r >= 0)
                 r = append_user_event(d, "updated", u);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         *ret_disabled = was_enabled && !u->enabled;
         return 0;
 }
@@ -286,15 +280,15 @@ static int save_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error
 
         r = daemon_begin(d);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         r = save_user(d, m, id, expected_tag, changes, &u, &disabled, error);
         if (r < 0) {
                 daemon_rollback(d);
-                return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
+                return sd_bus_error_is_set(error) ? r : reply_store_error(d, r, error);
         }
         /* A disabled user goes offline at once, before the caller hears back. */
         r = daemon_reply_after_commit(d, m, disabled ? presence_user_gone : NULL, u.id, "s", u.tag);
-        return r < 0 ? reply_store_error(m, r, error) : r;
+        return r < 0 ? reply_store_error(d, r, error) : r;
 }
 
 static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -319,7 +313,7 @@ static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
 
         r = daemon_begin(d);
         if (r < 0)
-                return reply_store_error(m, r, error);
+                return reply_store_error(d, r, error);
         r = get_for_change(d, id, expected_tag, &u, error);
         if (r >= 0)
                 r = store_user_delete(d->store, id);
@@ -327,10 +321,10 @@ static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
                 r = append_user_event(d, "deleted", &u);
         if (r < 0) {
                 daemon_rollback(d);
-                return sd_bus_error_is_set(error) ? r : reply_store_error(m, r, error);
+                return sd_bus_error_is_set(error) ? r : reply_store_error(d, r, error);
         }
         r = daemon_reply_after_commit(d, m, presence_user_gone, id, NULL);
-        return r < 0 ? reply_store_error(m, r, error) : r;
+        return r < 0 ? reply_store_error(d, r, error) : r;
 }
 
 static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {

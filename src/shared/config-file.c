@@ -34,6 +34,57 @@ static unsigned find_line(const char *contents, const char *group, const char *k
         return 0;
 }
 
+/* GKeyFile merges a group that appears twice and keeps the last of a key
+ * set twice, silently: a setting edited in one place would be overridden by
+ * another further down. Both are errors naming the two lines. CONTENTS was
+ * parsed by GKeyFile already, so every line is a comment, a group or a
+ * key=value pair, read here as GKeyFile reads them. */
+static bool check_duplicates(const char *path, const char *contents, GError **error) {
+        g_autoptr(GHashTable) groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_autoptr(GHashTable) keys = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        g_auto(GStrv) lines = g_strsplit(contents, "\n", -1);
+        const char *group = NULL;
+
+        for (unsigned i = 0; lines[i]; i++) {
+                char *line = g_strchug(lines[i]), *end;
+                unsigned number = i + 1, first;
+
+                g_strchomp(line);
+                if (line[0] == '\0' || line[0] == '#')
+                        continue;
+                if (line[0] == '[') {
+                        end = strrchr(line, ']');
+                        g_autofree char *name = g_strndup(line + 1, end ? (size_t) (end - line - 1) : strlen(line + 1));
+
+                        first = GPOINTER_TO_UINT(g_hash_table_lookup(groups, name));
+                        if (first > 0) {
+                                g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                                            "%s:%u: duplicate group [%s], already begun on line %u",
+                                            path, number, name, first);
+                                return false;
+                        }
+                        group = name;   /* owned by the table from here */
+                        g_hash_table_insert(groups, g_steal_pointer(&name), GUINT_TO_POINTER(number));
+                        continue;
+                }
+                end = strchr(line, '=');
+                if (!group || !end)
+                        continue;
+                *end = '\0';
+                g_strchomp(line);
+                g_autofree char *id = g_strconcat(group, "\n", line, NULL);
+                first = GPOINTER_TO_UINT(g_hash_table_lookup(keys, id));
+                if (first > 0) {
+                        g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE,
+                                    "%s:%u: duplicate key '%s' in group [%s], already set on line %u",
+                                    path, number, line, group, first);
+                        return false;
+                }
+                g_hash_table_insert(keys, g_steal_pointer(&id), GUINT_TO_POINTER(number));
+        }
+        return true;
+}
+
 static const ConfigKey *find_key(const ConfigKey *keys, size_t n, const char *group, const char *key) {
         for (size_t i = 0; i < n; i++)
                 if (strcmp(keys[i].group, group) == 0 && (!key || strcmp(keys[i].key, key) == 0))
@@ -138,6 +189,9 @@ bool config_file_load(const char *path, const ConfigKey *keys, size_t n_keys, vo
                 g_propagate_prefixed_error(error, g_steal_pointer(&local_error), "%s: ", path);
                 return false;
         }
+
+        if (!check_duplicates(path, contents, error))
+                return false;
 
         groups = g_key_file_get_groups(kf, NULL);
         for (size_t i = 0; groups[i]; i++)

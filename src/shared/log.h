@@ -15,6 +15,7 @@ void log_set_program_name(const char *name);
 
 void log_internal(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
+#define log_crit(...)    log_internal(LOG_CRIT, __VA_ARGS__)
 #define log_error(...)   log_internal(LOG_ERR, __VA_ARGS__)
 #define log_warning(...) log_internal(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...)  log_internal(LOG_NOTICE, __VA_ARGS__)

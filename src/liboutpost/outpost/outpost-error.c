@@ -15,9 +15,10 @@ static const GDBusErrorEntry error_entries[] = {
         { OUTPOST_ERROR_DISCONNECTED, BUS_ERROR_DISCONNECTED },
         { OUTPOST_ERROR_HISTORY_TRUNCATED, BUS_ERROR_HISTORY_TRUNCATED },
         { OUTPOST_ERROR_HISTORY_RESET, BUS_ERROR_HISTORY_RESET },
+        { OUTPOST_ERROR_STORE_FULL, BUS_ERROR_STORE_FULL },
 };
 
-G_STATIC_ASSERT(G_N_ELEMENTS(error_entries) == OUTPOST_ERROR_HISTORY_RESET + 1);
+G_STATIC_ASSERT(G_N_ELEMENTS(error_entries) == OUTPOST_ERROR_STORE_FULL + 1);
 
 /**
  * outpost_error_quark:
@@ -41,4 +42,5 @@ G_DEFINE_ENUM_TYPE(OutpostError, outpost_error,
                    G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_LIMIT_EXCEEDED, "limit-exceeded"),
                    G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_DISCONNECTED, "disconnected"),
                    G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_HISTORY_TRUNCATED, "history-truncated"),
-                   G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_HISTORY_RESET, "history-reset"))
+                   G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_HISTORY_RESET, "history-reset"),
+                   G_DEFINE_ENUM_VALUE(OUTPOST_ERROR_STORE_FULL, "store-full"))

@@ -33,6 +33,9 @@ G_BEGIN_DECLS
  *   it replied (see #OutpostClient).
  * @OUTPOST_ERROR_HISTORY_TRUNCATED: `HistoryTruncated`: events the caller has not seen were discarded.
  * @OUTPOST_ERROR_HISTORY_RESET: `HistoryReset`: the event history is not the one the caller knew.
+ * @OUTPOST_ERROR_STORE_FULL: `StoreFull`: the disk holding the service's store is
+ *   full; the change was not made. Reads are still served, and the same change
+ *   can succeed once space is freed.
  *
  * The errors of the Outpost bus contract.
  */
@@ -45,6 +48,7 @@ typedef enum {
         OUTPOST_ERROR_DISCONNECTED,
         OUTPOST_ERROR_HISTORY_TRUNCATED,
         OUTPOST_ERROR_HISTORY_RESET,
+        OUTPOST_ERROR_STORE_FULL,
 } OutpostError;
 
 GQuark outpost_error_quark(void);
