@@ -118,10 +118,7 @@ void bridge_process_start_wrapped(BridgeProcess *p, const char *const *wrapper, 
         g_ptr_array_add(argv, g_strdup("--reconnect-min-ms=100"));
         g_ptr_array_add(argv, g_strdup("--reconnect-max-ms=400"));
         g_ptr_array_add(argv, g_strdup("--heartbeat-ms=200"));
-        /* A sanitizer build copies a large message many times slower:
-         * the run says how long a heartbeat may wait. */
-        g_ptr_array_add(argv, g_strdup_printf("--heartbeat-timeout-ms=%s",
-                                              g_getenv("OUTPOST_TEST_HEARTBEAT_TIMEOUT_MS") ?: "1500"));
+        g_ptr_array_add(argv, g_strdup("--heartbeat-timeout-ms=1500"));
         g_ptr_array_add(argv, g_strdup("--log-level=debug"));
         if (listen)
                 g_ptr_array_add(argv, g_strconcat("--listen=", listen, NULL));
