@@ -18,6 +18,7 @@
 #define IFACE_REGISTRY          "org.outpost.Outpost1.Registry"
 #define IFACE_USERS             "org.outpost.Outpost1.Users"
 #define IFACE_PRESENCE          "org.outpost.Outpost1.Presence"
+#define IFACE_ONLINE_USER       "org.outpost.Outpost1.OnlineUser"
 #define IFACE_MESSAGES          "org.outpost.Outpost1.Messages"
 #define IFACE_EVENTS            "org.outpost.Outpost1.Events"
 #define ERROR_PREFIX            "org.outpost.Outpost1.Error."
@@ -123,6 +124,12 @@ GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, 
                        GVariant *params, const char *reply_type);
 /* The value of property NAME of IFACE at PATH of outpostd (Properties.Get). */
 GVariant *test_get_property(GDBusConnection *c, const char *path, const char *iface, const char *name);
+/* The object of an online user: /org/outpost/Outpost1/presence/<id>, '-' as '_'. */
+char *test_online_user_path(const char *user_id);
+/* Whether USER_ID is online as C sees it: its object answers UserId. */
+gboolean test_is_online(GDBusConnection *c, const char *user_id);
+/* Presence.OnlineCount. */
+guint test_online_count(GDBusConnection *c);
 /* Events.LastSeq: also a round trip after which every Event the daemon sent
  * C before it has arrived. */
 guint64 test_last_seq(GDBusConnection *c);
@@ -167,7 +174,7 @@ GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, 
 
 /* Everything a client can see of outpostd's state, as text to compare
  * before and after a call that must change nothing: every model
- * (GetManagedObjects: LastSeq, Online, Generation, ...) and every user. */
+ * (GetManagedObjects: LastSeq, Generation, the online users, ...) and every user. */
 char *test_state_snapshot(GDBusConnection *c);
 
 /* Event signals on one connection, in arrival order. */

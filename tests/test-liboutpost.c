@@ -135,14 +135,7 @@ static guint64 events_property(Fixture *f, const char *name) {
 }
 
 static gboolean is_online(Fixture *f, const char *user_id) {
-        g_autoptr(GVariant) r = test_call_ok(f->origin, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_autoptr(GVariant) online = NULL;
-        g_autofree const char **ids = NULL;
-
-        g_variant_get(r, "(v)", &online);
-        ids = g_variant_get_strv(online, NULL);
-        return g_strv_contains(ids, user_id);
+        return test_is_online(f->origin, user_id);
 }
 
 static gboolean saw_state(Fixture *f, OutpostClientState s) {

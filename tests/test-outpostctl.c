@@ -267,14 +267,7 @@ static void child_stop(Child *c) {
 }
 
 static gboolean is_online(Fixture *f, const char *id) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_autoptr(GVariant) online = NULL;
-        g_autofree const char **ids = NULL;
-
-        g_variant_get(r, "(v)", &online);
-        ids = g_variant_get_strv(online, NULL);
-        return g_strv_contains(ids, id);
+        return test_is_online(f->tb->conn, id);
 }
 
 static void test_presence(Fixture *f, gconstpointer data) {
