@@ -387,6 +387,27 @@ gboolean test_is_online(GDBusConnection *c, const char *user_id) {
         return TRUE;
 }
 
+GDBusObjectManager *test_object_manager_new(GDBusConnection *c) {
+        g_autoptr(GError) error = NULL;
+        GDBusObjectManager *m;
+
+        m = g_dbus_object_manager_client_new_sync(c, G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE, OUTPOST_NAME, OUTPOST_ROOT,
+                                                  NULL, NULL, NULL, NULL, &error);
+        g_assert_no_error(error);
+        return m;
+}
+
+gboolean test_objects_show_online(GDBusObjectManager *m, const char *user_id) {
+        g_autofree char *path = test_online_user_path(user_id);
+        g_autoptr(GDBusInterface) iface = g_dbus_object_manager_get_interface(m, path, IFACE_ONLINE_USER);
+        g_autoptr(GVariant) id = NULL;
+
+        if (!iface)
+                return FALSE;
+        id = g_dbus_proxy_get_cached_property(G_DBUS_PROXY(iface), "UserId");
+        return id && strcmp(g_variant_get_string(id, NULL), user_id) == 0;
+}
+
 guint test_online_count(GDBusConnection *c) {
         g_autoptr(GVariant) v = test_get_property(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "OnlineCount");
 
@@ -775,4 +796,40 @@ static gboolean is_reply_to(GDBusMessage *m, gconstpointer data) {
 
 int arrivals_find_reply(Arrivals *a, guint32 serial) {
         return arrivals_find(a, 0, is_reply_to, GUINT_TO_POINTER(serial));
+}
+
+typedef struct PresenceSignal {
+        const char *member;
+        const char *path;
+        guint64 generation;
+} PresenceSignal;
+
+static gboolean is_presence_signal(GDBusMessage *m, gconstpointer data) {
+        const PresenceSignal *w = data;
+        GVariant *body = g_dbus_message_get_body(m);
+        g_autoptr(GVariant) dict = NULL;
+        const char *object;
+        guint64 g = 0;
+
+        if (g_dbus_message_get_message_type(m) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
+            g_strcmp0(g_dbus_message_get_member(m), w->member) != 0 || !body)
+                return FALSE;
+        if (g_str_has_prefix(w->member, "Interfaces")) {
+                g_variant_get_child(body, 0, "&o", &object);
+                return strcmp(object, w->path) == 0;
+        }
+        if (strcmp(w->member, "PropertiesChanged") == 0) {
+                if (g_strcmp0(g_dbus_message_get_path(m), w->path) != 0)
+                        return FALSE;
+                dict = g_variant_get_child_value(body, 1);
+        } else
+                dict = g_variant_get_child_value(body, 3);      /* an Event's data */
+        return g_variant_lookup(dict, strcmp(w->member, "Event") == 0 ? "generation" : "Generation", "t", &g) &&
+               g == w->generation;
+}
+
+int arrivals_find_presence(Arrivals *a, guint from, const char *member, const char *path, guint64 generation) {
+        PresenceSignal w = { member, path, generation };
+
+        return arrivals_find(a, from, is_presence_signal, &w);
 }

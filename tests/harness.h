@@ -130,6 +130,11 @@ char *test_online_user_path(const char *user_id);
 gboolean test_is_online(GDBusConnection *c, const char *user_id);
 /* Presence.OnlineCount. */
 guint test_online_count(GDBusConnection *c);
+/* A GDBusObjectManagerClient of the service on C, loaded, with plain
+ * GDBusProxy objects as a generic client would have. */
+GDBusObjectManager *test_object_manager_new(GDBusConnection *c);
+/* Whether M has USER_ID's OnlineUser object, with that UserId. */
+gboolean test_objects_show_online(GDBusObjectManager *m, const char *user_id);
 /* Events.LastSeq: also a round trip after which every Event the daemon sent
  * C before it has arrived. */
 guint64 test_last_seq(GDBusConnection *c);
@@ -207,6 +212,11 @@ typedef gboolean (*ArrivalMatch)(GDBusMessage *m, gconstpointer data);
 int arrivals_find(Arrivals *a, guint from, ArrivalMatch match, gconstpointer data);
 /* The index of the method return to the call with SERIAL, or -1. */
 int arrivals_find_reply(Arrivals *a, guint32 serial);
+/* The index of the first signal at or after FROM of a presence change:
+ * MEMBER "InterfacesAdded" or "InterfacesRemoved" of the object PATH, or
+ * "PropertiesChanged" (of the manager at PATH) or "Event" carrying
+ * GENERATION; -1 if none arrived. */
+int arrivals_find_presence(Arrivals *a, guint from, const char *member, const char *path, guint64 generation);
 
 /* Create a user named NAME; returns its id, and its tag in *ret_tag. */
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag);

@@ -283,27 +283,12 @@ typedef struct Cycler {
 } Cycler;
 
 static GDBusObjectManager *object_manager_new(GDBusConnection *c) {
-        g_autoptr(GError) error = NULL;
-        GDBusObjectManager *m;
-
-        /* Plain GDBusProxy objects for every interface, as a program that
-         * follows the tree generically would have. */
-        m = g_dbus_object_manager_client_new_sync(c, G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE, OUTPOST_NAME,
-                                                  OUTPOST_ROOT, NULL, NULL, NULL, NULL, &error);
-        g_assert_no_error(error);
-        return m;
+        return test_object_manager_new(c);
 }
 
 /* Whether M shows USER online (with the right UserId) or not. */
 static gboolean objects_show(GDBusObjectManager *m, const char *user, gboolean online) {
-        g_autofree char *path = test_online_user_path(user);
-        g_autoptr(GDBusInterface) iface = g_dbus_object_manager_get_interface(m, path, IFACE_ONLINE_USER);
-        g_autoptr(GVariant) id = NULL;
-
-        if (!iface)
-                return !online;
-        id = g_dbus_proxy_get_cached_property(G_DBUS_PROXY(iface), "UserId");
-        return online && id && strcmp(g_variant_get_string(id, NULL), user) == 0;
+        return test_objects_show_online(m, user) == online;
 }
 
 static gboolean cache_shows(Cycler *cy, gboolean online, guint64 generation) {
@@ -498,39 +483,8 @@ static void on_order_reply(GObject *source, GAsyncResult *res, gpointer data) {
         oc->done = TRUE;
 }
 
-typedef struct Wanted {
-        const char *member;
-        const char *path;       /* of the message, or for an object signal, of its object */
-        guint64 generation;     /* PropertiesChanged and Event: theirs */
-} Wanted;
-
-static gboolean is_wanted(GDBusMessage *m, gconstpointer data) {
-        const Wanted *w = data;
-        GVariant *body = g_dbus_message_get_body(m);
-        guint64 g = 0;
-
-        if (g_dbus_message_get_message_type(m) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
-            g_strcmp0(g_dbus_message_get_member(m), w->member) != 0 || !body)
-                return FALSE;
-        if (g_str_has_prefix(w->member, "Interfaces")) {
-                const char *object;
-                g_variant_get_child(body, 0, "&o", &object);
-                return strcmp(object, w->path) == 0;
-        }
-        if (strcmp(w->member, "PropertiesChanged") == 0) {
-                g_autoptr(GVariant) changed = g_variant_get_child_value(body, 1);
-                return g_strcmp0(g_dbus_message_get_path(m), w->path) == 0 &&
-                       g_variant_lookup(changed, "Generation", "t", &g) && g == w->generation;
-        }
-        {
-                g_autoptr(GVariant) event_data = g_variant_get_child_value(body, 3);
-                return g_variant_lookup(event_data, "generation", "t", &g) && g == w->generation;
-        }
-}
-
 static int find_arrival(Arrivals *a, const char *member, const char *path, guint64 generation) {
-        Wanted w = { member, path, generation };
-        int i = arrivals_find(a, 0, is_wanted, &w);
+        int i = arrivals_find_presence(a, 0, member, path, generation);
 
         if (i < 0)
                 g_error("no %s for %s (generation %" G_GUINT64_FORMAT ") arrived", member, path, generation);
