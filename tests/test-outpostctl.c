@@ -287,8 +287,14 @@ static void test_presence(Fixture *f, gconstpointer data) {
         assert_has(f->out, "ann");
         assert_has(f->out, id);
         assert_has(f->out, "1 user online.");
+        assert_has(f->out, "SINCE");
         assert_ok(f, run(f, "--json", "presence"));
         assert_has(f->out, "\"online\":[{\"id\":\"");
+        assert_has(f->out, "\"since\":");
+        assert_has(f->out, "\"online-count\":1");
+        /* The online user's object is no manager. */
+        assert_ok(f, run(f, "status"));
+        assert_has(f->out, "events, messages, presence, users\n");
 
         /* Another client cannot drop this one's hold. */
         assert_ok(f, run(f, "presence", "offline", "ann"));
