@@ -197,7 +197,7 @@ static void change_add_object(Presence *p, Change *c, const OnlineUser *u, bool 
         g_ptr_array_add(c->objects, TAKE_PTR(m));
 }
 
-/* USER_ID, held by H, is online from now on (the first hold), or already. */
+/* The online user USER_ID: new, and announced in C, on its first hold. */
 static OnlineUser *online_user_get(Presence *p, const char *user_id, Change *c) {
         OnlineUser *u = g_hash_table_lookup(p->online, user_id);
 
