@@ -266,6 +266,8 @@ Objects:    \fI/org/outpost/Outpost1\fR           org.outpost.Outpost1.Registry,
                                           org.freedesktop.DBus.ObjectManager
             \fI/org/outpost/Outpost1/users\fR     org.outpost.Outpost1.Users
             \fI/org/outpost/Outpost1/presence\fR  org.outpost.Outpost1.Presence
+            \fI/org/outpost/Outpost1/presence/\fIID\fR
+                                          org.outpost.Outpost1.OnlineUser (one per online user)
             \fI/org/outpost/Outpost1/messages\fR  org.outpost.Outpost1.Messages
             \fI/org/outpost/Outpost1/events\fR    org.outpost.Outpost1.Events
             \fI/org/outpost/Outpost1/bridge\fR    org.outpost.Outpost1.Bridge (bridged buses only)
@@ -321,7 +323,9 @@ busctl introspect org.outpost.Outpost1 /org/outpost/Outpost1/users
 busctl call org.outpost.Outpost1 /org/outpost/Outpost1/users \e
     org.outpost.Outpost1.Users CreateUser 'a{sv}' 1 name s ann
 busctl get\-property org.outpost.Outpost1 /org/outpost/Outpost1/presence \e
-    org.outpost.Outpost1.Presence Online
+    org.outpost.Outpost1.Presence OnlineCount Generation
+busctl call org.outpost.Outpost1 /org/outpost/Outpost1 \e
+    org.freedesktop.DBus.ObjectManager GetManagedObjects
 .fi
 .RE
 .SH "SEE ALSO"

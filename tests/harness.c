@@ -392,6 +392,53 @@ GVariant *test_get_property(GDBusConnection *c, const char *path, const char *if
         return v;
 }
 
+char *test_online_user_path(const char *user_id) {
+        g_autofree char *segment = g_strdelimit(g_strdup(user_id), "-", '_');
+
+        return g_strconcat(OUTPOST_PRESENCE_PATH "/", segment, NULL);
+}
+
+gboolean test_is_online(GDBusConnection *c, const char *user_id) {
+        g_autofree char *path = test_online_user_path(user_id);
+        g_autoptr(GVariant) r = NULL, id = NULL;
+        g_autoptr(GError) error = NULL;
+
+        r = test_call(c, path, IFACE_PROPERTIES, "Get", g_variant_new("(ss)", IFACE_ONLINE_USER, "UserId"), "(v)",
+                      &error);
+        if (!r)
+                return FALSE;
+        g_variant_get(r, "(v)", &id);
+        g_assert_cmpstr(g_variant_get_string(id, NULL), ==, user_id);
+        return TRUE;
+}
+
+GDBusObjectManager *test_object_manager_new(GDBusConnection *c) {
+        g_autoptr(GError) error = NULL;
+        GDBusObjectManager *m;
+
+        m = g_dbus_object_manager_client_new_sync(c, G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE, OUTPOST_NAME, OUTPOST_ROOT,
+                                                  NULL, NULL, NULL, NULL, &error);
+        g_assert_no_error(error);
+        return m;
+}
+
+gboolean test_objects_show_online(GDBusObjectManager *m, const char *user_id) {
+        g_autofree char *path = test_online_user_path(user_id);
+        g_autoptr(GDBusInterface) iface = g_dbus_object_manager_get_interface(m, path, IFACE_ONLINE_USER);
+        g_autoptr(GVariant) id = NULL;
+
+        if (!iface)
+                return FALSE;
+        id = g_dbus_proxy_get_cached_property(G_DBUS_PROXY(iface), "UserId");
+        return id && strcmp(g_variant_get_string(id, NULL), user_id) == 0;
+}
+
+guint test_online_count(GDBusConnection *c) {
+        g_autoptr(GVariant) v = test_get_property(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "OnlineCount");
+
+        return g_variant_get_uint32(v);
+}
+
 guint64 test_last_seq(GDBusConnection *c) {
         g_autoptr(GVariant) v = test_get_property(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "LastSeq");
 
@@ -604,6 +651,32 @@ char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
         return id;
 }
 
+static int compare_entries(gconstpointer a, gconstpointer b) {
+        const char *x, *y;
+
+        g_variant_get_child(*(GVariant **) a, 0, "&o", &x);
+        g_variant_get_child(*(GVariant **) b, 0, "&o", &y);
+        return strcmp(x, y);
+}
+
+/* The objects of a GetManagedObjects reply ((a{oa{sa{sv}}})) by path: the
+ * order of a dictionary on the bus means nothing. */
+static void append_objects_sorted(GString *out, GVariant *reply) {
+        g_autoptr(GVariant) objects = g_variant_get_child_value(reply, 0);
+        g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
+        GVariantIter iter;
+        GVariant *entry;
+
+        g_variant_iter_init(&iter, objects);
+        while ((entry = g_variant_iter_next_value(&iter)))
+                g_ptr_array_add(entries, entry);
+        g_ptr_array_sort(entries, compare_entries);
+        for (guint i = 0; i < entries->len; i++) {
+                g_variant_print_string(entries->pdata[i], out, TRUE);
+                g_string_append_c(out, '\n');
+        }
+}
+
 char *test_state_snapshot(GDBusConnection *c) {
         g_autoptr(GString) out = g_string_new(NULL);
         g_autoptr(GVariant) objects = NULL;
@@ -611,7 +684,7 @@ char *test_state_snapshot(GDBusConnection *c) {
 
         objects = test_call_ok(c, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
                                "(a{oa{sa{sv}}})");
-        g_variant_print_string(objects, out, TRUE);
+        append_objects_sorted(out, objects);
         do {
                 g_autoptr(GVariant) page = NULL, users = NULL;
                 g_autofree char *next = NULL;
@@ -748,4 +821,40 @@ static gboolean is_reply_to(GDBusMessage *m, gconstpointer data) {
 
 int arrivals_find_reply(Arrivals *a, guint32 serial) {
         return arrivals_find(a, 0, is_reply_to, GUINT_TO_POINTER(serial));
+}
+
+typedef struct PresenceSignal {
+        const char *member;
+        const char *path;
+        guint64 generation;
+} PresenceSignal;
+
+static gboolean is_presence_signal(GDBusMessage *m, gconstpointer data) {
+        const PresenceSignal *w = data;
+        GVariant *body = g_dbus_message_get_body(m);
+        g_autoptr(GVariant) dict = NULL;
+        const char *object;
+        guint64 g = 0;
+
+        if (g_dbus_message_get_message_type(m) != G_DBUS_MESSAGE_TYPE_SIGNAL ||
+            g_strcmp0(g_dbus_message_get_member(m), w->member) != 0 || !body)
+                return FALSE;
+        if (g_str_has_prefix(w->member, "Interfaces")) {
+                g_variant_get_child(body, 0, "&o", &object);
+                return strcmp(object, w->path) == 0;
+        }
+        if (strcmp(w->member, "PropertiesChanged") == 0) {
+                if (g_strcmp0(g_dbus_message_get_path(m), w->path) != 0)
+                        return FALSE;
+                dict = g_variant_get_child_value(body, 1);
+        } else
+                dict = g_variant_get_child_value(body, 3);      /* an Event's data */
+        return g_variant_lookup(dict, strcmp(w->member, "Event") == 0 ? "generation" : "Generation", "t", &g) &&
+               g == w->generation;
+}
+
+int arrivals_find_presence(Arrivals *a, guint from, const char *member, const char *path, guint64 generation) {
+        PresenceSignal w = { member, path, generation };
+
+        return arrivals_find(a, from, is_presence_signal, &w);
 }

@@ -18,6 +18,7 @@
 #define IFACE_REGISTRY          "org.outpost.Outpost1.Registry"
 #define IFACE_USERS             "org.outpost.Outpost1.Users"
 #define IFACE_PRESENCE          "org.outpost.Outpost1.Presence"
+#define IFACE_ONLINE_USER       "org.outpost.Outpost1.OnlineUser"
 #define IFACE_MESSAGES          "org.outpost.Outpost1.Messages"
 #define IFACE_EVENTS            "org.outpost.Outpost1.Events"
 #define ERROR_PREFIX            "org.outpost.Outpost1.Error."
@@ -135,6 +136,17 @@ GVariant *test_call_ok(GDBusConnection *c, const char *path, const char *iface, 
                        GVariant *params, const char *reply_type);
 /* The value of property NAME of IFACE at PATH of outpostd (Properties.Get). */
 GVariant *test_get_property(GDBusConnection *c, const char *path, const char *iface, const char *name);
+/* The object of an online user: /org/outpost/Outpost1/presence/<id>, '-' as '_'. */
+char *test_online_user_path(const char *user_id);
+/* Whether USER_ID is online as C sees it: its object answers UserId. */
+gboolean test_is_online(GDBusConnection *c, const char *user_id);
+/* Presence.OnlineCount. */
+guint test_online_count(GDBusConnection *c);
+/* A GDBusObjectManagerClient of the service on C, loaded, with plain
+ * GDBusProxy objects as a generic client would have. */
+GDBusObjectManager *test_object_manager_new(GDBusConnection *c);
+/* Whether M has USER_ID's OnlineUser object, with that UserId. */
+gboolean test_objects_show_online(GDBusObjectManager *m, const char *user_id);
 /* Events.LastSeq: also a round trip after which every Event the daemon sent
  * C before it has arrived. */
 guint64 test_last_seq(GDBusConnection *c);
@@ -179,7 +191,7 @@ GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, 
 
 /* Everything a client can see of outpostd's state, as text to compare
  * before and after a call that must change nothing: every model
- * (GetManagedObjects: LastSeq, Online, Generation, ...) and every user. */
+ * (GetManagedObjects: LastSeq, Generation, the online users, ...) and every user. */
 char *test_state_snapshot(GDBusConnection *c);
 
 /* Event signals on one connection, in arrival order. */
@@ -212,6 +224,11 @@ typedef gboolean (*ArrivalMatch)(GDBusMessage *m, gconstpointer data);
 int arrivals_find(Arrivals *a, guint from, ArrivalMatch match, gconstpointer data);
 /* The index of the method return to the call with SERIAL, or -1. */
 int arrivals_find_reply(Arrivals *a, guint32 serial);
+/* The index of the first signal at or after FROM of a presence change:
+ * MEMBER "InterfacesAdded" or "InterfacesRemoved" of the object PATH, or
+ * "PropertiesChanged" (of the manager at PATH) or "Event" carrying
+ * GENERATION; -1 if none arrived. */
+int arrivals_find_presence(Arrivals *a, guint from, const char *member, const char *path, guint64 generation);
 
 /* Create a user named NAME; returns its id, and its tag in *ret_tag. */
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag);

@@ -32,14 +32,7 @@ static guint32 bridge_u32(GDBusConnection *c, const char *prop) {
 }
 
 static gboolean presence_has(GDBusConnection *c, const char *user) {
-        g_autoptr(GVariant) r = NULL, v = NULL;
-        g_autofree const char **ids = NULL;
-
-        r = test_call_ok(c, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
-                         g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_variant_get(r, "(v)", &v);
-        ids = g_variant_get_strv(v, NULL);
-        return g_strv_contains(ids, user);
+        return test_is_online(c, user);
 }
 
 /* The Users calls of the daemon's tests work unchanged two hops away. */
@@ -103,6 +96,7 @@ static void test_snapshot_includes_bridge(void) {
 
 typedef struct Coherence {
         GDBusProxy *proxy;
+        GDBusObjectManager *objects;
         const char *user;
         int remaining, stale, done;
         gboolean online;
@@ -114,16 +108,13 @@ static void on_coherence_reply(GObject *source, GAsyncResult *res, gpointer data
         Coherence *c = data;
         g_autoptr(GError) error = NULL;
         g_autoptr(GVariant) r = g_dbus_proxy_call_finish(G_DBUS_PROXY(source), res, &error);
-        g_autoptr(GVariant) online = NULL, generation = NULL;
-        g_autofree const char **ids = NULL;
+        g_autoptr(GVariant) generation = NULL;
         guint64 gen;
 
         g_assert_no_error(error);
         g_variant_get(r, "(t)", &gen);
-        online = g_dbus_proxy_get_cached_property(c->proxy, "Online");
         generation = g_dbus_proxy_get_cached_property(c->proxy, "Generation");
-        ids = g_variant_get_strv(online, NULL);
-        if (g_strv_contains(ids, c->user) != c->online || g_variant_get_uint64(generation) != gen)
+        if (test_objects_show_online(c->objects, c->user) != c->online || g_variant_get_uint64(generation) != gen)
                 c->stale++;
         coherence_next(c);
 }
@@ -140,7 +131,8 @@ static void coherence_next(Coherence *c) {
 }
 
 /* Signal before reply holds over two hops: when GoOnline's reply reaches
- * a machine client, its proxy's cache already shows the change. */
+ * a machine client, its proxy's and its object manager's caches already
+ * show the change. */
 static void test_coherence_through_two_hops(void) {
         g_autoptr(Deployment) d = deployment_new(NULL);
         g_autofree char *id = test_create_user(d->central->conn, "bob", NULL);
@@ -150,9 +142,11 @@ static void test_coherence_through_two_hops(void) {
         c.proxy = g_dbus_proxy_new_sync(d->machine->conn, G_DBUS_PROXY_FLAGS_NONE, NULL, OUTPOST_NAME,
                                         OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, NULL, &error);
         g_assert_no_error(error);
+        c.objects = test_object_manager_new(d->machine->conn);
         coherence_next(&c);
         test_wait_until(c.done, 60000);
         g_assert_cmpint(c.stale, ==, 0);
+        g_object_unref(c.objects);
         g_object_unref(c.proxy);
 }
 
@@ -286,6 +280,75 @@ static void test_presence_holds(void) {
         /* The last holder leaves: offline at central. */
         g_dbus_connection_close_sync(b, NULL, NULL);
         test_wait_until(!presence_has(d->central->conn, id), 5000);
+}
+
+/* Who is online, through an outage: the machine's cache answers for the
+ * objects while the link is down, and the resync announces the objects
+ * that went and came before the PropertiesChanged of the new generation
+ * (DESIGN.md §4 rules 1, 5 and 6), and leaves the others alone. */
+static void test_presence_objects_across_outage(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        GDBusConnection *central = d->central->conn;
+        g_autofree char *ann = test_create_user(central, "ann", NULL), *bob = test_create_user(central, "bob", NULL);
+        g_autofree char *cid = test_create_user(central, "cid", NULL);
+        g_autofree char *ann_path = test_online_user_path(ann), *bob_path = test_online_user_path(bob);
+        g_autofree char *cid_path = test_online_user_path(cid);
+        g_autoptr(GDBusConnection) holder = test_bus_connect(d->central), m = test_bus_connect(d->machine);
+        g_autoptr(GDBusObjectManager) objects = test_object_manager_new(m);
+        Arrivals *a = arrivals_new(m);
+        guint64 generation;
+        guint from;
+        int gone, came, change;
+
+        g_variant_unref(test_call_ok(holder, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                     g_variant_new("(su)", ann, 0), "(t)"));
+        g_variant_unref(test_call_ok(holder, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                     g_variant_new("(su)", cid, 0), "(t)"));
+        test_wait_until(test_objects_show_online(objects, ann) && test_objects_show_online(objects, cid), 5000);
+
+        bridge_process_stop(&d->central_listener, SIGKILL);
+        wait_bridge_state(m, "connecting", 3000);
+        /* The cache answers for the objects, as for the managers. */
+        g_assert_true(test_is_online(m, ann));
+        g_assert_true(test_is_online(m, cid));
+        g_assert_false(test_is_online(m, bob));
+        {
+                g_autoptr(GVariant) r = test_call_ok(m, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager",
+                                                     "GetManagedObjects", NULL, "(a{oa{sa{sv}}})");
+                g_autoptr(GVariant) snapshot = g_variant_get_child_value(r, 0);
+
+                g_assert_true(g_variant_lookup(snapshot, ann_path, "@a{sa{sv}}", NULL));
+                g_assert_false(g_variant_lookup(snapshot, bob_path, "@a{sa{sv}}", NULL));
+        }
+
+        /* Meanwhile at central: Ann goes, Bob comes, Cid stays. */
+        g_variant_unref(test_call_ok(holder, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
+                                     g_variant_new("(s)", ann), "(t)"));
+        g_variant_unref(test_call_ok(holder, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                     g_variant_new("(su)", bob, 0), "(t)"));
+        generation = get_u64(central, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "Generation");
+        from = arrivals_len(a);
+
+        bridge_process_restart(&d->central_listener);
+        wait_bridge_state(m, "connected", 20000);
+        test_wait_until(test_objects_show_online(objects, bob) && !test_objects_show_online(objects, ann), 5000);
+        g_assert_true(test_objects_show_online(objects, cid));
+        g_assert_cmpuint(test_online_count(m), ==, 2);
+
+        gone = arrivals_find_presence(a, from, "InterfacesRemoved", ann_path, 0);
+        came = arrivals_find_presence(a, from, "InterfacesAdded", bob_path, 0);
+        change = arrivals_find_presence(a, from, "PropertiesChanged", OUTPOST_PRESENCE_PATH, generation);
+        g_test_message("after the outage: removed %d, added %d, PropertiesChanged %d", gone, came, change);
+        g_assert_cmpint(gone, >=, 0);
+        g_assert_cmpint(came, >=, 0);
+        g_assert_cmpint(change, >, gone);
+        g_assert_cmpint(change, >, came);
+        /* What did not change is not announced again. */
+        g_assert_cmpint(arrivals_find_presence(a, from, "InterfacesAdded", cid_path, 0), ==, -1);
+
+        g_clear_object(&objects);
+        g_dbus_connection_close_sync(m, NULL, NULL);
+        arrivals_free(a);
 }
 
 /* The daemon restarting behind the listener is an outage like any other. */
@@ -588,6 +651,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/outage-and-replay", test_outage_and_replay);
         g_test_add_func("/bridge/gap-when-history-truncated", test_gap_when_history_truncated);
         g_test_add_func("/bridge/presence-holds", test_presence_holds);
+        g_test_add_func("/bridge/presence-objects-across-outage", test_presence_objects_across_outage);
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
         g_test_add_func("/bridge/cycle-refused", test_cycle_refused);

@@ -14,11 +14,23 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# A stand-in outpostctl: "users list" as the real one prints it, and the
-# bus options it was given, so the test can see they are passed on.
+# A stand-in outpostctl: "users list" and "presence" as the real one
+# prints them, and the bus options it was given, so the test can see they
+# are passed on.
 cat > "$tmp/outpostctl" <<'STUB'
 #!/bin/sh
 echo "$*" >> "${0%/*}/calls"
+case "$*" in
+*presence)
+	cat <<'LIST'
+NAME  ID                                    SINCE
+anna  0c0d7f6e-1111-4b0a-9a55-0b7c2f1d2e3f  2025-03-01 09:00:00 UTC
+-     5d1e8a7b-3333-4b0a-9a55-0b7c2f1d2e3f  2025-03-01 09:05:00 UTC
+
+2 users online.
+LIST
+	exit 0 ;;
+esac
 cat <<'LIST'
 NAME  DISPLAY NAME  EMAIL  ENABLED  ID
 ann   Ann           a@x    yes      6a3c5e0e-2d7b-4b0a-9a55-0b7c2f1d2e3f
@@ -55,12 +67,13 @@ check() {
 	fi
 }
 
-echo "1..12"
+echo "1..13"
 check "outpostctl us" "users"
 check "outpostctl " "bridge events presence publish send status users"
 check "outpostctl users " "create delete list set show"
 check "outpostctl users show an" "ann anna"
 check "outpostctl --session presence online b" "bob"
+check "outpostctl --session presence offline " "anna"
 check "outpostctl users set ann ena" "enabled="
 check "outpostctl events --fo" "--follow"
 check "outpostctl send ann -- he" ""

@@ -18,6 +18,8 @@ static const Case cases[] = {
         { OUTPOST_ROOT,     IFACE_REGISTRY },
         { OUTPOST_USERS_PATH,    IFACE_USERS },
         { OUTPOST_PRESENCE_PATH, IFACE_PRESENCE },
+        /* The object of a user the test holds online (path NULL). */
+        { NULL,                  IFACE_ONLINE_USER },
         { OUTPOST_MESSAGES_PATH, IFACE_MESSAGES },
         { OUTPOST_EVENTS_PATH,   IFACE_EVENTS },
 };
@@ -117,9 +119,18 @@ static void test_interface(gconstpointer data) {
         g_autoptr(TestBus) tb = test_bus_new();
         GDBusInterfaceInfo *want, *got;
 
+        g_autofree char *path = g_strdup(c->path);
+
         test_bus_start_daemon(tb, NULL);
+        if (!path) {
+                g_autofree char *id = test_create_user(tb->conn, "ann", NULL);
+
+                g_variant_unref(test_call_ok(tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                             g_variant_new("(su)", id, 0), "(t)"));
+                path = test_online_user_path(id);
+        }
         want = interface_from_file(c->interface);
-        got = interface_from_daemon(tb->conn, c->path, c->interface);
+        got = interface_from_daemon(tb->conn, path, c->interface);
         assert_interfaces_equal(want, got);
         g_dbus_interface_info_unref(want);
         g_dbus_interface_info_unref(got);
@@ -128,7 +139,7 @@ static void test_interface(gconstpointer data) {
 /* Every interface file parses and documents each member (gdbus-codegen
  * style comments), so the generated reference is complete. */
 static void test_documented(void) {
-        const char *names[] = { "Registry", "Users", "Presence", "Messages", "Events", "Bridge" };
+        const char *names[] = { "Registry", "Users", "Presence", "OnlineUser", "Messages", "Events", "Bridge" };
         const char *dir = g_getenv("OUTPOST_INTERFACES_DIR") ?: SRCDIR "/dbus-interfaces";
 
         for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {

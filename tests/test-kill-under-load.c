@@ -536,14 +536,7 @@ static void check_events(Subscriber *s, guint64 base, guint64 last) {
 }
 
 static gboolean presence_has(GDBusConnection *c, const char *user) {
-        g_autoptr(GVariant) r = NULL, v = NULL;
-        g_autofree const char **ids = NULL;
-
-        r = test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PROPERTIES, "Get",
-                         g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_variant_get(r, "(v)", &v);
-        ids = g_variant_get_strv(v, NULL);
-        return g_strv_contains(ids, user);
+        return test_is_online(c, user);
 }
 
 static void report_errors(Load *l) {

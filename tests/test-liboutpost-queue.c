@@ -104,7 +104,7 @@ static GVariant *properties(Fixture *f, const char *iface) {
                 g_variant_builder_add(&b, "{sv}", "RetentionCount", g_variant_new_uint32(100000));
                 g_variant_builder_add(&b, "{sv}", "RetentionSeconds", g_variant_new_uint32(604800));
         } else if (g_str_equal(iface, IFACE_PRESENCE)) {
-                g_variant_builder_add(&b, "{sv}", "Online", g_variant_new_strv(NULL, 0));
+                g_variant_builder_add(&b, "{sv}", "OnlineCount", g_variant_new_uint32(0));
                 g_variant_builder_add(&b, "{sv}", "Generation", g_variant_new_uint64(f->generation));
         } else if (g_str_equal(iface, IFACE_BRIDGE) && f->bridge_state) {
                 g_variant_builder_add(&b, "{sv}", "State", g_variant_new_string(f->bridge_state));

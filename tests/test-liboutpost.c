@@ -135,14 +135,7 @@ static guint64 events_property(Fixture *f, const char *name) {
 }
 
 static gboolean is_online(Fixture *f, const char *user_id) {
-        g_autoptr(GVariant) r = test_call_ok(f->origin, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_autoptr(GVariant) online = NULL;
-        g_autofree const char **ids = NULL;
-
-        g_variant_get(r, "(v)", &online);
-        ids = g_variant_get_strv(online, NULL);
-        return g_strv_contains(ids, user_id);
+        return test_is_online(f->origin, user_id);
 }
 
 static gboolean saw_state(Fixture *f, OutpostClientState s) {
@@ -414,6 +407,130 @@ static void test_lease(Fixture *f, gconstpointer data) {
         call_result_clear(&r);
 }
 
+/* Who is online, as a GListModel */
+
+/* The user ids of MODEL's items, in order, joined by spaces. */
+static char *model_ids(GListModel *model) {
+        g_autoptr(GString) s = g_string_new(NULL);
+
+        for (guint i = 0; i < g_list_model_get_n_items(model); i++) {
+                g_autoptr(OutpostOnlineUser) user = g_list_model_get_item(model, i);
+
+                g_assert_cmpint(outpost_online_user_get_since(user), >, 1600000000LL * G_USEC_PER_SEC);
+                g_string_append_printf(s, "%s%s", s->len ? " " : "", outpost_online_user_get_user_id(user));
+        }
+        return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+/* What a list view would hold: the ids, updated from items-changed only. */
+static void on_items_changed(GListModel *model, guint position, guint removed, guint added, gpointer data) {
+        GPtrArray *shadow = data;
+
+        g_assert_cmpuint(position + removed, <=, shadow->len);
+        g_ptr_array_remove_range(shadow, position, removed);
+        for (guint i = 0; i < added; i++) {
+                g_autoptr(OutpostOnlineUser) user = g_list_model_get_item(model, position + i);
+                g_ptr_array_insert(shadow, position + i, g_strdup(outpost_online_user_get_user_id(user)));
+        }
+}
+
+static char *shadow_ids(GPtrArray *shadow) {
+        g_ptr_array_add(shadow, NULL);
+        g_autofree char *s = g_strjoinv(" ", (char **) shadow->pdata);
+        g_ptr_array_remove_index(shadow, shadow->len - 1);
+        return g_steal_pointer(&s);
+}
+
+static void presence_call(GDBusConnection *c, const char *method, const char *id) {
+        g_variant_unref(test_call_ok(c, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, method,
+                                     strcmp(method, "GoOnline") == 0 ? g_variant_new("(su)", id, 0)
+                                                                      : g_variant_new("(s)", id), "(t)"));
+}
+
+/* Wait until MODEL holds exactly WANT (ids in order), and a view fed by
+ * items-changed (SHADOW) too. */
+#define wait_model(model, shadow, want)                                                             \
+        G_STMT_START {                                                                              \
+                g_autofree char *_want = (want);                                                    \
+                test_wait_until(({ g_autofree char *_ids = model_ids(model);                        \
+                                   strcmp(_ids, _want) == 0; }), 10000);                            \
+                g_autofree char *_view = shadow_ids(shadow);                                        \
+                g_assert_cmpstr(_view, ==, _want);                                                  \
+        } G_STMT_END
+
+static char *sorted_ids(const char *a, const char *b) {
+        if (!a)
+                return g_strdup("");
+        if (!b)
+                return g_strdup(a);
+        return strcmp(a, b) < 0 ? g_strjoin(" ", a, b, NULL) : g_strjoin(" ", b, a, NULL);
+}
+
+static void test_online_users(Fixture *f, gconstpointer data) {
+        g_autofree char *ann = test_create_user(f->origin, "ann", NULL), *bob = test_create_user(f->origin, "bob", NULL);
+        g_autoptr(GDBusConnection) holder = test_bus_connect(f->tb);
+        g_autoptr(GPtrArray) shadow = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(OutpostOnlineUser) found = NULL;
+        OutpostOnlineUsers *users;
+        GListModel *model;
+
+        presence_call(holder, "GoOnline", bob);
+        users = outpost_client_get_online_users(f->client);
+        g_assert_true(users == outpost_client_get_online_users(f->client));
+        model = G_LIST_MODEL(users);
+        g_assert_true(g_list_model_get_item_type(model) == OUTPOST_TYPE_ONLINE_USER);
+        g_signal_connect(model, "items-changed", G_CALLBACK(on_items_changed), shadow);
+        test_wait_until(outpost_online_users_is_loaded(users), 10000);
+        wait_model(model, shadow, g_strdup(bob));
+
+        presence_call(holder, "GoOnline", ann);
+        wait_model(model, shadow, sorted_ids(ann, bob));
+        found = outpost_online_users_lookup(users, ann);
+        g_assert_nonnull(found);
+        g_assert_cmpstr(outpost_online_user_get_user_id(found), ==, ann);
+
+        presence_call(holder, "GoOffline", bob);
+        wait_model(model, shadow, g_strdup(ann));
+        g_assert_null(outpost_online_users_lookup(users, bob));
+
+        /* A restarted daemon has nobody online: the list follows it, and
+         * fills again from the new instance. */
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        wait_model(model, shadow, g_strdup(""));
+        test_bus_start_daemon(f->tb, NULL);
+        presence_call(holder, "GoOnline", bob);
+        wait_model(model, shadow, g_strdup(bob));
+        g_signal_handlers_disconnect_by_data(model, shadow);
+}
+
+/* Behind bridges: the list shows the bridge's cached view during an
+ * outage, and after it only what changed comes and goes. */
+static void test_bridged_online_users(Fixture *f, gconstpointer data) {
+        g_autofree char *ann = test_create_user(f->origin, "ann", NULL), *bob = test_create_user(f->origin, "bob", NULL);
+        g_autoptr(GDBusConnection) holder = test_bus_connect(f->d->central);
+        g_autoptr(GPtrArray) shadow = g_ptr_array_new_with_free_func(g_free);
+        GListModel *model = G_LIST_MODEL(outpost_client_get_online_users(f->client));
+
+        g_signal_connect(model, "items-changed", G_CALLBACK(on_items_changed), shadow);
+        presence_call(holder, "GoOnline", ann);
+        wait_model(model, shadow, g_strdup(ann));
+
+        bridge_process_stop(&f->d->central_listener, SIGKILL);
+        test_wait_until(client_state(f) != OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        presence_call(holder, "GoOffline", ann);
+        presence_call(holder, "GoOnline", bob);
+        {
+                /* The bridge's cache: who was online when the link dropped. */
+                g_autofree char *ids = model_ids(model);
+                g_assert_cmpstr(ids, ==, ann);
+        }
+
+        bridge_process_restart(&f->d->central_listener);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 20000);
+        wait_model(model, shadow, g_strdup(bob));
+        g_signal_handlers_disconnect_by_data(model, shadow);
+}
+
 /* Subscriptions: prefixes, unsubscribe, resume_from */
 
 static void on_prefixed(OutpostClient *client, guint64 seq, const char *topic, gint64 time, GVariant *data,
@@ -629,11 +746,13 @@ int main(int argc, char **argv) {
         ADD("/liboutpost/left-before-reply", NULL, fixture_setup, test_left_before_reply);
         ADD("/liboutpost/restart", NULL, fixture_setup, test_restart);
         ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
+        ADD("/liboutpost/online-users", NULL, fixture_setup, test_online_users);
         ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);
         ADD("/liboutpost/truncated", "[Events]\nRetentionCount=10\n", fixture_setup, test_truncated);
         ADD("/liboutpost/bridged/link-outage", NULL, fixture_setup_bridged, test_bridged_link_outage);
         ADD("/liboutpost/bridged/bridge-restart", NULL, fixture_setup_bridged, test_bridged_bridge_restart);
         ADD("/liboutpost/bridged/gap", "[Events]\nRetentionCount=50\n", fixture_setup_bridged, test_bridged_gap);
+        ADD("/liboutpost/bridged/online-users", NULL, fixture_setup_bridged, test_bridged_online_users);
 
         return g_test_run();
 }

@@ -297,14 +297,7 @@ static void child_stop(Child *c) {
 }
 
 static gboolean is_online(Fixture *f, const char *id) {
-        g_autoptr(GVariant) r = test_call_ok(f->tb->conn, OUTPOST_PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get",
-                                             g_variant_new("(ss)", IFACE_PRESENCE, "Online"), "(v)");
-        g_autoptr(GVariant) online = NULL;
-        g_autofree const char **ids = NULL;
-
-        g_variant_get(r, "(v)", &online);
-        ids = g_variant_get_strv(online, NULL);
-        return g_strv_contains(ids, id);
+        return test_is_online(f->tb->conn, id);
 }
 
 static void test_presence(Fixture *f, gconstpointer data) {
@@ -324,8 +317,14 @@ static void test_presence(Fixture *f, gconstpointer data) {
         assert_has(f->out, "ann");
         assert_has(f->out, id);
         assert_has(f->out, "1 user online.");
+        assert_has(f->out, "SINCE");
         assert_ok(f, run(f, "--json", "presence"));
         assert_has(f->out, "\"online\":[{\"id\":\"");
+        assert_has(f->out, "\"since\":");
+        assert_has(f->out, "\"online-count\":1");
+        /* The online user's object is no manager. */
+        assert_ok(f, run(f, "status"));
+        assert_has(f->out, "events, messages, presence, users\n");
 
         /* Another client cannot drop this one's hold. */
         assert_ok(f, run(f, "presence", "offline", "ann"));

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Presence manager through the real bus, with GDBus clients: holds and
  * what ends them (GoOffline, the holder leaving, ttl, the user being
- * disabled or deleted), and the coherence rules of DESIGN.md §4: one
- * PropertiesChanged per change, sent before the reply, so that a
- * GDBusProxy's cache already shows the change when the reply arrives. */
+ * disabled or deleted), and the coherence rules of DESIGN.md §4: each
+ * online user an object announced with InterfacesAdded/InterfacesRemoved,
+ * then one PropertiesChanged per change, then its events, all before the
+ * reply, so that a GDBusProxy's and a GDBusObjectManagerClient's caches
+ * already show the change when the reply arrives. */
 #include "config.h"
 
 #include <signal.h>
@@ -42,36 +44,58 @@ static guint64 get_generation(GDBusConnection *c) {
         return g_variant_get_uint64(v);
 }
 
-static gboolean ids_contain(GVariant *ids, const char *id) {
-        g_autofree const char **strv = g_variant_get_strv(ids, NULL);
-        return g_strv_contains(strv, id);
-}
-
 static gboolean is_online(GDBusConnection *c, const char *id) {
-        g_autoptr(GVariant) ids = get_property(c, "Online");
-        return ids_contain(ids, id);
+        return test_is_online(c, id);
 }
 
 static guint online_count(GDBusConnection *c) {
-        g_autoptr(GVariant) ids = get_property(c, "Online");
-        return g_variant_n_children(ids);
+        return test_online_count(c);
 }
 
-/* Online is sorted, without duplicates. */
-static void assert_sorted(GVariant *ids) {
-        g_autofree const char **strv = g_variant_get_strv(ids, NULL);
+/* The user ids of the OnlineUser objects of a GetManagedObjects. */
+static GHashTable *managed_online_users(GDBusConnection *c) {
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_ROOT, "org.freedesktop.DBus.ObjectManager",
+                                             "GetManagedObjects", NULL, "(a{oa{sa{sv}}})");
+        g_autoptr(GVariant) objects = g_variant_get_child_value(r, 0);
+        GHashTable *ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        GVariantIter iter;
+        const char *path;
+        GVariant *ifaces;
 
-        for (guint i = 1; strv[0] && strv[i]; i++)
-                g_assert_cmpint(strcmp(strv[i - 1], strv[i]), <, 0);
+        g_variant_iter_init(&iter, objects);
+        while (g_variant_iter_next(&iter, "{&o@a{sa{sv}}}", &path, &ifaces)) {
+                g_autoptr(GVariant) props = g_variant_lookup_value(ifaces, IFACE_ONLINE_USER, G_VARIANT_TYPE_VARDICT);
+                const char *id;
+
+                if (props) {
+                        g_autofree char *want = NULL;
+                        gint64 since;
+
+                        g_assert_true(g_variant_lookup(props, "UserId", "&s", &id));
+                        g_assert_true(g_variant_lookup(props, "Since", "x", &since));
+                        g_assert_cmpint(since, >, 1600000000LL * G_USEC_PER_SEC);
+                        want = test_online_user_path(id);
+                        g_assert_cmpstr(path, ==, want);
+                        g_hash_table_add(ids, g_strdup(id));
+                }
+                g_variant_unref(ifaces);
+        }
+        return ids;
 }
 
 /* What the daemon signals on one connection, in arrival order */
 
 typedef struct Watch {
         GDBusConnection *conn;
-        guint props_id, events_id;
+        guint props_id, events_id, objects_id;
         GPtrArray *changes;     /* a{sv}: the changed properties of each PropertiesChanged */
         GPtrArray *events;      /* (tsxa{sv}): each Event */
+        /* Each InterfacesAdded/InterfacesRemoved of an online user, as
+         * "N+ID" or "N-ID", N being the number of changes seen before it:
+         * the objects of change N are announced before its
+         * PropertiesChanged. */
+        GPtrArray *objects;
+        GHashTable *online;     /* user ids, as the object signals tell */
 } Watch;
 
 static void on_properties_changed(GDBusConnection *c, const char *sender, const char *path, const char *iface,
@@ -90,17 +114,55 @@ static void on_event(GDBusConnection *c, const char *sender, const char *path, c
         g_ptr_array_add(w->events, g_variant_ref(params));
 }
 
+/* The user id of an OnlineUser object path. */
+static char *user_of_path(const char *path) {
+        g_assert_true(g_str_has_prefix(path, OUTPOST_PRESENCE_PATH "/"));
+        return g_strdelimit(g_strdup(path + strlen(OUTPOST_PRESENCE_PATH "/")), "_", '-');
+}
+
+static void on_object(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                      const char *signal, GVariant *params, gpointer data) {
+        Watch *w = data;
+        gboolean added = strcmp(signal, "InterfacesAdded") == 0;
+        const char *object;
+        g_autofree char *id = NULL;
+
+        if (!added && strcmp(signal, "InterfacesRemoved") != 0)
+                return;
+        g_variant_get_child(params, 0, "&o", &object);
+        id = user_of_path(object);
+        if (added) {
+                g_autoptr(GVariant) ifaces = g_variant_get_child_value(params, 1);
+                g_autoptr(GVariant) props = g_variant_lookup_value(ifaces, IFACE_ONLINE_USER, G_VARIANT_TYPE_VARDICT);
+                const char *user;
+
+                /* The properties travel with the signal. */
+                g_assert_nonnull(props);
+                g_assert_true(g_variant_lookup(props, "UserId", "&s", &user));
+                g_assert_cmpstr(user, ==, id);
+                g_assert_true(g_variant_lookup(props, "Since", "x", NULL));
+                g_hash_table_add(w->online, g_strdup(id));
+        } else
+                g_hash_table_remove(w->online, id);
+        g_ptr_array_add(w->objects, g_strdup_printf("%u%c%s", w->changes->len, added ? '+' : '-', id));
+}
+
 static Watch *watch_new(GDBusConnection *c) {
         Watch *w = g_new0(Watch, 1);
 
         w->conn = g_object_ref(c);
         w->changes = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
         w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
+        w->objects = g_ptr_array_new_with_free_func(g_free);
+        w->online = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         w->props_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_PROPERTIES, "PropertiesChanged",
                                                          OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, G_DBUS_SIGNAL_FLAGS_NONE,
                                                          on_properties_changed, w, NULL);
         w->events_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS_PATH,
                                                           NULL, G_DBUS_SIGNAL_FLAGS_NONE, on_event, w, NULL);
+        w->objects_id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, "org.freedesktop.DBus.ObjectManager",
+                                                           NULL, OUTPOST_ROOT, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
+                                                           on_object, w, NULL);
         return w;
 }
 
@@ -109,11 +171,14 @@ static void watch_free(Watch *w) {
                 return;
         g_dbus_connection_signal_unsubscribe(w->conn, w->props_id);
         g_dbus_connection_signal_unsubscribe(w->conn, w->events_id);
+        g_dbus_connection_signal_unsubscribe(w->conn, w->objects_id);
         /* Callbacks already queued find their subscription gone. */
         while (g_main_context_iteration(NULL, FALSE))
                 ;
         g_ptr_array_unref(w->changes);
         g_ptr_array_unref(w->events);
+        g_ptr_array_unref(w->objects);
+        g_hash_table_unref(w->online);
         g_object_unref(w->conn);
         g_free(w);
 }
@@ -128,18 +193,36 @@ static void watch_sync(Watch *w) {
                 ;
 }
 
-/* Check that CHANGE is one whole commit: Online and Generation together,
- * nothing else. */
-static void assert_change(GVariant *change, guint64 generation, const char *id, gboolean online) {
-        g_autoptr(GVariant) ids = NULL;
+/* Whether W saw the object of ID added (ONLINE) or removed before change N. */
+static gboolean watch_announced(Watch *w, guint n, const char *id, gboolean online) {
+        g_autofree char *object = g_strdup_printf("%u%c%s", n, online ? '+' : '-', id);
+
+        return g_ptr_array_find_with_equal_func(w->objects, object, g_str_equal, NULL);
+}
+
+/* Check that change N of W is one whole commit: Generation and OnlineCount
+ * together, nothing else, and that the object of ID was announced before
+ * it as ONLINE says. */
+static void assert_change(Watch *w, guint n, guint64 generation, const char *id, gboolean online) {
+        GVariant *change = w->changes->pdata[n];
         guint64 g;
+        guint32 count;
 
         g_assert_cmpuint(g_variant_n_children(change), ==, 2);
-        g_assert_true(g_variant_lookup(change, "Online", "@as", &ids));
         g_assert_true(g_variant_lookup(change, "Generation", "t", &g));
+        g_assert_true(g_variant_lookup(change, "OnlineCount", "u", &count));
         g_assert_cmpuint(g, ==, generation);
-        g_assert_cmpint(ids_contain(ids, id), ==, online);
-        assert_sorted(ids);
+        if (!watch_announced(w, n, id, online))
+                g_error("change %u (generation %" G_GUINT64_FORMAT ") did not announce %s going %s", n, generation,
+                        id, online ? "online" : "offline");
+}
+
+/* How many users change N of W left online. */
+static guint change_count(Watch *w, guint n) {
+        guint32 count;
+
+        g_assert_true(g_variant_lookup(w->changes->pdata[n], "OnlineCount", "u", &count));
+        return count;
 }
 
 /* An asynchronous call awaited in the main loop; notes how much its watch
@@ -184,12 +267,14 @@ static guint64 call_generation(Call *call) {
         return generation;
 }
 
-/* 1. Coherence: a proxy's cache is up to date when the reply arrives */
+/* 1. Coherence: a proxy's and an object manager's caches are up to date
+ * when the reply arrives */
 
 #define CYCLES_PER_CLIENT 250
 
 typedef struct Cycler {
         GDBusProxy *proxy;
+        GDBusObjectManager *objects;
         char *user;
         guint cycles_left;
         gboolean online;        /* what the call in flight asks for */
@@ -197,13 +282,19 @@ typedef struct Cycler {
         guint *round_trips, *stale;
 } Cycler;
 
-static gboolean cache_shows(GDBusProxy *proxy, const char *user, gboolean online, guint64 generation) {
-        g_autoptr(GVariant) ids = g_dbus_proxy_get_cached_property(proxy, "Online");
-        g_autoptr(GVariant) gen = g_dbus_proxy_get_cached_property(proxy, "Generation");
+static GDBusObjectManager *object_manager_new(GDBusConnection *c) {
+        return test_object_manager_new(c);
+}
 
-        if (!ids || !gen)
-                return FALSE;
-        return ids_contain(ids, user) == online && g_variant_get_uint64(gen) == generation;
+/* Whether M shows USER online (with the right UserId) or not. */
+static gboolean objects_show(GDBusObjectManager *m, const char *user, gboolean online) {
+        return test_objects_show_online(m, user) == online;
+}
+
+static gboolean cache_shows(Cycler *cy, gboolean online, guint64 generation) {
+        g_autoptr(GVariant) gen = g_dbus_proxy_get_cached_property(cy->proxy, "Generation");
+
+        return gen && g_variant_get_uint64(gen) == generation && objects_show(cy->objects, cy->user, online);
 }
 
 static void cycler_next(Cycler *cy);
@@ -219,7 +310,7 @@ static void on_cycle_reply(GObject *source, GAsyncResult *res, gpointer data) {
         /* Each client has its own user, so every call changes the model. */
         g_assert_cmpuint(generation, >, cy->last_generation);
         cy->last_generation = generation;
-        if (!cache_shows(cy->proxy, cy->user, cy->online, generation) && (*cy->stale)++ < 5)
+        if (!cache_shows(cy, cy->online, generation) && (*cy->stale)++ < 5)
                 g_test_message("stale cache for %s after %s returned generation %" G_GUINT64_FORMAT,
                                cy->user, cy->online ? "GoOnline" : "GoOffline", generation);
         (*cy->round_trips)++;
@@ -256,6 +347,7 @@ static void test_coherence(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autoptr(GDBusConnection) c1 = NULL, c2 = NULL;
         g_autoptr(GDBusProxy) p1 = NULL, p2 = NULL;
+        g_autoptr(GDBusObjectManager) m1 = NULL, m2 = NULL;
         g_autofree char *ann = NULL, *bob = NULL;
         guint round_trips = 0, stale = 0;
 
@@ -266,12 +358,14 @@ static void test_coherence(void) {
         c2 = test_bus_connect(tb);
         p1 = presence_proxy(c1);
         p2 = presence_proxy(c2);
+        m1 = object_manager_new(c1);
+        m2 = object_manager_new(c2);
 
         /* Two clients in flight at once: each sees the other's changes
          * too, and its own before its reply. */
-        Cycler a = { .proxy = p1, .user = ann, .cycles_left = CYCLES_PER_CLIENT, .online = TRUE,
+        Cycler a = { .proxy = p1, .objects = m1, .user = ann, .cycles_left = CYCLES_PER_CLIENT, .online = TRUE,
                      .round_trips = &round_trips, .stale = &stale };
-        Cycler b = { .proxy = p2, .user = bob, .cycles_left = CYCLES_PER_CLIENT, .online = TRUE,
+        Cycler b = { .proxy = p2, .objects = m2, .user = bob, .cycles_left = CYCLES_PER_CLIENT, .online = TRUE,
                      .round_trips = &round_trips, .stale = &stale };
         cycler_next(&a);
         cycler_next(&b);
@@ -310,7 +404,7 @@ static void test_one_signal_per_change(void) {
         /* ...and no other followed. */
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 1);
-        assert_change(w->changes->pdata[0], g1, id, TRUE);
+        assert_change(w, 0, g1, id, TRUE);
 
         /* A renewal changes nothing: no signal, the same generation, with
          * or without a ttl. */
@@ -332,73 +426,122 @@ static void test_one_signal_per_change(void) {
         g_assert_cmpuint(offline.changes_at_reply, ==, 2);
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 2);
-        assert_change(w->changes->pdata[1], g1 + 1, id, FALSE);
+        assert_change(w, 1, g1 + 1, id, FALSE);
 }
 
-static gboolean is_presence_change(GDBusMessage *m, gconstpointer data) {
-        return g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
-               g_strcmp0(g_dbus_message_get_path(m), OUTPOST_PRESENCE_PATH) == 0 &&
-               g_strcmp0(g_dbus_message_get_member(m), "PropertiesChanged") == 0;
+/* 2b. Signal before reply, and one change in the order of DESIGN.md §3: the object's
+ * InterfacesAdded/InterfacesRemoved, the manager's PropertiesChanged, the
+ * Event, then the reply; so at reply time an object manager, a proxy and an
+ * event subscriber on the caller's connection all show the change. */
+
+typedef struct OrderCall {
+        GDBusObjectManager *objects;
+        GDBusProxy *proxy;
+        EventWatch *events;
+        const char *user;
+        gboolean online;
+        guint64 generation;
+        gboolean done;
+} OrderCall;
+
+static guint64 event_generation(GVariant *event, const char *user, gboolean online) {
+        g_autoptr(GVariant) data = g_variant_get_child_value(event, 3);
+        const char *topic, *u;
+        guint64 generation;
+        gboolean b;
+
+        g_variant_get_child(event, 1, "&s", &topic);
+        g_assert_cmpstr(topic, ==, "presence");
+        g_assert_true(g_variant_lookup(data, "user", "&s", &u));
+        g_assert_cmpstr(u, ==, user);
+        g_assert_true(g_variant_lookup(data, "online", "b", &b));
+        g_assert_cmpint(b, ==, online);
+        g_assert_true(g_variant_lookup(data, "generation", "t", &generation));
+        return generation;
 }
 
-/* The first PropertiesChanged of Presence at or after FROM. */
-static int arrival_of_change(Arrivals *a, int from) {
-        return arrivals_find(a, from, is_presence_change, NULL);
-}
-
-/* Send METHOD and return the arrival index of its reply. Whatever the daemon
- * sent C before that reply has arrived too. */
-static int send_and_locate_reply(GDBusConnection *c, Arrivals *a, const char *method, GVariant *params) {
-        g_autoptr(GDBusMessage) call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE_PATH,
-                                                                      IFACE_PRESENCE, method);
-        g_autoptr(GDBusMessage) reply = NULL;
+static void on_order_reply(GObject *source, GAsyncResult *res, gpointer data) {
+        OrderCall *oc = data;
         g_autoptr(GError) error = NULL;
-        guint32 serial = 0;
+        g_autoptr(GDBusMessage) reply = g_dbus_connection_send_message_with_reply_finish(G_DBUS_CONNECTION(source),
+                                                                                        res, &error);
+        g_autoptr(GVariant) gen = NULL, count = NULL;
 
-        g_dbus_message_set_body(call, params);
-        reply = g_dbus_connection_send_message_with_reply_sync(c, call, G_DBUS_SEND_MESSAGE_FLAGS_NONE, 30000,
-                                                               &serial, NULL, &error);
         g_assert_no_error(error);
         g_assert_cmpint(g_dbus_message_get_message_type(reply), ==, G_DBUS_MESSAGE_TYPE_METHOD_RETURN);
-        g_assert_cmpuint(serial, !=, 0);
-        /* A round trip, so that a signal sent after the reply would be
-         * seen, and fail the test below rather than go unnoticed. */
-        g_variant_unref(get_property(c, "Generation"));
-        return arrivals_find_reply(a, serial);
+        g_variant_get(g_dbus_message_get_body(reply), "(t)", &oc->generation);
+
+        /* Everything the change revealed was handled before this reply. */
+        g_assert_true(objects_show(oc->objects, oc->user, oc->online));
+        gen = g_dbus_proxy_get_cached_property(oc->proxy, "Generation");
+        count = g_dbus_proxy_get_cached_property(oc->proxy, "OnlineCount");
+        g_assert_cmpuint(g_variant_get_uint64(gen), ==, oc->generation);
+        g_assert_cmpuint(g_variant_get_uint32(count), ==, oc->online ? 1 : 0);
+        g_assert_cmpuint(oc->events->events->len, >, 0);
+        g_assert_cmpuint(event_generation(oc->events->events->pdata[oc->events->events->len - 1], oc->user,
+                                          oc->online), ==, oc->generation);
+        oc->done = TRUE;
 }
 
-static void test_signal_before_reply(void) {
+static int find_arrival(Arrivals *a, const char *member, const char *path, guint64 generation) {
+        int i = arrivals_find_presence(a, 0, member, path, generation);
+
+        if (i < 0)
+                g_error("no %s for %s (generation %" G_GUINT64_FORMAT ") arrived", member, path, generation);
+        return i;
+}
+
+static void order_call(GDBusConnection *c, Arrivals *a, OrderCall *oc, const char *method, GVariant *params) {
+        g_autoptr(GDBusMessage) call = g_dbus_message_new_method_call(OUTPOST_NAME, OUTPOST_PRESENCE_PATH,
+                                                                      IFACE_PRESENCE, method);
+        g_autofree char *path = test_online_user_path(oc->user);
+        guint32 serial = 0;
+        int object, change, event, reply;
+
+        oc->done = FALSE;
+        g_dbus_message_set_body(call, params);
+        g_dbus_connection_send_message_with_reply(c, call, G_DBUS_SEND_MESSAGE_FLAGS_NONE, 30000, &serial, NULL,
+                                                  on_order_reply, oc);
+        test_wait_until(oc->done, 30000);
+
+        object = find_arrival(a, oc->online ? "InterfacesAdded" : "InterfacesRemoved", path, 0);
+        change = find_arrival(a, "PropertiesChanged", OUTPOST_PRESENCE_PATH, oc->generation);
+        event = find_arrival(a, "Event", OUTPOST_EVENTS_PATH, oc->generation);
+        reply = arrivals_find_reply(a, serial);
+        g_test_message("%s: object %d, PropertiesChanged %d, Event %d, reply %d", method, object, change, event, reply);
+        g_assert_cmpint(object, <, change);
+        g_assert_cmpint(change, <, event);
+        g_assert_cmpint(event, <, reply);
+}
+
+static void test_change_order(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autoptr(GDBusConnection) c = NULL;
-        g_autoptr(Watch) w = NULL;
+        g_autoptr(GDBusObjectManager) objects = NULL;
+        g_autoptr(GDBusProxy) proxy = NULL;
+        g_autoptr(EventWatch) events = NULL;
         g_autofree char *id = NULL;
         Arrivals *a;
-        guint before;
-        int change, reply;
+        OrderCall oc = { 0 };
 
         test_bus_start_daemon(tb, NULL);
         id = test_create_user(tb->conn, "ann", NULL);
         c = test_bus_connect(tb);
-        /* The subscription's match rule makes the bus route the signal to C. */
-        w = watch_new(c);
+        objects = object_manager_new(c);
+        proxy = presence_proxy(c);
+        events = event_watch_new(c);
         a = arrivals_new(c);
+        oc = (OrderCall) { .objects = objects, .proxy = proxy, .events = events, .user = id };
 
-        before = arrivals_len(a);
-        reply = send_and_locate_reply(c, a, "GoOnline", g_variant_new("(su)", id, 0));
-        change = arrival_of_change(a, before);
-        g_assert_cmpint(reply, >=, 0);
-        g_assert_cmpint(change, >=, 0);
-        g_assert_cmpint(change, <, reply);
+        oc.online = TRUE;
+        order_call(c, a, &oc, "GoOnline", g_variant_new("(su)", id, 0));
+        oc.online = FALSE;
+        order_call(c, a, &oc, "GoOffline", g_variant_new("(s)", id));
 
-        before = arrivals_len(a);
-        reply = send_and_locate_reply(c, a, "GoOffline", g_variant_new("(s)", id));
-        change = arrival_of_change(a, before);
-        g_assert_cmpint(reply, >=, 0);
-        g_assert_cmpint(change, >=, 0);
-        g_assert_cmpint(change, <, reply);
-
+        g_clear_pointer(&events, event_watch_free);
+        g_clear_object(&objects);
+        g_clear_object(&proxy);
         /* Once closed, the worker delivers nothing more to the filter. */
-        g_clear_pointer(&w, watch_free);
         g_dbus_connection_close_sync(c, NULL, NULL);
         arrivals_free(a);
 }
@@ -409,7 +552,7 @@ static void test_holder_leaves(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autoptr(GDBusConnection) c = NULL;
         g_autoptr(Watch) w = NULL;
-        g_autoptr(GVariant) ids = NULL;
+        g_autoptr(GHashTable) ids_online = NULL;
         g_autofree char *ann = NULL, *bob = NULL;
         guint64 g;
 
@@ -422,8 +565,10 @@ static void test_holder_leaves(void) {
         g_assert_cmpuint(online_count(tb->conn), ==, 2);
         g_assert_true(is_online(tb->conn, ann));
         g_assert_true(is_online(tb->conn, bob));
-        ids = get_property(tb->conn, "Online");
-        assert_sorted(ids);
+        ids_online = managed_online_users(tb->conn);
+        g_assert_cmpuint(g_hash_table_size(ids_online), ==, 2);
+        g_assert_true(g_hash_table_contains(ids_online, ann));
+        g_assert_true(g_hash_table_contains(ids_online, bob));
         w = watch_new(tb->conn);
         watch_sync(w);
 
@@ -437,15 +582,18 @@ static void test_holder_leaves(void) {
                  * releasing them is one GoOffline each: two changes, each
                  * one signal, ending with both users offline. */
                 g_assert_cmpuint(w->changes->len, ==, 2);
-                assert_change(w->changes->pdata[1], g + 2, ann, FALSE);
-                assert_change(w->changes->pdata[1], g + 2, bob, FALSE);
+                g_assert_cmpuint(change_count(w, 0), ==, 1);
+                g_assert_cmpuint(change_count(w, 1), ==, 0);
+                g_assert_true(watch_announced(w, 0, ann, FALSE) || watch_announced(w, 1, ann, FALSE));
+                g_assert_true(watch_announced(w, 0, bob, FALSE) || watch_announced(w, 1, bob, FALSE));
                 g_assert_cmpuint(get_generation(tb->conn), ==, g + 2);
                 return;
         }
         /* Both holds end in one change. */
         g_assert_cmpuint(w->changes->len, ==, 1);
-        assert_change(w->changes->pdata[0], g + 1, ann, FALSE);
-        assert_change(w->changes->pdata[0], g + 1, bob, FALSE);
+        assert_change(w, 0, g + 1, ann, FALSE);
+        assert_change(w, 0, g + 1, bob, FALSE);
+        g_assert_cmpuint(change_count(w, 0), ==, 0);
         g_assert_cmpuint(get_generation(tb->conn), ==, g + 1);
 }
 
@@ -479,12 +627,7 @@ static void test_holder_leaves_at_once(void) {
 /* 4. A hold with a ttl lapses without renewal */
 
 static gboolean watch_shows_online(Watch *w, const char *id) {
-        g_autoptr(GVariant) ids = NULL;
-
-        if (w->changes->len == 0)
-                return FALSE;
-        g_assert_true(g_variant_lookup(w->changes->pdata[w->changes->len - 1], "Online", "@as", &ids));
-        return ids_contain(ids, id);
+        return g_hash_table_contains(w->online, id);
 }
 
 static void test_ttl(void) {
@@ -606,8 +749,8 @@ static void test_two_holders(void) {
 
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 2);
-        assert_change(w->changes->pdata[0], g0 + 1, id, TRUE);
-        assert_change(w->changes->pdata[1], g0 + 2, id, FALSE);
+        assert_change(w, 0, g0 + 1, id, TRUE);
+        assert_change(w, 1, g0 + 2, id, FALSE);
         g_dbus_connection_close_sync(a, NULL, NULL);
 }
 
@@ -658,7 +801,7 @@ static void test_errors(void) {
         /* The only change was OTHER's GoOnline. */
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 1);
-        assert_change(w->changes->pdata[0], g, ann, TRUE);
+        assert_change(w, 0, g, ann, TRUE);
         g_assert_cmpuint(online_count(tb->conn), ==, 1);
         g_dbus_connection_close_sync(other, NULL, NULL);
 }
@@ -695,14 +838,15 @@ static void test_user_gone(void) {
         call_and_wait(&disable, tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
                       g_variant_new_parsed("(%s, %s, {'enabled': <false>})", ann, ann_tag2), "(s)");
         g_assert_cmpuint(disable.changes_at_reply, ==, 1);
-        assert_change(w->changes->pdata[0], g + 1, ann, FALSE);
-        assert_change(w->changes->pdata[0], g + 1, bob, TRUE);
+        assert_change(w, 0, g + 1, ann, FALSE);
+        g_assert_cmpuint(change_count(w, 0), ==, 1);
+        g_assert_false(watch_announced(w, 0, bob, FALSE));
 
         del.watch = w;
         call_and_wait(&del, tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
                       g_variant_new("(ss)", bob, bob_tag), "()");
         g_assert_cmpuint(del.changes_at_reply, ==, 2);
-        assert_change(w->changes->pdata[1], g + 2, bob, FALSE);
+        assert_change(w, 1, g + 2, bob, FALSE);
 
         watch_sync(w);
         g_assert_cmpuint(w->changes->len, ==, 2);
@@ -713,20 +857,14 @@ static void test_user_gone(void) {
 
 /* 8. Presence events */
 
-static void assert_presence_event(GVariant *event, const char *id, gboolean online) {
-        const char *topic, *user;
+static void assert_presence_event(GVariant *event, const char *id, gboolean online, guint64 generation) {
         g_autoptr(GVariant) data = NULL;
-        guint64 seq;
         gint64 time;
-        gboolean b;
 
-        g_variant_get(event, "(t&sx@a{sv})", &seq, &topic, &time, &data);
-        g_assert_cmpstr(topic, ==, "presence");
-        g_assert_cmpuint(g_variant_n_children(data), ==, 2);
-        g_assert_true(g_variant_lookup(data, "user", "&s", &user));
-        g_assert_cmpstr(user, ==, id);
-        g_assert_true(g_variant_lookup(data, "online", "b", &b));
-        g_assert_cmpint(b, ==, online);
+        g_assert_cmpuint(event_generation(event, id, online), ==, generation);
+        g_variant_get_child(event, 2, "x", &time);
+        data = g_variant_get_child_value(event, 3);
+        g_assert_cmpuint(g_variant_n_children(data), ==, 3);
         g_assert_cmpint(time, >, 1600000000LL * G_USEC_PER_SEC);
 }
 
@@ -757,13 +895,13 @@ static void test_events(void) {
         call_and_wait(&online, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
                       g_variant_new("(su)", id, 0), "(t)");
         g_assert_cmpuint(online.events_at_reply, ==, 1);
-        assert_presence_event(w->events->pdata[0], id, TRUE);
+        assert_presence_event(w->events->pdata[0], id, TRUE, call_generation(&online));
 
         offline.watch = w;
         call_and_wait(&offline, tb->conn, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
                       g_variant_new("(s)", id), "(t)");
         g_assert_cmpuint(offline.events_at_reply, ==, 2);
-        assert_presence_event(w->events->pdata[1], id, FALSE);
+        assert_presence_event(w->events->pdata[1], id, FALSE, call_generation(&offline));
         g_assert_cmpuint(event_seq(w->events->pdata[0]), <, event_seq(w->events->pdata[1]));
 
         /* The history holds the same events, in order, and nothing else on
@@ -828,7 +966,7 @@ int main(int argc, char **argv) {
         test_init(&argc, &argv);
         g_test_add_func("/presence/coherence", test_coherence);
         g_test_add_func("/presence/one-signal-per-change", test_one_signal_per_change);
-        g_test_add_func("/presence/signal-before-reply", test_signal_before_reply);
+        g_test_add_func("/presence/change-order", test_change_order);
         g_test_add_func("/presence/holder-leaves", test_holder_leaves);
         g_test_add_func("/presence/holder-leaves-at-once", test_holder_leaves_at_once);
         g_test_add_func("/presence/ttl", test_ttl);

@@ -24,8 +24,7 @@ static GVariant *get_property(GDBusConnection *c, const char *name) {
 }
 
 static guint online_count(GDBusConnection *c) {
-        g_autoptr(GVariant) ids = get_property(c, "Online");
-        return g_variant_n_children(ids);
+        return test_online_count(c);
 }
 
 static guint64 get_generation(GDBusConnection *c) {
@@ -53,21 +52,22 @@ typedef struct Watch {
         guint n_changes;
         guint64 last_generation;
         guint n_online_last;
-        gboolean bad;           /* a change without Generation or Online, or a step other than +1 */
+        gboolean bad;           /* a change without Generation or OnlineCount, or a step other than +1 */
 } Watch;
 
 static void on_properties_changed(GDBusConnection *c, const char *sender, const char *path, const char *iface,
                                   const char *signal, GVariant *params, gpointer user_data) {
         Watch *w = user_data;
-        g_autoptr(GVariant) changed = NULL, ids = NULL;
+        g_autoptr(GVariant) changed = NULL;
         const char *interface;
         guint64 generation;
+        guint32 count;
 
         g_variant_get(params, "(&s@a{sv}@as)", &interface, &changed, NULL);
         if (strcmp(interface, IFACE_PRESENCE) != 0)
                 return;
-        ids = g_variant_lookup_value(changed, "Online", G_VARIANT_TYPE("as"));
-        if (!ids || !g_variant_lookup(changed, "Generation", "t", &generation)) {
+        if (!g_variant_lookup(changed, "OnlineCount", "u", &count) ||
+            !g_variant_lookup(changed, "Generation", "t", &generation)) {
                 w->bad = TRUE;
                 return;
         }
@@ -78,7 +78,7 @@ static void on_properties_changed(GDBusConnection *c, const char *sender, const 
         }
         w->n_changes++;
         w->last_generation = generation;
-        w->n_online_last = g_variant_n_children(ids);
+        w->n_online_last = count;
 }
 
 typedef struct Round {

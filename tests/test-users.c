@@ -94,7 +94,7 @@ static void test_managed_objects(Fixture *f, gconstpointer data) {
         {
                 g_autoptr(GVariant) props = g_variant_lookup_value(presence, IFACE_PRESENCE, NULL);
                 g_assert_nonnull(props);
-                g_assert_true(g_variant_lookup(props, "Online", "@as", NULL));
+                g_assert_true(g_variant_lookup(props, "OnlineCount", "u", NULL));
                 g_assert_true(g_variant_lookup(props, "Generation", "t", NULL));
         }
         {

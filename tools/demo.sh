@@ -121,7 +121,8 @@ wait_state "$machine" connecting
 run $M bridge status
 run $M users list || true
 run busctl --address="$machine" get-property org.outpost.Outpost1 /org/outpost/Outpost1/presence \
-	org.outpost.Outpost1.Presence Online
+	org.outpost.Outpost1.Presence OnlineCount Generation
+run busctl --address="$machine" tree org.outpost.Outpost1
 
 step "Meanwhile at central: three events the machine has not seen"
 for i in 1 2 3; do $C publish shop/till sale="$i" >/dev/null; done

@@ -352,6 +352,35 @@ static void on_properties_changed(Importer *im, sd_bus_message *m) {
         (void) bus_forward_signal(im->local, m);
 }
 
+/* InterfacesAdded/InterfacesRemoved of an upstream object (an online
+ * user): into the cache, then to local clients, in their place among the
+ * other signals (DESIGN.md §4 rules 1 and 4). */
+static void on_interfaces_changed(Importer *im, sd_bus_message *m, bool added) {
+        g_autoptr(GVariant) interfaces = NULL;
+        g_auto(GStrv) names = NULL;
+        const char *path;
+        int r;
+
+        /* Before the snapshot, the snapshot is newer than this. */
+        if (!im->snapshot_taken)
+                return;
+        r = sd_bus_message_read(m, "o", &path);
+        if (r >= 0)
+                r = added ? bus_message_read_gvariant(m, &interfaces) : sd_bus_message_read_strv(m, &names);
+        if (r < 0 || (added && !g_variant_is_of_type(interfaces, G_VARIANT_TYPE("a{sa{sv}}")))) {
+                log_warning("Ignoring a malformed %s from upstream", sd_bus_message_get_member(m));
+                return;
+        }
+        /* The upstream's /bridge object is folded into ours, never relayed. */
+        if (!object_path_in_tree(path) || strcmp(path, BRIDGE_PATH) == 0)
+                return;
+        if (added)
+                cache_add_interfaces(im->cache, path, interfaces);
+        else
+                cache_remove_interfaces(im->cache, path, (const char *const *) names);
+        (void) bus_forward_signal(im->local, m);
+}
+
 /* Signals the upstream pushes, in the order it sent them. */
 static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Importer *im = userdata;
@@ -364,6 +393,11 @@ static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *
                 return 1;
         if (sd_bus_message_is_signal(m, "org.freedesktop.DBus.Properties", "PropertiesChanged")) {
                 on_properties_changed(im, m);
+                return 1;
+        }
+        if (sd_bus_message_is_signal(m, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded") ||
+            sd_bus_message_is_signal(m, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved")) {
+                on_interfaces_changed(im, m, strcmp(sd_bus_message_get_member(m), "InterfacesAdded") == 0);
                 return 1;
         }
         /* During a resync, live events (and an upstream bridge's gaps) wait
@@ -438,6 +472,9 @@ static void emit_cached_change(const char *path, const char *interface, GVariant
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
+        /* Its properties never change: its InterfacesAdded said all. */
+        if (strcmp(interface, ONLINE_USER_IFACE) == 0)
+                return;
         r = sd_bus_message_new_signal(im->local, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
         if (r >= 0)
                 r = sd_bus_message_append(m, "s", interface);
@@ -449,6 +486,38 @@ static void emit_cached_change(const char *path, const char *interface, GVariant
                 r = sd_bus_send(im->local, m, NULL);
         if (r < 0)
                 log_warning_errno(r, "Cannot announce what changed on %s", path);
+}
+
+/* The objects that came and went during an outage, announced as the
+ * upstream would have (InterfacesAdded/InterfacesRemoved on the root). */
+static void emit_interfaces(Importer *im, const char *path, bool added, GVariant *interfaces,
+                            const char *const *names) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(im->local, &m, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager",
+                                      added ? "InterfacesAdded" : "InterfacesRemoved");
+        if (r < 0)
+                goto fail;
+        r = sd_bus_message_append(m, "o", path);
+        if (r < 0)
+                goto fail;
+        r = added ? bus_message_append_gvariant(m, interfaces) : sd_bus_message_append_strv(m, (char **) names);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_send(im->local, m, NULL);
+        if (r >= 0)
+                return;
+fail:
+        log_warning_errno(r, "Cannot announce that %s %s", path, added ? "appeared" : "went");
+}
+
+static void emit_cached_added(const char *path, GVariant *interfaces, void *userdata) {
+        emit_interfaces(userdata, path, true, interfaces, NULL);
+}
+
+static void emit_cached_removed(const char *path, const char *const *interfaces, void *userdata) {
+        emit_interfaces(userdata, path, false, NULL, interfaces);
 }
 
 static void take_upstream_bridge(Importer *im, GVariant *objects) {
@@ -513,9 +582,15 @@ static int on_snapshot(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
         }
         take_upstream_bridge(im, objects);
         mine = strip_bridge_object(objects);
-        /* Local clients hear of every property that differs from what they
-         * may have cached during the outage. */
-        cache_replace(im->cache, mine, emit_cached_change, im);
+        /* Local clients hear of every object that came or went and every
+         * property that differs from what they may have cached during the
+         * outage, objects first (rules 1 and 6). */
+        cache_replace(im->cache, mine, &(CacheDiff) {
+                .removed = emit_cached_removed,
+                .added = emit_cached_added,
+                .changed = emit_cached_change,
+                .userdata = im,
+        });
         im->snapshot_taken = true;
         sync_call(im, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll", on_registry,
                   "s", REGISTRY_IFACE);

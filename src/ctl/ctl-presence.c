@@ -4,66 +4,108 @@
 
 #include <glib-unix.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ctl.h"
 
-static GVariant *get_property(Ctl *ctl, GDBusProxy *proxy, const char *name, GError **error) {
-        g_autoptr(GVariant) r = g_dbus_connection_call_sync(
-                outpost_client_get_connection(ctl->client), g_dbus_proxy_get_name(proxy),
-                g_dbus_proxy_get_object_path(proxy), "org.freedesktop.DBus.Properties", "Get",
-                g_variant_new("(ss)", g_dbus_proxy_get_interface_name(proxy), name), G_VARIANT_TYPE("(v)"),
-                G_DBUS_CALL_FLAGS_NONE, OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, error);
-        GVariant *v = NULL;
+#define ROOT_PATH     "/org/outpost/Outpost1"
+#define PRESENCE_PATH ROOT_PATH "/presence"
 
-        if (r)
-                g_variant_get(r, "(v)", &v);
-        return v;
-}
-
+/* Whether ID's object is there: it exists exactly while the user is online. */
 static gboolean is_online(Ctl *ctl, const char *id) {
-        g_autoptr(GVariant) online = get_property(ctl, G_DBUS_PROXY(outpost_client_get_presence(ctl->client)), "Online", NULL);
-        g_autofree const char **ids = online ? g_variant_get_strv(online, NULL) : NULL;
+        g_autofree char *segment = g_strdelimit(g_strdup(id), "-", '_');
+        g_autofree char *path = g_strconcat(PRESENCE_PATH "/", segment, NULL);
+        g_autoptr(GVariant) r = g_dbus_connection_call_sync(
+                outpost_client_get_connection(ctl->client), "org.outpost.Outpost1", path,
+                "org.freedesktop.DBus.Properties", "Get",
+                g_variant_new("(ss)", "org.outpost.Outpost1.OnlineUser", "UserId"), G_VARIANT_TYPE("(v)"),
+                G_DBUS_CALL_FLAGS_NONE, OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, NULL);
 
-        return ids && g_strv_contains(ids, id);
+        return r != NULL;
 }
 
+typedef struct OnlineEntry {
+        const char *id;
+        gint64 since;
+} OnlineEntry;
+
+static int compare_entries(gconstpointer a, gconstpointer b) {
+        return strcmp(((const OnlineEntry *) a)->id, ((const OnlineEntry *) b)->id);
+}
+
+/* The online users of a GetManagedObjects reply (a{oa{sa{sv}}}), by id,
+ * and the manager's Generation of the same instant. Borrowed from OBJECTS. */
+static GArray *online_entries(GVariant *objects, guint64 *ret_generation) {
+        GArray *entries = g_array_new(FALSE, FALSE, sizeof(OnlineEntry));
+        GVariantIter iter;
+        const char *path;
+        GVariant *ifaces;
+
+        *ret_generation = 0;
+        g_variant_iter_init(&iter, objects);
+        while (g_variant_iter_next(&iter, "{&o@a{sa{sv}}}", &path, &ifaces)) {
+                g_autoptr(GVariant) user = g_variant_lookup_value(ifaces, "org.outpost.Outpost1.OnlineUser",
+                                                                  G_VARIANT_TYPE_VARDICT);
+                g_autoptr(GVariant) presence = g_variant_lookup_value(ifaces, "org.outpost.Outpost1.Presence",
+                                                                      G_VARIANT_TYPE_VARDICT);
+                OnlineEntry e = { 0 };
+
+                if (presence)
+                        g_variant_lookup(presence, "Generation", "t", ret_generation);
+                /* The strings live in OBJECTS, which the caller keeps. */
+                if (user && g_variant_lookup(user, "UserId", "&s", &e.id)) {
+                        g_variant_lookup(user, "Since", "x", &e.since);
+                        g_array_append_val(entries, e);
+                }
+                g_variant_unref(ifaces);
+        }
+        g_array_sort(entries, compare_entries);
+        return entries;
+}
+
+/* Who is online: one GetManagedObjects, so the list and its generation are
+ * of one instant. */
 int ctl_presence_list(Ctl *ctl) {
         g_autoptr(GError) error = NULL;
-        g_autoptr(GVariant) online = NULL, generation = NULL;
+        g_autoptr(GVariant) reply = NULL, objects = NULL;
+        g_autoptr(GArray) entries = NULL;
         g_autoptr(CtlTable) table = NULL;
         g_autoptr(GVariantBuilder) users = g_variant_builder_new(G_VARIANT_TYPE("aa{sv}"));
-        const char *const headers[] = { _("NAME"), _("ID"), NULL };
-        GDBusProxy *presence = G_DBUS_PROXY(outpost_client_get_presence(ctl->client));
-        GVariantIter iter;
-        const char *id;
-        guint n = 0;
+        const char *const headers[] = { _("NAME"), _("ID"), _("SINCE"), NULL };
+        guint64 generation;
 
         if (!ctl_check_connected(ctl))
                 return 1;
-        if (!(online = get_property(ctl, presence, "Online", &error)) ||
-            !(generation = get_property(ctl, presence, "Generation", &error)))
+        reply = g_dbus_connection_call_sync(outpost_client_get_connection(ctl->client), "org.outpost.Outpost1",
+                                            ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+                                            NULL, G_VARIANT_TYPE("(a{oa{sa{sv}}})"), G_DBUS_CALL_FLAGS_NONE,
+                                            OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, &error);
+        if (!reply)
                 return ctl_fail_error(error, _("Cannot read who is online"));
+        objects = g_variant_get_child_value(reply, 0);
+        entries = online_entries(objects, &generation);
 
         table = ctl_table_new(headers);
-        g_variant_iter_init(&iter, online);
-        while (g_variant_iter_next(&iter, "&s", &id)) {
-                g_autoptr(GVariant) user = ctl_resolve_user(ctl, id, NULL);
+        for (guint i = 0; i < entries->len; i++) {
+                const OnlineEntry *e = &g_array_index(entries, OnlineEntry, i);
+                g_autoptr(GVariant) user = ctl_resolve_user(ctl, e->id, NULL);
+                g_autofree char *since = ctl_format_time(e->since);
                 const char *name = "";
 
                 if (user)
                         g_variant_lookup(user, "name", "&s", &name);
-                ctl_table_add(table, (const char *const[]) { name[0] ? name : "-", id, NULL });
-                g_variant_builder_add_parsed(users, "{'id': <%s>, 'name': <%s>}", id, name);
-                n++;
+                ctl_table_add(table, (const char *const[]) { name[0] ? name : "-", e->id, since, NULL });
+                g_variant_builder_add_parsed(users, "{'id': <%s>, 'name': <%s>, 'since': <%x>}", e->id, name,
+                                             e->since);
         }
         if (ctl->json) {
-                ctl_json_print(g_variant_new_parsed("{'generation': <%v>, 'online': <%v>}", generation,
-                                                    g_variant_builder_end(users)));
+                ctl_json_print(g_variant_new_parsed("{'generation': <%t>, 'online-count': <%u>, 'online': <%v>}",
+                                                    generation, entries->len, g_variant_builder_end(users)));
                 return 0;
         }
         ctl_table_print(table);
         printf("\n");
-        printf(g_dngettext(GETTEXT_PACKAGE, "%u user online.\n", "%u users online.\n", n), n);
+        printf(g_dngettext(GETTEXT_PACKAGE, "%u user online.\n", "%u users online.\n", entries->len), entries->len);
         return 0;
 }
 

@@ -101,16 +101,18 @@ int ctl_status(Ctl *ctl) {
         events = object_props(objects, ROOT_PATH "/events", "org.outpost.Outpost1.Events");
         presence = object_props(objects, ROOT_PATH "/presence", "org.outpost.Outpost1.Presence");
         bridge = object_props(objects, BRIDGE_PATH, "org.outpost.Outpost1.Bridge");
-        online = presence ? g_variant_lookup_value(presence, "Online", G_VARIANT_TYPE("as")) : NULL;
+        online = presence ? g_variant_lookup_value(presence, "OnlineCount", G_VARIANT_TYPE_UINT32) : NULL;
 
-        /* The managers are the objects below the root, in path order. */
+        /* The managers are the objects just below the root, in path order
+         * (the online users are one level further down). */
         g_variant_iter_init(&iter, objects);
         {
                 g_autoptr(GPtrArray) paths = g_ptr_array_new();
                 const char *path;
 
                 while (g_variant_iter_next(&iter, "{&o@a{sa{sv}}}", &path, NULL))
-                        if (g_str_has_prefix(path, ROOT_PATH "/") && !g_str_equal(path, BRIDGE_PATH))
+                        if (g_str_has_prefix(path, ROOT_PATH "/") && !strchr(path + strlen(ROOT_PATH "/"), '/') &&
+                            !g_str_equal(path, BRIDGE_PATH))
                                 g_ptr_array_add(paths, (gpointer) path);
                 g_ptr_array_sort(paths, compare_paths);
                 for (guint i = 0; i < paths->len; i++) {
@@ -136,7 +138,7 @@ int ctl_status(Ctl *ctl) {
                         g_variant_dict_insert(&d, "last-seq", "t", num_prop(events, "LastSeq"));
                 }
                 if (online)
-                        g_variant_dict_insert_value(&d, "online", g_variant_ref(online));
+                        g_variant_dict_insert_value(&d, "online-count", g_variant_ref(online));
                 g_variant_dict_insert_value(&d, "bridge", bridge ? g_variant_ref(bridge) : g_variant_new("a{sv}", NULL));
                 ctl_json_print(g_variant_dict_end(&d));
                 return 0;
@@ -151,7 +153,7 @@ int ctl_status(Ctl *ctl) {
                        num_prop(events, "FirstSeq"), num_prop(events, "LastSeq"), _("history"),
                        str_prop(events, "HistoryId"));
         if (online)
-                printf("%14s %zu\n", _("Online:"), g_variant_n_children(online));
+                printf("%14s %u\n", _("Online:"), g_variant_get_uint32(online));
         if (bridge)
                 print_bridge(bridge, "");
         else

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Presence manager: a model (Online, Generation) changed only through
- * its controller (GoOnline, GoOffline). A user is online while some bus
- * connection holds it; holds end with GoOffline, with the holder leaving the
- * bus, with their ttl, or with the user being deleted or disabled
- * (DESIGN.md §3, Presence). */
+/* The Presence manager: a model (Generation, OnlineCount, and one object
+ * per online user) changed only through its controller (GoOnline,
+ * GoOffline). A user is online while some bus connection holds it; holds
+ * end with GoOffline, with the holder leaving the bus, with their ttl, or
+ * with the user being deleted or disabled (DESIGN.md §3, Presence). What a
+ * change costs does not depend on how many users are online: each user
+ * knows its holds, each holder its own, and a change's signals name only
+ * the objects it adds or removes. */
 #include "config.h"
 
 #include <errno.h>
@@ -18,9 +21,20 @@
 
 typedef struct Holder Holder;
 
+/* An online user: the object /org/outpost/Outpost1/presence/<id> and the
+ * holds that keep it there, so that ending the holds of one user never
+ * looks at anyone else's. */
+typedef struct OnlineUser {
+        char *user_id;
+        char *path;
+        int64_t since;          /* CLOCK_REALTIME µs: when the user came online */
+        GQueue holds;           /* Hold, by their user_link */
+} OnlineUser;
+
 typedef struct Hold {
         Holder *holder;
-        char *user_id;
+        OnlineUser *user;
+        GList user_link;        /* in user->holds: no allocation per hold */
         uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
         GSequenceIter *expiry;  /* in Presence.expiring while expires != 0 */
 } Hold;
@@ -32,13 +46,13 @@ struct Holder {
         Presence *presence;
         char *sender;
         sd_bus_track *track;
-        GHashTable *holds;      /* user id → Hold */
+        GHashTable *holds;      /* user id (the OnlineUser's) → Hold */
 };
 
 struct Presence {
         Daemon *daemon;
         GHashTable *holders;    /* unique bus name → Holder */
-        GHashTable *online;     /* user id → number of holds (GUINT_TO_POINTER) */
+        GHashTable *online;     /* user id → OnlineUser */
         uint64_t generation;
         /* The holds with a ttl, soonest to expire first: the timer and
          * GoOnline look at the first, never at every hold. */
@@ -47,18 +61,28 @@ struct Presence {
         bool peers_full_logged; /* MaxPeers was reached and said so in the log */
 };
 
-/* What one commit changes: users that came online and that went offline. */
+/* What one commit changes: the InterfacesAdded/InterfacesRemoved of the
+ * objects it adds and removes, built as each happens (an object removed is
+ * gone by the time the change is published), and the users concerned, for
+ * the events. */
 typedef struct Change {
+        GPtrArray *objects;     /* sd_bus_message */
         GPtrArray *online;
         GPtrArray *offline;
 } Change;
 
+static void message_unref(void *m) {
+        sd_bus_message_unref(m);
+}
+
 static void change_init(Change *c) {
+        c->objects = g_ptr_array_new_with_free_func(message_unref);
         c->online = g_ptr_array_new_with_free_func(g_free);
         c->offline = g_ptr_array_new_with_free_func(g_free);
 }
 
 static void change_clear(Change *c) {
+        g_clear_pointer(&c->objects, g_ptr_array_unref);
         g_clear_pointer(&c->online, g_ptr_array_unref);
         g_clear_pointer(&c->offline, g_ptr_array_unref);
 }
@@ -95,7 +119,6 @@ static void hold_set_expiry(Hold *h, uint64_t expires) {
 static void hold_free(Hold *h) {
         if (h->expiry)
                 g_sequence_remove(h->expiry);
-        g_free(h->user_id);
         g_free(h);
 }
 
@@ -106,96 +129,167 @@ static void holder_free(Holder *h) {
         g_free(h);
 }
 
-/* Count a hold of USER_ID; note in C when the user comes online. */
-static void online_add(Presence *p, const char *user_id, Change *c) {
-        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(p->online, user_id));
-
-        g_hash_table_replace(p->online, g_strdup(user_id), GUINT_TO_POINTER(n + 1));
-        if (n == 0)
-                g_ptr_array_add(c->online, g_strdup(user_id));
+static void online_user_free(OnlineUser *u) {
+        g_free(u->user_id);
+        g_free(u->path);
+        g_free(u);
 }
 
-static void online_remove(Presence *p, const char *user_id, Change *c) {
-        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(p->online, user_id));
+/* The object path of USER_ID: a UUID has '-', which object paths lack. */
+static char *online_user_path(const char *user_id) {
+        g_autofree char *segment = g_strdup(user_id);
 
-        if (n <= 1) {
-                g_hash_table_remove(p->online, user_id);
-                g_ptr_array_add(c->offline, g_strdup(user_id));
-        } else
-                g_hash_table_replace(p->online, g_strdup(user_id), GUINT_TO_POINTER(n - 1));
+        g_strdelimit(segment, "-", '_');
+        return g_strconcat(PRESENCE_PATH "/", segment, NULL);
 }
 
+/* The standard interfaces sd-bus shows on every object of GetManagedObjects:
+ * the signals announce the same set, so that a cache built from the signals
+ * equals the snapshot. */
+static const char *const standard_interfaces[] = {
+        "org.freedesktop.DBus.Peer",
+        "org.freedesktop.DBus.Introspectable",
+        "org.freedesktop.DBus.Properties",
+};
+
+/* The body of U's InterfacesAdded (ADDED: with the properties) or
+ * InterfacesRemoved (just the names). */
+static int append_interfaces(sd_bus_message *m, const OnlineUser *u, bool added) {
+        int r;
+
+        r = sd_bus_message_append(m, "o", u->path);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', added ? "{sa{sv}}" : "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(standard_interfaces); i++) {
+                r = added ? sd_bus_message_append(m, "{sa{sv}}", standard_interfaces[i], 0)
+                          : sd_bus_message_append(m, "s", standard_interfaces[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = added ? sd_bus_message_append(m, "{sa{sv}}", ONLINE_USER_IFACE, 2, "UserId", "s", u->user_id, "Since", "x",
+                                          u->since)
+                  : sd_bus_message_append(m, "s", ONLINE_USER_IFACE);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+/* Note in C the InterfacesAdded (ADDED) or InterfacesRemoved of U, built
+ * now: it is sent after the commit, ahead of the change's PropertiesChanged
+ * (DESIGN.md §4 rule 1). */
+static void change_add_object(Presence *p, Change *c, const OnlineUser *u, bool added) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(p->daemon->bus, &m, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager",
+                                      added ? "InterfacesAdded" : "InterfacesRemoved");
+        if (r >= 0)
+                r = append_interfaces(m, u, added);
+        if (r < 0) {
+                /* GetManagedObjects still shows the truth. */
+                log_error_errno(r, "Cannot build the %s of %s", added ? "InterfacesAdded" : "InterfacesRemoved",
+                                u->path);
+                return;
+        }
+        g_ptr_array_add(c->objects, TAKE_PTR(m));
+}
+
+/* The online user USER_ID: new, and announced in C, on its first hold. */
+static OnlineUser *online_user_get(Presence *p, const char *user_id, Change *c) {
+        OnlineUser *u = g_hash_table_lookup(p->online, user_id);
+
+        if (u)
+                return u;
+        u = g_new0(OnlineUser, 1);
+        u->user_id = g_strdup(user_id);
+        u->path = online_user_path(user_id);
+        u->since = g_get_real_time();
+        g_hash_table_insert(p->online, u->user_id, u);
+        g_ptr_array_add(c->online, g_strdup(user_id));
+        change_add_object(p, c, u, true);
+        return u;
+}
+
+/* U lost its last hold: offline. */
+static void online_user_gone(Presence *p, OnlineUser *u, Change *c) {
+        g_ptr_array_add(c->offline, g_strdup(u->user_id));
+        change_add_object(p, c, u, false);
+        g_hash_table_remove(p->online, u->user_id);     /* frees u */
+}
+
+static Hold *hold_new(Holder *holder, OnlineUser *u) {
+        Hold *h = g_new0(Hold, 1);
+
+        h->holder = holder;
+        h->user = u;
+        h->user_link.data = h;
+        g_queue_push_tail_link(&u->holds, &h->user_link);
+        g_hash_table_insert(holder->holds, u->user_id, h);
+        return h;
+}
+
+/* End hold H; its user goes offline if no other hold is left. */
 static void hold_remove(Hold *h, Change *c) {
-        Holder *holder = h->holder;
+        Presence *p = h->holder->presence;
+        OnlineUser *u = h->user;
 
-        online_remove(holder->presence, h->user_id, c);
-        g_hash_table_remove(holder->holds, h->user_id);
+        g_queue_unlink(&u->holds, &h->user_link);
+        g_hash_table_remove(h->holder->holds, u->user_id);      /* frees h */
+        if (g_queue_is_empty(&u->holds))
+                online_user_gone(p, u, c);
 }
 
-static int append_presence_events(Daemon *d, GPtrArray *users, bool online) {
+static int append_presence_events(Presence *p, GPtrArray *users, bool online) {
         for (guint i = 0; i < users->len; i++) {
                 g_autoptr(GVariant) data = g_variant_ref_sink(vardict_new("user", g_variant_new_string(users->pdata[i]),
                                                                           "online", g_variant_new_boolean(online),
+                                                                          "generation", g_variant_new_uint64(p->generation),
                                                                           NULL));
-                int r = daemon_append_event(d, "presence", data, NULL);
+                int r = daemon_append_event(p->daemon, "presence", data, NULL);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-static int compare_strings(const void *a, const void *b) {
-        return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-static int append_online(Presence *p, sd_bus_message *m) {
-        g_autofree const char **ids = (const char **) g_hash_table_get_keys_as_array(p->online, NULL);
-
-        qsort(ids, g_hash_table_size(p->online), sizeof(char *), compare_strings);
-        return sd_bus_message_append_strv(m, (char **) ids);
-}
-
-/* The PropertiesChanged of the model as it is now, with Online and
- * Generation. Built now and sent after the commit: by then later changes of
- * the same batch may have moved the model on, and each signal must show its
- * own change, with its own Generation. */
+/* The PropertiesChanged of the manager as this change leaves it: Generation
+ * and OnlineCount, whatever the number of users online. Built now and sent
+ * after the commit: by then later changes of the same batch may have moved
+ * the model on, and each signal must show its own change. */
 static int changed_signal_new(Presence *p, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
         r = sd_bus_message_new_signal(p->daemon->bus, &m, PRESENCE_PATH, "org.freedesktop.DBus.Properties",
                                       "PropertiesChanged");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", PRESENCE_IFACE);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", "Online");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', "as");
-        if (r >= 0)
-                r = append_online(p, m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "{sv}", "Generation", "t", p->generation);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "as", 0);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "sa{sv}as", PRESENCE_IFACE, 2,
+                                  "Generation", "t", p->generation,
+                                  "OnlineCount", "u", (uint32_t) g_hash_table_size(p->online),
+                                  0);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(m);
         return 0;
 }
 
-/* A change applied to the model joins the open batch as one change: ONE
- * PropertiesChanged with Online and Generation, then its events, all sent
- * once the batch is durable and before the reply of whoever made it. */
+/* The signals of C in the order of DESIGN.md §3: its objects, then the
+ * manager's one PropertiesChanged. */
+static void append_change_signals(Daemon *d, Change *c, sd_bus_message *changed) {
+        for (guint i = 0; i < c->objects->len; i++)
+                daemon_append_signal(d, c->objects->pdata[i]);
+        if (changed)
+                daemon_append_signal(d, changed);
+}
+
+/* A change applied to the model joins the open batch as one change: its
+ * objects' InterfacesAdded/InterfacesRemoved, ONE PropertiesChanged with
+ * Generation and OnlineCount, then its events, all sent once the batch is
+ * durable and before the reply of whoever made it. */
 static int presence_publish(Presence *p, Change *c) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
         Daemon *d = p->daemon;
@@ -212,12 +306,12 @@ static int presence_publish(Presence *p, Change *c) {
                                 p->generation);
 
         r = daemon_begin(d);
-        if (r >= 0 && signal)
-                daemon_append_signal(d, signal);
         if (r >= 0)
-                r = append_presence_events(d, c->online, true);
+                append_change_signals(d, c, signal);
         if (r >= 0)
-                r = append_presence_events(d, c->offline, false);
+                r = append_presence_events(p, c->online, true);
+        if (r >= 0)
+                r = append_presence_events(p, c->offline, false);
         if (r >= 0)
                 r = daemon_end_change(d);
         if (r < 0) {
@@ -225,8 +319,7 @@ static int presence_publish(Presence *p, Change *c) {
                 /* Presence is volatile: the model follows its holders even
                  * when the history cannot record it. */
                 log_error_errno(r, "Cannot record presence events; the change is shown without them");
-                if (signal)
-                        daemon_append_signal(d, signal);
+                append_change_signals(d, c, signal);
         }
         return r < 0 ? r : k;
 }
@@ -237,16 +330,13 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
         Holder *h = userdata;
         Presence *p = h->presence;
         _cleanup_(change_clear) Change c = {};
-        GHashTableIter iter;
-        Hold *hold;
+        g_autoptr(GList) holds = g_hash_table_get_values(h->holds);
 
         change_init(&c);
         log_debug("%s left the bus; releasing its %u holds", h->sender, g_hash_table_size(h->holds));
-        g_hash_table_iter_init(&iter, h->holds);
-        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &hold)) {
-                online_remove(p, hold->user_id, &c);
-                g_hash_table_iter_remove(&iter);
-        }
+        /* Each hold leaves the table as it ends: not while iterating it. */
+        for (GList *l = holds; l; l = l->next)
+                hold_remove(l->data, &c);
         g_hash_table_remove(p->holders, h->sender);     /* frees h */
         p->peers_full_logged = false;
         (void) presence_publish(p, &c);
@@ -384,13 +474,8 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
                                          "Connection %s already holds %u users online, the most it may "
                                          "([Presence] MaxHoldsPerPeer); cannot hold '%s'",
                                          h->sender, d->config.max_holds_per_connection, user_id);
-        if (!hold) {
-                hold = g_new0(Hold, 1);
-                hold->holder = h;
-                hold->user_id = g_strdup(user_id);
-                g_hash_table_insert(h->holds, hold->user_id, hold);
-                online_add(p, user_id, &c);
-        }
+        if (!hold)
+                hold = hold_new(h, online_user_get(p, user_id, &c));
         /* Calling again renews, and may change the kind of hold. */
         hold_set_expiry(hold, ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * G_USEC_PER_SEC);
         rearm_expiry(p);
@@ -441,27 +526,17 @@ static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *er
 int presence_user_gone(Daemon *d, const char *user_id) {
         Presence *p = d->presence;
         _cleanup_(change_clear) Change c = {};
-        GHashTableIter iter;
-        Holder *h;
+        OnlineUser *u = g_hash_table_lookup(p->online, user_id);
 
-        if (!g_hash_table_contains(p->online, user_id))
+        if (!u)
                 return 0;
 
         change_init(&c);
-        g_hash_table_iter_init(&iter, p->holders);
-        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &h)) {
-                Hold *hold = g_hash_table_lookup(h->holds, user_id);
-                if (hold)
-                        hold_remove(hold, &c);
-        }
+        /* The user's own holds, whoever has them; the last one ends U. */
+        for (guint n = g_queue_get_length(&u->holds); n > 0; n--)
+                hold_remove(g_queue_peek_head(&u->holds), &c);
         rearm_expiry(p);
         return presence_publish(p, &c);
-}
-
-static int property_get_online(sd_bus *bus, const char *path, const char *interface, const char *property,
-                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return append_online(d->presence, reply);
 }
 
 static int property_get_generation(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -470,10 +545,16 @@ static int property_get_generation(sd_bus *bus, const char *path, const char *in
         return sd_bus_message_append(reply, "t", d->presence->generation);
 }
 
+static int property_get_online_count(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Daemon *d = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) g_hash_table_size(d->presence->online));
+}
+
 static const sd_bus_vtable presence_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Online", "as", property_get_online, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Generation", "t", property_get_generation, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("OnlineCount", "u", property_get_online_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("GoOnline",
                                 SD_BUS_ARGS("s", user_id, "u", ttl_seconds),
                                 SD_BUS_RESULT("t", generation),
@@ -486,6 +567,69 @@ static const sd_bus_vtable presence_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
+
+static const sd_bus_vtable online_user_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("UserId", "s", NULL, offsetof(OnlineUser, user_id), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Since", "x", NULL, offsetof(OnlineUser, since), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END
+};
+
+/* sd-bus does not mix a plain object and a fallback on one path: the
+ * manager is a fallback too, found on its own path only. */
+static int find_manager(sd_bus *bus, const char *path, const char *interface, void *userdata, void **ret_found,
+                        sd_bus_error *error) {
+        if (strcmp(path, PRESENCE_PATH) != 0)
+                return 0;
+        *ret_found = userdata;
+        return 1;
+}
+
+/* The online user whose object PATH is, in one lookup. */
+static int find_online_user(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                            void **ret_found, sd_bus_error *error) {
+        Presence *p = userdata;
+        const char *segment = g_str_has_prefix(path, PRESENCE_PATH "/") ? path + strlen(PRESENCE_PATH "/") : NULL;
+        g_autofree char *user_id = NULL;
+        OnlineUser *u;
+
+        if (!segment || strchr(segment, '/') || strchr(segment, '-'))
+                return 0;
+        user_id = g_strdelimit(g_strdup(segment), "_", '-');
+        u = g_hash_table_lookup(p->online, user_id);
+        if (!u)
+                return 0;
+        *ret_found = u;
+        return 1;
+}
+
+/* Every online user's object, for GetManagedObjects and introspection:
+ * those list everything by nature; a change never comes here. */
+static int enumerate_online_users(sd_bus *bus, const char *path, void *userdata, char ***ret_nodes,
+                                  sd_bus_error *error) {
+        Presence *p = userdata;
+        /* sd-bus frees the vector with free(). */
+        char **nodes = calloc(g_hash_table_size(p->online) + 1, sizeof(char *));
+        GHashTableIter iter;
+        OnlineUser *u;
+        size_t n = 0;
+
+        if (!nodes)
+                return -ENOMEM;
+        g_hash_table_iter_init(&iter, p->online);
+        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &u)) {
+                nodes[n] = strdup(u->path);
+                if (!nodes[n]) {
+                        while (n > 0)
+                                free(nodes[--n]);
+                        free(nodes);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        *ret_nodes = nodes;
+        return 0;
+}
 
 void presence_free(Presence *p) {
         if (!p)
@@ -504,7 +648,7 @@ int presence_register(Daemon *d) {
 
         p->daemon = d;
         p->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
-        p->online = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        p->online = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) online_user_free);
         p->expiring = g_sequence_new(NULL);
         /* Presence is volatile, but Generation must never go back: every
          * change publishes one event, so the last seq at start is past any
@@ -516,5 +660,12 @@ int presence_register(Daemon *d) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
-        return sd_bus_add_object_vtable(d->bus, NULL, PRESENCE_PATH, PRESENCE_IFACE, presence_vtable, d);
+        r = sd_bus_add_fallback_vtable(d->bus, NULL, PRESENCE_PATH, PRESENCE_IFACE, presence_vtable, find_manager, d);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_fallback_vtable(d->bus, NULL, PRESENCE_PATH, ONLINE_USER_IFACE, online_user_vtable,
+                                       find_online_user, p);
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(d->bus, NULL, PRESENCE_PATH, enumerate_online_users, p);
 }

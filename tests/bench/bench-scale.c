@@ -287,12 +287,13 @@ static GBytes *user_attributes(unsigned i) {
 }
 
 /* Presence events, the most frequent kind, for users taken in turn. */
-static GBytes *presence_event(const char *id, bool online) {
+static GBytes *presence_event(const char *id, bool online, guint64 generation) {
         GVariantBuilder b;
 
         g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
         g_variant_builder_add(&b, "{sv}", "user", g_variant_new_string(id));
         g_variant_builder_add(&b, "{sv}", "online", g_variant_new_boolean(online));
+        g_variant_builder_add(&b, "{sv}", "generation", g_variant_new_uint64(generation));
         return serialize(g_variant_builder_end(&b));
 }
 
@@ -343,7 +344,7 @@ static int insert_events(sqlite3 *db, UserId *ids, unsigned n_ids, unsigned n) {
         int r = SQLITE_DONE;
 
         for (unsigned k = 0; k < KINDS; k++)
-                g_ptr_array_add(data, presence_event(ids[k % n_ids], k % 2 == 0));
+                g_ptr_array_add(data, presence_event(ids[k % n_ids], k % 2 == 0, k + 1));
         if (sqlite3_prepare_v2(db, "INSERT INTO events (topic, time, data) VALUES ('presence', ?1, ?2)",
                                -1, &st, NULL) != SQLITE_OK)
                 return bench_log_errno(-EIO, "Cannot prepare the event insert: %s", sqlite3_errmsg(db));

@@ -5,6 +5,7 @@
 
 #include "bus-errors.h"
 #include "outpost-client.h"
+#include "outpost-online-users-private.h"
 
 #define EVENTS_PATH    OUTPOST_ROOT_PATH "/events"
 #define IFACE_EVENTS   OUTPOST_IFACE_PREFIX "Events"
@@ -75,6 +76,8 @@ struct _OutpostClient {
 
         /* Presence holds: user id → Hold. */
         GHashTable *holds;
+        /* Who is online, made on first request. */
+        OutpostOnlineUsers *online_users;
 };
 
 

@@ -576,6 +576,25 @@ OutpostEvents *outpost_client_get_events(OutpostClient *client) {
 }
 
 /**
+ * outpost_client_get_online_users:
+ * @client: a client
+ *
+ * Who is online, as a #GListModel of #OutpostOnlineUser items sorted by user
+ * id, kept current from the service's object manager: bind a list view to
+ * it. The first call starts following the objects; the model is empty until
+ * #OutpostOnlineUsers:loaded.
+ *
+ * Returns: (transfer none): the online users
+ */
+OutpostOnlineUsers *outpost_client_get_online_users(OutpostClient *client) {
+        g_return_val_if_fail(OUTPOST_IS_CLIENT(client), NULL);
+        g_return_val_if_fail(client->connection, NULL);
+        if (!client->online_users)
+                client->online_users = _outpost_online_users_new(client->connection);
+        return client->online_users;
+}
+
+/**
  * outpost_client_get_bridge:
  * @client: a client
  *
@@ -745,6 +764,7 @@ static void outpost_client_dispose(GObject *object) {
         g_clear_object(&self->messages);
         g_clear_object(&self->events);
         g_clear_object(&self->bridge);
+        g_clear_object(&self->online_users);
         /* A connection of our own ends with us; a shared one stays. */
         if (self->connection && self->own_connection)
                 g_dbus_connection_close(self->connection, NULL, NULL, NULL);

@@ -7,6 +7,7 @@
 
 #include <gio/gio.h>
 #include <outpost/outpost-generated.h>
+#include <outpost/outpost-online-users.h>
 
 G_BEGIN_DECLS
 
@@ -111,6 +112,7 @@ OutpostPresence *outpost_client_get_presence(OutpostClient *client);
 OutpostMessages *outpost_client_get_messages(OutpostClient *client);
 OutpostEvents *outpost_client_get_events(OutpostClient *client);
 OutpostBridge *outpost_client_get_bridge(OutpostClient *client);
+OutpostOnlineUsers *outpost_client_get_online_users(OutpostClient *client);
 
 void outpost_client_call(OutpostClient *client, GDBusProxy *proxy, const char *method, GVariant *parameters,
                          GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data);

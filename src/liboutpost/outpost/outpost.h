@@ -6,5 +6,6 @@
 #define OUTPOST_INSIDE
 #include <outpost/outpost-generated.h>
 #include <outpost/outpost-error.h>
+#include <outpost/outpost-online-users.h>
 #include <outpost/outpost-client.h>
 #undef OUTPOST_INSIDE
