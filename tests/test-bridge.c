@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <glib/gstdio.h>
+
 #include "bridge-harness.h"
 
 #define UNKNOWN_ID "00000000-0000-4000-8000-000000000000"
@@ -643,6 +645,85 @@ static void test_sigterm_during_outage(void) {
         bridge_process_clear(&importer);
 }
 
+static void copy_file(const char *from, const char *to) {
+        g_autofree char *contents = NULL;
+        gsize length;
+        g_autoptr(GError) error = NULL;
+
+        g_assert_true(g_file_get_contents(from, &contents, &length, &error));
+        g_assert_true(g_file_set_contents_full(to, contents, (gssize) length, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                               &error));
+}
+
+static void reload_and_wait(BridgeProcess *p, const char *logged) {
+        int status;
+
+        g_assert_cmpint(kill(p->pid, SIGHUP), ==, 0);
+        test_wait_until(bridge_process_logged(p, logged), 5000);
+        g_assert_cmpint(waitpid(p->pid, &status, WNOHANG), ==, 0);     /* still running */
+}
+
+/* SIGHUP (systemctl reload) reads the listener's TLS files again: peers
+ * already connected keep their links, new handshakes use the new files,
+ * and files that do not load leave the old ones in use. */
+static void test_reload_on_sighup(void) {
+        g_autoptr(TestBus) central = test_bus_new(), site = test_bus_new();
+        g_autofree char *dir = g_dir_make_tmp("outpost-reload-XXXXXX", NULL);
+        g_autofree char *ca = g_build_filename(dir, "ca.pem", NULL);
+        g_autofree char *cert = g_build_filename(dir, "server.pem", NULL);
+        g_autofree char *key = g_build_filename(dir, "server.key", NULL);
+        g_autofree char *real_ca = g_build_filename(test_certs_dir(), "ca.pem", NULL);
+        g_autofree char *other_ca = g_build_filename(test_certs_dir(), "other-ca.pem", NULL);
+        g_autofree char *real_cert = g_build_filename(test_certs_dir(), "server.pem", NULL);
+        g_autofree char *real_key = g_build_filename(test_certs_dir(), "server.key", NULL);
+        g_autofree char *listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", free_port());
+        g_autofree char *ca_arg = g_strconcat("--tls-ca=", ca, NULL);
+        g_autofree char *cert_arg = g_strconcat("--tls-cert=", cert, NULL);
+        g_autofree char *key_arg = g_strconcat("--tls-key=", key, NULL);
+        const char *const extra[] = { ca_arg, cert_arg, key_arg, NULL };
+        BridgeProcess listener = {}, importer = {};
+        g_autofree char *state = NULL;
+        guint reconnects;
+
+        copy_file(real_ca, ca);
+        copy_file(real_cert, cert);
+        copy_file(real_key, key);
+        test_bus_start_daemon(central, NULL);
+        bridge_process_start(&listener, central, listen, NULL, extra);
+        bridge_process_start(&importer, site, NULL, listen, NULL);
+        wait_bridge_state(site->conn, "connected", 20000);
+        reconnects = bridge_u32(site->conn, "Reconnects");
+
+        /* Another CA from now on: the connected site keeps its link... */
+        copy_file(other_ca, ca);
+        reload_and_wait(&listener, "Reloaded the CA, certificate and key");
+        g_usleep(500 * 1000);
+        g_assert_cmpuint(bridge_u32(site->conn, "Reconnects"), ==, reconnects);
+        state = bridge_state(site->conn);
+        g_assert_cmpstr(state, ==, "connected");
+        /* ...but a new handshake is judged by the new CA. */
+        g_variant_unref(test_call_ok(site->conn, OUTPOST_BRIDGE_PATH, IFACE_BRIDGE, "Reconnect", NULL, NULL));
+        test_wait_until(bridge_process_logged(&listener, "client certificate refused"), 20000);
+        wait_bridge_state(site->conn, "connecting", 5000);
+
+        /* Files that do not load: the listener says so and keeps the last
+         * good ones. */
+        g_assert_true(g_file_set_contents(ca, "not a certificate\n", -1, NULL));
+        reload_and_wait(&listener, "Reload failed, keeping the certificates in use");
+
+        /* The right CA again: the site gets back in. */
+        copy_file(real_ca, ca);
+        reload_and_wait(&listener, "Reloaded the CA, certificate and key");
+        wait_bridge_state(site->conn, "connected", 20000);
+
+        bridge_process_clear(&importer);
+        bridge_process_clear(&listener);
+        g_assert_cmpint(g_remove(ca), ==, 0);
+        g_assert_cmpint(g_remove(cert), ==, 0);
+        g_assert_cmpint(g_remove(key), ==, 0);
+        g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
@@ -660,5 +741,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/socket-activation", test_socket_activation);
         g_test_add_func("/bridge/exits-when-local-bus-lost", test_exits_when_local_bus_lost);
         g_test_add_func("/bridge/sigterm-during-outage", test_sigterm_during_outage);
+        g_test_add_func("/bridge/reload-on-sighup", test_reload_on_sighup);
         return g_test_run();
 }

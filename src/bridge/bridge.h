@@ -75,6 +75,9 @@ char **importer_get_chain(Importer *im);
 
 int listener_new(Bridge *b, int activated_fd, Listener **ret);
 Listener *listener_free(Listener *l);
+/* SIGHUP: read the TLS files again for the peers that connect from now
+ * on. A failure keeps the old ones and says why. */
+int listener_reload(Listener *l);
 
 /* Helpers shared by both roles. */
 bool object_path_in_tree(const char *path);

@@ -1636,6 +1636,22 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
         return 0;
 }
 
+int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_error) {
+        Creds *creds = NULL;
+        int r;
+
+        if (!l->tls)
+                return 0;
+        r = load_creds(config, &creds, ret_error);
+        if (r < 0)
+                return r;
+        /* Links already up keep what they were accepted with; a handshake
+         * begun before this finishes with it too (it holds a reference). */
+        creds_unref(l->creds);
+        l->creds = creds;
+        return 0;
+}
+
 int link_listener_get_port(LinkListener *l) {
         struct sockaddr_storage ss = {};
         socklen_t len = sizeof ss;

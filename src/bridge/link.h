@@ -100,6 +100,10 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
 /* Stops listening and drops handshakes in progress; links already handed
  * out through READY live on. */
 LinkListener *link_listener_free(LinkListener *l);
+/* Read the CA, certificate and key of CONFIG again, for the connections
+ * accepted from now on. On failure the listener keeps what it had, and
+ * *RET_ERROR (free it) says why. */
+int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_error);
 /* The local port listened on (useful with port 0), or a negative errno. */
 int link_listener_get_port(LinkListener *l);
 

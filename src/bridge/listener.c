@@ -350,6 +350,20 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         return 0;
 }
 
+int listener_reload(Listener *l) {
+        g_autofree char *error = NULL;
+        int r;
+
+        r = link_listener_reload(l->link_listener, &l->bridge->link_config, &error);
+        if (r < 0) {
+                log_error("Reload failed, keeping the certificates in use: %s", error ?: strerror(-r));
+                return r;
+        }
+        log_info("Reloaded the CA, certificate and key for new peers; connected peers keep their links (%u)",
+                 g_hash_table_size(l->peers));
+        return 0;
+}
+
 Listener *listener_free(Listener *l) {
         if (!l)
                 return NULL;

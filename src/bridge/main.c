@@ -194,6 +194,28 @@ static int load_config(const Options *o, BridgeConfig *c) {
         return 0;
 }
 
+/* SIGHUP (systemctl reload): the TLS files are read again. Peers already
+ * connected keep their links; an importer reads the files at each connect
+ * anyway, so here it only checks them, to say now what the next connect
+ * would find. Whatever fails, the bridge goes on with what it has. */
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Bridge *b = userdata;
+        g_autofree char *error = NULL;
+        LinkAddress address = {};
+
+        (void) sd_notify(false, "RELOADING=1");
+        log_info("Reloading on SIGHUP");
+        if (b->listener)
+                (void) listener_reload(b->listener);
+        if (b->importer && link_address_parse(b->config.upstream, &address, NULL) >= 0) {
+                if (link_check(&address, &b->link_config, &error) < 0)
+                        log_error("After the reload the next upstream connect would fail: %s", error);
+                link_address_clear(&address);
+        }
+        (void) sd_notify(false, "READY=1");
+        return 0;
+}
+
 static int check_config(const BridgeConfig *c) {
         if (!c->listen && !c->upstream && sd_listen_fds(false) <= 0) {
                 log_error("Nothing to do: give --listen=, --upstream= or both (or set them in bridge.conf)");
@@ -302,6 +324,7 @@ static int run(const Options *o) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
         r = sd_event_default(&b.event);
@@ -309,6 +332,9 @@ static int run(const Options *o) {
                 return log_error_errno(r, "Cannot set up the event loop");
         (void) sd_event_add_signal(b.event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(b.event, NULL, SIGINT, NULL, NULL);
+        r = sd_event_add_signal(b.event, NULL, SIGHUP, on_reload_signal, &b);
+        if (r < 0)
+                return log_error_errno(r, "Cannot handle SIGHUP");
 
         if (b.config.upstream)
                 r = importer_new(&b, &b.importer);

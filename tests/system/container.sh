@@ -16,10 +16,12 @@
 # and the package list, so that changing any of them makes a new one.
 
 suite=bookworm
-mirror=${OUTPOST_SYSTEM_TEST_MIRROR:-http://deb.debian.org/debian}
+# The archive to install from: debootstrap's own default unless set.
+mirror=${OUTPOST_SYSTEM_TEST_MIRROR:-}
 cache=${OUTPOST_SYSTEM_TEST_CACHE:-/var/cache/outpost-system-test}
-# Besides Outpost's own libraries: polkitd, certtool and gnutls-cli.
-packages="systemd systemd-sysv dbus polkitd libglib2.0-0 libgnutls30 libsqlite3-0 libuuid1 gnutls-bin"
+# Besides Outpost's own libraries: polkitd, certtool and gnutls-cli, and
+# procps for the kill of outpost-bridge.service's ExecReload=.
+packages="systemd systemd-sysv dbus polkitd libglib2.0-0 libgnutls30 libsqlite3-0 libuuid1 gnutls-bin procps"
 base=$cache/$suite-$(printf '%s %s %s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-16)
 
 # nspawn without -b is the chroot apt runs in: it mounts /proc, /sys and
@@ -27,7 +29,7 @@ base=$cache/$suite-$(printf '%s %s %s\n' "$suite" "$mirror" "$packages" | sha256
 make_base() {
 	work=$(mktemp -d "$cache/.new-XXXXXX")
 	timeout 1800 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus \
-		"$suite" "$work/root" "$mirror" || return 1
+		"$suite" "$work/root" ${mirror:+"$mirror"} || return 1
 	timeout 900 systemd-nspawn --quiet --register=no --keep-unit --pipe -D "$work/root" \
 		-E DEBIAN_FRONTEND=noninteractive sh -c \
 		"apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages && apt-get clean" \
