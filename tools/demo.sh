@@ -122,7 +122,11 @@ run $M bridge status
 run $M users list || true
 run busctl --address="$machine" get-property org.outpost.Outpost1 /org/outpost/Outpost1/presence \
 	org.outpost.Outpost1.Presence OnlineCount Generation
-run busctl --address="$machine" tree org.outpost.Outpost1
+# GetManagedObjects is answered from the machine bridge's cache as well: the
+# object paths it lists include Ann's presence object.
+printf '$ busctl --address=%s call org.outpost.Outpost1 /org/outpost/Outpost1 org.freedesktop.DBus.ObjectManager GetManagedObjects | grep -o PATHS\n' "$machine"
+busctl --address="$machine" call org.outpost.Outpost1 /org/outpost/Outpost1 org.freedesktop.DBus.ObjectManager \
+	GetManagedObjects | grep -o '"/org/outpost/Outpost1[^"]*"'
 
 step "Meanwhile at central: three events the machine has not seen"
 for i in 1 2 3; do $C publish shop/till sale="$i" >/dev/null; done
