@@ -1083,6 +1083,15 @@ static gboolean skip_big_pages_bridged(void) {
         return FALSE;
 }
 
+/* Publish DATA (consumed if floating) on TOPIC N times. */
+static void publish_many(TestBus *tb, const char *topic, GVariant *data, guint n) {
+        g_autoptr(GVariant) owned = g_variant_ref_sink(data);
+
+        for (guint i = 0; i < n; i++)
+                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                             g_variant_new("(s@a{sv})", topic, owned), "(t)"));
+}
+
 static void test_large_page(void) {
         g_autoptr(TestBus) tb = NULL;
         g_autoptr(GVariant) page = NULL;
@@ -1095,9 +1104,7 @@ static void test_large_page(void) {
                 return;
         tb = test_bus_new();
         test_bus_start_daemon(tb, NULL);
-        for (gint32 i = 0; i < 600; i++)
-                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
-                                             g_variant_new_parsed("('big', {'blob': <%s>})", blob), "(t)"));
+        publish_many(tb, "big", g_variant_new_parsed("{'blob': <%s>}", blob), 600);
         last = test_last_seq(tb->conn);
 
         page = fetch(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10000, &next_after, &more, &error);
@@ -1334,9 +1341,7 @@ static void test_large_page_on_bus(void) {
                 return;
         tb = test_bus_new();
         test_bus_start_daemon(tb, NULL);
-        for (guint i = 0; i < 540; i++)
-                g_variant_unref(test_call_ok(tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
-                                             g_variant_new("(s@a{sv})", "wide", data), "(t)"));
+        publish_many(tb, "wide", data, 540);
         last = test_last_seq(tb->conn);
 
         page = fetch(tb->conn, HISTORY_CURRENT, 0, ALL_TOPICS, 10000, &next_after, &more, &error);

@@ -147,7 +147,7 @@ static GVariant *deliverable_data(const StoredEvent *e) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         g_autofree char *reason = NULL;
 
-        if (bus_check_event_data(e->data, EVENT_DATA_SIZE_MAX, &error) >= 0)
+        if (bus_check_event_size(e->data, &e->data_size, EVENT_DATA_SIZE_MAX, &error) >= 0)
                 return g_variant_ref(e->data);
 
         log_warning("Event %" G_GUINT64_FORMAT " (topic %s) is delivered without its data: %s",

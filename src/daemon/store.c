@@ -955,7 +955,8 @@ int store_event_scan(Store *s, uint64_t after, unsigned limit, unsigned max_scan
                 /* Counted as D-Bus marshals it, which can be several
                  * times the size stored. */
                 e = event_from_row(st);
-                bytes += bus_event_size_bound(e->topic, e->data);
+                bus_gvariant_measure(e->data, &e->data_size);
+                bytes += bus_event_size_bound(e->topic, &e->data_size);
                 g_ptr_array_add(out, e);
                 found++;
         }

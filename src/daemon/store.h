@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bus-gvariant.h"
 #include "user-record.h"
 
 /* The daemon's durable state: one SQLite database in WAL mode with
@@ -27,6 +28,7 @@ typedef struct StoredEvent {
         char *topic;
         int64_t time;
         GVariant *data;         /* a{sv} */
+        BusSize data_size;      /* DATA as D-Bus marshals it, measured once by store_event_scan() */
 } StoredEvent;
 
 void stored_event_free(StoredEvent *e);

@@ -443,21 +443,24 @@ void bus_gvariant_measure(GVariant *v, BusSize *ret) {
         measure(v, 0, ret);
 }
 
-size_t bus_event_size_bound(const char *topic, GVariant *data) {
-        BusSize size;
-
-        bus_gvariant_measure(data, &size);
+size_t bus_event_size_bound(const char *topic, const BusSize *data_size) {
         /* (tsxa{sv}) as an array element: up to 7 bytes of padding, t, s
          * (length, text, NUL), up to 7 bytes of padding, x, then the data,
          * which starts aligned as it was measured. */
-        return 7 + 8 + 4 + strlen(topic) + 1 + 7 + 8 + size.bytes;
+        return 7 + 8 + 4 + strlen(topic) + 1 + 7 + 8 + data_size->bytes;
 }
 
 int bus_check_event_data(GVariant *data, size_t max_bytes, sd_bus_error *error) {
-        size_t serialized = g_variant_get_size(data);
         BusSize size;
 
         bus_gvariant_measure(data, &size);
+        return bus_check_event_size(data, &size, max_bytes, error);
+}
+
+int bus_check_event_size(GVariant *data, const BusSize *measured, size_t max_bytes, sd_bus_error *error) {
+        size_t serialized = g_variant_get_size(data);
+        BusSize size = *measured;
+
         if (size.unsupported)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
                                         "Event data holds a type D-Bus cannot carry (maybe, empty struct, lone dict entry)");

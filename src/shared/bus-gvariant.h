@@ -56,7 +56,9 @@ void bus_gvariant_measure(GVariant *v, BusSize *ret);
  * bus (else LimitExceeded). Returns 0, or a negative errno with ERROR set,
  * naming the limit and the value. */
 int bus_check_event_data(GVariant *data, size_t max_bytes, sd_bus_error *error);
+/* The same, for DATA already measured as SIZE. */
+int bus_check_event_size(GVariant *data, const BusSize *size, size_t max_bytes, sd_bus_error *error);
 
 /* An upper bound of the room one event of FetchSince's a(tsxa{sv}) takes
  * in the reply. */
-size_t bus_event_size_bound(const char *topic, GVariant *data);
+size_t bus_event_size_bound(const char *topic, const BusSize *data_size);
