@@ -8,16 +8,9 @@
 #include <systemd/sd-event.h>
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "link.h"
 
-#define BRIDGE_PATH        OUTPOST_ROOT_PATH "/bridge"
-#define BRIDGE_IFACE       OUTPOST_IFACE_PREFIX "Bridge"
-#define EVENTS_PATH        OUTPOST_ROOT_PATH "/events"
-#define EVENTS_IFACE       OUTPOST_IFACE_PREFIX "Events"
-#define PRESENCE_PATH      OUTPOST_ROOT_PATH "/presence"
-#define PRESENCE_IFACE     OUTPOST_IFACE_PREFIX "Presence"
-#define ONLINE_USER_IFACE  OUTPOST_IFACE_PREFIX "OnlineUser"
-#define REGISTRY_IFACE     OUTPOST_IFACE_PREFIX "Registry"
 /* Spoken only between bridges, on the link itself: never on a bus. */
 #define BRIDGE_LINK_IFACE  "org.outpost.BridgeLink1"
 

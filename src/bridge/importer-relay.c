@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bus-gvariant.h"
+#include "bus-methods.h"
 #include "frame-limit.h"
 #include "importer.h"
 #include "log.h"
@@ -519,35 +520,16 @@ static int handle_managed_objects(Importer *im, sd_bus_message *m) {
         return reply_managed_objects(im, m, objects);
 }
 
-/* The polkit action of a change method, or NULL for a read. */
-static const char *change_action(sd_bus_message *m) {
-        static const char *const actions[][3] = {
-                { OUTPOST_IFACE_PREFIX "Users",    "CreateUser", POLKIT_ACTION_MANAGE_USERS },
-                { OUTPOST_IFACE_PREFIX "Users",    "SaveUser",   POLKIT_ACTION_MANAGE_USERS },
-                { OUTPOST_IFACE_PREFIX "Users",    "DeleteUser", POLKIT_ACTION_MANAGE_USERS },
-                { PRESENCE_IFACE,                  "GoOnline",   POLKIT_ACTION_SET_PRESENCE },
-                { PRESENCE_IFACE,                  "GoOffline",  POLKIT_ACTION_SET_PRESENCE },
-                { OUTPOST_IFACE_PREFIX "Messages", "Send",       POLKIT_ACTION_SEND_MESSAGES },
-                { EVENTS_IFACE,                    "Publish",    POLKIT_ACTION_PUBLISH_EVENTS },
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(actions); i++)
-                if (sd_bus_message_is_method_call(m, actions[i][0], actions[i][1]))
-                        return actions[i][2];
-        return NULL;
-}
-
 /* A site behaves like central: local callers are authorized here, with the
  * same actions, before anything is relayed (DESIGN.md §5). Upstream, the
  * link's account is trusted by the polkit rule shipped with the project. */
 static bool authorized(Importer *im, sd_bus_message *m) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *action = change_action(m);
         int r;
 
-        if (!action)
+        if (!bus_change_method_of(m))
                 return true;
-        r = polkit_authorize(im->polkit, m, action, &error);
+        r = polkit_authorize_change(im->polkit, m, &error);
         if (r == 0)
                 return true;
         if (r < 0)

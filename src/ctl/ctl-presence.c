@@ -6,19 +6,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bus-names.h"
 #include "ctl.h"
 
-#define ROOT_PATH     "/org/outpost/Outpost1"
-#define PRESENCE_PATH ROOT_PATH "/presence"
 
 /* Whether ID's object is there: it exists exactly while the user is online. */
 static gboolean is_online(Ctl *ctl, const char *id) {
         g_autofree char *segment = g_strdelimit(g_strdup(id), "-", '_');
         g_autofree char *path = g_strconcat(PRESENCE_PATH "/", segment, NULL);
         g_autoptr(GVariant) r = g_dbus_connection_call_sync(
-                outpost_client_get_connection(ctl->client), "org.outpost.Outpost1", path,
+                outpost_client_get_connection(ctl->client), OUTPOST_BUS_NAME, path,
                 "org.freedesktop.DBus.Properties", "Get",
-                g_variant_new("(ss)", "org.outpost.Outpost1.OnlineUser", "UserId"), G_VARIANT_TYPE("(v)"),
+                g_variant_new("(ss)", ONLINE_USER_IFACE, "UserId"), G_VARIANT_TYPE("(v)"),
                 G_DBUS_CALL_FLAGS_NONE, OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, NULL);
 
         return r != NULL;
@@ -44,9 +43,9 @@ static GArray *online_entries(GVariant *objects, guint64 *ret_generation) {
         *ret_generation = 0;
         g_variant_iter_init(&iter, objects);
         while (g_variant_iter_next(&iter, "{&o@a{sa{sv}}}", &path, &ifaces)) {
-                g_autoptr(GVariant) user = g_variant_lookup_value(ifaces, "org.outpost.Outpost1.OnlineUser",
+                g_autoptr(GVariant) user = g_variant_lookup_value(ifaces, ONLINE_USER_IFACE,
                                                                   G_VARIANT_TYPE_VARDICT);
-                g_autoptr(GVariant) presence = g_variant_lookup_value(ifaces, "org.outpost.Outpost1.Presence",
+                g_autoptr(GVariant) presence = g_variant_lookup_value(ifaces, PRESENCE_IFACE,
                                                                       G_VARIANT_TYPE_VARDICT);
                 OnlineEntry e = { 0 };
 
@@ -76,8 +75,8 @@ int ctl_presence_list(Ctl *ctl) {
 
         if (!ctl_check_connected(ctl))
                 return 1;
-        reply = g_dbus_connection_call_sync(outpost_client_get_connection(ctl->client), "org.outpost.Outpost1",
-                                            ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
+        reply = g_dbus_connection_call_sync(outpost_client_get_connection(ctl->client), OUTPOST_BUS_NAME,
+                                            OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                                             NULL, G_VARIANT_TYPE("(a{oa{sa{sv}}})"), G_DBUS_CALL_FLAGS_NONE,
                                             OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, &error);
         if (!reply)

@@ -5,14 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bus-names.h"
 #include "ctl.h"
 
-#define ROOT_PATH   "/org/outpost/Outpost1"
-#define BRIDGE_PATH ROOT_PATH "/bridge"
 
 static GVariant *call(Ctl *ctl, const char *path, const char *iface, const char *method, GVariant *params,
                       const char *reply_type, GError **error) {
-        return g_dbus_connection_call_sync(outpost_client_get_connection(ctl->client), "org.outpost.Outpost1", path,
+        return g_dbus_connection_call_sync(outpost_client_get_connection(ctl->client), OUTPOST_BUS_NAME, path,
                                            iface, method, params, G_VARIANT_TYPE(reply_type), G_DBUS_CALL_FLAGS_NONE,
                                            OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC, NULL, error);
 }
@@ -89,18 +88,18 @@ int ctl_status(Ctl *ctl) {
         if (outpost_client_get_state(ctl->client) == OUTPOST_CLIENT_STATE_DISCONNECTED && !outpost_client_get_bridge(ctl->client))
                 return ctl_check_connected(ctl) ? 0 : 1;
 
-        registry = call(ctl, ROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll",
-                        g_variant_new("(s)", "org.outpost.Outpost1.Registry"), "(a{sv})", &error);
+        registry = call(ctl, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll",
+                        g_variant_new("(s)", REGISTRY_IFACE), "(a{sv})", &error);
         if (registry)
-                snapshot = call(ctl, ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
+                snapshot = call(ctl, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
                                 "(a{oa{sa{sv}}})", &error);
         if (!snapshot)
                 return ctl_fail_error(error, _("Cannot read the state of the service"));
         reg_props = g_variant_get_child_value(registry, 0);
         objects = g_variant_get_child_value(snapshot, 0);
-        events = object_props(objects, ROOT_PATH "/events", "org.outpost.Outpost1.Events");
-        presence = object_props(objects, ROOT_PATH "/presence", "org.outpost.Outpost1.Presence");
-        bridge = object_props(objects, BRIDGE_PATH, "org.outpost.Outpost1.Bridge");
+        events = object_props(objects, EVENTS_PATH, EVENTS_IFACE);
+        presence = object_props(objects, PRESENCE_PATH, PRESENCE_IFACE);
+        bridge = object_props(objects, BRIDGE_PATH, BRIDGE_IFACE);
         online = presence ? g_variant_lookup_value(presence, "OnlineCount", G_VARIANT_TYPE_UINT32) : NULL;
 
         /* The managers are the objects just below the root, in path order
@@ -111,12 +110,12 @@ int ctl_status(Ctl *ctl) {
                 const char *path;
 
                 while (g_variant_iter_next(&iter, "{&o@a{sa{sv}}}", &path, NULL))
-                        if (g_str_has_prefix(path, ROOT_PATH "/") && !strchr(path + strlen(ROOT_PATH "/"), '/') &&
+                        if (g_str_has_prefix(path, OUTPOST_ROOT_PATH "/") && !strchr(path + strlen(OUTPOST_ROOT_PATH "/"), '/') &&
                             !g_str_equal(path, BRIDGE_PATH))
                                 g_ptr_array_add(paths, (gpointer) path);
                 g_ptr_array_sort(paths, compare_paths);
                 for (guint i = 0; i < paths->len; i++) {
-                        name = (const char *) g_ptr_array_index(paths, i) + strlen(ROOT_PATH "/");
+                        name = (const char *) g_ptr_array_index(paths, i) + strlen(OUTPOST_ROOT_PATH "/");
                         g_variant_builder_add(manager_list, "s", name);
                         if (names->len)
                                 g_string_append(names, ", ");
@@ -171,7 +170,7 @@ int ctl_bridge_status(Ctl *ctl) {
         if (!outpost_client_get_bridge(ctl->client))
                 return ctl_fail(_("This bus has no bridge: org.outpost.Outpost1 is the origin daemon"));
         r = call(ctl, BRIDGE_PATH, "org.freedesktop.DBus.Properties", "GetAll",
-                 g_variant_new("(s)", "org.outpost.Outpost1.Bridge"), "(a{sv})", &error);
+                 g_variant_new("(s)", BRIDGE_IFACE), "(a{sv})", &error);
         if (!r)
                 return ctl_fail_error(error, _("Cannot read the bridge's state"));
         props = g_variant_get_child_value(r, 0);

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "bus-gvariant.h"
+#include "bus-methods.h"
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
@@ -67,23 +68,12 @@ static void batch_add(Daemon *d, BatchItemKind kind, StoredEvent *event, sd_bus_
         g_ptr_array_add(d->pending, i);
 }
 
-/* Only these change methods wait for a group commit; anything else that
- * arrives ends the batch first. */
+/* Only the change methods the table marks wait for a group commit;
+ * anything else that arrives ends the batch first. */
 static bool message_is_batchable(sd_bus_message *m) {
-        static const char *const batchable[][2] = {
-                { USERS_IFACE,    "CreateUser" },
-                { USERS_IFACE,    "SaveUser" },
-                { USERS_IFACE,    "DeleteUser" },
-                { PRESENCE_IFACE, "GoOnline" },
-                { PRESENCE_IFACE, "GoOffline" },
-                { EVENTS_IFACE,   "Publish" },
-                { MESSAGES_IFACE, "Send" },
-        };
+        const BusChangeMethod *method = bus_change_method_of(m);
 
-        for (size_t i = 0; i < ELEMENTSOF(batchable); i++)
-                if (sd_bus_message_is_method_call(m, batchable[i][0], batchable[i][1]))
-                        return true;
-        return false;
+        return method && method->batchable;
 }
 
 int daemon_begin(Daemon *d) {

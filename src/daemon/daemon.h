@@ -7,21 +7,10 @@
 #include <systemd/sd-event.h>
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "polkit.h"
 #include "store.h"
 #include "user-record.h"
-
-#define USERS_PATH    OUTPOST_ROOT_PATH "/users"
-#define PRESENCE_PATH OUTPOST_ROOT_PATH "/presence"
-#define MESSAGES_PATH OUTPOST_ROOT_PATH "/messages"
-#define EVENTS_PATH   OUTPOST_ROOT_PATH "/events"
-
-#define REGISTRY_IFACE OUTPOST_IFACE_PREFIX "Registry"
-#define USERS_IFACE    OUTPOST_IFACE_PREFIX "Users"
-#define PRESENCE_IFACE OUTPOST_IFACE_PREFIX "Presence"
-#define ONLINE_USER_IFACE OUTPOST_IFACE_PREFIX "OnlineUser"
-#define MESSAGES_IFACE OUTPOST_IFACE_PREFIX "Messages"
-#define EVENTS_IFACE   OUTPOST_IFACE_PREFIX "Events"
 
 /* Settings of outpostd.conf (DESIGN.md §3a). */
 typedef struct DaemonConfig {

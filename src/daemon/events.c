@@ -61,7 +61,7 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         r = bus_check_event_data(data, d->config.max_event_data_bytes, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
 

@@ -95,7 +95,7 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 r = check_recipients(d, user_ids, n_recipients, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SEND_MESSAGES, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
         /* Known already: polkit_authorize() needed it. */

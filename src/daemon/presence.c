@@ -449,7 +449,7 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = check_user(p, user_id, true, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SET_PRESENCE, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
         r = holder_get(p, m, &h);
@@ -503,7 +503,7 @@ static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = check_user(p, user_id, false, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_SET_PRESENCE, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
 

@@ -76,7 +76,7 @@ static int create_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
                 return r;
         if (!(fields & USER_FIELD_NAME))
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "Key 'name' is required to create a user");
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
 
@@ -274,7 +274,7 @@ static int save_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error
                 r = check_changes(d, changes, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
 
@@ -307,7 +307,7 @@ static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
         r = check_user_id(id, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_MANAGE_USERS, error);
+        r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
 

@@ -12,8 +12,3 @@
 #define BUS_ERROR_HISTORY_TRUNCATED   BUS_ERROR_PREFIX "HistoryTruncated"
 #define BUS_ERROR_HISTORY_RESET       BUS_ERROR_PREFIX "HistoryReset"
 #define BUS_ERROR_STORE_FULL          BUS_ERROR_PREFIX "StoreFull"
-
-/* Names and paths of the service. */
-#define OUTPOST_BUS_NAME       "org.outpost.Outpost1"
-#define OUTPOST_ROOT_PATH      "/org/outpost/Outpost1"
-#define OUTPOST_IFACE_PREFIX   "org.outpost.Outpost1."

@@ -17,10 +17,12 @@
  * before it asks (e.g. the user it names was deleted meanwhile). */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <glib.h>
 #include <string.h>
 
+#include "bus-methods.h"
 #include "log.h"
 #include "macro.h"
 #include "polkit.h"
@@ -328,4 +330,11 @@ void polkit_free(Polkit *p) {
         g_hash_table_unref(p->uids);
         sd_bus_unref(p->bus);
         g_free(p);
+}
+
+int polkit_authorize_change(Polkit *p, sd_bus_message *m, sd_bus_error *error) {
+        const BusChangeMethod *method = bus_change_method_of(m);
+
+        assert(method);
+        return polkit_authorize(p, m, method->polkit_action, error);
 }

@@ -32,6 +32,10 @@ void polkit_free(Polkit *p);
  * before: the first run ends here. A caller with effective uid 0 is allowed
  * without asking polkit. */
 int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error);
+/* The same for a change method of the contract, with the action that
+ * src/shared/bus-methods.c gives it (one table for every layer). M must
+ * be one of those methods. */
+int polkit_authorize_change(Polkit *p, sd_bus_message *m, sd_bus_error *error);
 
 /* The effective uid the sender of M had when it connected, as the bus saw
  * it. The first question per unique name is a call to the bus, made

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "outpost-call-filter.h"
 
 #define BUS_DRIVER              "org.freedesktop.DBus"

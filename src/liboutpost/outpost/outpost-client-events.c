@@ -142,7 +142,7 @@ static void on_fetch(GObject *source, GAsyncResult *result, gpointer data) {
                 if (g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_TRUNCATED) ||
                     g_error_matches(error, OUTPOST_ERROR, OUTPOST_ERROR_HISTORY_RESET))
                         _outpost_client_dbus_call(self, EVENTS_PATH, "org.freedesktop.DBus.Properties", "GetAll",
-                                                  g_variant_new("(s)", IFACE_EVENTS), "(a{sv})", on_events_props);
+                                                  g_variant_new("(s)", EVENTS_IFACE), "(a{sv})", on_events_props);
                 else
                         _outpost_client_sync_failed(self, error);
                 return;

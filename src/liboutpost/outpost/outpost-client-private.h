@@ -4,11 +4,10 @@
 #pragma once
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "outpost-client.h"
 #include "outpost-online-users-private.h"
 
-#define EVENTS_PATH    OUTPOST_ROOT_PATH "/events"
-#define IFACE_EVENTS   OUTPOST_IFACE_PREFIX "Events"
 
 typedef struct Subscription {
         guint id;

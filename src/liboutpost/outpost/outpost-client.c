@@ -18,14 +18,11 @@
 #include "config.h"
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "outpost-call-filter.h"
 #include "outpost-client-private.h"
 #include "outpost-error.h"
 
-#define ROOT_PATH      OUTPOST_ROOT_PATH
-#define BRIDGE_PATH    OUTPOST_ROOT_PATH "/bridge"
-#define IFACE_REGISTRY OUTPOST_IFACE_PREFIX "Registry"
-#define IFACE_BRIDGE   OUTPOST_IFACE_PREFIX "Bridge"
 #define IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
 
 /* The delay before a failed snapshot or catch-up is tried again. */
@@ -183,7 +180,7 @@ static void on_snapshot(GObject *source, GAsyncResult *result, gpointer data) {
         bridge = g_variant_lookup_value(objects, BRIDGE_PATH, G_VARIANT_TYPE("a{sa{sv}}"));
         events = g_variant_lookup_value(objects, EVENTS_PATH, G_VARIANT_TYPE("a{sa{sv}}"));
         if (events) {
-                g_autoptr(GVariant) p = g_variant_lookup_value(events, IFACE_EVENTS, G_VARIANT_TYPE("a{sv}"));
+                g_autoptr(GVariant) p = g_variant_lookup_value(events, EVENTS_IFACE, G_VARIANT_TYPE("a{sv}"));
                 if (p && g_variant_lookup(p, "HistoryId", "&s", &history_id)) {
                         g_free(self->server_history_id);
                         self->server_history_id = g_strdup(history_id);
@@ -197,7 +194,7 @@ static void on_snapshot(GObject *source, GAsyncResult *result, gpointer data) {
 
         self->has_bridge = bridge != NULL;
         if (bridge) {
-                g_autoptr(GVariant) p = g_variant_lookup_value(bridge, IFACE_BRIDGE, G_VARIANT_TYPE("a{sv}"));
+                g_autoptr(GVariant) p = g_variant_lookup_value(bridge, BRIDGE_IFACE, G_VARIANT_TYPE("a{sv}"));
                 if (p)
                         g_variant_lookup(p, "State", "&s", &state);
                 if (bridge_state(state) != OUTPOST_CLIENT_STATE_CONNECTED) {
@@ -224,14 +221,14 @@ static void on_registry_props(GObject *source, GAsyncResult *result, gpointer da
         dict = g_variant_get_child_value(reply, 0);
         if (g_variant_lookup(dict, "ServerId", "&s", &server_id))
                 set_server_id(self, server_id);
-        _outpost_client_dbus_call(self, ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
+        _outpost_client_dbus_call(self, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", NULL,
                                   "(a{oa{sa{sv}}})", on_snapshot);
 }
 
 static void sync_start(OutpostClient *self) {
         new_epoch(self);
         set_state(self, OUTPOST_CLIENT_STATE_CONNECTING);
-        _outpost_client_dbus_call(self, ROOT_PATH, IFACE_PROPERTIES, "GetAll", g_variant_new("(s)", IFACE_REGISTRY),
+        _outpost_client_dbus_call(self, OUTPOST_ROOT_PATH, IFACE_PROPERTIES, "GetAll", g_variant_new("(s)", REGISTRY_IFACE),
                                   "(a{sv})", on_registry_props);
 }
 
@@ -285,20 +282,20 @@ typedef struct ProxyInfo {
 } ProxyInfo;
 
 static const ProxyInfo proxy_infos[] = {
-        { outpost_registry_proxy_get_type, ROOT_PATH, IFACE_REGISTRY, G_STRUCT_OFFSET(OutpostClient, registry) },
-        { outpost_users_proxy_get_type, ROOT_PATH "/users", OUTPOST_IFACE_PREFIX "Users", G_STRUCT_OFFSET(OutpostClient, users) },
-        { outpost_presence_proxy_get_type, ROOT_PATH "/presence", OUTPOST_IFACE_PREFIX "Presence", G_STRUCT_OFFSET(OutpostClient, presence) },
-        { outpost_messages_proxy_get_type, ROOT_PATH "/messages", OUTPOST_IFACE_PREFIX "Messages", G_STRUCT_OFFSET(OutpostClient, messages) },
-        { outpost_events_proxy_get_type, EVENTS_PATH, IFACE_EVENTS, G_STRUCT_OFFSET(OutpostClient, events) },
-        { outpost_bridge_proxy_get_type, BRIDGE_PATH, IFACE_BRIDGE, G_STRUCT_OFFSET(OutpostClient, bridge) },
+        { outpost_registry_proxy_get_type, OUTPOST_ROOT_PATH, REGISTRY_IFACE, G_STRUCT_OFFSET(OutpostClient, registry) },
+        { outpost_users_proxy_get_type, OUTPOST_ROOT_PATH "/users", OUTPOST_IFACE_PREFIX "Users", G_STRUCT_OFFSET(OutpostClient, users) },
+        { outpost_presence_proxy_get_type, OUTPOST_ROOT_PATH "/presence", OUTPOST_IFACE_PREFIX "Presence", G_STRUCT_OFFSET(OutpostClient, presence) },
+        { outpost_messages_proxy_get_type, OUTPOST_ROOT_PATH "/messages", OUTPOST_IFACE_PREFIX "Messages", G_STRUCT_OFFSET(OutpostClient, messages) },
+        { outpost_events_proxy_get_type, EVENTS_PATH, EVENTS_IFACE, G_STRUCT_OFFSET(OutpostClient, events) },
+        { outpost_bridge_proxy_get_type, BRIDGE_PATH, BRIDGE_IFACE, G_STRUCT_OFFSET(OutpostClient, bridge) },
 };
 
 static void watch_service(OutpostClient *self) {
-        self->events_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, IFACE_EVENTS, NULL,
+        self->events_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, EVENTS_IFACE, NULL,
                                                                     EVENTS_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
                                                                     _outpost_client_on_events_signal, self, NULL);
         self->bridge_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, IFACE_PROPERTIES,
-                                                                    "PropertiesChanged", BRIDGE_PATH, IFACE_BRIDGE,
+                                                                    "PropertiesChanged", BRIDGE_PATH, BRIDGE_IFACE,
                                                                     G_DBUS_SIGNAL_FLAGS_NONE, on_bridge_changed, self, NULL);
         self->watch_id = g_bus_watch_name_on_connection(self->connection, OUTPOST_BUS_NAME, G_BUS_NAME_WATCHER_FLAGS_NONE,
                                                         on_name_appeared, on_name_vanished, self, NULL);

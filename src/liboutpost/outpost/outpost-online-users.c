@@ -10,10 +10,10 @@
 #include <string.h>
 
 #include "bus-errors.h"
+#include "bus-names.h"
 #include "outpost-online-users.h"
 #include "outpost-online-users-private.h"
 
-#define IFACE_ONLINE_USER OUTPOST_IFACE_PREFIX "OnlineUser"
 
 struct _OutpostOnlineUsers {
         GObject parent_instance;
@@ -72,7 +72,7 @@ static void changed(OutpostOnlineUsers *self, guint position, guint removed, gui
 /* Insert the OnlineUser interface of OBJECT, if it has one; returns its
  * position, or -1. */
 static int insert(OutpostOnlineUsers *self, GDBusObject *object) {
-        g_autoptr(GDBusInterface) user = g_dbus_object_get_interface(object, IFACE_ONLINE_USER);
+        g_autoptr(GDBusInterface) user = g_dbus_object_get_interface(object, ONLINE_USER_IFACE);
         const char *path = g_dbus_object_get_object_path(object);
         GSequenceIter *iter;
 
@@ -109,7 +109,7 @@ static void on_object_removed(GDBusObjectManager *manager, GDBusObject *object, 
 static GType proxy_type(GDBusObjectManagerClient *manager, const char *path, const char *iface, gpointer data) {
         if (!iface)
                 return G_TYPE_DBUS_OBJECT_PROXY;
-        if (strcmp(iface, IFACE_ONLINE_USER) == 0)
+        if (strcmp(iface, ONLINE_USER_IFACE) == 0)
                 return OUTPOST_TYPE_ONLINE_USER_PROXY;
         return G_TYPE_DBUS_PROXY;
 }
