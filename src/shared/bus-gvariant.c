@@ -175,11 +175,30 @@ static int append_variant(sd_bus_message *m, GVariant *inner) {
         int r;
 
         r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, g_variant_get_type_string(inner));
-        if (r >= 0)
-                r = bus_message_append_gvariant(m, inner);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
+        if (r < 0)
+                return r;
+        r = bus_message_append_gvariant(m, inner);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
+}
+
+static int append_vardict_entry(sd_bus_message *m, GVariant *entry) {
+        g_autoptr(GVariant) key = g_variant_get_child_value(entry, 0);
+        g_autoptr(GVariant) boxed = g_variant_get_child_value(entry, 1);
+        g_autoptr(GVariant) inner = g_variant_get_variant(boxed);
+        int r;
+
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, g_variant_get_string(key, NULL));
+        if (r < 0)
+                return r;
+        r = append_variant(m, inner);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
 }
 
 /* a{sv}: event data, properties. */
@@ -188,23 +207,16 @@ static int append_vardict(sd_bus_message *m, GVariant *v) {
         int r;
 
         r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{sv}");
-        for (gsize i = 0; r >= 0 && i < n; i++) {
+        if (r < 0)
+                return r;
+        for (gsize i = 0; i < n; i++) {
                 g_autoptr(GVariant) entry = g_variant_get_child_value(v, i);
-                g_autoptr(GVariant) key = g_variant_get_child_value(entry, 0);
-                g_autoptr(GVariant) boxed = g_variant_get_child_value(entry, 1);
-                g_autoptr(GVariant) inner = g_variant_get_variant(boxed);
 
-                r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, g_variant_get_string(key, NULL));
-                if (r >= 0)
-                        r = append_variant(m, inner);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
+                r = append_vardict_entry(m, entry);
+                if (r < 0)
+                        return r;
         }
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
+        return sd_bus_message_close_container(m);
 }
 
 /* The size of a fixed-size number of TYPE, the same in GVariant and on
@@ -259,11 +271,12 @@ int bus_message_append_gvariant(sd_bus_message *m, GVariant *v) {
         default:
                 return append_basic(m, v);
         }
-        if (r >= 0)
-                r = append_children(m, v);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
+        if (r < 0)
+                return r;
+        r = append_children(m, v);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
 }
 
 GVariant *vardict_new(const char *key, GVariant *value, ...) {

@@ -131,8 +131,9 @@ int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
                 return 0;
         }
         r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
         if (r < 0)
                 return r;
         if (sender && sender[0] == ':') {
@@ -142,6 +143,16 @@ int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
         }
         *ret = uid;
         return 0;
+}
+
+/* The handler runs again, from its first argument. */
+static int dispatch_again(Polkit *p, sd_bus_message *request) {
+        int r;
+
+        r = sd_bus_message_rewind(request, true);
+        if (r < 0)
+                return r;
+        return sd_bus_enqueue_for_read(p->bus, request);
 }
 
 static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -174,10 +185,7 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         log_debug("polkit: %s may %s: %s", sender, q->action,
                   q->verdict == VERDICT_ALLOWED ? "yes" : q->verdict == VERDICT_CHALLENGE ? "after authentication" : "no");
 
-        /* The handler runs again, from its first argument. */
-        r = sd_bus_message_rewind(q->request, true);
-        if (r >= 0)
-                r = sd_bus_enqueue_for_read(p->bus, q->request);
+        r = dispatch_again(p, q->request);
         if (r < 0) {
                 log_warning_errno(r, "Cannot dispatch %s's %s call again after polkit answered",
                                   sender, message_method(q->request));
@@ -229,13 +237,14 @@ static int ask_polkit(Polkit *p, sd_bus_message *m, const char *sender, const ch
         int r;
 
         r = sd_bus_message_new_method_call(p->bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE, "CheckAuthorization");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "(sa{sv})sa{ss}us",
-                                          "system-bus-name", 1, "name", "s", sender,
-                                          action,
-                                          0,
-                                          interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0u,
-                                          "");
+        if (r < 0)
+                goto fail;
+        r = sd_bus_message_append(call, "(sa{sv})sa{ss}us",
+                                  "system-bus-name", 1, "name", "s", sender,
+                                  action,
+                                  0,
+                                  interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0u,
+                                  "");
         if (r < 0)
                 goto fail;
 

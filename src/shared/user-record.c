@@ -253,37 +253,22 @@ bool user_record_apply_limited(UserRecord *u, GVariant *changes, const UserLimit
         return true;
 }
 
-/* One {sv} entry whose variant holds a basic value of TYPE. */
-static int append_basic_entry(sd_bus_message *m, const char *key, char type, const void *value) {
-        const char contents[2] = { type, 0 };
-        int r;
-
-        r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, key);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, contents);
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, type, value);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
+/* The entry "attributes" of a record: {sv} holding an a{ss}. */
 static int append_attributes_entry(sd_bus_message *m, GVariant *attributes) {
         GVariantIter iter;
         const char *key, *value;
         int r;
 
         r = sd_bus_message_open_container(m, SD_BUS_TYPE_DICT_ENTRY, "sv");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, SD_BUS_TYPE_STRING, "attributes");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, "a{ss}");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{ss}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", "attributes");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_VARIANT, "a{ss}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{ss}");
         if (r < 0)
                 return r;
         if (attributes) {
@@ -294,38 +279,38 @@ static int append_attributes_entry(sd_bus_message *m, GVariant *attributes) {
                                 return r;
                 }
         }
-        r = sd_bus_message_close_container(m);          /* a{ss} */
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);  /* v */
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);  /* {sv} */
-        return r;
+        /* The array, the variant and the entry. */
+        for (unsigned i = 0; i < 3; i++) {
+                r = sd_bus_message_close_container(m);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 int user_record_append(sd_bus_message *m, const UserRecord *u) {
-        int enabled = u->enabled;
         int r;
 
         r = sd_bus_message_open_container(m, SD_BUS_TYPE_ARRAY, "{sv}");
-        if (r >= 0)
-                r = append_basic_entry(m, "id", SD_BUS_TYPE_STRING, u->id);
-        if (r >= 0)
-                r = append_basic_entry(m, "tag", SD_BUS_TYPE_STRING, u->tag);
-        if (r >= 0)
-                r = append_basic_entry(m, "name", SD_BUS_TYPE_STRING, u->name);
-        if (r >= 0)
-                r = append_basic_entry(m, "display-name", SD_BUS_TYPE_STRING, u->display_name);
-        if (r >= 0)
-                r = append_basic_entry(m, "email", SD_BUS_TYPE_STRING, u->email);
-        if (r >= 0)
-                r = append_basic_entry(m, "enabled", SD_BUS_TYPE_BOOLEAN, &enabled);
-        if (r >= 0)
-                r = append_attributes_entry(m, u->attributes);
-        if (r >= 0)
-                r = append_basic_entry(m, "created", SD_BUS_TYPE_INT64, &u->created);
-        if (r >= 0)
-                r = append_basic_entry(m, "modified", SD_BUS_TYPE_INT64, &u->modified);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
+        if (r < 0)
+                return r;
+        /* sd-bus writes a NULL string as "", as the contract wants. */
+        r = sd_bus_message_append(m, "{sv}{sv}{sv}{sv}{sv}{sv}",
+                                  "id", "s", u->id,
+                                  "tag", "s", u->tag,
+                                  "name", "s", u->name,
+                                  "display-name", "s", u->display_name,
+                                  "email", "s", u->email,
+                                  "enabled", "b", (int) u->enabled);
+        if (r < 0)
+                return r;
+        r = append_attributes_entry(m, u->attributes);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "{sv}{sv}",
+                                  "created", "x", u->created,
+                                  "modified", "x", u->modified);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
 }
