@@ -726,20 +726,6 @@ static int measure_presence(Scale *s, Results *res) {
 /* outpost-bridge: a listener next to the big daemon, an importer on its own
  * bus, over plain TCP on loopback. */
 
-static int free_port(unsigned *ret) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof a;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
-
-        if (fd < 0)
-                return bench_log_errno(-errno, "socket");
-        if (bind(fd, (struct sockaddr *) &a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *) &a, &len) < 0)
-                r = bench_log_errno(-errno, "Cannot find a free port");
-        close(fd);
-        *ret = ntohs(a.sin_port);
-        return r;
-}
-
 static int bridge_start(Scale *s, Bus *bus, const char *role, const char *log, pid_t *ret_pid) {
         g_autofree char *address = g_strconcat("--address=", bus->address, NULL);
         g_autofree char *config = g_strdup_printf("--config=%s/none.conf", s->dir);
@@ -768,7 +754,7 @@ static int measure_bridge(Scale *s, Results *res) {
         unsigned port = 0;
         int r;
 
-        r = free_port(&port);
+        r = bench_free_tcp_port(&port);
         if (r < 0)
                 return r;
         listen = g_strdup_printf("--listen=tcp:host=127.0.0.1,port=%u", port);

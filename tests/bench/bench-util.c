@@ -4,12 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -459,4 +462,53 @@ void bench_print_row(const BenchTable *t, const char *name, const char *value, c
                 snprintf(r, sizeof r, "%.2f", ratio);
         printf("%-*s %*s %*s  %-*s %6s  %-*s %s\n", t->name, name, t->value, value, t->value, spread, t->baseline,
                baseline ?: "-", r, t->target, target ?: "-", pass < 0 ? "-" : pass ? "PASS" : "MISS");
+}
+
+int bench_free_tcp_port(unsigned *ret) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof a;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (fd < 0)
+                return bench_log_errno(-errno, "socket");
+        if (bind(fd, (struct sockaddr *) &a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *) &a, &len) < 0)
+                r = bench_log_errno(-errno, "Cannot find a free port");
+        close(fd);
+        *ret = ntohs(a.sin_port);
+        return r;
+}
+
+bool bench_tcp_port_open(unsigned port) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool open;
+
+        if (fd < 0)
+                return false;
+        open = connect(fd, (struct sockaddr *) &a, sizeof a) == 0;
+        close(fd);
+        return open;
+}
+
+int bench_start_daemon(const char *dir, const char *bus_address, pid_t *ret_pid) {
+        char *address = NULL, *state = NULL, *config = NULL;
+        int log_fd = -1, r;
+
+        if (asprintf(&address, "--address=%s", bus_address) < 0 ||
+            asprintf(&state, "--state-dir=%s/state", dir) < 0 ||
+            asprintf(&config, "--config=%s/none.conf", dir) < 0)
+                r = -ENOMEM;
+        else
+                r = bench_open_log(dir, "outpostd", &log_fd);
+        if (r >= 0) {
+                char *argv[] = { (char *) bench_env_or("OUTPOSTD", "./outpostd"), address, state, config, NULL };
+
+                r = bench_spawn(argv, -1, log_fd, ret_pid);
+                close(log_fd);
+        }
+        free(address);
+        free(state);
+        free(config);
+        return r < 0 ? bench_log_errno(r, "Cannot start outpostd") : 0;
 }

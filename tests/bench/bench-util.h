@@ -71,6 +71,14 @@ int bench_connect(const char *address, bool anonymous, sd_bus **ret);
  * *PID (PID may be NULL) exits first, and sets it to 0 then. */
 int bench_wait_for_name(sd_bus *bus, pid_t *pid, uint64_t timeout_usec);
 
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int bench_free_tcp_port(unsigned *ret);
+/* Whether something accepts connections on 127.0.0.1:PORT. */
+bool bench_tcp_port_open(unsigned port);
+/* outpostd on BUS_ADDRESS with its store in DIR/state and no config file,
+ * logging to DIR/outpostd.log. */
+int bench_start_daemon(const char *dir, const char *bus_address, pid_t *ret_pid);
+
 /* Samples in nanoseconds. */
 typedef struct BenchSamples {
         uint64_t *nsec;
