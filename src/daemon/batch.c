@@ -41,6 +41,7 @@ typedef struct BatchItem {
         StoredEvent *event;
         sd_bus_message *message;        /* the signal, or the method return */
         sd_bus_message *call;           /* what the method return answers */
+        char **results;                 /* the method return's values as text, for the audit */
 } BatchItem;
 
 static void batch_item_free(BatchItem *i) {
@@ -48,6 +49,7 @@ static void batch_item_free(BatchItem *i) {
                 stored_event_free(i->event);
         sd_bus_message_unref(i->message);
         sd_bus_message_unref(i->call);
+        g_strfreev(i->results);
         g_free(i);
 }
 
@@ -55,8 +57,8 @@ static GPtrArray *batch_items_new(void) {
         return g_ptr_array_new_with_free_func((GDestroyNotify) batch_item_free);
 }
 
-static void batch_add(Daemon *d, BatchItemKind kind, StoredEvent *event, sd_bus_message *message,
-                      sd_bus_message *call) {
+static BatchItem *batch_add(Daemon *d, BatchItemKind kind, StoredEvent *event, sd_bus_message *message,
+                            sd_bus_message *call) {
         BatchItem *i = g_new0(BatchItem, 1);
 
         *i = (BatchItem) {
@@ -66,6 +68,7 @@ static void batch_add(Daemon *d, BatchItemKind kind, StoredEvent *event, sd_bus_
                 .call = call,
         };
         g_ptr_array_add(d->pending, i);
+        return i;
 }
 
 /* Only the change methods the table marks wait for a group commit;
@@ -159,16 +162,38 @@ void daemon_rollback(Daemon *d) {
         g_ptr_array_set_size(d->pending, d->change_first_item);
 }
 
+/* The values of a reply as text, from its TYPES ("s" and "t" only: what
+ * the change methods return) and the arguments AP, for the audit: a reply
+ * being built cannot be read back until it is sent. */
+static char **results_as_text(const char *types, va_list ap) {
+        g_autoptr(GPtrArray) results = g_ptr_array_new_with_free_func(g_free);
+
+        for (const char *t = types; t && *t; t++) {
+                if (*t == 's')
+                        g_ptr_array_add(results, g_strdup(va_arg(ap, const char *)));
+                else if (*t == 't')
+                        g_ptr_array_add(results, g_strdup_printf("%" G_GUINT64_FORMAT, va_arg(ap, uint64_t)));
+                else
+                        g_assert_not_reached();
+        }
+        g_ptr_array_add(results, NULL);
+        return (char **) g_ptr_array_free(g_steal_pointer(&results), false);
+}
+
 int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
                               const char *types, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        va_list ap;
+        g_auto(GStrv) results = NULL;
+        va_list ap, aq;
         int r;
 
         r = sd_bus_message_new_method_return(call, &reply);
         if (r >= 0 && types) {
                 va_start(ap, types);
+                va_copy(aq, ap);
                 r = sd_bus_message_appendv(reply, types, ap);
+                results = results_as_text(types, aq);
+                va_end(aq);
                 va_end(ap);
         }
         if (r >= 0)
@@ -181,7 +206,8 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
          * reply, so that the caller hears back after it was shown. */
         if (hook)
                 (void) hook(d, hook_arg);
-        batch_add(d, BATCH_ITEM_REPLY, NULL, TAKE_PTR(reply), sd_bus_message_ref(call));
+        batch_add(d, BATCH_ITEM_REPLY, NULL, TAKE_PTR(reply), sd_bus_message_ref(call))->results =
+                g_steal_pointer(&results);
         d->pending_replies++;
 
         if (d->pending_replies >= BATCH_REPLIES_MAX)
@@ -267,9 +293,11 @@ static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
                 r = sd_bus_send(d->bus, i->message, NULL);
                 break;
         case BATCH_ITEM_REPLY:
-                if (commit_error >= 0)
+                if (commit_error >= 0) {
+                        /* Logged before the caller can hear of it. */
+                        audit_change(d->audit, i->call, NULL, NULL, i->results);
                         r = sd_bus_send(NULL, i->message, NULL);
-                else
+                } else
                         r = reply_commit_error(d, i->call, commit_error);
                 break;
         }

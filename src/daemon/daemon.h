@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "audit.h"
 #include "bus-errors.h"
 #include "bus-names.h"
 #include "polkit.h"
@@ -57,6 +58,7 @@ typedef struct Daemon {
 
         /* Authorization of the change methods (polkit.c). */
         Polkit *polkit;
+        Audit *audit;           /* each change carried out, with its caller */
 } Daemon;
 
 /* Each manager registers its object(s) on d->bus. */

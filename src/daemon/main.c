@@ -163,6 +163,7 @@ static int register_objects(Daemon *d) {
 static void daemon_done(Daemon *d) {
         batch_done(d);
         polkit_free(d->polkit);
+        audit_free(d->audit);
         if (d->bus)
                 sd_bus_flush_close_unref(d->bus);
         presence_free(d->presence);
@@ -214,6 +215,9 @@ static int run(const Options *o) {
         r = polkit_new(d.bus, &d.polkit);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up authorization");
+        r = audit_new(d.bus, &d.audit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the audit trail");
         r = register_objects(&d);
         if (r < 0)
                 return r;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,8 +23,20 @@ int log_get_max_level(void) {
         return max_level;
 }
 
+/* journald names the program of each line itself (SYSLOG_IDENTIFIER):
+ * the prefix is for a terminal and a log file only. */
 void log_set_program_name(const char *name) {
-        program_name = name;
+        program_name = log_stderr_is_journal() ? NULL : name;
+}
+
+bool log_stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
 }
 
 int log_level_from_string(const char *s) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <syslog.h>
 
 /* Logging to stderr with sd-daemon(3) level prefixes ("<3>"), which
@@ -12,6 +13,9 @@ int log_level_from_string(const char *s);
 /* --log-level=: sets the level named S, or logs why not and returns -EINVAL. */
 int log_set_max_level_from_string(const char *s);
 void log_set_program_name(const char *name);
+/* Whether stderr is a stream to journald (JOURNAL_STREAM names it, as
+ * systemd sets it for a service's stderr). */
+bool log_stderr_is_journal(void);
 
 void log_internal(int level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 

@@ -220,7 +220,18 @@ else
 	journalctl --no-pager -q -o short-monotonic -u outpostd.service >"$tmp/out" 2>&1
 	not_ok "outpostd's messages carry their priority (Serving: info), with no level prefix left in the text"
 fi
-skip "journalctl OUTPOST_RESULT=<tag> finds a change" "the audit fields do not exist yet"
+# The audit trail: the change's result finds it, with its caller.
+seq=$(busctl call org.outpost.Outpost1 /org/outpost/Outpost1/events org.outpost.Outpost1.Events \
+	Publish 'sa{sv}' system/audit 0 2>"$tmp/out" | sed -n 's/^t //p')
+if [ -n "$seq" ] && wait_until 10 sh -c "journalctl --no-pager -q -o verbose OUTPOST_METHOD=Events.Publish \
+	OUTPOST_RESULT=$seq | grep -q OUTPOST_CALLER_UID=0"; then
+	ok "journalctl OUTPOST_RESULT=<seq> finds a change with its caller"
+else
+	journalctl --no-pager -q -o verbose -u outpostd.service | tail -n 30 >>"$tmp/out" 2>&1
+	not_ok "journalctl OUTPOST_RESULT=<seq> finds a change with its caller"
+fi
+check "journal lines do not repeat the program's name" \
+	sh -c "! journalctl --no-pager -q -o cat -u outpostd.service -u outpost-bridge.service | grep -q '^outpost[a-z-]*: '"
 
 # --- systemctl stop: each service ends cleanly within its timeout -----------
 timeout 60 systemctl stop outpost-machine-bridge.service

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <systemd/sd-journal.h>
+
+#include "audit.h"
+#include "log.h"
+#include "macro.h"
+
+/* Unique names are never reused on a bus, so a caller's credentials can be
+ * remembered; the table is emptied when it grows past this. */
+#define CALLER_CACHE_MAX 4096
+#define RESULT_VALUES_MAX 4
+
+typedef struct Caller {
+        uid_t uid;
+        pid_t pid;
+        char *unit;
+} Caller;
+
+struct Audit {
+        sd_bus *bus;
+        GHashTable *callers;    /* unique name → Caller */
+        bool journal;
+};
+
+static void caller_free(Caller *c) {
+        if (!c)
+                return;
+        free(c->unit);
+        g_free(c);
+}
+
+int audit_new(sd_bus *bus, Audit **ret) {
+        Audit *a = g_new0(Audit, 1);
+
+        a->bus = sd_bus_ref(bus);
+        a->callers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) caller_free);
+        a->journal = log_stderr_is_journal();
+        *ret = a;
+        return 0;
+}
+
+Audit *audit_free(Audit *a) {
+        if (!a)
+                return NULL;
+        g_hash_table_destroy(a->callers);
+        sd_bus_unref(a->bus);
+        g_free(a);
+        return NULL;
+}
+
+/* Who sent M, as the bus saw it: uid and pid from the bus, the unit from
+ * the pid's cgroup (absent outside systemd; that is not an error). */
+static const Caller *caller_of(Audit *a, sd_bus_message *m) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(m), *unit = NULL;
+        Caller *c;
+
+        if (!sender)
+                return NULL;
+        c = g_hash_table_lookup(a->callers, sender);
+        if (c)
+                return c;
+        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_UNIT |
+                                      SD_BUS_CREDS_AUGMENT, &creds) < 0)
+                return NULL;
+        c = g_new0(Caller, 1);
+        c->uid = (uid_t) -1;
+        (void) sd_bus_creds_get_euid(creds, &c->uid);
+        (void) sd_bus_creds_get_pid(creds, &c->pid);
+        if (sd_bus_creds_get_unit(creds, &unit) >= 0 && unit)
+                c->unit = strdup(unit);
+        if (g_hash_table_size(a->callers) >= CALLER_CACHE_MAX)
+                g_hash_table_remove_all(a->callers);
+        g_hash_table_insert(a->callers, g_strdup(sender), c);
+        return c;
+}
+
+/* The basic values at the top level of REPLY, as text, at most MAX. */
+static char **result_values(sd_bus_message *reply, unsigned max) {
+        g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
+        char type;
+        const char *contents;
+
+        if (sd_bus_message_rewind(reply, true) < 0)
+                return NULL;
+        while (values->len < max && sd_bus_message_peek_type(reply, &type, &contents) > 0) {
+                union { const char *s; uint64_t t; int64_t x; uint32_t u; int32_t i; int b; } v;
+
+                if (!strchr("stxuib", type) || sd_bus_message_read_basic(reply, type, &v) < 0)
+                        break;
+                g_ptr_array_add(values, type == 's' ? g_strdup(v.s) :
+                                        type == 't' ? g_strdup_printf("%" PRIu64, v.t) :
+                                        type == 'x' ? g_strdup_printf("%" PRIi64, v.x) :
+                                        type == 'u' ? g_strdup_printf("%" PRIu32, v.u) :
+                                        type == 'i' ? g_strdup_printf("%" PRIi32, v.i) :
+                                        g_strdup(v.b ? "true" : "false"));
+        }
+        (void) sd_bus_message_rewind(reply, true);
+        g_ptr_array_add(values, NULL);
+        return (char **) g_ptr_array_free(g_steal_pointer(&values), false);
+}
+
+char **audit_results_of_reply(sd_bus_message *reply) {
+        return result_values(reply, RESULT_VALUES_MAX);
+}
+
+/* What the change was about, when its first argument says it: the user
+ * id of SaveUser, DeleteUser and GoOnline, the topic of Publish, the
+ * recipient of Send. */
+static char *subject_of(sd_bus_message *call) {
+        const char *s = NULL;
+        char type;
+
+        if (sd_bus_message_rewind(call, true) < 0)
+                return NULL;
+        if (sd_bus_message_peek_type(call, &type, NULL) > 0 && type == 's')
+                (void) sd_bus_message_read_basic(call, 's', &s);
+        /* A failed call's argument was never validated: keep the log
+         * line one line, and short. */
+        g_autofree char *copy = s ? g_strndup(s, 200) : NULL;
+        (void) sd_bus_message_rewind(call, true);
+        return copy ? g_strescape(copy, NULL) : NULL;
+}
+
+static char *method_name(sd_bus_message *call) {
+        const char *iface = sd_bus_message_get_interface(call) ?: "";
+        const char *dot = strrchr(iface, '.');
+
+        return g_strdup_printf("%s.%s", dot ? dot + 1 : iface, sd_bus_message_get_member(call) ?: "");
+}
+
+static void add_field(GPtrArray *fields, const char *format, ...) G_GNUC_PRINTF(2, 3);
+static void add_field(GPtrArray *fields, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        g_ptr_array_add(fields, g_strdup_vprintf(format, ap));
+        va_end(ap);
+}
+
+static void send_to_journal(GPtrArray *fields) {
+        g_autofree struct iovec *iov = g_new(struct iovec, fields->len);
+
+        for (guint i = 0; i < fields->len; i++)
+                iov[i] = (struct iovec) { .iov_base = fields->pdata[i], .iov_len = strlen(fields->pdata[i]) };
+        (void) sd_journal_sendv(iov, (int) fields->len);
+}
+
+void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *error_name,
+                  char *const *results) {
+        g_autoptr(GPtrArray) fields = g_ptr_array_new_with_free_func(g_free);
+        g_autofree char *method = method_name(call);
+        g_autofree char *subject = subject_of(call);
+        const Caller *c = caller_of(a, call);
+        g_autoptr(GString) line = g_string_new(NULL);
+
+        g_string_append_printf(line, "audit: %s", method);
+        if (subject)
+                g_string_append_printf(line, "('%s')", subject);
+        if (peer)
+                g_string_append_printf(line, " from peer '%s'", peer);
+        if (c)
+                g_string_append_printf(line, " by uid=%d pid=%d unit=%s", (int) c->uid, (int) c->pid,
+                                       c->unit ?: "-");
+        if (error_name)
+                g_string_append_printf(line, ": failed, %s", error_name);
+        else {
+                g_string_append(line, ":");
+                for (char *const *r = results; r && *r; r++)
+                        g_string_append_printf(line, " %s", *r);
+        }
+
+        if (!a->journal) {
+                log_info("%s", line->str);
+                return;
+        }
+        add_field(fields, "MESSAGE=%s", line->str);
+        add_field(fields, "PRIORITY=%d", LOG_INFO);
+        add_field(fields, "SYSLOG_IDENTIFIER=%s", program_invocation_short_name);
+        add_field(fields, "OUTPOST_METHOD=%s", method);
+        if (subject)
+                add_field(fields, "OUTPOST_SUBJECT=%s", subject);
+        if (peer)
+                add_field(fields, "OUTPOST_PEER=%s", peer);
+        if (c) {
+                add_field(fields, "OUTPOST_CALLER_UID=%d", (int) c->uid);
+                add_field(fields, "OUTPOST_CALLER_PID=%d", (int) c->pid);
+                if (c->unit)
+                        add_field(fields, "OUTPOST_CALLER_UNIT=%s", c->unit);
+        }
+        if (error_name)
+                add_field(fields, "OUTPOST_ERROR=%s", error_name);
+        for (char *const *r = results; r && *r; r++)
+                add_field(fields, "OUTPOST_RESULT=%s", *r);
+        send_to_journal(fields);
+}
