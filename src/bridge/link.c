@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "frame-limit.h"
 #include "link.h"
 #include "log.h"
@@ -46,9 +47,6 @@
 /* One read or write at a time; a TLS record holds at most 16 KiB. */
 #define IO_CHUNK                (64u << 10)
 #define SEND_CHUNK              (16u << 10)
-/* Idle buffers larger than this are released, so that a quiet link does
- * not keep the memory of its busiest moment. */
-#define BUFFER_KEEP             (256u << 10)
 #define ACCEPTS_PER_WAKEUP      16
 #define ACCEPT_PAUSE_USEC       (1000u * 1000u)
 #define DEFAULT_MAX_HANDSHAKES  64u
@@ -71,57 +69,6 @@ static void fd_closep(int *fd) {
                 (fd) = -1;                      \
                 _fd_;                           \
         })
-
-/* ---- byte buffers ------------------------------------------------------- */
-
-typedef struct Buffer {
-        uint8_t *data;
-        size_t head, len, cap, max;
-} Buffer;
-
-static size_t buffer_room(const Buffer *b) {
-        return b->len < b->max ? b->max - b->len : 0;
-}
-
-/* Contiguous room at the tail for up to WANT bytes: slide the data to the
- * front or grow the allocation, never past max. Returns 0 when full. */
-static size_t buffer_tail(Buffer *b, size_t want, uint8_t **ret) {
-        want = MIN(want, buffer_room(b));
-        if (want == 0)
-                return 0;
-        if (b->cap - b->head - b->len < want && b->head > 0) {
-                memmove(b->data, b->data + b->head, b->len);
-                b->head = 0;
-        }
-        if (b->cap - b->len < want) {
-                size_t cap = MAX(b->cap, (size_t) 4096);
-
-                while (cap < b->len + want)
-                        cap *= 2;
-                b->cap = MIN(cap, b->max);
-                b->data = g_realloc(b->data, b->cap);
-        }
-        *ret = b->data + b->head + b->len;
-        return b->cap - b->head - b->len;
-}
-
-static void buffer_consume(Buffer *b, size_t n) {
-        b->head += n;
-        b->len -= n;
-        if (b->len > 0)
-                return;
-        b->head = 0;
-        if (b->cap > BUFFER_KEEP) {
-                g_free(b->data);
-                b->data = NULL;
-                b->cap = 0;
-        }
-}
-
-static void buffer_done(Buffer *b) {
-        g_free(b->data);
-        *b = (Buffer) {};
-}
 
 /* ---- addresses ---------------------------------------------------------- */
 
