@@ -18,8 +18,6 @@
 #include <fcntl.h>
 #include <glib.h>
 #include <malloc.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -37,17 +35,15 @@
 #include "buffer.h"
 #include "frame-limit.h"
 #include "link-address.h"
+#include "link-tls.h"
 #include "link.h"
 #include "log.h"
 #include "macro.h"
 
 #define DEFAULT_MAX_QUEUED      (8u << 20)
 #define DEFAULT_HANDSHAKE_SEC   10u
-/* TLS 1.2 at least; GnuTLS's NORMAL set otherwise. */
-#define TLS_PRIORITY            "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-/* One read or write at a time; a TLS record holds at most 16 KiB. */
+/* One read at a time. */
 #define IO_CHUNK                (64u << 10)
-#define SEND_CHUNK              (16u << 10)
 #define ACCEPTS_PER_WAKEUP      16
 #define ACCEPT_PAUSE_USEC       (1000u * 1000u)
 #define DEFAULT_MAX_HANDSHAKES  64u
@@ -73,25 +69,6 @@ static void fd_closep(int *fd) {
 
 /* ---- configuration checks and credentials ------------------------------- */
 
-/* Shared by a listener and the links it accepted, which may outlive it. */
-typedef struct Creds {
-        unsigned n_ref;
-        gnutls_certificate_credentials_t cred;
-} Creds;
-
-static Creds *creds_ref(Creds *c) {
-        if (c)
-                c->n_ref++;
-        return c;
-}
-
-static void creds_unref(Creds *c) {
-        if (!c || --c->n_ref > 0)
-                return;
-        gnutls_certificate_free_credentials(c->cred);
-        g_free(c);
-}
-
 /* The key must be private to its owner: a key others can read is a key
  * others may already have. Checked before GnuTLS reads it. */
 static int check_key_mode(const char *key_file, char **ret_error) {
@@ -111,9 +88,8 @@ static int check_key_mode(const char *key_file, char **ret_error) {
         return 0;
 }
 
-static int load_creds(const LinkConfig *config, Creds **ret, char **ret_error) {
-        gnutls_certificate_credentials_t cred = NULL;
-        int n, r;
+static int load_creds(const LinkConfig *config, LinkTlsCredentials **ret, char **ret_error) {
+        int r;
 
         if (!config->ca_file || !config->cert_file || !config->key_file) {
                 *ret_error = g_strdup("tls: needs a CA file, a certificate and a key (tls-ca, tls-cert, tls-key)");
@@ -122,32 +98,13 @@ static int load_creds(const LinkConfig *config, Creds **ret, char **ret_error) {
         r = check_key_mode(config->key_file, ret_error);
         if (r < 0)
                 return r;
-        if (gnutls_certificate_allocate_credentials(&cred) < 0)
-                return -ENOMEM;
-        n = gnutls_certificate_set_x509_trust_file(cred, config->ca_file, GNUTLS_X509_FMT_PEM);
-        if (n <= 0) {
-                *ret_error = g_strdup_printf("cannot load CA file %s: %s", config->ca_file,
-                                             n < 0 ? gnutls_strerror(n) : "no certificate in it");
-                gnutls_certificate_free_credentials(cred);
-                return -EINVAL;
-        }
-        r = gnutls_certificate_set_x509_key_file(cred, config->cert_file, config->key_file, GNUTLS_X509_FMT_PEM);
-        if (r < 0) {
-                *ret_error = g_strdup_printf("cannot load certificate %s with key %s: %s", config->cert_file,
-                                             config->key_file, gnutls_strerror(r));
-                gnutls_certificate_free_credentials(cred);
-                return -EINVAL;
-        }
-        *ret = g_new0(Creds, 1);
-        (*ret)->n_ref = 1;
-        (*ret)->cred = cred;
-        return 0;
+        return link_tls_credentials_load(config->ca_file, config->cert_file, config->key_file, ret, ret_error);
 }
 
 /* What link_check promises; RET_CREDS (may be NULL) gets the loaded
  * credentials of a TLS address. A NULL address means TLS. */
-static int prepare(const LinkAddress *a, const LinkConfig *config, Creds **ret_creds, char **ret_error) {
-        Creds *creds = NULL;
+static int prepare(const LinkAddress *a, const LinkConfig *config, LinkTlsCredentials **ret_creds, char **ret_error) {
+        LinkTlsCredentials *creds = NULL;
         int r;
 
         if (a && !a->tls)
@@ -158,7 +115,7 @@ static int prepare(const LinkAddress *a, const LinkConfig *config, Creds **ret_c
         if (ret_creds)
                 *ret_creds = creds;
         else
-                creds_unref(creds);
+                link_tls_credentials_unref(creds);
         return 0;
 }
 
@@ -195,8 +152,8 @@ struct Link {
         bool server, tls;
         int tcp_fd, local_fd;
         sd_event_source *tcp_source, *local_source, *timer, *defer;
-        gnutls_session_t session;
-        Creds *creds;
+        LinkTls *tls_session;   /* TLS: from the start of the handshake */
+        LinkTlsCredentials *creds;
 
         LinkListener *listener; /* server side, until the handshake is over */
         AddressSlot *slot;      /* with it: the peer's address */
@@ -209,7 +166,7 @@ struct Link {
 
         char *peer_addr;        /* "192.0.2.1:5555" */
         char *peer;             /* peer_addr and the certificate's name */
-        char *error;            /* why the handshake failed, when we know better than GnuTLS */
+        char *error;            /* why the handshake failed, when we know better than TLS does */
         char *end_reason;       /* set by the pump; the link ends when it returns */
         bool peer_at_fault;     /* it ends because the peer broke a limit or the framing */
         unsigned handshake_sec;
@@ -222,7 +179,7 @@ struct Link {
          * A side already drained is not read again until epoll says so,
          * which saves a failed recv() per side and pass of the pump. */
         bool tcp_readable, local_readable;
-        bool send_pending;      /* gnutls_record_send said AGAIN: call it again with NULL, 0 */
+        bool send_pending;      /* link_tls_send said AGAIN: it must be called again */
         bool bye_pending;
         bool in_callback, free_requested;
 
@@ -238,7 +195,7 @@ struct LinkListener {
         int fd;
         bool tls;
         sd_event_source *source, *pause_timer;
-        Creds *creds;
+        LinkTlsCredentials *creds;
         LinkConfig config;      /* numbers only; allowed_peers is our own copy */
         /* Links in their handshake, oldest first: those whose peer has sent
          * nothing yet (no TLS state allocated), and the others. A known
@@ -347,9 +304,8 @@ static void link_disconnect(Link *link) {
 static void link_destroy(Link *link) {
         link_disconnect(link);
         link->defer = sd_event_source_disable_unref(link->defer);
-        if (link->session)
-                gnutls_deinit(link->session);
-        creds_unref(link->creds);
+        link_tls_free(link->tls_session);
+        link_tls_credentials_unref(link->creds);
         if (link->addrs)
                 freeaddrinfo(link->addrs);
         buffer_done(&link->to_tcp);
@@ -463,16 +419,13 @@ static void link_end_tcp_errno(Link *link, int err) {
                 link_end(link, "connection lost: %s", strerror(err));
 }
 
-/* ERR: errno right after the GnuTLS call, which is the socket's error
- * when GnuTLS failed to push or pull. */
-static void link_end_tls(Link *link, ssize_t k, int err) {
-        if (IN_SET(k, GNUTLS_E_PUSH_ERROR, GNUTLS_E_PULL_ERROR))
-                link_end_tcp_errno(link, err);
-        else if (k == GNUTLS_E_FATAL_ALERT_RECEIVED)
-                link_end(link, "TLS error: peer sent alert: %s",
-                         gnutls_alert_get_name(gnutls_alert_get(link->session)));
+/* The link's TLS failed (link_tls_recv/link_tls_send): ERROR says how,
+ * or is NULL when the socket under it did (ERR). */
+static void link_end_tls(Link *link, int err, const char *error) {
+        if (error)
+                link_end(link, "TLS error: %s", error);
         else
-                link_end(link, "TLS error: %s", gnutls_strerror(k));
+                link_end_tcp_errno(link, err);
 }
 
 /* A socket call's result K in the pump's terms: bytes, -EAGAIN when
@@ -489,9 +442,6 @@ static ssize_t socket_result(Link *link, ssize_t k, bool tcp) {
         return -EIO;
 }
 
-/* Read from the TCP side: bytes, 0 at the end, -EAGAIN when nothing is
- * there now, -EINTR to call again, -EIO when the link must end
- * (end_reason set). */
 static uint64_t now_usec_monotonic(void) {
         struct timespec ts;
 
@@ -499,28 +449,20 @@ static uint64_t now_usec_monotonic(void) {
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
 }
 
+/* Read from the TCP side: bytes, 0 at the end, -EAGAIN when nothing is
+ * there now, -EINTR to call again, -EIO when the link must end
+ * (end_reason set). */
 static ssize_t tcp_recv_raw(Link *link, void *buf, size_t n) {
+        g_autofree char *error = NULL;
         ssize_t k;
-        int err;
+        int err = 0;
 
         if (!link->tls)
                 return socket_result(link, recv(link->tcp_fd, buf, n, MSG_DONTWAIT), true);
-        k = gnutls_record_recv(link->session, buf, n);
-        err = errno;
-        if (k >= 0)
-                return k;       /* 0: close_notify */
-        /* A peer that closes without close_notify ends the stream just the
-         * same: D-Bus frames its own messages, so nothing is misread. */
-        if (k == GNUTLS_E_PREMATURE_TERMINATION)
-                return 0;
-        if (IN_SET(k, GNUTLS_E_AGAIN, GNUTLS_E_INTERRUPTED))
-                return -EAGAIN;
-        /* A warning alert or the like: a record was used up, and the next
-         * may already sit inside GnuTLS where epoll cannot see it. */
-        if (!gnutls_error_is_fatal(k))
-                return -EINTR;
-        link_end_tls(link, k, err);
-        return -EIO;
+        k = link_tls_recv(link->tls_session, buf, n, &err, &error);
+        if (k == -EIO)
+                link_end_tls(link, err, error);
+        return k;
 }
 
 /* The same, noting when the peer last sent anything and, on the listener
@@ -541,24 +483,19 @@ static ssize_t tcp_recv(Link *link, void *buf, size_t n) {
         return k;
 }
 
-/* Write to the TCP side: bytes taken, -EAGAIN, or -EIO (end_reason set).
- * After a TLS AGAIN the record is already cut: finish it with NULL, 0. */
+/* Write to the TCP side: bytes taken, -EAGAIN, or -EIO (end_reason set). */
 static ssize_t tcp_send(Link *link, const void *buf, size_t n) {
+        g_autofree char *error = NULL;
         ssize_t k;
-        int err;
+        int err = 0;
 
         if (!link->tls)
                 return socket_result(link, send(link->tcp_fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL), true);
-        k = link->send_pending ? gnutls_record_send(link->session, NULL, 0)
-                               : gnutls_record_send(link->session, buf, MIN(n, (size_t) SEND_CHUNK));
-        err = errno;
-        link->send_pending = IN_SET(k, GNUTLS_E_AGAIN, GNUTLS_E_INTERRUPTED);
-        if (k >= 0)
-                return k;
-        if (link->send_pending)
-                return -EAGAIN;
-        link_end_tls(link, k, err);
-        return -EIO;
+        k = link_tls_send(link->tls_session, buf, n, link->send_pending, &err, &error);
+        link->send_pending = k == -EAGAIN;
+        if (k == -EIO)
+                link_end_tls(link, err, error);
+        return k;
 }
 
 static ssize_t local_recv(Link *link, void *buf, size_t n) {
@@ -632,12 +569,9 @@ static void check_peer_reading(Link *link) {
  * peer knows the stream ended here and was not cut. Returns false while
  * GnuTLS still waits to send it. */
 static bool link_say_bye(Link *link) {
-        int r;
-
         if (!link->tls)
                 return true;
-        r = gnutls_bye(link->session, GNUTLS_SHUT_WR);
-        link->bye_pending = IN_SET(r, GNUTLS_E_AGAIN, GNUTLS_E_INTERRUPTED);
+        link->bye_pending = link_tls_bye(link->tls_session) == -EAGAIN;
         return !link->bye_pending;
 }
 
@@ -740,28 +674,9 @@ static int on_local_io(sd_event_source *s, int fd, uint32_t revents, void *userd
 
 /* ---- handshake and start ------------------------------------------------ */
 
-/* "CN=site1" of the peer's certificate, or NULL. */
-static char *peer_cert_name(gnutls_session_t session) {
-        const gnutls_datum_t *list;
-        unsigned n = 0;
-        gnutls_x509_crt_t crt;
-        char buf[256];
-        size_t size = sizeof buf;
-        char *name = NULL;
-
-        list = gnutls_certificate_get_peers(session, &n);
-        if (!list || n == 0 || gnutls_x509_crt_init(&crt) < 0)
-                return NULL;
-        if (gnutls_x509_crt_import(crt, &list[0], GNUTLS_X509_FMT_DER) >= 0 &&
-            gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) >= 0)
-                name = g_strdup_printf("CN=%s", buf);
-        gnutls_x509_crt_deinit(crt);
-        return name;
-}
-
 /* Sets the socketpair up and hands one end out. */
 static void link_start(Link *link) {
-        g_autofree char *name = link->tls ? peer_cert_name(link->session) : NULL;
+        g_autofree char *name = link->tls ? link_tls_peer_name(link->tls_session) : NULL;
         int pair[2], r;
 
         link->timer = sd_event_source_disable_unref(link->timer);
@@ -796,116 +711,24 @@ static void link_start(Link *link) {
         link_pump(link);
 }
 
-/* A certificate name the listener accepts: its CN or one of its DNS SANs. */
-static bool cert_name_allowed(gnutls_x509_crt_t crt, char **allowed) {
-        char buf[256];
-        size_t size = sizeof buf;
-
-        if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) >= 0 &&
-            strlen(buf) == size && g_strv_contains((const char * const *) allowed, buf))
-                return true;
-        for (unsigned i = 0;; i++) {
-                unsigned critical;
-                int type;
-
-                size = sizeof buf;
-                type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &size, &critical);
-                if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-                        return false;
-                if (type == GNUTLS_SAN_DNSNAME && strlen(buf) == size &&
-                    g_strv_contains((const char * const *) allowed, buf))
-                        return true;
-        }
-}
-
-static int check_allowed_peer(Link *link) {
-        const gnutls_datum_t *list;
-        unsigned n = 0;
-        gnutls_x509_crt_t crt;
-        bool ok = false;
-
-        list = gnutls_certificate_get_peers(link->session, &n);
-        if (list && n > 0 && gnutls_x509_crt_init(&crt) >= 0) {
-                ok = gnutls_x509_crt_import(crt, &list[0], GNUTLS_X509_FMT_DER) >= 0 &&
-                     cert_name_allowed(crt, link->allowed_peers);
-                gnutls_x509_crt_deinit(crt);
-        }
-        if (!ok) {
-                g_autofree char *name = peer_cert_name(link->session);
-
-                link_set_error(link, "certificate %s is not among the allowed peers", name ?: "without a name");
-        }
-        return ok ? 0 : -1;
-}
-
-/* Listener: a client certificate that chains to our CA, fit for TLS
- * client use, and (when a list is set) with an allowed name. Run inside
- * the handshake, so a refused peer gets an alert and never a byte of
- * D-Bus. */
-static int verify_client(gnutls_session_t session) {
-        Link *link = gnutls_session_get_ptr(session);
-        gnutls_typed_vdata_st purpose = {
-                .type = GNUTLS_DT_KEY_PURPOSE_OID,
-                .data = (unsigned char *) GNUTLS_KP_TLS_WWW_CLIENT,
-        };
-        gnutls_datum_t text = {};
-        unsigned status = 0;
-        int r;
-
-        r = gnutls_certificate_verify_peers(session, &purpose, 1, &status);
-        if (r < 0) {
-                link_set_error(link, "cannot verify the client certificate: %s", gnutls_strerror(r));
-                return -1;
-        }
-        if (status != 0) {
-                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
-                        link_set_error(link, "client certificate refused: %s", g_strchomp((char *) text.data));
-                        gnutls_free(text.data);
-                } else
-                        link_set_error(link, "client certificate refused");
-                return -1;
-        }
-        return link->allowed_peers ? check_allowed_peer(link) : 0;
-}
-
-static void describe_handshake_error(Link *link, int r) {
-        gnutls_datum_t text = {};
-        unsigned status;
-
-        if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR && !link->server) {
-                status = gnutls_session_get_verify_cert_status(link->session);
-                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
-                        link_set_error(link, "server certificate refused for %s: %s", link->host,
-                                       g_strchomp((char *) text.data));
-                        gnutls_free(text.data);
-                }
-        } else if (IN_SET(r, GNUTLS_E_FATAL_ALERT_RECEIVED, GNUTLS_E_WARNING_ALERT_RECEIVED))
-                link_set_error(link, "TLS handshake failed: peer sent alert: %s",
-                               gnutls_alert_get_name(gnutls_alert_get(link->session)));
-        link_set_error(link, "TLS handshake failed: %s", gnutls_strerror(r));
-}
-
-/* Tell the peer why (a TLS alert) and close without a reset, so that it
- * can read the alert: a close with unread bytes would send an RST that
- * may overtake it. Best effort: nothing here may block. */
-static void link_refuse_gently(Link *link, int r) {
+/* The TLS layer has told the peer why (an alert): close without a reset,
+ * so that it can read the alert (a close with unread bytes would send an
+ * RST that may overtake it). Best effort: nothing here may block. */
+static void link_refuse_gently(Link *link) {
         char buf[4096];
 
-        (void) gnutls_alert_send_appropriate(link->session, r);
         (void) shutdown(link->tcp_fd, SHUT_WR);
         for (int i = 0; i < 16 && recv(link->tcp_fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
                 ;
 }
 
 static void link_handshake(Link *link) {
+        g_autofree char *error = NULL;
         int r;
 
-        do
-                r = gnutls_handshake(link->session);
-        while (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(r));
-
-        if (r == GNUTLS_E_AGAIN) {
-                r = set_events(link->tcp_source, gnutls_record_get_direction(link->session) ? EPOLLOUT : EPOLLIN);
+        r = link_tls_handshake(link->tls_session, &error);
+        if (r == -EAGAIN) {
+                r = set_events(link->tcp_source, link_tls_wants_write(link->tls_session) ? EPOLLOUT : EPOLLIN);
                 if (r >= 0)
                         return;
                 link_set_error(link, "cannot watch the connection: %s", strerror(-r));
@@ -913,8 +736,8 @@ static void link_handshake(Link *link) {
                 return;
         }
         if (r < 0) {
-                describe_handshake_error(link, r);
-                link_refuse_gently(link, r);
+                link_set_error(link, "%s", error);
+                link_refuse_gently(link);
                 link_setup_failed(link);
                 return;
         }
@@ -922,41 +745,14 @@ static void link_handshake(Link *link) {
 }
 
 static int link_new_session(Link *link) {
-        /* No session tickets: a link is long-lived and never resumed. */
-        unsigned flags = (link->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL |
-                         GNUTLS_NO_TICKETS;
-        const char *err_pos = NULL;
+        g_autofree char *error = NULL;
         int r;
 
-        r = gnutls_init(&link->session, flags);
-        if (r >= 0)
-                r = gnutls_priority_set_direct(link->session, TLS_PRIORITY, &err_pos);
-        if (r >= 0)
-                r = gnutls_credentials_set(link->session, GNUTLS_CRD_CERTIFICATE, link->creds->cred);
-        if (r < 0) {
-                link_set_error(link, "cannot set up TLS: %s", gnutls_strerror(r));
-                return -EIO;
-        }
-        gnutls_session_set_ptr(link->session, link);
-        gnutls_transport_set_int(link->session, link->tcp_fd);
-        /* Our own timer bounds the handshake; GnuTLS must never wait. */
-        gnutls_handshake_set_timeout(link->session, GNUTLS_INDEFINITE_TIMEOUT);
-        if (link->server) {
-                gnutls_certificate_server_set_request(link->session, GNUTLS_CERT_REQUIRE);
-                /* Without our CA's name in the request a client sends the
-                 * certificate it has, and a wrong one is refused for what
-                 * it is, instead of being withheld ("certificate
-                 * required"), which hides the real mistake. */
-                gnutls_certificate_send_x509_rdn_sequence(link->session, 1);
-                gnutls_session_set_verify_function(link->session, verify_client);
-                return 0;
-        }
-        /* The server's certificate must chain to our CA and name the host
-         * we dialled (a DNS name or an IP address SAN). */
-        gnutls_session_set_verify_cert(link->session, link->host, 0);
-        if (!host_is_ip_literal(link->host))
-                (void) gnutls_server_name_set(link->session, GNUTLS_NAME_DNS, link->host, strlen(link->host));
-        return 0;
+        r = link_tls_new(link->creds, link->tcp_fd, link->server, link->host, link->allowed_peers,
+                         &link->tls_session, &error);
+        if (r < 0)
+                link_set_error(link, "%s", error);
+        return r;
 }
 
 /* TCP is connected (either side): TLS handshake, or straight to pumping. */
@@ -1033,7 +829,7 @@ static int on_tcp_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 link_connect_done(link);
                 break;
         case LINK_HANDSHAKE:
-                if (link->tls && !link->session && link_first_bytes(link) < 0)
+                if (link->tls && !link->tls_session && link_first_bytes(link) < 0)
                         break;
                 link_handshake(link);
                 break;
@@ -1112,7 +908,7 @@ static void link_resolve(Link *link, unsigned port) {
 int link_connect(sd_event *event, const LinkAddress *address, const LinkConfig *config,
                  LinkReadyFunc ready, LinkClosedFunc closed, void *userdata, Link **ret) {
         g_autofree char *error = NULL;
-        Creds *creds = NULL;
+        LinkTlsCredentials *creds = NULL;
         Link *link;
         int r;
 
@@ -1222,7 +1018,7 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         link = link_new(l->event, &l->config, true, l->tls);
         link->tcp_fd = fd;
         link->peer_addr = sockaddr_to_string(sa);
-        link->creds = creds_ref(l->creds);
+        link->creds = link_tls_credentials_ref(l->creds);
         link->allowed_peers = l->config.allowed_peers;
         link->ready = l->ready;
         link->closed = l->closed;
@@ -1418,7 +1214,7 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
 }
 
 int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_error) {
-        Creds *creds = NULL;
+        LinkTlsCredentials *creds = NULL;
         int r;
 
         if (!l->tls)
@@ -1428,7 +1224,7 @@ int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_e
                 return r;
         /* Links already up keep what they were accepted with; a handshake
          * begun before this finishes with it too (it holds a reference). */
-        creds_unref(l->creds);
+        link_tls_credentials_unref(l->creds);
         l->creds = creds;
         return 0;
 }
@@ -1458,7 +1254,7 @@ LinkListener *link_listener_free(LinkListener *l) {
         sd_event_source_disable_unref(l->pause_timer);
         if (l->fd >= 0)
                 close(l->fd);
-        creds_unref(l->creds);
+        link_tls_credentials_unref(l->creds);
         g_strfreev(l->config.allowed_peers);
         sd_event_unref(l->event);
         g_free(l);
