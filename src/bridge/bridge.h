@@ -1,4 +1,99 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* outpost-bridge: org.outpost.Outpost1 on a bus far from outpostd.
+ *
+ * One process plays one role or both: the importer owns the service's
+ * name on its local bus and relays to an upstream; the listener lets
+ * remote importers reach the service on its local bus. Between an
+ * importer and a listener runs a link. A machine two hops from central:
+ *
+ *   client ─ machine bus ─ importer ═link═ listener ─ site bus ─ importer
+ *          ═link═ listener ─ central bus ─ outpostd
+ *
+ * A method call, from the client to outpostd
+ *
+ *   The importer's filter (importer-relay.c) sees every call to the name
+ *   first. What would harm the link all callers share is refused here, to
+ *   this caller alone: unix fds, a call larger than max-message-bytes as
+ *   it will be relayed, more than max-calls-per-caller in flight. Property
+ *   reads and GetManagedObjects are answered from the cache (cache.c);
+ *   change methods are authorized with polkit as outpostd would. The rest
+ *   becomes a new call with the body copied (a received message is
+ *   sealed), sent on the upstream connection: a peer-to-peer sd-bus
+ *   connection whose socket is one end of the link's socketpair.
+ *
+ *   The link (link.h) carries those bytes. Its pump (link-stream.c) moves
+ *   them between the socketpair and TLS records (link-tls.h) on one TCP
+ *   connection, in order, with a bounded buffer each way (buffer.c). The
+ *   link was set up before any D-Bus byte: dialled by the importer
+ *   (link-dial.c), accepted by the listener (link-listen.c), both
+ *   certificates checked inside the TLS handshake.
+ *
+ *   On the listener's side the pump also follows the peer's D-Bus framing
+ *   (frame-limit.c) and hands the bytes to the peer's sd-bus server
+ *   connection. The listener (listener.c) lets through only method calls
+ *   to the service's name, under /org/outpost/Outpost1, and no bus driver
+ *   interface; it answers BridgeLink1's Hello and Ping itself. A call
+ *   that passes is copied again, onto the local-bus connection that
+ *   carries this peer's traffic, and counted against max-calls-in-flight.
+ *   On a site bus the name belongs to the site's importer, and the call
+ *   goes through all of the above once more.
+ *
+ * The reply and the signals, back to the client
+ *
+ *   outpostd emits its signals before it replies (DESIGN.md §4 rule 2).
+ *   dbus-daemon keeps one sender's messages in order toward each
+ *   receiving connection, so the peer's local-bus connection gets the
+ *   signals, then the reply. The listener writes both, in that order, on
+ *   the peer's remote connection; the link keeps the order of the bytes;
+ *   the importer's upstream connection dispatches them in the order they
+ *   came. A signal updates the cache and goes out on the machine's bus;
+ *   the reply is copied to the waiting caller on that same connection,
+ *   after it. The client's proxy shows the change before it reads the
+ *   reply, however many hops away outpostd is (rule 4).
+ *
+ *   A signal that is not the echo of a call takes the same way:
+ *   outpostd, every listener peer whose match it meets, the link, the
+ *   importer's filter on its upstream connection (importer.c), the cache,
+ *   the local bus. An importer subscribes once upstream, whatever the
+ *   number of its local subscribers. While it resynchronises after a
+ *   reconnect, live Events wait until the missed ones are replayed, and
+ *   each event is relayed once, by its sequence number (rule 6).
+ *
+ * Where order is kept
+ *
+ *   Per peer, and only there: one TCP stream per link, one connection on
+ *   each side of it, one local-bus connection per peer at the listener,
+ *   and nothing in between that queues one message where another may
+ *   overtake it. Two peers, or two clients, have no order between them;
+ *   none is promised. An answer the bridge makes itself (a refusal, a
+ *   read from the cache, Disconnected) reveals no change, so it has no
+ *   signal to wait for.
+ *
+ * Where each limit applies
+ *
+ *   Before TLS: the listener holds at most max-handshakes connections
+ *   that have not authenticated, and max-connections-per-address from
+ *   one source; connect plus handshake must finish within
+ *   handshake-timeout-sec (link-listen.c, link.c). In the handshake: the
+ *   CA, the allowed names, the host dialled (link-tls-gnutls.c).
+ *
+ *   Per message: max-message-bytes, from the header of each message a
+ *   peer sends, before sd-bus buffers it (frame-limit.c in the listener's
+ *   pump); a larger one, or bytes that are not D-Bus, end the link. The
+ *   importer measures each call against the same limit before relaying,
+ *   so a caller cannot end the link for the others.
+ *
+ *   Per direction of a link: max-queued-bytes (link-stream.c). Toward the
+ *   peer a full buffer while sd-bus has more to say means the peer stopped
+ *   reading: the link is dropped. Toward sd-bus a full buffer only stops
+ *   reading from TCP, and TCP's flow control holds the peer back. The
+ *   listener also bounds what sd-bus queues toward a peer (signals).
+ *
+ *   Per caller: max-calls-in-flight per peer at the listener, and
+ *   max-calls-per-caller per local client at the importer, answered with
+ *   LimitExceeded. Liveness: the importer's heartbeat (a link busy with a
+ *   large message is not a dead one) and the listener's
+ *   peer-idle-timeout. */
 #pragma once
 
 #include <glib.h>

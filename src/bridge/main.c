@@ -156,7 +156,7 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * take it all, and one that pipelines a hundred calls
                  * still may. */
                 .max_calls_per_caller = 128,
-                /* An idle connection costs little (link.c allocates TLS
+                /* An idle connection costs little (the link allocates TLS
                  * state only once a peer sends), and known peers finish
                  * their handshake in a round trip or two: the oldest idle
                  * ones make room when a flood reaches these. */
