@@ -17,70 +17,7 @@
 #include <systemd/sd-bus.h>
 
 #include "bridge-harness.h"
-#include "link.h"
-
-/* One dialled link. The link frees itself when it closes, so whether it
- * is still ours to free is tracked here. */
-typedef struct Dial {
-        Link *link;
-        int fd;
-        char *error;
-        gboolean done;
-} Dial;
-
-static void on_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
-        Dial *d = userdata;
-
-        d->fd = fd;
-        d->error = g_strdup(error);
-        d->done = TRUE;
-        if (fd < 0)
-                d->link = NULL;
-}
-
-static void on_closed(Link *link, const char *reason, void *userdata) {
-        Dial *d = userdata;
-
-        d->link = NULL;
-}
-
-static void dial_free(Dial *d) {
-        if (!d)
-                return;
-        link_free(d->link);
-        g_free(d->error);
-        g_free(d);
-}
-
-/* Dial the listener on PORT with the certificate NAME; d->fd is the
- * plaintext fd, or -1 with d->error set. */
-static Dial *dial(sd_event *event, unsigned port, const char *name) {
-        g_autofree char *ca = g_strdup_printf("%s/ca.pem", bridge_test_certs());
-        g_autofree char *cert = g_strdup_printf("%s/%s.pem", bridge_test_certs(), name);
-        g_autofree char *key = g_strdup_printf("%s/%s.key", bridge_test_certs(), name);
-        LinkConfig config = { .ca_file = ca, .cert_file = cert, .key_file = key, .handshake_timeout_sec = 5 };
-        LinkAddress address = { .tls = true, .host = (char *) "127.0.0.1", .port = port };
-        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-        Dial *d = g_new0(Dial, 1);
-
-        d->fd = -1;
-        g_assert_cmpint(link_connect(event, &address, &config, on_ready, on_closed, d, &d->link), >=, 0);
-        while (!d->done && g_get_monotonic_time() < deadline)
-                sd_event_run(event, 100000);
-        g_assert_true(d->done);
-        return d;
-}
-
-static sd_bus *peer_bus(sd_event *event, int fd) {
-        sd_bus *bus = NULL;
-
-        g_assert_cmpint(sd_bus_new(&bus), >=, 0);
-        g_assert_cmpint(sd_bus_set_fd(bus, fd, fd), >=, 0);
-        g_assert_cmpint(sd_bus_set_anonymous(bus, true), >=, 0);
-        g_assert_cmpint(sd_bus_start(bus), >=, 0);
-        g_assert_cmpint(sd_bus_attach_event(bus, event, 0), >=, 0);
-        return bus;
-}
+#include "peer-link.h"
 
 typedef struct Call {
         sd_bus_error error;
@@ -123,34 +60,12 @@ static void assert_denied(Call *c, const char *mention) {
         sd_bus_error_free(&c->error);
 }
 
-typedef struct Central {
-        TestBus *bus;
-        BridgeProcess listener;
-        unsigned port;
-        sd_event *event;
-} Central;
-
 static void central_start_with(Central *c, const char *const *extra) {
-        g_autofree char *listen = NULL;
-
-        c->bus = test_bus_new();
-        test_bus_start_daemon(c->bus, NULL);
-        c->port = free_port();
-        listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", c->port);
-        bridge_process_start(&c->listener, c->bus, listen, NULL, extra);
-        g_assert_cmpint(sd_event_new(&c->event), >=, 0);
+        central_start_on(c, test_bus_new(), extra);
 }
 
 static void central_start(Central *c) {
         central_start_with(c, NULL);
-}
-
-static void central_stop(Central *c) {
-        bridge_process_stop(&c->listener, SIGTERM);
-        g_strfreev(c->listener.argv);
-        g_free(c->listener.log_path);
-        test_bus_free(c->bus);
-        sd_event_unref(c->event);
 }
 
 /* Connect as site1, retrying while the listener starts. */

@@ -133,6 +133,9 @@ typedef struct BridgeConfig {
         unsigned max_handshakes;        /* listener: connections not yet authenticated */
         unsigned max_connections_per_address; /* listener: of those, from one address */
         unsigned handshake_timeout_sec; /* TCP connect and TLS handshake, both sides */
+        unsigned listener_bus_connections; /* listener: its pool of local bus connections */
+        unsigned listener_max_pending;  /* listener: calls pending on one of them, the rest wait */
+        unsigned max_holds_per_peer;    /* listener: presence holds of one remote peer */
 } BridgeConfig;
 
 typedef struct Importer Importer;

@@ -1,53 +1,31 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The listener: exports org.outpost.Outpost1 of the local bus to remote
- * bridges (DESIGN.md §5). Each remote peer gets its own connection to the
- * local bus, so state scoped to a caller (presence holds) belongs to that
- * peer and ends with its link. A peer can call methods under
+ * bridges (DESIGN.md §5). A peer can call methods under
  * /org/outpost/Outpost1 of that one name, and receives that name's
- * signals; nothing else on the bus is reachable through it. */
+ * signals; nothing else on the bus is reachable through it. Peers share a
+ * small pool of local bus connections (listener-pool.c); what the service
+ * would keep per caller, presence holds, the listener keeps per peer
+ * (listener-holds.c), and ends with the peer's link. */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "bridge.h"
+#include "listener.h"
 #include "log.h"
 #include "macro.h"
-
-typedef struct Peer Peer;
-
-struct Listener {
-        Bridge *bridge;
-        LinkListener *link_listener;
-        GHashTable *peers;      /* Peer* set */
-};
-
-struct Peer {
-        Listener *listener;
-        Link *link;
-        char *description;
-        sd_bus *remote;         /* the peer-to-peer connection over the link */
-        sd_bus *local;          /* this peer's own connection to the local bus */
-        unsigned n_in_flight;   /* calls relayed to the local bus, not yet answered */
-        sd_event_source *idle_timer;
-        bool closing;
-};
-
-/* One call of the peer, relayed to the local bus. Freed with its slot. */
-typedef struct InFlight {
-        Peer *peer;
-        sd_bus_message *call;
-} InFlight;
 
 static void peer_free(Peer *p) {
         if (!p)
                 return;
-        /* The local connection goes first: that releases what the peer held
-         * (presence) and drops its calls in flight, whose replies have
-         * nowhere to go. */
-        if (p->local)
-                sd_bus_flush_close_unref(p->local);
+        /* What the peer held is released on its pool connection, and its
+         * calls in flight are answered to nobody. */
+        if (p->pool) {
+                holds_release_peer(p);
+                pool_remove_peer(p->pool, p);
+        }
+        g_clear_pointer(&p->holds, g_hash_table_unref);
         /* The remote side may have stopped reading: do not wait for it.
          * Peers are freed from a clean point of the loop (on_peer_teardown,
          * or at exit), never inside this bus's dispatch, so it can close now. */
@@ -69,7 +47,7 @@ static int on_peer_teardown(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-static void peer_close(Peer *p, const char *reason, bool at_fault) {
+void peer_close(Peer *p, const char *reason, bool at_fault) {
         if (p->closing)
                 return;
         p->closing = true;
@@ -85,26 +63,6 @@ static void on_link_closed(Link *link, const char *reason, void *userdata) {
 
         p->link = NULL;         /* the link frees itself */
         peer_close(p, reason, link_peer_at_fault(link));
-}
-
-static void in_flight_free(void *userdata) {
-        InFlight *f = userdata;
-
-        f->peer->n_in_flight--;
-        sd_bus_message_unref(f->call);
-        g_free(f);
-}
-
-static int on_local_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        InFlight *f = userdata;
-        int r;
-
-        if (f->peer->closing)
-                return 0;
-        r = bus_reply_copy(f->call, reply);
-        if (r < 0)
-                log_debug("Peer %s: cannot relay a reply: %s", f->peer->description, strerror(-r));
-        return 0;
 }
 
 static int reply_chain(Peer *p, sd_bus_message *m) {
@@ -128,41 +86,19 @@ static int reply_chain(Peer *p, sd_bus_message *m) {
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Calls wait in the listener when the pool connection has no room, so
+ * the limit counts those too: a peer that floods is told at once, and
+ * the others keep their turns. */
 static int relay_to_local(Peer *p, sd_bus_message *m) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
-        sd_bus_slot *slot = NULL;
-        InFlight *f;
-        int r;
+        unsigned max = p->listener->bridge->config.max_calls_in_flight;
 
-        if (p->n_in_flight >= p->listener->bridge->config.max_calls_in_flight)
+        if (p->n_in_flight >= max)
                 return sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
-                                                  "Too many calls in flight over this link (at most %u)",
-                                                  p->listener->bridge->config.max_calls_in_flight);
-
-        r = sd_bus_message_new_method_call(p->local, &call, OUTPOST_BUS_NAME, sd_bus_message_get_path(m),
-                                           sd_bus_message_get_interface(m), sd_bus_message_get_member(m));
-        if (r >= 0)
-                r = sd_bus_message_copy(call, m, true);
-        if (r >= 0)
-                r = sd_bus_message_set_allow_interactive_authorization(
-                        call, sd_bus_message_get_allow_interactive_authorization(m));
-        if (r < 0)
-                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_INVALID_ARGS, "Cannot relay the call: %s",
-                                                  strerror(-r));
-
-        f = g_new0(InFlight, 1);
-        f->peer = p;
-        f->call = sd_bus_message_ref(m);
-        p->n_in_flight++;
-        r = sd_bus_call_async(p->local, &slot, call, on_local_reply, f, 0);
-        if (r < 0) {
-                in_flight_free(f);
-                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call: %s", strerror(-r));
-        }
-        /* The local bus owns the slot; its end frees the record. */
-        (void) sd_bus_slot_set_destroy_callback(slot, in_flight_free);
-        (void) sd_bus_slot_set_floating(slot, true);
-        sd_bus_slot_unref(slot);
+                                                  "Too many calls in flight over this link (at most %u, "
+                                                  "max-calls-in-flight)", max);
+        if (holds_relay(p, m))
+                return 0;
+        pool_call_enqueue(pool_call_new(p->pool, p, m, &pool_relay_ops));
         return 0;
 }
 
@@ -191,7 +127,7 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
         /* The importer's heartbeat asks whether the link is alive, not
          * whether the service is quick: a service busy with a large reply
          * must not look like a dead link (its leaving the bus closes the
-         * peer anyway, see on_name_owner_changed()). */
+         * peer anyway, see listener-pool.c). */
         if (sd_bus_message_is_method_call(m, BRIDGE_LINK_IFACE, "Ping")) {
                 (void) sd_bus_reply_method_return(m, NULL);
                 return 1;
@@ -215,34 +151,6 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
         }
         (void) relay_to_local(p, m);
         return 1;
-}
-
-/* Signals of org.outpost.Outpost1 go to the peer in the order they came,
- * after the replies that came before them. */
-static int on_local_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        Peer *p = userdata;
-        uint64_t queued = 0;
-        int r;
-
-        if (p->closing || !object_path_in_tree(sd_bus_message_get_path(m)))
-                return 0;
-        r = bus_forward_signal(p->remote, m);
-        if (r < 0) {
-                peer_close(p, "cannot forward a signal", false);
-                return 0;
-        }
-        /* The link bounds the bytes it holds; this bounds what sd-bus holds
-         * before the link takes it. */
-        if (sd_bus_get_n_queued_write(p->remote, &queued) >= 0 && queued > 4096)
-                peer_close(p, "peer stopped reading (4096 messages queued)", true);
-        return 0;
-}
-
-/* The service behind us went away or was replaced: to the peer that is a
- * link outage, after which it takes a fresh snapshot. */
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        peer_close(userdata, OUTPOST_BUS_NAME " changed owner on the local bus", false);
-        return 0;
 }
 
 static int on_peer_idle(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -275,22 +183,15 @@ static int peer_setup_remote(Peer *p, int fd) {
 }
 
 static int peer_setup_local(Peer *p) {
+        Pool *pool;
         int r;
 
-        r = bridge_open_local_bus(p->listener->bridge, &p->local);
+        r = pool_pick(p->listener, &pool);
         if (r < 0)
                 return r;
-        r = sd_bus_attach_event(p->local, p->listener->bridge->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r >= 0)
-                r = sd_bus_match_signal_async(p->local, NULL, OUTPOST_BUS_NAME, NULL, NULL, NULL,
-                                              on_local_signal, NULL, p);
-        if (r >= 0)
-                r = sd_bus_add_match_async(p->local, NULL,
-                                           "type='signal',sender='org.freedesktop.DBus',"
-                                           "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                           "arg0='" OUTPOST_BUS_NAME "'",
-                                           on_name_owner_changed, NULL, p);
-        return r;
+        p->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_hold_free);
+        pool_add_peer(pool, p);
+        return 0;
 }
 
 static void on_link_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
@@ -330,6 +231,7 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         g_autofree char *error = NULL;
         LinkAddress address = {};
         Listener *l;
+        Pool *first;
         int r;
 
         if (b->config.listen && link_address_parse(b->config.listen, &address, &error) < 0) {
@@ -339,8 +241,13 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         l = g_new0(Listener, 1);
         l->bridge = b;
         l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
-        r = link_listener_new(b->event, &address, activated_fd, &b->link_config, on_link_ready, on_link_closed,
-                              l, &l->link_listener);
+        l->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
+        /* One pool connection at once: losing the local bus ends the
+         * bridge even before a peer comes. */
+        r = pool_pick(l, &first);
+        if (r >= 0)
+                r = link_listener_new(b->event, &address, activated_fd, &b->link_config, on_link_ready,
+                                      on_link_closed, l, &l->link_listener);
         link_address_clear(&address);
         if (r < 0) {
                 listener_free(l);
@@ -367,7 +274,9 @@ int listener_reload(Listener *l) {
 Listener *listener_free(Listener *l) {
         if (!l)
                 return NULL;
+        /* Peers first: they leave their pool connections. */
         g_clear_pointer(&l->peers, g_hash_table_unref);
+        g_clear_pointer(&l->pools, g_ptr_array_unref);
         link_listener_free(l->link_listener);
         g_free(l);
         return NULL;

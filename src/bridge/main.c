@@ -47,6 +47,9 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("max-handshakes",       CONFIG_UINT,   max_handshakes, 1, 100000),
         KEY("max-connections-per-address", CONFIG_UINT, max_connections_per_address, 1, 100000),
         KEY("handshake-timeout-sec", CONFIG_UINT,  handshake_timeout_sec, 1, 600),
+        KEY("listener-bus-connections", CONFIG_UINT, listener_bus_connections, 1, 64),
+        KEY("listener-max-pending", CONFIG_UINT,   listener_max_pending, 1, 100000),
+        KEY("max-holds-per-peer",   CONFIG_UINT,   max_holds_per_peer, 1, 1000000),
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -58,16 +61,17 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char *strings[8];
-        int numbers[12];
+        int numbers[15];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
-static const char *const number_options[12] = {
+static const char *const number_options[15] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
         "max-calls-per-caller", "max-handshakes", "max-connections-per-address", "handshake-timeout-sec",
+        "listener-bus-connections", "listener-max-pending", "max-holds-per-peer",
 };
 
 static void options_clear(Options *o) {
@@ -163,6 +167,14 @@ static int load_config(const Options *o, BridgeConfig *c) {
                 .max_handshakes = 64,
                 .max_connections_per_address = 16,
                 .handshake_timeout_sec = 10,
+                /* A stock system bus allows 256 connections per account:
+                 * peers share these, however many they are. */
+                .listener_bus_connections = 8,
+                /* What a stock system bus lets one connection have
+                 * pending (max_replies_per_connection). */
+                .listener_max_pending = 128,
+                /* outpostd's own MaxHoldsPerPeer. */
+                .max_holds_per_peer = 4096,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -265,23 +277,6 @@ static int check_links(Bridge *b) {
         return 0;
 }
 
-/* A listener alone has no connection to the local bus until a peer comes:
- * it keeps one, so that losing the bus ends it as it ends an importer. */
-static int watch_local_bus(Bridge *b, sd_bus **ret) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        int r;
-
-        r = bridge_open_local_bus(b, &bus);
-        if (r >= 0)
-                r = sd_bus_attach_event(bus, b->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r >= 0)
-                r = bridge_watch_local_bus(b, bus);
-        if (r < 0)
-                return log_error_errno(r, "Cannot connect to the local bus");
-        *ret = TAKE_PTR(bus);
-        return 0;
-}
-
 static void bridge_done(Bridge *b) {
         b->listener = listener_free(b->listener);
         b->importer = importer_free(b->importer);
@@ -294,7 +289,6 @@ static void bridge_done(Bridge *b) {
 
 static int run(const Options *o) {
         _cleanup_(bridge_done) Bridge b = {};
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *watch = NULL;
         int activated = -1, n, r;
         sigset_t mask;
 
@@ -336,12 +330,12 @@ static int run(const Options *o) {
         if (r < 0)
                 return log_error_errno(r, "Cannot handle SIGHUP");
 
-        if (b.config.upstream)
+        /* Both roles watch the local bus: losing it ends the bridge. */
+        if (b.config.upstream) {
                 r = importer_new(&b, &b.importer);
-        else
-                r = watch_local_bus(&b, &watch);
-        if (r < 0)
-                return r;
+                if (r < 0)
+                        return r;
+        }
         /* A socket from the service manager (outpost-bridge.socket) makes
          * this a listener even without listen= in bridge.conf. */
         n = sd_listen_fds(true);

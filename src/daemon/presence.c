@@ -6,7 +6,9 @@
  * with the user being deleted or disabled (DESIGN.md §3, Presence). What a
  * change costs does not depend on how many users are online: each user
  * knows its holds, each holder its own, and a change's signals name only
- * the objects it adds or removes. */
+ * the objects it adds or removes. Holders leaving the bus are seen through
+ * one match rule for every departure, not one per holder: a stock system
+ * bus allows a connection 512 match rules, and there are more callers. */
 #include "config.h"
 
 #include <errno.h>
@@ -41,11 +43,11 @@ typedef struct Hold {
 
 /* One bus connection that holds, or held, users online. It is kept until
  * the connection leaves the bus, so that a client going on and off line
- * does not set up peer tracking (a bus round trip) each time. */
+ * does not check its presence on the bus (a round trip) each time. */
 struct Holder {
         Presence *presence;
         char *sender;
-        sd_bus_track *track;
+        sd_bus_slot *check;     /* GetNameOwner: whether it left before we knew it */
         GHashTable *holds;      /* user id (the OnlineUser's) → Hold */
 };
 
@@ -58,6 +60,7 @@ struct Presence {
          * GoOnline look at the first, never at every hold. */
         GSequence *expiring;
         sd_event_source *expiry_timer;
+        sd_bus_slot *departures; /* NameOwnerChanged of every name that loses its owner */
         bool peers_full_logged; /* MaxPeers was reached and said so in the log */
 };
 
@@ -123,7 +126,7 @@ static void hold_free(Hold *h) {
 }
 
 static void holder_free(Holder *h) {
-        sd_bus_track_unref(h->track);
+        sd_bus_slot_unref(h->check);
         g_hash_table_unref(h->holds);
         g_free(h->sender);
         g_free(h);
@@ -326,8 +329,7 @@ static int presence_publish(Presence *p, Change *c) {
 
 static void rearm_expiry(Presence *p);
 
-static int on_holder_left(sd_bus_track *track, void *userdata) {
-        Holder *h = userdata;
+static void holder_left(Holder *h) {
         Presence *p = h->presence;
         _cleanup_(change_clear) Change c = {};
         g_autoptr(GList) holds = g_hash_table_get_values(h->holds);
@@ -343,6 +345,31 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
         /* No caller waits for this change: show it now. */
         (void) daemon_flush(p->daemon);
         rearm_expiry(p);
+}
+
+/* A unique name lost its owner: that connection left the bus. */
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Presence *p = userdata;
+        const char *name, *old_owner, *new_owner;
+        Holder *h;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || new_owner[0] != '\0')
+                return 0;
+        h = g_hash_table_lookup(p->holders, name);
+        if (h)
+                holder_left(h);
+        return 0;
+}
+
+/* The departure of a caller whose call waited (for polkit) may have come
+ * before its holder existed. The bus answers this after any such
+ * departure, and the match sees every later one. */
+static int on_holder_checked(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Holder *h = userdata;
+
+        h->check = sd_bus_slot_unref(h->check);
+        if (sd_bus_message_is_method_error(reply, NULL))
+                holder_left(h);
         return 0;
 }
 
@@ -358,7 +385,7 @@ static int holder_get(Presence *p, sd_bus_message *m, Holder **ret) {
                 *ret = h;
                 return 0;
         }
-        /* Each holder costs a match rule on the bus and memory here. */
+        /* Each holder costs memory here. */
         if (g_hash_table_size(p->holders) >= p->daemon->config.max_presence_peers)
                 return -EUSERS;
 
@@ -366,9 +393,8 @@ static int holder_get(Presence *p, sd_bus_message *m, Holder **ret) {
         h->presence = p;
         h->sender = g_strdup(sender);
         h->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) hold_free);
-        r = sd_bus_track_new(p->daemon->bus, &h->track, on_holder_left, h);
-        if (r >= 0)
-                r = sd_bus_track_add_name(h->track, sender);
+        r = sd_bus_call_method_async(p->daemon->bus, &h->check, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus", "GetNameOwner", on_holder_checked, h, "s", sender);
         if (r < 0) {
                 holder_free(h);
                 return r;
@@ -636,6 +662,7 @@ void presence_free(Presence *p) {
                 return;
         /* The holds leave the sequence as they go. */
         g_hash_table_unref(p->holders);
+        sd_bus_slot_unref(p->departures);
         g_sequence_free(p->expiring);
         g_hash_table_unref(p->online);
         sd_event_source_unref(p->expiry_timer);
@@ -660,6 +687,13 @@ int presence_register(Daemon *d) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
+        /* Before the name is requested, so before any caller can hold. */
+        r = sd_bus_add_match_async(d->bus, &p->departures,
+                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg2=''",
+                                   on_name_owner_changed, NULL, p);
+        if (r < 0)
+                return r;
         r = sd_bus_add_fallback_vtable(d->bus, NULL, PRESENCE_PATH, PRESENCE_IFACE, presence_vtable, find_manager, d);
         if (r < 0)
                 return r;

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The listener's parts (DESIGN.md §5): listener.c accepts peers and
+ * screens what they send, listener-pool.c carries their calls over a
+ * small pool of local bus connections and fans the service's signals out,
+ * listener-holds.c counts each peer's presence holds. */
+
+#include "bridge.h"
+
+typedef struct Peer Peer;
+typedef struct Pool Pool;
+typedef struct PoolCall PoolCall;
+
+struct Listener {
+        Bridge *bridge;
+        LinkListener *link_listener;
+        GHashTable *peers;      /* Peer* set */
+        GPtrArray *pools;       /* Pool*, opened as peers come, at most listener-bus-connections */
+};
+
+/* One remote bridge. */
+struct Peer {
+        Listener *listener;
+        Pool *pool;             /* the local bus connection it is pinned to */
+        GList pool_link;        /* in pool->peers */
+        GList ready_link;       /* in pool->ready while calls of the peer wait */
+        Link *link;
+        char *description;
+        sd_bus *remote;         /* the peer-to-peer connection over the link */
+        unsigned n_in_flight;   /* calls waiting here or sent to the local bus, not yet answered */
+        GQueue waiting;         /* PoolCall, in the order the peer sent them */
+        GQueue sent;            /* PoolCall, sent to the local bus */
+        GHashTable *holds;      /* user id → PeerHold */
+        uint64_t last_hold_id;
+        sd_event_source *idle_timer;
+        bool closing;
+};
+
+/* One local bus connection and the peers pinned to it. */
+struct Pool {
+        Listener *listener;
+        unsigned index;
+        sd_bus *bus;
+        GQueue peers;           /* Peer, by pool_link */
+        GQueue ready;           /* Peer with calls waiting, by ready_link: round robin */
+        GQueue own;             /* PoolCall of the listener itself (releases of holds): served first */
+        unsigned n_pending;     /* calls sent on BUS and not answered yet */
+        GHashTable *hold_counts; /* user id → how many peers of this pool hold the user */
+};
+
+/* What becomes of a call when its turn on the bus comes. PREPARE returns
+ * 1 with *RET the message to send, or 0 when nothing is to be sent (it
+ * answered the peer itself, or there is nothing left to do); an error is
+ * answered to the peer. FINISH gets the local bus's answer. */
+typedef struct PoolCallOps {
+        int (*prepare)(PoolCall *c, sd_bus_message **ret);
+        void (*finish)(PoolCall *c, sd_bus_message *reply);
+} PoolCallOps;
+
+struct PoolCall {
+        Pool *pool;
+        Peer *peer;             /* NULL: the listener's own call, or its peer is gone */
+        GList peer_link;        /* in peer->waiting, then peer->sent */
+        sd_bus_message *call;   /* the peer's call, to be answered; NULL for our own */
+        const PoolCallOps *ops;
+        char *user;             /* presence calls: the user id */
+        uint64_t hold_id;       /* GoOnline: the hold this call made (0: none) */
+};
+
+/* listener-pool.c */
+extern const PoolCallOps pool_relay_ops;
+/* The pool connection for a new peer: the one with the fewest peers, or a
+ * new one while there are fewer than the configured number. */
+int pool_pick(Listener *l, Pool **ret);
+void pool_free(Pool *pool);
+void pool_add_peer(Pool *pool, Peer *p);
+/* Forget the peer's calls that wait; those already sent are answered to
+ * nobody. */
+void pool_remove_peer(Pool *pool, Peer *p);
+/* A call for the peer P (or the listener's own when P is NULL) whose
+ * message is M (NULL for our own). */
+PoolCall *pool_call_new(Pool *pool, Peer *p, sd_bus_message *m, const PoolCallOps *ops);
+/* Queue C behind the calls of its peer that wait, and send what the
+ * bus connection has room for. */
+void pool_call_enqueue(PoolCall *c);
+/* A new call on the pool's bus of PATH, INTERFACE, MEMBER carrying over
+ * the interactive-authorization flag of C's message. */
+int pool_call_new_local(PoolCall *c, const char *path, const char *interface, const char *member,
+                        sd_bus_message **ret);
+
+/* listener.c */
+void peer_close(Peer *p, const char *reason, bool at_fault);
+
+/* listener-holds.c */
+/* When M is GoOnline or GoOffline, queue it with the peer's presence
+ * accounting and return 1; otherwise 0. */
+int holds_relay(Peer *p, sd_bus_message *m);
+/* The peer's link dropped: its holds end, and the pool releases each
+ * user no other peer of the pool holds. */
+void holds_release_peer(Peer *p);
+/* The service changed owner: what it held is gone with it. */
+void holds_forget_pool(Pool *pool);
+void peer_hold_free(void *hold);

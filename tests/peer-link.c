@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <glib.h>
+#include <signal.h>
+
+#include "bridge-harness.h"
+#include "peer-link.h"
+
+static void on_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
+        Dial *d = userdata;
+
+        d->fd = fd;
+        d->error = g_strdup(error);
+        d->done = true;
+        if (fd < 0)
+                d->link = NULL;
+}
+
+static void on_closed(Link *link, const char *reason, void *userdata) {
+        Dial *d = userdata;
+
+        d->link = NULL;
+}
+
+void dial_free(Dial *d) {
+        if (!d)
+                return;
+        link_free(d->link);
+        g_free(d->error);
+        g_free(d);
+}
+
+Dial *dial(sd_event *event, unsigned port, const char *name) {
+        g_autofree char *ca = g_strdup_printf("%s/ca.pem", bridge_test_certs());
+        g_autofree char *cert = g_strdup_printf("%s/%s.pem", bridge_test_certs(), name);
+        g_autofree char *key = g_strdup_printf("%s/%s.key", bridge_test_certs(), name);
+        LinkConfig config = { .ca_file = ca, .cert_file = cert, .key_file = key, .handshake_timeout_sec = 5 };
+        LinkAddress address = { .tls = true, .host = (char *) "127.0.0.1", .port = port };
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        Dial *d = g_new0(Dial, 1);
+
+        d->fd = -1;
+        g_assert_cmpint(link_connect(event, &address, &config, on_ready, on_closed, d, &d->link), >=, 0);
+        while (!d->done && g_get_monotonic_time() < deadline)
+                sd_event_run(event, 100000);
+        g_assert_true(d->done);
+        return d;
+}
+
+sd_bus *peer_bus(sd_event *event, int fd) {
+        sd_bus *bus = NULL;
+
+        g_assert_cmpint(sd_bus_new(&bus), >=, 0);
+        g_assert_cmpint(sd_bus_set_fd(bus, fd, fd), >=, 0);
+        g_assert_cmpint(sd_bus_set_anonymous(bus, true), >=, 0);
+        g_assert_cmpint(sd_bus_start(bus), >=, 0);
+        g_assert_cmpint(sd_bus_attach_event(bus, event, 0), >=, 0);
+        return bus;
+}
+
+void central_start_on(Central *c, TestBus *bus, const char *const *extra) {
+        g_autofree char *listen = NULL;
+
+        c->bus = bus;
+        test_bus_start_daemon(c->bus, NULL);
+        c->port = free_port();
+        listen = g_strdup_printf("tls:host=127.0.0.1,port=%u", c->port);
+        bridge_process_start(&c->listener, c->bus, listen, NULL, extra);
+        g_assert_cmpint(sd_event_new(&c->event), >=, 0);
+}
+
+void central_stop(Central *c) {
+        bridge_process_stop(&c->listener, SIGTERM);
+        g_strfreev(c->listener.argv);
+        g_free(c->listener.log_path);
+        test_bus_free(c->bus);
+        sd_event_unref(c->event);
+}
