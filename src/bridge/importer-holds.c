@@ -3,9 +3,11 @@
  * local connection's holds are counted per user, with the semantics
  * outpostd gives direct callers (ttl or not, renewals, release when the
  * holder leaves its bus), and the link holds the user upstream, without
- * ttl, while any local hold remains. After a connect the link's holds are
- * asserted again, a few at a time so that they never crowd out the calls
- * of local clients or go past the listener's limit of calls in flight. */
+ * ttl, while any local hold remains. What the link asks upstream (its
+ * holds asserted again after a connect, released when the last local
+ * holder goes) goes through a queue, a few calls at a time, so that it
+ * never crowds out the calls of local clients nor runs past the listener's
+ * limit of calls in flight, whatever the number of holds. */
 #include "config.h"
 
 #include <errno.h>
@@ -23,24 +25,30 @@ typedef struct LocalHolder {
         GHashTable *users;              /* user id → expiry, CLOCK_MONOTONIC µs (0: none), as a pointer-sized int */
 } LocalHolder;
 
-/* Holds being asserted again after a connect: a queue of user ids, of
- * which at most WINDOW are in flight upstream at a time. */
-typedef struct Reassert {
+/* What the link asks of the upstream for its local holders: GoOnline
+ * (holds asserted again after a connect) and GoOffline (the last local
+ * holder gone), queued in order, at most WINDOW in flight at a time. */
+typedef struct HoldOp {
+        char *user;
+        bool online;
+} HoldOp;
+
+typedef struct HoldQueue {
         Importer *importer;
-        GQueue users;                   /* char*, not yet sent */
-        GHashTable *calls;              /* ReassertCall*, in flight */
+        GQueue ops;                     /* HoldOp*, not yet sent */
+        GHashTable *calls;              /* HoldCall*, in flight */
         unsigned window;
         unsigned retried;
         bool limited;                   /* the upstream said LimitExceeded: back off */
         sd_event_source *retry;
-        void (*done)(Importer *im);
-} Reassert;
+        void (*done)(Importer *im);     /* once the queue is empty */
+} HoldQueue;
 
 /* A retry waits this long when the upstream said its limit was reached
  * and nothing of ours is in flight to wait for instead. */
-#define REASSERT_RETRY_USEC (100 * 1000)
+#define HOLD_RETRY_USEC (100 * 1000)
 /* Past this many, LimitExceeded is taken for a limit on holds. */
-#define REASSERT_RETRIES_MAX 1000
+#define HOLD_RETRIES_MAX 1000
 
 uint64_t importer_now_monotonic(void) {
         struct timespec ts;
@@ -60,14 +68,7 @@ unsigned importer_hold_count(Importer *im, const char *user) {
         return GPOINTER_TO_UINT(g_hash_table_lookup(im->hold_counts, user));
 }
 
-static void send_upstream_go_offline(Importer *im, const char *user) {
-        /* While the link resyncs, a hold may already be asserted again. */
-        if ((im->phase != PHASE_UP && im->phase != PHASE_SYNCING) || !im->upstream)
-                return;
-        /* Nobody waits for this answer: the holder is gone. */
-        (void) sd_bus_call_method_async(im->upstream, NULL, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline",
-                                        NULL, NULL, "s", user);
-}
+static void send_upstream_go_offline(Importer *im, const char *user);
 
 /* Drop one local hold of USER; returns whether it was the last. */
 static bool hold_release(Importer *im, const char *user) {
@@ -185,145 +186,178 @@ bool importer_hold_remove(Importer *im, const char *sender, const char *user) {
         return true;
 }
 
-/* Re-asserting holds after a connect */
+/* The queue of the link's holds upstream */
 
-/* One GoOnline of the re-assertion in flight; freeing it drops its reply
- * callback, so nothing of a link already gone comes back here. */
-typedef struct ReassertCall {
-        Reassert *reassert;
-        char *user;
+static void hold_op_free(HoldOp *op) {
+        g_free(op->user);
+        g_free(op);
+}
+
+/* One call of the queue in flight; freeing it drops its reply callback,
+ * so nothing of a link already gone comes back here. */
+typedef struct HoldCall {
+        HoldQueue *queue;
+        HoldOp *op;
         sd_bus_slot *slot;
-} ReassertCall;
+} HoldCall;
 
-static void reassert_call_free(ReassertCall *c) {
+static void hold_call_free(HoldCall *c) {
         sd_bus_slot_unref(c->slot);
-        g_free(c->user);
+        if (c->op)
+                hold_op_free(c->op);
         g_free(c);
 }
 
-static void reassert_free(Reassert *ra) {
-        if (!ra)
+static void hold_queue_free(HoldQueue *q) {
+        if (!q)
                 return;
-        g_queue_clear_full(&ra->users, g_free);
-        g_hash_table_unref(ra->calls);
-        sd_event_source_disable_unref(ra->retry);
-        g_free(ra);
+        g_queue_clear_full(&q->ops, (GDestroyNotify) hold_op_free);
+        g_hash_table_unref(q->calls);
+        sd_event_source_disable_unref(q->retry);
+        g_free(q);
 }
 
 void importer_reassert_cancel(Importer *im) {
-        g_clear_pointer(&im->reassert, reassert_free);
+        g_clear_pointer(&im->hold_queue, hold_queue_free);
 }
 
-static void reassert_pump(Reassert *ra);
+static void hold_queue_pump(HoldQueue *q);
 
-static int on_reassert_retry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Reassert *ra = userdata;
+static int on_hold_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        HoldQueue *q = userdata;
 
-        ra->retry = sd_event_source_disable_unref(ra->retry);
-        reassert_pump(ra);
+        q->retry = sd_event_source_disable_unref(q->retry);
+        hold_queue_pump(q);
         return 0;
 }
 
-static int on_reasserted(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        ReassertCall *c = userdata;
-        Reassert *ra = c->reassert;
+static int on_hold_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        HoldCall *c = userdata;
+        HoldQueue *q = c->queue;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
-        if (e && sd_bus_error_has_name(e, BUS_ERROR_LIMIT_EXCEEDED) &&
-            importer_hold_count(ra->importer, c->user) > 0) {
+        if (e && sd_bus_error_has_name(e, BUS_ERROR_LIMIT_EXCEEDED) && q->retried < HOLD_RETRIES_MAX) {
                 /* The listener's calls in flight are shared with those of
-                 * local clients: this one waits for its turn again. A
-                 * limit on holds, not calls, would say so every time. */
-                if (ra->retried++ < REASSERT_RETRIES_MAX) {
-                        g_queue_push_tail(&ra->users, g_steal_pointer(&c->user));
-                        ra->limited = true;
-                } else
-                        log_warning("Could not re-assert the presence hold of %s: %s", c->user, e->message);
+                 * local clients: this one waits for its turn again. */
+                q->retried++;
+                g_queue_push_tail(&q->ops, g_steal_pointer(&c->op));
+                q->limited = true;
         } else if (e)
-                log_warning("Could not re-assert the presence hold of %s: %s", c->user, e->message);
-        g_hash_table_remove(ra->calls, c);
-        reassert_pump(ra);
+                log_warning("Could not %s %s upstream: %s", c->op->online ? "re-assert the presence hold of" :
+                            "release the presence hold of", c->op->user, e->message);
+        g_hash_table_remove(q->calls, c);
+        hold_queue_pump(q);
         return 0;
 }
 
-static int reassert_send(Reassert *ra, char *user) {
-        Importer *im = ra->importer;
-        ReassertCall *c = g_new0(ReassertCall, 1);
+/* Whether OP still says what the local holders want. */
+static bool hold_op_current(Importer *im, const HoldOp *op) {
+        return op->online == (importer_hold_count(im, op->user) > 0);
+}
+
+static int hold_send(HoldQueue *q, HoldOp *op) {
+        Importer *im = q->importer;
+        HoldCall *c = g_new0(HoldCall, 1);
         int r;
 
-        c->reassert = ra;
-        c->user = user;
-        r = sd_bus_call_method_async(im->upstream, &c->slot, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline",
-                                     on_reasserted, c, "su", user, 0);
+        c->queue = q;
+        c->op = op;
+        r = op->online ? sd_bus_call_method_async(im->upstream, &c->slot, NULL, PRESENCE_PATH, PRESENCE_IFACE,
+                                                  "GoOnline", on_hold_reply, c, "su", op->user, 0)
+                       : sd_bus_call_method_async(im->upstream, &c->slot, NULL, PRESENCE_PATH, PRESENCE_IFACE,
+                                                  "GoOffline", on_hold_reply, c, "s", op->user);
         if (r < 0) {
-                reassert_call_free(c);
+                hold_call_free(c);
                 return r;
         }
-        g_hash_table_add(ra->calls, c);
+        g_hash_table_add(q->calls, c);
         return 0;
 }
 
 /* Send from the queue while the window has room; once nothing is left to
- * send or to wait for, the resync goes on. */
-static void reassert_pump(Reassert *ra) {
-        Importer *im = ra->importer;
-        int r;
+ * send or to wait for, tell whoever waits. */
+static void hold_queue_pump(HoldQueue *q) {
+        Importer *im = q->importer;
+        void (*done)(Importer *im);
 
-        if (ra->limited && g_hash_table_size(ra->calls) > 0)
+        if (q->limited && g_hash_table_size(q->calls) > 0)
                 return;         /* the upstream is full: wait for our own calls to end */
-        if (ra->limited) {
-                ra->limited = false;
-                if (!ra->retry && sd_event_add_time_relative(im->bridge->event, &ra->retry, CLOCK_MONOTONIC,
-                                                              REASSERT_RETRY_USEC, 0, on_reassert_retry, ra) >= 0)
+        if (q->limited) {
+                q->limited = false;
+                if (!q->retry && sd_event_add_time_relative(im->bridge->event, &q->retry, CLOCK_MONOTONIC,
+                                                             HOLD_RETRY_USEC, 0, on_hold_retry, q) >= 0)
                         return;
         }
-        if (ra->retry)
+        if (q->retry)
                 return;
-        while (g_hash_table_size(ra->calls) < ra->window && !g_queue_is_empty(&ra->users)) {
-                char *user = g_queue_pop_head(&ra->users);
+        while (g_hash_table_size(q->calls) < q->window && !g_queue_is_empty(&q->ops)) {
+                HoldOp *op = g_queue_pop_head(&q->ops);
 
-                /* The last local holder may have left meanwhile. */
-                if (importer_hold_count(im, user) == 0) {
-                        g_free(user);
+                /* A holder may have come or gone meanwhile. */
+                if (!hold_op_current(im, op)) {
+                        hold_op_free(op);
                         continue;
                 }
-                r = reassert_send(ra, user);
-                if (r < 0) {
-                        importer_link_failed(im, "cannot re-assert presence holds");
+                if (hold_send(q, op) < 0) {
+                        importer_link_failed(im, "cannot send a presence hold upstream");
                         return;
                 }
         }
-        if (g_hash_table_size(ra->calls) > 0 || !g_queue_is_empty(&ra->users))
+        if (g_hash_table_size(q->calls) > 0 || !g_queue_is_empty(&q->ops) || !q->done)
                 return;
-        log_info("Upstream %s: presence holds re-asserted", im->bridge->config.upstream);
-        void (*done)(Importer *) = ra->done;
-        importer_reassert_cancel(im);
+        done = q->done;
+        q->done = NULL;
         done(im);
 }
 
-int importer_reassert_holds(Importer *im, void (*done)(Importer *im)) {
-        const BridgeConfig *config = &im->bridge->config;
-        GHashTableIter iter;
-        const char *user;
-        Reassert *ra;
+static HoldQueue *hold_queue(Importer *im) {
+        HoldQueue *q = im->hold_queue;
 
-        importer_reassert_cancel(im);
-        ra = g_new0(Reassert, 1);
-        ra->importer = im;
-        ra->done = done;
-        ra->calls = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) reassert_call_free, NULL);
+        if (q)
+                return q;
+        q = g_new0(HoldQueue, 1);
+        q->importer = im;
+        q->calls = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) hold_call_free, NULL);
         /* A quarter of what the listener lets a link have in flight (the
          * same setting on both sides, as a rule): the rest stays for the
          * calls of local clients. */
-        ra->window = MAX(config->max_calls_in_flight / 4, 1u);
+        q->window = MAX(im->bridge->config.max_calls_in_flight / 4, 1u);
+        im->hold_queue = q;
+        return q;
+}
+
+static void hold_queue_push(HoldQueue *q, const char *user, bool online) {
+        HoldOp *op = g_new0(HoldOp, 1);
+
+        op->user = g_strdup(user);
+        op->online = online;
+        g_queue_push_tail(&q->ops, op);
+}
+
+static void send_upstream_go_offline(Importer *im, const char *user) {
+        HoldQueue *q;
+
+        /* While the link resyncs, a hold may already be asserted again. */
+        if ((im->phase != PHASE_UP && im->phase != PHASE_SYNCING) || !im->upstream)
+                return;
+        q = hold_queue(im);
+        hold_queue_push(q, user, false);
+        hold_queue_pump(q);
+}
+
+int importer_reassert_holds(Importer *im, void (*done)(Importer *im)) {
+        HoldQueue *q = hold_queue(im);
+        GHashTableIter iter;
+        const char *user;
+
+        q->done = done;
         g_hash_table_iter_init(&iter, im->hold_counts);
         while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL))
-                g_queue_push_tail(&ra->users, g_strdup(user));
-        if (!g_queue_is_empty(&ra->users))
+                hold_queue_push(q, user, true);
+        if (!g_queue_is_empty(&q->ops))
                 log_info("Upstream %s: re-asserting %u presence holds, at most %u at a time",
-                         config->upstream, g_queue_get_length(&ra->users), ra->window);
-        im->reassert = ra;
-        reassert_pump(ra);
+                         im->bridge->config.upstream, g_queue_get_length(&q->ops), q->window);
+        hold_queue_pump(q);
         return 0;
 }
 

@@ -32,6 +32,8 @@ static void resume_start(Importer *im);
 static int on_resume_bridge(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
 static void resume_read_state(Importer *im);
 static void resume_apply(Importer *im);
+static int adopt_history(Importer *im, const char *history, uint64_t last);
+static uint64_t cached_u64(Importer *im, const char *path, const char *iface, const char *name);
 
 /* Events */
 
@@ -146,6 +148,18 @@ static void apply_pending_objects(Importer *im) {
         g_ptr_array_set_size(im->pending_objects, 0);
 }
 
+/* An upstream bridge that took a snapshot of a history numbered anew
+ * says so with HistoryId: our position means nothing there either. */
+static void follow_history(Importer *im, GVariant *changed) {
+        const char *history;
+
+        if (!im->have_seq || !g_variant_lookup(changed, "HistoryId", "&s", &history) ||
+            g_strcmp0(history, im->history_id) == 0)
+                return;
+        if (adopt_history(im, history, cached_u64(im, EVENTS_PATH, EVENTS_IFACE, "LastSeq")) < 0)
+                importer_link_failed(im, "inconsistent event history upstream");
+}
+
 /* The objects a presence change adds or removes come just before its
  * PropertiesChanged, which names its generation: they wait for it. A
  * generation the cache already holds (the snapshot or the resumed events
@@ -176,6 +190,8 @@ static void on_properties_changed(Importer *im, sd_bus_message *m) {
         apply_pending_objects(im);
         cache_update(im->cache, path, iface, changed);
         (void) bus_forward_signal(im->local, m);
+        if (strcmp(path, EVENTS_PATH) == 0 && strcmp(iface, EVENTS_IFACE) == 0)
+                follow_history(im, changed);
 }
 
 static void on_interfaces_changed(Importer *im, sd_bus_message *m) {
@@ -921,14 +937,27 @@ static void resume_read_state(Importer *im) {
         resume_read_done(im);
 }
 
+/* The interfaces the origin announces with an online user's object: the
+ * standard ones sd-bus shows on every object, then its own, so that a
+ * cache built from signals equals the snapshot. */
 static GVariant *online_user_interfaces(const char *user, ResumedUser *u) {
+        static const char *const standard[] = {
+                "org.freedesktop.DBus.Peer",
+                "org.freedesktop.DBus.Introspectable",
+                "org.freedesktop.DBus.Properties",
+        };
         g_autoptr(GVariant) props = u->props ? g_variant_ref(u->props) : NULL;
+        GVariantBuilder b;
 
         /* Gone again already: the held signals remove it right after. */
         if (!props)
                 props = g_variant_ref_sink(vardict_new("UserId", g_variant_new_string(user),
                                                        "Since", g_variant_new_int64(u->time), NULL));
-        return g_variant_new_parsed("{%s: %@a{sv}}", ONLINE_USER_IFACE, props);
+        g_variant_builder_init(&b, G_VARIANT_TYPE("a{sa{sv}}"));
+        for (size_t i = 0; i < ELEMENTSOF(standard); i++)
+                g_variant_builder_add(&b, "{s@a{sv}}", standard[i], g_variant_new_array(G_VARIANT_TYPE("{sv}"), NULL, 0));
+        g_variant_builder_add(&b, "{s@a{sv}}", ONLINE_USER_IFACE, props);
+        return g_variant_builder_end(&b);
 }
 
 /* Whether PATH's cached OnlineUser is INTERFACES' (a{sa{sv}}). */
@@ -942,13 +971,14 @@ static bool cached_object_equal(Importer *im, const char *path, GVariant *interf
         return props && g_variant_equal(cached, props);
 }
 
+/* PATH goes with every interface it had, as at the origin. */
 static void resume_remove_object(Importer *im, const char *path, unsigned *removed) {
-        const char *const names[] = { ONLINE_USER_IFACE, NULL };
+        g_auto(GStrv) names = cache_get_interfaces(im->cache, path);
 
-        if (!cache_has_object(im->cache, path))
+        if (!names)
                 return;
-        cache_remove_interfaces(im->cache, path, names);
-        emit_interfaces(im, path, false, NULL, names);
+        emit_interfaces(im, path, false, NULL, (const char *const *) names);
+        cache_remove_interfaces(im->cache, path, (const char *const *) names);
         (*removed)++;
 }
 
@@ -1016,7 +1046,8 @@ static bool resume_check_passes(Importer *im) {
                 return false;
         }
         if (!v || !g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32) || g_variant_get_uint32(v) != count) {
-                log_warning("Upstream %s: resumed with another OnlineCount than its %u", im->bridge->config.upstream, count);
+                log_warning("Upstream %s: resumed to %u users online, but it has %u", im->bridge->config.upstream,
+                            v && g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32) ? g_variant_get_uint32(v) : 0, count);
                 return false;
         }
         return true;

@@ -80,7 +80,7 @@ struct Importer {
         GHashTable *hold_counts;        /* user id → number of local holders */
         GHashTable *holders;            /* local unique name → LocalHolder */
         sd_event_source *hold_expiry;   /* the earliest local hold with a ttl */
-        struct Reassert *reassert;      /* holds being asserted again after a connect */
+        struct HoldQueue *hold_queue;   /* GoOnline/GoOffline of the link, a few at a time */
 };
 
 /* importer.c */
@@ -121,6 +121,6 @@ bool importer_hold_remove(Importer *im, const char *sender, const char *user);
  * few at a time, for every user a local client still holds, then call
  * DONE (a NULL reply). */
 int importer_reassert_holds(Importer *im, void (*done)(Importer *im));
-/* The link went: the holds not yet asserted again wait for the next one. */
+/* The link went: what it had still to ask upstream goes with it. */
 void importer_reassert_cancel(Importer *im);
 uint64_t importer_now_monotonic(void);
