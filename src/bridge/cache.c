@@ -306,3 +306,13 @@ GVariant *cache_get_objects(Cache *c) {
 gboolean cache_has_object(Cache *c, const char *path) {
         return g_hash_table_contains(c->objects, path);
 }
+
+char **cache_get_interfaces(Cache *c, const char *path) {
+        GHashTable *ifaces = interfaces_of(c, path, FALSE);
+        g_autofree const char **names = NULL;
+
+        if (!ifaces)
+                return NULL;
+        names = (const char **) g_hash_table_get_keys_as_array(ifaces, NULL);
+        return g_strdupv((char **) names);
+}

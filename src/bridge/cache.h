@@ -57,3 +57,5 @@ GVariant *cache_get_all(Cache *c, const char *path, const char *interface);
 /* Everything as a floating a{oa{sa{sv}}}. */
 GVariant *cache_get_objects(Cache *c);
 gboolean cache_has_object(Cache *c, const char *path);
+/* The names of PATH's interfaces, or NULL when it is not cached. */
+char **cache_get_interfaces(Cache *c, const char *path);

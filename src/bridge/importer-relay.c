@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* What local callers ask the importer: method calls are relayed upstream
  * (a new call with the body copied, the reply or error mapped back), reads
- * are answered from the cache, and presence holds are counted so that the
- * upstream hold of the link follows the local holders (DESIGN.md §5). */
+ * are answered from the cache, and presence calls go through the hold
+ * accounting of importer-holds.c (DESIGN.md §5). */
 #include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 
 #include "bus-gvariant.h"
 #include "bus-methods.h"
@@ -27,14 +26,6 @@ typedef struct RelayedCall {
         uint64_t hold_expires;          /* and when that local hold lapses (0: never) */
         bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
 } RelayedCall;
-
-/* A local connection holding users online. */
-typedef struct LocalHolder {
-        Importer *importer;
-        char *sender;
-        sd_bus_track *track;
-        GHashTable *users;              /* user id → expiry, CLOCK_MONOTONIC µs (0: none), as a pointer-sized int */
-} LocalHolder;
 
 static unsigned caller_calls(Importer *im, const char *sender) {
         return sender && im->caller_calls ? GPOINTER_TO_UINT(g_hash_table_lookup(im->caller_calls, sender)) : 0;
@@ -84,200 +75,10 @@ void importer_relay_fail_all(Importer *im) {
                 (void) reply_disconnected(im, c->call);
 }
 
-/* Presence holds */
-
-static void holder_free(LocalHolder *h) {
-        sd_bus_track_unref(h->track);
-        g_hash_table_unref(h->users);
-        g_free(h->sender);
-        g_free(h);
-}
-
-void importer_holders_free(Importer *im) {
+void importer_relay_free(Importer *im) {
         g_clear_pointer(&im->polkit, polkit_free);
-        im->hold_expiry = sd_event_source_disable_unref(im->hold_expiry);
-        g_clear_pointer(&im->holders, g_hash_table_unref);
-        g_clear_pointer(&im->hold_counts, g_hash_table_unref);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
         g_clear_pointer(&im->caller_calls, g_hash_table_unref);
-}
-
-static unsigned hold_count(Importer *im, const char *user) {
-        return GPOINTER_TO_UINT(g_hash_table_lookup(im->hold_counts, user));
-}
-
-static void send_upstream_go_offline(Importer *im, const char *user) {
-        if (im->phase != PHASE_UP || !im->upstream)
-                return;
-        /* Nobody waits for this answer: the holder is gone. */
-        (void) sd_bus_call_method_async(im->upstream, NULL, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline",
-                                        NULL, NULL, "s", user);
-}
-
-/* Drop one local hold of USER; returns whether it was the last. */
-static bool hold_release(Importer *im, const char *user) {
-        unsigned n = hold_count(im, user);
-
-        if (n <= 1) {
-                g_hash_table_remove(im->hold_counts, user);
-                return true;
-        }
-        g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(n - 1));
-        return false;
-}
-
-static int on_holder_left(sd_bus_track *track, void *userdata) {
-        LocalHolder *h = userdata;
-        Importer *im = h->importer;
-        GHashTableIter iter;
-        const char *user;
-
-        g_hash_table_iter_init(&iter, h->users);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL))
-                if (hold_release(im, user))
-                        send_upstream_go_offline(im, user);
-        g_hash_table_remove(im->holders, h->sender);
-        return 0;
-}
-
-static uint64_t now_monotonic(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static void rearm_expiry(Importer *im);
-
-/* Local holds with a ttl lapse here; the link's hold upstream has none. */
-static int on_hold_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Importer *im = userdata;
-        uint64_t now = now_monotonic();
-        GHashTableIter hi, ui;
-        LocalHolder *h;
-        gpointer user, expires;
-
-        g_hash_table_iter_init(&hi, im->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->users);
-                while (g_hash_table_iter_next(&ui, &user, &expires)) {
-                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
-                        if (e == 0 || e > now)
-                                continue;
-                        if (hold_release(im, user))
-                                send_upstream_go_offline(im, user);
-                        g_hash_table_iter_remove(&ui);
-                }
-        }
-        rearm_expiry(im);
-        return 0;
-}
-
-static void rearm_expiry(Importer *im) {
-        uint64_t earliest = UINT64_MAX;
-        GHashTableIter hi, ui;
-        LocalHolder *h;
-        gpointer expires;
-
-        g_hash_table_iter_init(&hi, im->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->users);
-                while (g_hash_table_iter_next(&ui, NULL, &expires)) {
-                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
-                        if (e != 0 && e < earliest)
-                                earliest = e;
-                }
-        }
-        if (earliest == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_OFF);
-                return;
-        }
-        if (!im->hold_expiry &&
-            sd_event_add_time(im->bridge->event, &im->hold_expiry, CLOCK_MONOTONIC, earliest, 0, on_hold_expiry, im) < 0)
-                return;
-        (void) sd_event_source_set_time(im->hold_expiry, earliest);
-        (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_ONESHOT);
-}
-
-static void hold_add(Importer *im, const char *sender, const char *user, uint64_t expires) {
-        LocalHolder *h = g_hash_table_lookup(im->holders, sender);
-
-        if (!h) {
-                h = g_new0(LocalHolder, 1);
-                h->importer = im;
-                h->sender = g_strdup(sender);
-                h->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-                if (sd_bus_track_new(im->local, &h->track, on_holder_left, h) < 0 ||
-                    sd_bus_track_add_name(h->track, sender) < 0) {
-                        /* Most likely the caller left while its GoOnline
-                         * was on its way: its hold ends now, as it would
-                         * at the daemon. */
-                        log_debug("Cannot track %s (gone?); dropping its hold of %s", sender, user);
-                        holder_free(h);
-                        if (hold_count(im, user) == 0)
-                                send_upstream_go_offline(im, user);
-                        return;
-                }
-                g_hash_table_insert(im->holders, h->sender, h);
-        }
-        if (!g_hash_table_contains(h->users, user))
-                g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(hold_count(im, user) + 1));
-        /* Calling again renews, and may change the kind of hold. */
-        g_hash_table_replace(h->users, g_strdup(user), GSIZE_TO_POINTER((gsize) expires));
-        rearm_expiry(im);
-}
-
-/* Whether SENDER held USER, and its hold is now gone. */
-static bool hold_remove(Importer *im, const char *sender, const char *user) {
-        LocalHolder *h = sender ? g_hash_table_lookup(im->holders, sender) : NULL;
-
-        if (!h || !g_hash_table_remove(h->users, user))
-                return false;
-        (void) hold_release(im, user);
-        return true;
-}
-
-typedef struct Reassert {
-        Importer *importer;
-        unsigned pending;
-        sd_bus_message_handler_t done;
-        void *userdata;
-} Reassert;
-
-static int on_reasserted(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        Reassert *ra = userdata;
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-        if (e)
-                log_warning("Could not re-assert a presence hold: %s", e->message);
-        if (--ra->pending == 0) {
-                ra->done(reply, ra->userdata, ret_error);
-                g_free(ra);
-        }
-        return 0;
-}
-
-/* After a reconnect the upstream holds for the link are gone: ask again
- * for every user a local client still holds, then call DONE. */
-int importer_reassert_holds(Importer *im, sd_bus_message_handler_t done, void *userdata) {
-        Reassert *ra;
-        GHashTableIter iter;
-        const char *user;
-        int r;
-
-        if (g_hash_table_size(im->hold_counts) == 0)
-                return done(NULL, userdata, NULL);
-        ra = g_new0(Reassert, 1);
-        *ra = (Reassert) { .importer = im, .done = done, .userdata = userdata };
-        g_hash_table_iter_init(&iter, im->hold_counts);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL)) {
-                r = sd_bus_call_method_async(im->upstream, NULL, NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline",
-                                             on_reasserted, ra, "su", user, 0);
-                if (r < 0)
-                        return r;   /* the link fails; the calls already sent end with it */
-                ra->pending++;
-        }
-        return 0;
 }
 
 /* Relaying */
@@ -335,7 +136,7 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         g_autoptr(GVariant) objects = NULL;
 
         if (!e && c->hold_user)
-                hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
+                importer_hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
         if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
                 (void) reply_managed_objects(im, c->call, objects);
                 return;
@@ -424,7 +225,7 @@ static int relay_go_online(Importer *im, sd_bus_message *m) {
                 return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
                                                   strerror(-r));
         c->hold_user = g_strdup(user);
-        c->hold_expires = ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * 1000000ULL;
+        c->hold_expires = ttl == 0 ? 0 : importer_now_monotonic() + (uint64_t) ttl * 1000000ULL;
         return 0;
 }
 
@@ -440,9 +241,9 @@ static int relay_go_offline(Importer *im, sd_bus_message *m) {
         r = sd_bus_message_read(m, "s", &user);
         if (r < 0)
                 return r;
-        (void) hold_remove(im, sd_bus_message_get_sender(m), user);
+        (void) importer_hold_remove(im, sd_bus_message_get_sender(m), user);
         generation = cache_get(im->cache, PRESENCE_PATH, PRESENCE_IFACE, "Generation");
-        if (hold_count(im, user) > 0 && generation)
+        if (importer_hold_count(im, user) > 0 && generation)
                 /* Still held by another local client: nothing changes. */
                 return sd_bus_reply_method_return(m, "t", g_variant_get_uint64(generation));
         (void) sd_bus_message_rewind(m, true);
@@ -621,7 +422,5 @@ int importer_relay_setup(Importer *im) {
                 return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
         im->caller_calls = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        im->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        im->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
         return sd_bus_add_filter(im->local, NULL, on_local_message, im);
 }

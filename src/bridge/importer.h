@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Internals of the importer, shared by importer.c (the upstream link, its
- * resynchronisation and the Bridge object) and importer-relay.c (what local
- * callers ask for). */
+/* Internals of the importer, one concern a file: importer.c (the upstream
+ * link and the Bridge object), importer-resync.c (bringing the cache and
+ * the event stream up to date after each connect, and applying what the
+ * upstream signals), importer-relay.c (what local callers ask for) and
+ * importer-holds.c (the presence holds of local callers). */
 
 #include "bridge.h"
 #include "cache.h"
@@ -28,8 +30,22 @@ struct Importer {
         sd_event_source *reconnect_timer;
         sd_event_source *heartbeat_timer;
         sd_bus_slot *heartbeat_slot;
-        unsigned sync_pending;          /* replies the resync still waits for */
         bool snapshot_taken;            /* in this resync: later PropertiesChanged apply */
+        /* A resync that resumes from the last applied event instead of
+         * taking the snapshot (DESIGN.md §5): */
+        bool resuming;
+        unsigned resume_pending;        /* replies it still waits for */
+        GPtrArray *resume_pages;        /* FetchSince replies, applied once all came */
+        GHashTable *resume_users;       /* user id → ResumedUser: presence as the events leave it */
+        GHashTable *resume_reads;       /* cookie of an object read → its user id */
+        uint64_t resume_after;          /* the next FetchSince starts after this */
+        uint64_t resume_from_generation; /* the presence generation the cache held */
+        uint64_t resume_generation;     /* the last presence generation the events name */
+        GVariant *resume_check;         /* the upstream's Presence properties, read last */
+        unsigned resume_cut;            /* held signals that came before that read */
+        /* InterfacesAdded/Removed waiting for the PropertiesChanged that
+         * says which generation they belong to. */
+        GPtrArray *pending_objects;
 
         /* The Bridge object (DESIGN.md §3, Bridge). */
         char *state;                    /* as announced */
@@ -55,7 +71,7 @@ struct Importer {
         char *history_id;
         uint64_t last_seq;
         bool have_seq;
-        GPtrArray *held_events;         /* live Event signals that came during a resync */
+        GPtrArray *held_events;         /* live signals that came during a resync, in order */
 
         GHashTable *in_flight;          /* RelayedCall* set */
         GHashTable *caller_calls;       /* local unique name → its calls in flight upstream */
@@ -64,15 +80,47 @@ struct Importer {
         GHashTable *hold_counts;        /* user id → number of local holders */
         GHashTable *holders;            /* local unique name → LocalHolder */
         sd_event_source *hold_expiry;   /* the earliest local hold with a ttl */
+        struct HoldQueue *hold_queue;   /* GoOnline/GoOffline of the link, a few at a time */
 };
 
 /* importer.c */
 void importer_link_failed(Importer *im, const char *reason);
+/* A cycle never heals by retrying: stop until Reconnect(). */
+void importer_link_refused(Importer *im, const char *reason);
 int importer_emit_bridge_changes(Importer *im);
 const char *importer_since_string(Importer *im, char *buf, size_t size);
+/* The upstream's own Bridge properties (a{sv}), folded into ours. */
+void importer_upstream_bridge_changed(Importer *im, GVariant *changed);
+/* The resync is over: State says connected. */
+void importer_sync_done(Importer *im);
+
+/* importer-resync.c */
+int importer_resync_setup(Importer *im);
+void importer_resync_free(Importer *im);
+/* The link is up: greet the upstream and bring everything up to date. */
+void importer_resync_start(Importer *im);
+/* Forget what a resync of the link that went had gathered. */
+void importer_resync_reset(Importer *im);
+/* The sd-bus filter of the upstream connection: its signals, in order. */
+int importer_on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
 
 /* importer-relay.c */
 int importer_relay_setup(Importer *im);
+void importer_relay_free(Importer *im);
 void importer_relay_fail_all(Importer *im);
-int importer_reassert_holds(Importer *im, sd_bus_message_handler_t done, void *userdata);
-void importer_holders_free(Importer *im);
+
+/* importer-holds.c */
+int importer_holds_setup(Importer *im);
+void importer_holds_free(Importer *im);
+unsigned importer_hold_count(Importer *im, const char *user);
+/* SENDER holds USER, until EXPIRES (CLOCK_MONOTONIC µs; 0: no ttl). */
+void importer_hold_add(Importer *im, const char *sender, const char *user, uint64_t expires);
+/* Whether SENDER held USER, and its hold is now gone. */
+bool importer_hold_remove(Importer *im, const char *sender, const char *user);
+/* After a connect the upstream holds of the link are gone: ask again, a
+ * few at a time, for every user a local client still holds, then call
+ * DONE (a NULL reply). */
+int importer_reassert_holds(Importer *im, void (*done)(Importer *im));
+/* The link went: what it had still to ask upstream goes with it. */
+void importer_reassert_cancel(Importer *im);
+uint64_t importer_now_monotonic(void);
