@@ -18,6 +18,7 @@
 #include "importer.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 static void start_connect(Importer *im);
 static void sync_step_snapshot(Importer *im);
@@ -305,7 +306,17 @@ static void forward_gap_signal(Importer *im, sd_bus_message *m) {
         (void) emit_gap(im, im->last_seq, resumed);
 }
 
-/* A live Event or Gap of the upstream, in the order it sent them. */
+/* The signals that carry the history: each event, as Event or, for a
+ * messages/ topic, as the Messages manager's MessageReceived, and Gap.
+ * They keep one order and are relayed once each, by seq. */
+static bool is_history_signal(sd_bus_message *m) {
+        return sd_bus_message_is_signal(m, EVENTS_IFACE, "Event") ||
+               sd_bus_message_is_signal(m, MESSAGES_IFACE, "MessageReceived") ||
+               sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap");
+}
+
+/* A live Event, MessageReceived or Gap of the upstream, in the order it
+ * sent them. */
 static void forward_history_signal(Importer *im, sd_bus_message *m) {
         uint64_t seq;
 
@@ -402,7 +413,7 @@ static int on_upstream_message(sd_bus_message *m, void *userdata, sd_bus_error *
         }
         /* During a resync, live events (and an upstream bridge's gaps) wait
          * until the missed ones are replayed. */
-        if (sd_bus_message_is_signal(m, EVENTS_IFACE, "Event") || sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap")) {
+        if (is_history_signal(m)) {
                 if (im->phase == PHASE_SYNCING)
                         g_ptr_array_add(im->held_events, sd_bus_message_ref(m));
                 else
@@ -625,7 +636,12 @@ static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
                 int64_t time;
 
                 r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
-                if (r >= 0)
+                /* Sent as outpostd sends it: a message only to those the
+                 * bus policy lets receive it. */
+                if (r >= 0 && topic_is_message(topic))
+                        r = sd_bus_message_new_signal(im->local, &signal, MESSAGES_PATH, MESSAGES_IFACE,
+                                                      "MessageReceived");
+                else if (r >= 0)
                         r = sd_bus_message_new_signal(im->local, &signal, EVENTS_PATH, EVENTS_IFACE, "Event");
                 if (r >= 0)
                         r = sd_bus_message_append(signal, "tsx", seq, topic, time);
