@@ -9,6 +9,8 @@
 
 #define EVENTS_PATH    OUTPOST_ROOT_PATH "/events"
 #define IFACE_EVENTS   OUTPOST_IFACE_PREFIX "Events"
+#define MESSAGES_PATH  OUTPOST_ROOT_PATH "/messages"
+#define IFACE_MESSAGES OUTPOST_IFACE_PREFIX "Messages"
 
 typedef struct Subscription {
         guint id;
@@ -58,6 +60,7 @@ struct _OutpostClient {
 
         guint watch_id;
         guint events_signal_id;
+        guint messages_signal_id;       /* MessageReceived: the events of messages/ topics */
         guint bridge_signal_id;
         GCancellable *epoch;
         guint retry_id;
