@@ -27,11 +27,15 @@ static void child_setup(gpointer data) {
 }
 
 static int call_as_child(void);
+static int listen_child(const char *address, const char *end_topic);
 
 void test_init(int *argc, char ***argv) {
-        /* test_call_as() runs the test program again as another user. */
+        /* test_call_as() and test_listen_as() run the test program again
+         * as another user. */
         if (g_getenv("OUTPOST_TEST_CALL_CHILD"))
                 exit(call_as_child());
+        if (g_getenv("OUTPOST_TEST_LISTEN_CHILD"))
+                exit(listen_child(g_getenv("OUTPOST_TEST_LISTEN_CHILD"), g_getenv("OUTPOST_TEST_LISTEN_END")));
         g_test_init(argc, argv, NULL);
         /* A daemon that dies must not kill the test with SIGPIPE. */
         signal(SIGPIPE, SIG_IGN);
@@ -637,6 +641,167 @@ GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, 
         return NULL;
 }
 
+/* Signals received by another user */
+
+/* Only a safety net for a listener whose end marker never comes (the
+ * test has failed then): the marker normally ends it at once. */
+#define LISTEN_CHILD_TIMEOUT_USEC (120 * G_USEC_PER_SEC)
+
+typedef struct ListenChild {
+        const char *end_topic;
+        gboolean done;
+} ListenChild;
+
+static void on_listened_signal(GDBusConnection *c, const char *sender, const char *path, const char *iface,
+                               const char *member, GVariant *params, gpointer data) {
+        ListenChild *lc = data;
+        const char *topic = "";
+
+        if (g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})")))
+                g_variant_get_child(params, 1, "&s", &topic);
+        printf("%s.%s %s\n", iface, member, topic);
+        fflush(stdout);
+        if (g_str_equal(iface, IFACE_EVENTS) && g_str_equal(member, "Event") && g_str_equal(topic, lc->end_topic))
+                lc->done = TRUE;
+}
+
+/* The child side of test_listen_as(): "ready" once subscribed, then a line
+ * per signal until the end marker. */
+static int listen_child(const char *address, const char *end_topic) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GDBusConnection) c = NULL;
+        g_autoptr(GVariant) id = NULL;
+        ListenChild lc = { .end_topic = end_topic };
+        gint64 deadline = g_get_monotonic_time() + LISTEN_CHILD_TIMEOUT_USEC;
+
+        c = g_dbus_connection_new_for_address_sync(address,
+                                                   G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT |
+                                                   G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+                                                   NULL, NULL, &error);
+        if (!c) {
+                fprintf(stderr, "test_listen_as child: %s\n", error->message);
+                return 2;
+        }
+        g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, NULL, NULL, NULL, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
+                                           on_listened_signal, &lc, NULL);
+        /* The bus handles a connection's messages in order: once this is
+         * answered, the match rule is in place. */
+        id = g_dbus_connection_call_sync(c, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                         "GetId", NULL, G_VARIANT_TYPE("(s)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, &error);
+        if (!id) {
+                fprintf(stderr, "test_listen_as child: %s\n", error->message);
+                return 2;
+        }
+        printf("ready\n");
+        fflush(stdout);
+        while (!lc.done) {
+                if (g_get_monotonic_time() > deadline) {
+                        fprintf(stderr, "test_listen_as child: no end marker %s\n", end_topic);
+                        return 3;
+                }
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(1000);
+        }
+        g_dbus_connection_close_sync(c, NULL, NULL);
+        return 0;
+}
+
+#define MESSAGES_GROUP "outpost-messages"
+
+static char *stand_in_policy;
+
+static void remove_stand_in_policy(void) {
+        if (stand_in_policy)
+                g_unlink(stand_in_policy);
+}
+
+gid_t test_messages_group(void) {
+        static const char *const stand_ins[] = { "daemon", "bin", "sys", "adm" };
+        const char *policy = env_or("OUTPOST_POLICY", SRCDIR "/data/org.outpost.Outpost1.conf");
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = NULL, *replaced = NULL, *quoted = NULL;
+        g_auto(GStrv) parts = NULL;
+        struct group *gr = getgrnam(MESSAGES_GROUP);
+        int fd;
+
+        if (gr)
+                return gr->gr_gid;
+        for (size_t i = 0; !gr && i < G_N_ELEMENTS(stand_ins); i++)
+                gr = getgrnam(stand_ins[i]);
+        if (!gr)
+                return (gid_t) -1;
+
+        g_assert_true(g_file_get_contents(policy, &text, NULL, &error));
+        g_assert_no_error(error);
+        parts = g_strsplit(text, "group=\"" MESSAGES_GROUP "\"", -1);
+        quoted = g_strdup_printf("group=\"%s\"", gr->gr_name);
+        replaced = g_strjoinv(quoted, parts);
+        fd = g_file_open_tmp("outpost-policy-XXXXXX.conf", &stand_in_policy, &error);
+        g_assert_no_error(error);
+        close(fd);
+        /* Readable by dbus-daemon, whoever it runs as. */
+        g_assert_true(g_file_set_contents_full(stand_in_policy, replaced, -1, G_FILE_SET_CONTENTS_NONE, 0644, &error));
+        g_assert_no_error(error);
+        atexit(remove_stand_in_policy);
+        g_setenv("OUTPOST_POLICY", stand_in_policy, TRUE);
+        return gr->gr_gid;
+}
+
+struct TestListener {
+        TestBus *tb;
+        GSubprocess *child;
+        GDataInputStream *out;
+        char *end_topic;
+};
+
+TestListener *test_listen_as(TestBus *tb, uid_t uid, gid_t gid) {
+        static unsigned n;
+        g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+        g_autoptr(GError) error = NULL;
+        g_autofree char *self = g_file_read_link("/proc/self/exe", NULL);
+        g_autofree char *line = NULL;
+        TestListener *l = g_new0(TestListener, 1);
+        SwitchUser su = { .uid = uid, .gid = gid };
+
+        g_assert_nonnull(self);
+        l->tb = tb;
+        l->end_topic = g_strdup_printf("test.listener-end.%u", ++n);
+        g_subprocess_launcher_setenv(launcher, "OUTPOST_TEST_LISTEN_CHILD", tb->address, TRUE);
+        g_subprocess_launcher_setenv(launcher, "OUTPOST_TEST_LISTEN_END", l->end_topic, TRUE);
+        g_subprocess_launcher_set_child_setup(launcher, switch_user, &su, NULL);
+        l->child = g_subprocess_launcher_spawn(launcher, &error, self, NULL);
+        g_assert_no_error(error);
+        l->out = g_data_input_stream_new(g_subprocess_get_stdout_pipe(l->child));
+        line = g_data_input_stream_read_line_utf8(l->out, NULL, NULL, &error);
+        g_assert_no_error(error);
+        if (g_strcmp0(line, "ready") != 0)
+                g_error("test_listen_as: the listener as uid %u did not subscribe", (unsigned) uid);
+        return l;
+}
+
+char **test_listener_finish(TestListener *l) {
+        g_autoptr(GStrvBuilder) lines = g_strv_builder_new();
+        g_autoptr(GError) error = NULL;
+        char *line;
+
+        g_variant_unref(test_call_ok(l->tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                     g_variant_new_parsed("(%s, @a{sv} {})", l->end_topic), "(t)"));
+        while ((line = g_data_input_stream_read_line_utf8(l->out, NULL, NULL, &error))) {
+                g_strv_builder_add(lines, line);
+                g_free(line);
+        }
+        g_assert_no_error(error);
+        g_subprocess_wait(l->child, NULL, &error);
+        g_assert_no_error(error);
+        if (!g_subprocess_get_if_exited(l->child) || g_subprocess_get_exit_status(l->child) != 0)
+                g_error("test_listen_as: the listener failed (see its stderr)");
+        g_object_unref(l->out);
+        g_object_unref(l->child);
+        g_free(l->end_topic);
+        g_free(l);
+        return g_strv_builder_end(lines);
+}
+
 char *test_create_user(GDBusConnection *c, const char *name, char **ret_tag) {
         g_autoptr(GVariant) r = NULL;
         char *id, *tag;
@@ -711,14 +876,22 @@ static void on_watched_event(GDBusConnection *c, const char *sender, const char 
         g_ptr_array_add(w->events, g_variant_ref(params));
 }
 
-EventWatch *event_watch_new(GDBusConnection *c) {
+static EventWatch *watch_new(GDBusConnection *c, const char *path, const char *iface, const char *member) {
         EventWatch *w = g_new0(EventWatch, 1);
 
         w->conn = g_object_ref(c);
         w->events = g_ptr_array_new_with_free_func((GDestroyNotify) g_variant_unref);
-        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, IFACE_EVENTS, "Event", OUTPOST_EVENTS_PATH, NULL,
+        w->id = g_dbus_connection_signal_subscribe(c, OUTPOST_NAME, iface, member, path, NULL,
                                                    G_DBUS_SIGNAL_FLAGS_NONE, on_watched_event, w, NULL);
         return w;
+}
+
+EventWatch *event_watch_new(GDBusConnection *c) {
+        return watch_new(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Event");
+}
+
+EventWatch *message_watch_new(GDBusConnection *c) {
+        return watch_new(c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "MessageReceived");
 }
 
 void event_watch_free(EventWatch *w) {

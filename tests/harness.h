@@ -189,19 +189,42 @@ GVariant *test_call_as(TestBus *tb, uid_t uid, gid_t gid, GDBusCallFlags flags, 
 #define TEST_UID_NOBODY 65534
 #define TEST_GID_NOGROUP 65534
 
+/* The group whose members the bus policy lets receive the messages of
+ * every user (MessageReceived), for test_listen_as(): outpost-messages
+ * where it exists; elsewhere an existing group stands in for it, in a
+ * copy of the project's policy that the test buses then include. Call it
+ * in main(), before any test: it may set OUTPOST_POLICY. Returns its gid,
+ * or (gid_t) -1 when no group can stand in. */
+gid_t test_messages_group(void);
+
+/* A client of another user (UID/GID, no supplementary groups) that
+ * records every signal outpostd's name sends it, as the bus policy lets it
+ * receive them. It has subscribed when test_listen_as() returns. */
+typedef struct TestListener TestListener;
+TestListener *test_listen_as(TestBus *tb, uid_t uid, gid_t gid);
+/* Publish an end marker (as the test, on TB's own connection) and return
+ * what the listener received before it, one "INTERFACE.MEMBER TOPIC" line
+ * per signal (TOPIC for the signals of an event, else empty), in arrival
+ * order. The marker comes after everything the service sent before it, so
+ * a signal missing here was not delivered, not merely late. Frees L. */
+char **test_listener_finish(TestListener *l);
+
 /* Everything a client can see of outpostd's state, as text to compare
  * before and after a call that must change nothing: every model
  * (GetManagedObjects: LastSeq, Generation, the online users, ...) and every user. */
 char *test_state_snapshot(GDBusConnection *c);
 
-/* Event signals on one connection, in arrival order. */
+/* Event (or MessageReceived) signals on one connection, in arrival order. */
 typedef struct EventWatch {
         GDBusConnection *conn;
         guint id;
-        GPtrArray *events;      /* (tsxa{sv}) of each Event */
+        GPtrArray *events;      /* (tsxa{sv}) of each signal */
 } EventWatch;
 
 EventWatch *event_watch_new(GDBusConnection *c);
+/* The same for the Messages manager's MessageReceived signals, which carry
+ * the events of messages/ topics. */
+EventWatch *message_watch_new(GDBusConnection *c);
 void event_watch_free(EventWatch *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(EventWatch, event_watch_free)
 /* After this, W holds every Event the daemon sent before now: the reply

@@ -186,7 +186,14 @@ static int arrival_of_event(Arrivals *a, guint64 seq) {
         return arrivals_find(a, 0, is_event_with_seq, &seq);
 }
 
-/* The topics of the Event signals that arrived, in order. */
+static gboolean is_message_signal(GDBusMessage *m) {
+        return g_dbus_message_get_message_type(m) == G_DBUS_MESSAGE_TYPE_SIGNAL &&
+               g_strcmp0(g_dbus_message_get_interface(m), IFACE_MESSAGES) == 0 &&
+               g_strcmp0(g_dbus_message_get_member(m), "MessageReceived") == 0;
+}
+
+/* The topics of the Event and MessageReceived signals that arrived, in
+ * order. */
 static GStrv arrived_topics(Arrivals *a) {
         g_autoptr(GStrvBuilder) b = g_strv_builder_new();
         g_autoptr(GPtrArray) messages = arrivals_snapshot(a);
@@ -195,7 +202,7 @@ static GStrv arrived_topics(Arrivals *a) {
                 GDBusMessage *m = messages->pdata[i];
                 const char *topic;
 
-                if (!is_event_signal(m))
+                if (!is_event_signal(m) && !is_message_signal(m))
                         continue;
                 g_variant_get_child(g_dbus_message_get_body(m), 1, "&s", &topic);
                 g_strv_builder_add(b, topic);
@@ -720,12 +727,13 @@ static void test_match_rules(void) {
         msg_topic = g_strconcat("messages/", id, NULL);
 
         /* Two subscribers that ask the bus for one kind of event each,
-         * with nothing else subscribed on their connections. */
+         * with nothing else subscribed on their connections (messages come
+         * as MessageReceived, to root here). */
         msgs = test_bus_connect(tb);
         pres = test_bus_connect(tb);
         am = arrivals_new(msgs);
         ap = arrivals_new(pres);
-        add_match(msgs, "type='signal',interface='org.outpost.Outpost1.Events',member='Event',arg1path='messages/'");
+        add_match(msgs, "type='signal',interface='org.outpost.Outpost1.Messages',member='MessageReceived',arg1path='messages/'");
         add_match(pres, "type='signal',interface='org.outpost.Outpost1.Events',member='Event',arg1='presence'");
 
         /* Events of every kind: published, a user's change, a message and a

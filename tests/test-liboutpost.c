@@ -382,6 +382,52 @@ static void test_restart(Fixture *f, gconstpointer data) {
         g_assert_false(is_online(f, id));
 }
 
+/* Messages: a client that may read them (root here) gets each one live,
+ * through MessageReceived, and through FetchSince after an outage, in the
+ * one order of seq that it shares with Event, each once. */
+
+static void send_message(Fixture *f, const char *user_id) {
+        g_variant_unref(test_call_ok(f->origin, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
+                                     g_variant_new_parsed("([%s], 'hello')", user_id), "(st)"));
+}
+
+static guint count_topic(Fixture *f, const char *topic) {
+        guint n = 0;
+
+        for (guint i = 0; i < f->topics->len; i++)
+                n += g_str_equal(f->topics->pdata[i], topic);
+        return n;
+}
+
+static void test_messages(Fixture *f, gconstpointer data) {
+        g_autofree char *id = test_create_user(f->origin, "ann", NULL);
+        g_autofree char *topic = g_strconcat("messages/", id, NULL);
+        g_autoptr(GArray) want = NULL;
+        guint64 start, last;
+
+        test_wait_until(outpost_client_get_last_seq(f->client) == events_property(f, "LastSeq"), 10000);
+        start = outpost_client_get_last_seq(f->client);
+        outpost_client_subscribe(f->client, NULL, on_event, f, NULL);
+
+        send_message(f, id);
+        last = publish(f, "app/live");
+        test_wait_until(f->seqs->len > 0 && g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+        g_assert_cmpuint(f->topics->len, ==, 2);
+        g_assert_cmpstr(f->topics->pdata[0], ==, topic);
+
+        test_bus_stop_daemon(f->tb, SIGTERM);
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
+        test_bus_start_daemon(f->tb, NULL);
+        send_message(f, id);
+        last = publish(f, "app/after");
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        test_wait_until(g_array_index(f->seqs, guint64, f->seqs->len - 1) == last, 10000);
+
+        want = history_after(f, start);
+        assert_seqs_equal(f->seqs, want);
+        g_assert_cmpuint(count_topic(f, topic), ==, 2);
+}
+
 static void test_lease(Fixture *f, gconstpointer data) {
         CallResult r = { 0 };
         g_autofree char *id = test_create_user(f->tb->conn, "ann", NULL);
@@ -745,6 +791,7 @@ int main(int argc, char **argv) {
         ADD("/liboutpost/disconnected", NULL, fixture_setup_no_daemon, test_disconnected);
         ADD("/liboutpost/left-before-reply", NULL, fixture_setup, test_left_before_reply);
         ADD("/liboutpost/restart", NULL, fixture_setup, test_restart);
+        ADD("/liboutpost/messages", NULL, fixture_setup, test_messages);
         ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
         ADD("/liboutpost/online-users", NULL, fixture_setup, test_online_users);
         ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);

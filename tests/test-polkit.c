@@ -18,9 +18,11 @@
 #define ACTION_SEND_MESSAGES  "org.outpost.Outpost1.send-messages"
 #define ACTION_PUBLISH_EVENTS "org.outpost.Outpost1.publish-events"
 #define ACTION_MANAGE_BRIDGE  "org.outpost.Outpost1.manage-bridge"
+#define ACTION_READ_MESSAGES  "org.outpost.Outpost1.read-messages"
 
 static const char *const all_actions[] = {
         ACTION_MANAGE_USERS, ACTION_SET_PRESENCE, ACTION_SEND_MESSAGES, ACTION_PUBLISH_EVENTS, ACTION_MANAGE_BRIDGE,
+        ACTION_READ_MESSAGES,
 };
 
 typedef struct Fixture {
@@ -447,6 +449,7 @@ static void test_rules_file(void) {
                 "const ask = (id, user) => rules.map((f) => f({ id: id }, { user: user })).find((r) => r !== undefined);\n"
                 "console.log([ask('org.outpost.Outpost1.manage-users', 'outpost-bridge'),\n"
                 "             ask('org.outpost.Outpost1.manage-bridge', 'outpost-bridge'),\n"
+                "             ask('org.outpost.Outpost1.read-messages', 'outpost-bridge'),\n"
                 "             ask('org.outpost.Outpost1.manage-users', 'nobody'),\n"
                 "             ask('org.freedesktop.login1.reboot', 'outpost-bridge')].join('|'));\n";
         int status;
@@ -460,7 +463,7 @@ static void test_rules_file(void) {
         g_assert_no_error(error);
         if (!g_spawn_check_wait_status(status, NULL))
                 g_error("node failed on %s: %s", path, err);
-        g_assert_cmpstr(g_strstrip(out), ==, "yes|yes||");
+        g_assert_cmpstr(g_strstrip(out), ==, "yes|yes|yes||");
 }
 
 int main(int argc, char **argv) {

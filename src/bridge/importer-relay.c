@@ -15,6 +15,7 @@
 #include "importer.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 /* A local call relayed upstream, kept so that a link that drops can fail
  * it with Disconnected at once. */
@@ -25,6 +26,7 @@ typedef struct RelayedCall {
         char *hold_user;                /* GoOnline: the user to count on success */
         uint64_t hold_expires;          /* and when that local hold lapses (0: never) */
         bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
+        bool hide_messages;             /* FetchSince: the caller may not read messages/ events */
 } RelayedCall;
 
 static unsigned caller_calls(Importer *im, const char *sender) {
@@ -130,6 +132,59 @@ static int reply_managed_objects(Importer *im, sd_bus_message *call, GVariant *o
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Copy the events of REPLY (FetchSince's, at its a(tsxa{sv})) to M, but
+ * those of messages/ topics. */
+static int copy_events_but_messages(sd_bus_message *m, sd_bus_message *reply) {
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "(tsxa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
+                const char *topic;
+                uint64_t seq;
+                int64_t time;
+
+                r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
+                if (r >= 0 && !topic_is_message(topic)) {
+                        r = sd_bus_message_open_container(m, 'r', "tsxa{sv}");
+                        if (r >= 0)
+                                r = sd_bus_message_append(m, "tsx", seq, topic, time);
+                        if (r >= 0)
+                                r = sd_bus_message_copy(m, reply, false);
+                        if (r >= 0)
+                                r = sd_bus_message_close_container(m);
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "a{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
+/* The upstream answered FetchSince for the link's account, which may read
+ * every message; this caller may not, so the messages/ events are taken
+ * out here. next_after and more stay the upstream's: the caller pages on
+ * past them, as outpostd's own callers do (DESIGN.md §3, Messages). */
+static int reply_without_messages(sd_bus_message *call, sd_bus_message *reply) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *filtered = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &filtered);
+        if (r >= 0)
+                r = copy_events_but_messages(filtered, reply);
+        if (r >= 0)
+                r = sd_bus_message_copy(filtered, reply, true);
+        if (r < 0)
+                return sd_bus_reply_method_errorf(call, SD_BUS_ERROR_FAILED,
+                                                  "Cannot read the upstream's answer to FetchSince: %s", strerror(-r));
+        return sd_bus_send(NULL, filtered, NULL);
+}
+
 static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         Importer *im = c->importer;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -139,6 +194,10 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
                 importer_hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
         if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
                 (void) reply_managed_objects(im, c->call, objects);
+                return;
+        }
+        if (!e && c->hide_messages) {
+                (void) reply_without_messages(c->call, reply);
                 return;
         }
         (void) bus_reply_copy(c->call, reply);
@@ -321,6 +380,31 @@ static int handle_managed_objects(Importer *im, sd_bus_message *m) {
         return reply_managed_objects(im, m, objects);
 }
 
+/* FetchSince: the messages/ events only for a caller authorized for
+ * read-messages, as outpostd gives them. polkit is asked only when the
+ * prefixes could take messages in; arguments that cannot be read hide
+ * them too (the upstream refuses such a call anyway). */
+static int relay_fetch_since(Importer *im, sd_bus_message *m) {
+        g_auto(GStrv) prefixes = NULL;
+        RelayedCall *c = NULL;
+        bool allowed = false;
+        int r;
+
+        r = sd_bus_message_skip(m, "st");
+        if (r >= 0)
+                r = bus_message_read_strv_nonnull(m, &prefixes);
+        if (r >= 0 && !topic_prefixes_reach_messages(prefixes))
+                allowed = true;
+        else if (r >= 0 && polkit_authorize_read(im->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed) > 0)
+                return 0;       /* polkit was asked; the message comes back here later */
+        r = sd_bus_message_rewind(m, true);
+        if (r >= 0)
+                r = relay(im, m, &c);
+        if (r >= 0 && c)
+                c->hide_messages = !allowed;
+        return r;
+}
+
 /* A site behaves like central: local callers are authorized here, with the
  * same actions, before anything is relayed (DESIGN.md §5). Upstream, the
  * link's account is trusted by the polkit rule shipped with the project. */
@@ -410,6 +494,8 @@ static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret
                 return (void) relay_go_online(im, m), 1;
         if (sd_bus_message_is_method_call(m, PRESENCE_IFACE, "GoOffline"))
                 return (void) relay_go_offline(im, m), 1;
+        if (sd_bus_message_is_method_call(m, EVENTS_IFACE, "FetchSince"))
+                return (void) relay_fetch_since(im, m), 1;
         (void) relay(im, m, NULL);
         return 1;
 }

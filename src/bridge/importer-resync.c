@@ -23,6 +23,7 @@
 #include "importer.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 static void sync_step_snapshot(Importer *im);
 static void sync_step_replay(Importer *im);
@@ -87,7 +88,8 @@ static void forward_gap_signal(Importer *im, sd_bus_message *m) {
         (void) emit_gap(im, im->last_seq, resumed);
 }
 
-/* A live Event or Gap of the upstream, in the order it sent them. */
+/* A live Event, MessageReceived or Gap of the upstream, in the order it
+ * sent them. */
 static void forward_history_signal(Importer *im, sd_bus_message *m) {
         uint64_t seq;
 
@@ -201,8 +203,13 @@ static void on_interfaces_changed(Importer *im, sd_bus_message *m) {
         g_ptr_array_add(im->pending_objects, sd_bus_message_ref(m));
 }
 
+/* The signals that carry the history: each event, as Event or, for a
+ * messages/ topic, as the Messages manager's MessageReceived, and Gap.
+ * They keep one order and are relayed once each, by seq. */
 static bool is_history_signal(sd_bus_message *m) {
-        return sd_bus_message_is_signal(m, EVENTS_IFACE, "Event") || sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap");
+        return sd_bus_message_is_signal(m, EVENTS_IFACE, "Event") ||
+               sd_bus_message_is_signal(m, MESSAGES_IFACE, "MessageReceived") ||
+               sd_bus_message_is_signal(m, EVENTS_IFACE, "Gap");
 }
 
 /* One signal of the upstream's tree, in its order. */
@@ -461,7 +468,12 @@ static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
                 int64_t time;
 
                 r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
-                if (r >= 0)
+                /* Sent as outpostd sends it: a message only to those the
+                 * bus policy lets receive it. */
+                if (r >= 0 && topic_is_message(topic))
+                        r = sd_bus_message_new_signal(im->local, &signal, MESSAGES_PATH, MESSAGES_IFACE,
+                                                      "MessageReceived");
+                else if (r >= 0)
                         r = sd_bus_message_new_signal(im->local, &signal, EVENTS_PATH, EVENTS_IFACE, "Event");
                 if (r >= 0)
                         r = sd_bus_message_append(signal, "tsx", seq, topic, time);

@@ -27,6 +27,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 #define BATCH_REPLIES_MAX 256
 
@@ -227,11 +228,17 @@ int daemon_error_after_batch(Daemon *d, int r) {
         return r;
 }
 
+/* An event is broadcast as Event, except a message: the Messages manager
+ * sends it as MessageReceived, which the bus policy delivers only to
+ * those who may read every user's messages (DESIGN.md §3, Messages). */
 static int emit_event(Daemon *d, const StoredEvent *e) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
-        r = sd_bus_message_new_signal(d->bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
+        if (topic_is_message(e->topic))
+                r = sd_bus_message_new_signal(d->bus, &m, MESSAGES_PATH, MESSAGES_IFACE, "MessageReceived");
+        else
+                r = sd_bus_message_new_signal(d->bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
         if (r >= 0)
                 r = sd_bus_message_append(m, "tsx", e->seq, e->topic, e->time);
         if (r >= 0)

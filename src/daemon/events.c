@@ -82,16 +82,40 @@ static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error
 }
 
 typedef struct FetchFilter {
-        char **prefixes;
+        char **prefixes;        /* empty: every topic */
+        bool hide_messages;     /* the caller may not read messages/ events */
 } FetchFilter;
 
 static bool fetch_filter_match(const char *topic, void *userdata) {
         FetchFilter *f = userdata;
 
+        if (f->hide_messages && topic_is_message(topic))
+                return false;
+        if (!f->prefixes[0])
+                return true;
         for (char **p = f->prefixes; *p; p++)
                 if (g_str_has_prefix(topic, *p))
                         return true;
         return false;
+}
+
+/* Messages are private (DESIGN.md §3, Messages): a caller not authorized
+ * for read-messages gets every other event, and the scan goes past the
+ * messages as past any event that does not match, so next_after and more
+ * page exactly as for everyone. polkit is asked only when the prefixes
+ * could take messages in. Returns 1 while it is asked. */
+static int fetch_filter_init(FetchFilter *f, Daemon *d, sd_bus_message *m, char **prefixes) {
+        bool allowed = true;
+        int r;
+
+        *f = (FetchFilter) { .prefixes = prefixes };
+        if (!topic_prefixes_reach_messages(prefixes))
+                return 0;
+        r = polkit_authorize_read(d->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed);
+        if (r != 0)
+                return r;
+        f->hide_messages = !allowed;
+        return 0;
 }
 
 /* PREFIXES holds the first of N prefixes given (all, when N is allowed). */
@@ -183,6 +207,7 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
         g_auto(GStrv) prefixes = NULL;
+        FetchFilter filter;
         Daemon *d = userdata;
         const char *history_id;
         uint64_t after, next_after;
@@ -212,10 +237,12 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = check_history(d, history_id, after, error);
         if (r < 0)
                 return r;
+        r = fetch_filter_init(&filter, d, m, prefixes);
+        if (r != 0)
+                return r;
 
-        FetchFilter filter = { .prefixes = prefixes };
         r = store_event_scan(d->store, after, limit, FETCH_SCAN_MAX,
-                             prefixes[0] ? fetch_filter_match : NULL, &filter,
+                             prefixes[0] || filter.hide_messages ? fetch_filter_match : NULL, &filter,
                              events, &next_after, &more);
         if (r < 0)
                 return reply_store_error(d, r, error);

@@ -127,6 +127,10 @@ static const sd_bus_vtable messages_vtable[] = {
                                 SD_BUS_RESULT("s", message_id, "t", last_seq),
                                 method_send,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        /* Each event of a messages/ topic, in place of Event (batch.c). */
+        SD_BUS_SIGNAL_WITH_ARGS("MessageReceived",
+                                SD_BUS_ARGS("t", seq, "s", topic, "x", time, "a{sv}", data),
+                                0),
         SD_BUS_VTABLE_END
 };
 

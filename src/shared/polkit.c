@@ -230,10 +230,10 @@ static int check_limits(Polkit *p, const char *sender, sd_bus_message *m, const 
         return 0;
 }
 
-static int ask_polkit(Polkit *p, sd_bus_message *m, const char *sender, const char *action, sd_bus_error *error) {
+static int ask_polkit(Polkit *p, sd_bus_message *m, const char *sender, const char *action, bool interactive,
+                      sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         _cleanup_(query_freep) Query *q = NULL;
-        bool interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0;
         int r;
 
         r = sd_bus_message_new_method_call(p->bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE, "CheckAuthorization");
@@ -267,7 +267,7 @@ fail:
         }
 }
 
-int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error) {
+static int authorize(Polkit *p, sd_bus_message *m, const char *action, bool interactive, sd_bus_error *error) {
         _cleanup_(query_freep) Query *answered = NULL;
         const char *sender;
         uid_t uid;
@@ -309,7 +309,25 @@ int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_er
         r = check_limits(p, sender, m, action, error);
         if (r < 0)
                 return r;
-        return ask_polkit(p, m, sender, action, error);
+        return ask_polkit(p, m, sender, action, interactive, error);
+}
+
+int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error) {
+        return authorize(p, m, action, sd_bus_message_get_allow_interactive_authorization(m) > 0, error);
+}
+
+int polkit_authorize_read(Polkit *p, sd_bus_message *m, const char *action, bool *ret_allowed) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = authorize(p, m, action, false, &error);
+        if (r > 0)
+                return 1;
+        if (r < 0)
+                log_debug("%s gets the answer of a caller without %s: %s",
+                          message_method(m), action, error.message ?: strerror(-r));
+        *ret_allowed = r == 0;
+        return 0;
 }
 
 int polkit_new(sd_bus *bus, Polkit **ret) {

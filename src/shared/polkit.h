@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <systemd/sd-bus.h>
 
 /* Authorization of the change methods through polkit, spoken over sd-bus
@@ -14,6 +15,8 @@
 #define POLKIT_ACTION_SEND_MESSAGES  "org.outpost.Outpost1.send-messages"
 #define POLKIT_ACTION_PUBLISH_EVENTS "org.outpost.Outpost1.publish-events"
 #define POLKIT_ACTION_MANAGE_BRIDGE  "org.outpost.Outpost1.manage-bridge"
+/* Not a change: who may see the messages of every user (FetchSince). */
+#define POLKIT_ACTION_READ_MESSAGES  "org.outpost.Outpost1.read-messages"
 
 typedef struct Polkit Polkit;
 
@@ -36,6 +39,14 @@ int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_er
  * src/shared/bus-methods.c gives it (one table for every layer). M must
  * be one of those methods. */
 int polkit_authorize_change(Polkit *p, sd_bus_message *m, sd_bus_error *error);
+
+/* For a read whose answer depends on ACTION (what the caller may see, not
+ * do): like polkit_authorize(), but a refusal is no error, only a
+ * narrower answer, and polkit never asks anyone for a password (a read
+ * must not wait on a person; an administrator reads as root).
+ *  0: decided, *RET_ALLOWED says how (anything but a yes is a no);
+ *  1: polkit was asked; the handler returns 1 and runs again, as above. */
+int polkit_authorize_read(Polkit *p, sd_bus_message *m, const char *action, bool *ret_allowed);
 
 /* The effective uid the sender of M had when it connected, as the bus saw
  * it. The first question per unique name is a call to the bus, made

@@ -64,6 +64,21 @@ bool topic_is_valid(const char *s) {
         return !segment_empty;
 }
 
+bool topic_is_message(const char *topic) {
+        return g_str_has_prefix(topic, MESSAGES_TOPIC_PREFIX);
+}
+
+bool topic_prefixes_reach_messages(char **prefixes) {
+        if (!prefixes || !prefixes[0])
+                return true;
+        for (char **p = prefixes; *p; p++)
+                /* "m" and "messages" take in messages/..., and so does a
+                 * prefix below it, e.g. messages/<user id>. */
+                if (g_str_has_prefix(MESSAGES_TOPIC_PREFIX, *p) || topic_is_message(*p))
+                        return true;
+        return false;
+}
+
 glong find_invisible_char(const char *s, gunichar *ret) {
         glong i = 0;
 

@@ -39,6 +39,16 @@ char *uuid_string_new(void);
 /* 1–255 characters of [A-Za-z0-9_.-] in '/'-separated, non-empty segments. */
 bool topic_is_valid(const char *s);
 
+/* The events of messages/<user id> topics are private: only callers
+ * authorized for org.outpost.Outpost1.read-messages see them, and only
+ * the Messages manager's MessageReceived signal, whose reception the bus
+ * policy restricts, carries them (DESIGN.md §3, Messages). */
+#define MESSAGES_TOPIC_PREFIX    "messages/"
+bool topic_is_message(const char *topic);
+/* Whether FetchSince with PREFIXES (NULL-terminated; NULL or empty: every
+ * topic) may return events of messages/ topics. */
+bool topic_prefixes_reach_messages(char **prefixes);
+
 /* The index (in characters) of the first character of the UTF-8 string S
  * that changes how text around it is shown without being seen itself,
  * with the character in *RET, or -1. Those are the format characters

@@ -2,7 +2,10 @@
 /* OutpostClient: following events.
  *
  * One signal subscription (one match rule, the same the Events proxy uses,
- * so the bus holds it once) for Event and Gap. While the client is catching
+ * so the bus holds it once) for Event and Gap, and one for the Messages
+ * manager's MessageReceived, which carries the events of messages/ topics
+ * to the clients the bus policy lets receive them; both go through the
+ * same queue, in the order they arrive. While the client is catching
  * up, or not connected, live signals wait in a queue; they are delivered
  * after the catch-up, each event at most once: an event is delivered only
  * when its seq is above the last delivered seq. */
@@ -81,7 +84,8 @@ void _outpost_client_on_events_signal(GDBusConnection *connection, const char *s
         gboolean queue = self->catching_up || self->state != OUTPOST_CLIENT_STATE_CONNECTED;
         Pending *p;
 
-        if (g_str_equal(member, "Event") && g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})"))) {
+        if ((g_str_equal(member, "Event") || g_str_equal(member, "MessageReceived")) &&
+            g_variant_is_of_type(params, G_VARIANT_TYPE("(tsxa{sv})"))) {
                 p = g_new0(Pending, 1);
                 g_variant_get(params, "(tsx@a{sv})", &p->seq, &p->topic, &p->time, &p->data);
         } else if (g_str_equal(member, "Gap") && g_variant_is_of_type(params, G_VARIANT_TYPE("(tt)"))) {
@@ -198,6 +202,12 @@ void _outpost_client_catch_up_start(OutpostClient *self) {
  * missed before it delivers live events again. When it cannot (the events
  * were discarded, or the history was reset, or a bridge reports a gap), it
  * emits #OutpostClient::resync-needed and goes on from the newest event.
+ *
+ * Messages (the topics under `messages/`) are private: a program gets them
+ * only when it runs as root or in the group `outpost-messages` (the bus
+ * delivers their signal to no one else) and, for what it fetches after an
+ * outage, when polkit authorizes it for `org.outpost.Outpost1.read-messages`.
+ * Other programs never see them, and their sequence numbers are skipped.
  *
  * Returns: the id of the subscription, for outpost_client_unsubscribe()
  */

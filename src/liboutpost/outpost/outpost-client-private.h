@@ -57,6 +57,7 @@ struct _OutpostClient {
 
         guint watch_id;
         guint events_signal_id;
+        guint messages_signal_id;       /* MessageReceived: the events of messages/ topics */
         guint bridge_signal_id;
         GCancellable *epoch;
         guint retry_id;

@@ -283,9 +283,9 @@ typedef struct ProxyInfo {
 
 static const ProxyInfo proxy_infos[] = {
         { outpost_registry_proxy_get_type, OUTPOST_ROOT_PATH, REGISTRY_IFACE, G_STRUCT_OFFSET(OutpostClient, registry) },
-        { outpost_users_proxy_get_type, OUTPOST_ROOT_PATH "/users", OUTPOST_IFACE_PREFIX "Users", G_STRUCT_OFFSET(OutpostClient, users) },
-        { outpost_presence_proxy_get_type, OUTPOST_ROOT_PATH "/presence", OUTPOST_IFACE_PREFIX "Presence", G_STRUCT_OFFSET(OutpostClient, presence) },
-        { outpost_messages_proxy_get_type, OUTPOST_ROOT_PATH "/messages", OUTPOST_IFACE_PREFIX "Messages", G_STRUCT_OFFSET(OutpostClient, messages) },
+        { outpost_users_proxy_get_type, USERS_PATH, USERS_IFACE, G_STRUCT_OFFSET(OutpostClient, users) },
+        { outpost_presence_proxy_get_type, PRESENCE_PATH, PRESENCE_IFACE, G_STRUCT_OFFSET(OutpostClient, presence) },
+        { outpost_messages_proxy_get_type, MESSAGES_PATH, MESSAGES_IFACE, G_STRUCT_OFFSET(OutpostClient, messages) },
         { outpost_events_proxy_get_type, EVENTS_PATH, EVENTS_IFACE, G_STRUCT_OFFSET(OutpostClient, events) },
         { outpost_bridge_proxy_get_type, BRIDGE_PATH, BRIDGE_IFACE, G_STRUCT_OFFSET(OutpostClient, bridge) },
 };
@@ -294,6 +294,12 @@ static void watch_service(OutpostClient *self) {
         self->events_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, EVENTS_IFACE, NULL,
                                                                     EVENTS_PATH, NULL, G_DBUS_SIGNAL_FLAGS_NONE,
                                                                     _outpost_client_on_events_signal, self, NULL);
+        /* Messages come as MessageReceived, in the one order of seq; the
+         * bus delivers it only to those who may read them. */
+        self->messages_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, MESSAGES_IFACE,
+                                                                      "MessageReceived", MESSAGES_PATH, NULL,
+                                                                      G_DBUS_SIGNAL_FLAGS_NONE,
+                                                                      _outpost_client_on_events_signal, self, NULL);
         self->bridge_signal_id = g_dbus_connection_signal_subscribe(self->connection, OUTPOST_BUS_NAME, IFACE_PROPERTIES,
                                                                     "PropertiesChanged", BRIDGE_PATH, BRIDGE_IFACE,
                                                                     G_DBUS_SIGNAL_FLAGS_NONE, on_bridge_changed, self, NULL);
@@ -746,9 +752,11 @@ static void outpost_client_dispose(GObject *object) {
         if (self->connection) {
                 if (self->events_signal_id)
                         g_dbus_connection_signal_unsubscribe(self->connection, self->events_signal_id);
+                if (self->messages_signal_id)
+                        g_dbus_connection_signal_unsubscribe(self->connection, self->messages_signal_id);
                 if (self->bridge_signal_id)
                         g_dbus_connection_signal_unsubscribe(self->connection, self->bridge_signal_id);
-                self->events_signal_id = self->bridge_signal_id = 0;
+                self->events_signal_id = self->messages_signal_id = self->bridge_signal_id = 0;
                 if (self->filter_id)
                         g_dbus_connection_remove_filter(self->connection, self->filter_id);
                 self->filter_id = 0;
