@@ -341,7 +341,7 @@ static int on_holder_left(sd_bus_track *track, void *userdata) {
         p->peers_full_logged = false;
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
-        (void) daemon_flush(p->daemon);
+        daemon_flush(p->daemon);
         rearm_expiry(p);
         return 0;
 }
@@ -395,7 +395,7 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
                 hold_remove(hold, &c);
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
-        (void) daemon_flush(p->daemon);
+        daemon_flush(p->daemon);
         rearm_expiry(p);
         return 0;
 }
@@ -485,7 +485,7 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
 }
 
 static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, go_online_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, go_online_call(m, userdata, error));
 }
 
 static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -520,7 +520,7 @@ static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *erro
 }
 
 static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, go_offline_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, go_offline_call(m, userdata, error));
 }
 
 int presence_user_gone(Daemon *d, const char *user_id) {
