@@ -460,11 +460,11 @@ int batch_setup(Daemon *d) {
 
 void batch_done(Daemon *d) {
         /* Replies owed to callers go out before the bus closes. */
-        if (d->pending) {
+        if (d->pending)
                 daemon_flush(d);
-                if (d->store)
-                        store_drain(d->store);
-        }
+        /* And so do the answers the store still owes (FetchSince pages). */
+        if (d->store)
+                store_drain(d->store);
         d->flush_source = sd_event_source_unref(d->flush_source);
         d->exit_source = sd_event_source_unref(d->exit_source);
         if (d->store)

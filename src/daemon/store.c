@@ -16,8 +16,7 @@ int store_open(const StoreConfig *config, sd_event *event, Store **ret) {
         case STORE_BACKEND_SQLITE:
                 return store_sqlite_open(config->directory, ret);
         case STORE_BACKEND_POSTGRESQL:
-                log_error("This outpostd was built without PostgreSQL support");
-                return -EOPNOTSUPP;
+                return store_postgresql_open(config->connection, event, ret);
         }
         return -EINVAL;
 }
