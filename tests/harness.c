@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "harness.h"
 
 static const char *env_or(const char *name, const char *fallback) {
@@ -28,6 +30,50 @@ static void child_setup(gpointer data) {
 
 static int call_as_child(void);
 static int listen_child(const char *address, const char *end_topic);
+
+gboolean test_store_is_postgresql(void) {
+        const char *c = g_getenv("OUTPOST_TEST_POSTGRESQL");
+        return c && *c;
+}
+
+/* Run SQL on the server's maintenance database. */
+static void pg_admin(const char *sql) {
+        g_autofree char *conninfo = g_strconcat(g_getenv("OUTPOST_TEST_POSTGRESQL"), " dbname=postgres", NULL);
+        PGconn *conn = PQconnectdb(conninfo);
+        PGresult *res;
+
+        if (PQstatus(conn) != CONNECTION_OK)
+                g_error("Cannot connect to the test's PostgreSQL server (%s): %s", conninfo, PQerrorMessage(conn));
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                g_error("%s: %s", sql, PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(conn);
+}
+
+/* The [Store] group that points outpostd at TB's database, made on first
+ * use: a daemon restarted on TB finds what it stored. */
+static char *pg_store_group(TestBus *tb) {
+        if (!tb->pg_database) {
+                g_autofree char *sql = NULL;
+
+                tb->pg_database = g_strdup_printf("outpost_%08x%08x", g_random_int(), g_random_int());
+                sql = g_strdup_printf("CREATE DATABASE %s", tb->pg_database);
+                pg_admin(sql);
+        }
+        return g_strdup_printf("\n[Store]\nBackend=postgresql\nConnection=%s dbname=%s\n",
+                               g_getenv("OUTPOST_TEST_POSTGRESQL"), tb->pg_database);
+}
+
+static void pg_drop_database(TestBus *tb) {
+        g_autofree char *sql = NULL;
+
+        if (!tb->pg_database)
+                return;
+        sql = g_strdup_printf("DROP DATABASE IF EXISTS %s WITH (FORCE)", tb->pg_database);
+        pg_admin(sql);
+        g_clear_pointer(&tb->pg_database, g_free);
+}
 
 void test_init(int *argc, char ***argv) {
         /* test_call_as() and test_listen_as() run the test program again
@@ -179,6 +225,7 @@ void test_bus_free(TestBus *tb) {
                 g_object_unref(tb->conn);
         }
         kill_and_reap(&tb->bus_pid, SIGTERM);
+        pg_drop_database(tb);
         if (tb->tmpdir)
                 remove_tree(tb->tmpdir);
         g_free(tb->tmpdir);
@@ -283,7 +330,14 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
         }
 
         g_assert_cmpint(tb->daemon_pid, ==, 0);
-        if (config)
+        /* A test that sets [Store] itself keeps it. */
+        if (test_store_is_postgresql() && !(config && strstr(config, "[Store]")) &&
+            (config || !g_file_test(tb->config_path, G_FILE_TEST_EXISTS))) {
+                g_autofree char *group = pg_store_group(tb);
+                g_autofree char *full = g_strconcat(config ?: "", group, NULL);
+
+                g_assert_true(g_file_set_contents(tb->config_path, full, -1, &error));
+        } else if (config)
                 g_assert_true(g_file_set_contents(tb->config_path, config, -1, &error));
         spawn_daemon(tb, NULL, &tb->daemon_pid, NULL);
 

@@ -74,6 +74,7 @@ struct TestBus {
         GPid daemon_pid;
         GPid polkit_pid;        /* the mock polkitd, when started */
         gsize daemon_log_offset; /* of outpostd.log, checked up to here */
+        char *pg_database;      /* the store's database, with OUTPOST_TEST_POSTGRESQL */
         GDBusConnection *conn;  /* a client connection of the test itself */
 
         /* Bridged mode (OUTPOST_TEST_BRIDGED=1): this is the machine bus of
@@ -82,6 +83,11 @@ struct TestBus {
         TestBus *central, *site;
         BridgeProcess bridges[3];
 };
+
+/* Whether outpostd keeps its store in PostgreSQL: OUTPOST_TEST_POSTGRESQL
+ * holds a libpq connection string to a server (tests/run-postgresql.sh),
+ * and each bus's outpostd gets a database of its own there. */
+gboolean test_store_is_postgresql(void);
 
 /* Whether the tests run through two bridges (OUTPOST_TEST_BRIDGED=1). */
 gboolean test_bridged(void);

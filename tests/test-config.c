@@ -192,6 +192,40 @@ static void test_name_already_owned(void) {
         g_assert_nonnull(strstr(err, "already owns"));
 }
 
+/* [Store]: a bad backend, or keys of the other backend, are refused; a
+ * PostgreSQL server that cannot be reached stops outpostd, naming it. */
+static void assert_store_refused(const char *contents, const char *message) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autofree char *err = NULL;
+        int status;
+
+        g_assert_true(g_file_set_contents(tb->config_path, contents, -1, NULL));
+        status = test_bus_run_daemon(tb, NULL, &err);
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (!strstr(err, message))
+                g_error("outpostd said '%s', not '%s'", err, message);
+        g_assert_false(test_bus_name_has_owner(tb->conn, OUTPOST_NAME));
+}
+
+static void test_store_refused(void) {
+        assert_store_refused("[Store]\nBackend=oracle\n", "[Store] Backend=oracle: must be sqlite or postgresql");
+        assert_store_refused("[Store]\nBackend=postgresql\n", "[Store] Backend=postgresql needs Connection=");
+        assert_store_refused("[Store]\nConnection=dbname=outpost\n",
+                             "[Store] Connection= is for Backend=postgresql, but Backend is sqlite");
+        assert_store_refused("[Store]\nBackend=postgresql\nPath=/var/lib/outpost\nConnection=dbname=x\n",
+                             "[Store] Path= is for Backend=sqlite");
+}
+
+static void test_store_unreachable(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autofree char *conf = NULL, *expected = NULL;
+
+        /* A socket directory with no server in it. */
+        conf = g_strdup_printf("[Store]\nBackend=postgresql\nConnection=host=%s port=9 dbname=outpost\n", tb->tmpdir);
+        expected = g_strdup_printf("Cannot reach the store, PostgreSQL database outpost on %s:9", tb->tmpdir);
+        assert_store_refused(conf, expected);
+}
+
 static void test_bad_option(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autofree char *err = NULL;
@@ -216,5 +250,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/config/shipped-file", test_shipped_file);
         g_test_add_func("/daemon/name-already-owned", test_name_already_owned);
         g_test_add_func("/daemon/bad-option", test_bad_option);
+        g_test_add_func("/config/store-refused", test_store_refused);
+        g_test_add_func("/config/store-unreachable", test_store_unreachable);
         return g_test_run();
 }

@@ -1407,6 +1407,11 @@ static void test_withheld_data(void) {
         g_autofree char *log_path = NULL, *log = NULL;
         guint64 first;
 
+        if (test_store_is_postgresql()) {
+                g_test_skip("writes an old outpostd's rows into the SQLite file");
+                return;
+        }
+
         test_bus_start_daemon(tb, NULL);
         first = publish(tb->conn, "before", 1);
         test_bus_stop_daemon(tb, SIGTERM);

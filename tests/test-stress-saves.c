@@ -85,6 +85,9 @@ static void integrity_check(const char *state_dir) {
         sqlite3_stmt *st = NULL;
         g_autoptr(GString) result = g_string_new(NULL);
 
+        /* PostgreSQL answers for its own files. */
+        if (test_store_is_postgresql())
+                return;
         g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
         g_assert_cmpint(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), ==, SQLITE_OK);
         g_assert_cmpint(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), ==, SQLITE_OK);

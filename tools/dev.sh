@@ -16,7 +16,7 @@ cd "$top"
 
 packages=(
 	build-essential autoconf automake autoconf-archive autopoint libtool pkg-config gettext
-	libsystemd-dev libglib2.0-dev libglib2.0-bin libsqlite3-dev uuid-dev
+	libsystemd-dev libglib2.0-dev libglib2.0-bin libsqlite3-dev uuid-dev libpq-dev postgresql
 	dbus dbus-daemon systemd python3 python3-gi python3-dbusmock libglib-testing-0-dev
 	libgnutls28-dev gnutls-bin libxml2-utils xz-utils
 	libgirepository1.0-dev gobject-introspection gir1.2-glib-2.0 gi-docgen

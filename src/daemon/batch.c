@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The commit path of every controller, with group commit.
  *
- * A change runs inside a SQLite savepoint of the open batch transaction.
- * A controller that replies through daemon_reply_after_commit() does not
- * wait for its own fsync: the batch is committed once the bus has no more
+ * A change runs inside a savepoint of the open batch transaction. A
+ * controller that replies through daemon_reply_after_commit() does not
+ * wait for its own commit: the batch is committed once the bus has no more
  * messages ready (an idle-priority defer source), or at once when it is
  * full, or before any other message is handled (a bus filter), so nothing
  * uncommitted is ever visible.
+ *
+ * A store whose commit completes later (PostgreSQL) has one commit in
+ * flight at a time. Change methods that arrive meanwhile gather in the
+ * next batch, committed when the first completes (group commit); any other
+ * message, and everything after it, is held back until what came before
+ * it is durable, then handled in the order it arrived.
  *
  * What a change reveals (its Event signals, a model's PropertiesChanged,
  * its reply) is queued in the order the change made it, and after the
@@ -52,6 +58,14 @@ static void batch_item_free(BatchItem *i) {
         sd_bus_message_unref(i->call);
         g_strfreev(i->results);
         g_free(i);
+}
+
+static void message_unref(void *m) {
+        sd_bus_message_unref(m);
+}
+
+static GPtrArray *held_new(void) {
+        return g_ptr_array_new_with_free_func(message_unref);
 }
 
 static GPtrArray *batch_items_new(void) {
@@ -212,20 +226,32 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
         d->pending_replies++;
 
         if (d->pending_replies >= BATCH_REPLIES_MAX)
-                (void) daemon_flush(d);
+                daemon_flush(d);
         else
                 schedule_flush(d);
         /* Handled: the reply is sent by the flush. */
         return 1;
 }
 
-int daemon_error_after_batch(Daemon *d, int r) {
-        /* sd-bus sends the error when the handler returns: the batch goes
-         * first, so the error comes after the replies queued before it and
-         * names nothing that is not durable yet. */
-        if (r < 0 && (d->batch_open || d->pending->len > 0))
-                (void) daemon_flush(d);
-        return r;
+int daemon_error_after_batch(Daemon *d, sd_bus_message *call, sd_bus_error *error, int r) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int q;
+
+        if (r >= 0 || !(d->batch_open || d->pending->len > 0 || d->committing))
+                return r;
+        /* The error goes out behind the batch, once it is durable, so it
+         * comes after the replies queued before it and names nothing that
+         * is not durable yet. */
+        if (sd_bus_error_is_set(error))
+                q = sd_bus_message_new_method_error(call, &reply, error);
+        else
+                q = sd_bus_message_new_method_errno(call, &reply, r, NULL);
+        if (q < 0)
+                return r;
+        sd_bus_error_free(error);
+        batch_add(d, BATCH_ITEM_REPLY, NULL, TAKE_PTR(reply), sd_bus_message_ref(call));
+        daemon_flush(d);
+        return 1;
 }
 
 /* An event is broadcast as Event, except a message: the Messages manager
@@ -312,33 +338,76 @@ static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
                 log_debug("Cannot send a %s: %s", i->kind == BATCH_ITEM_SIGNAL ? "signal" : "reply", strerror(-r));
 }
 
-int daemon_flush(Daemon *d) {
-        /* Taken out first: sending must not see a batch being refilled. */
-        g_autoptr(GPtrArray) items = NULL;
-        int r = 0;
-
-        if (d->batch_open) {
-                (void) change_release(d);
-                d->change_open = false;
-                d->batch_open = false;
-                r = store_commit(d->store);
-        }
-        items = g_steal_pointer(&d->pending);
-        d->pending = batch_items_new();
-        d->pending_replies = 0;
-
+static void send_items(Daemon *d, GPtrArray *items, int commit_error) {
         for (guint i = 0; i < items->len; i++)
-                send_item(d, items->pdata[i], r);
-        return r;
+                send_item(d, items->pdata[i], commit_error);
 }
 
-int daemon_commit(Daemon *d) {
-        return daemon_flush(d);
+static GPtrArray *take_pending(Daemon *d) {
+        GPtrArray *items = TAKE_PTR(d->pending);
+
+        d->pending = batch_items_new();
+        d->pending_replies = 0;
+        return items;
+}
+
+/* Messages held back while a commit was in flight are handled again, in
+ * the order they arrived. The store completes a commit at a priority below
+ * the bus's, so nothing read from the bus is waiting ahead of them. */
+static void release_held(Daemon *d) {
+        g_autoptr(GPtrArray) held = TAKE_PTR(d->held);
+
+        d->held = held_new();
+        for (guint i = 0; i < held->len; i++) {
+                int r = sd_bus_enqueue_for_read(d->bus, held->pdata[i]);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot handle a message held back during a commit");
+        }
+}
+
+static void on_committed(Store *s, int r, void *userdata) {
+        Daemon *d = userdata;
+        g_autoptr(GPtrArray) items = TAKE_PTR(d->committing);
+
+        send_items(d, items, r);
+        /* What gathered while the commit was in flight is committed next;
+         * what was held back waits until everything before it is durable. */
+        if (d->batch_open || d->pending->len > 0)
+                daemon_flush(d);
+        if (!d->committing)
+                release_held(d);
+}
+
+void daemon_flush(Daemon *d) {
+        /* Taken out first: sending must not see a batch being refilled. */
+        g_autoptr(GPtrArray) items = NULL;
+
+        /* One commit at a time: its completion commits what gathers
+         * meanwhile. */
+        if (d->committing)
+                return;
+        if (!d->batch_open) {
+                items = take_pending(d);
+                send_items(d, items, 0);
+                return;
+        }
+        (void) change_release(d);
+        d->change_open = false;
+        d->batch_open = false;
+        d->committing = take_pending(d);
+        store_commit(d->store, on_committed, d);
 }
 
 static int on_flush(sd_event_source *s, void *userdata) {
-        (void) daemon_flush(userdata);
+        daemon_flush(userdata);
         return 0;
+}
+
+/* Hold M back until the commit in flight is durable: it must not see
+ * (nor reveal) what is not. */
+static int hold(Daemon *d, sd_bus_message *m) {
+        g_ptr_array_add(d->held, sd_bus_message_ref(m));
+        return 1;
 }
 
 static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -349,8 +418,16 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 (void) reply_commit_error(d, m, -EUCLEAN);
                 return 1;
         }
-        if ((d->batch_open || d->pending->len > 0) && !message_is_batchable(m))
-                (void) daemon_flush(d);
+        /* The bus's own notes (Disconnected) are never held. */
+        if (g_strcmp0(sd_bus_message_get_interface(m), "org.freedesktop.DBus.Local") == 0)
+                return 0;
+        if (d->held->len > 0 || (d->committing && !message_is_batchable(m)))
+                return hold(d, m);
+        if ((d->batch_open || d->pending->len > 0) && !message_is_batchable(m)) {
+                daemon_flush(d);
+                if (d->committing)
+                        return hold(d, m);
+        }
         return 0;
 }
 
@@ -368,7 +445,7 @@ static int on_exit_damaged(sd_event_source *s, void *userdata) {
 static void daemon_store_failed(Store *s, void *userdata) {
         Daemon *d = userdata;
 
-        log_crit("Giving up %s and exiting: the store %s cannot be trusted (see above); the next start checks it",
+        log_crit("Giving up %s and exiting: the store %s cannot be used any more (see above); the next start checks it",
                  OUTPOST_BUS_NAME, store_path(s));
         (void) sd_bus_release_name_async(d->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL);
         (void) sd_event_source_set_enabled(d->exit_source, SD_EVENT_ONESHOT);
@@ -392,6 +469,7 @@ int batch_setup(Daemon *d) {
         int r;
 
         d->pending = batch_items_new();
+        d->held = held_new();
         store_set_damage_handler(d->store, daemon_store_failed, d);
 
         /* The batch ends when no message is ready; a daemon stopping for a
@@ -408,10 +486,14 @@ int batch_setup(Daemon *d) {
 void batch_done(Daemon *d) {
         /* Replies owed to callers go out before the bus closes. */
         if (d->pending)
-                (void) daemon_flush(d);
+                daemon_flush(d);
+        /* And so do the answers the store still owes (FetchSince pages). */
+        if (d->store)
+                store_drain(d->store);
         d->flush_source = sd_event_source_unref(d->flush_source);
         d->exit_source = sd_event_source_unref(d->exit_source);
         if (d->store)
                 store_set_damage_handler(d->store, NULL, NULL);
         g_clear_pointer(&d->pending, g_ptr_array_unref);
+        g_clear_pointer(&d->held, g_ptr_array_unref);
 }

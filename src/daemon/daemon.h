@@ -15,6 +15,11 @@
 
 /* Settings of outpostd.conf (DESIGN.md §3a). */
 typedef struct DaemonConfig {
+        /* [Store] */
+        char *store_backend;            /* "sqlite" or "postgresql" */
+        char *store_path;               /* sqlite: the directory of outpost.db */
+        char *store_connection;         /* postgresql: a libpq connection string */
+
         unsigned retention_count;
         unsigned retention_seconds;
         unsigned max_presence_peers;            /* connections holding or having held presence */
@@ -48,6 +53,14 @@ typedef struct Daemon {
         GPtrArray *pending;             /* BatchItem */
         guint pending_replies;          /* replies among them */
         guint change_first_item;        /* index in pending where the current change began */
+        /* The batch being committed (BatchItem), NULL when none: a store
+         * whose commit completes later (PostgreSQL) lets the next batch
+         * gather meanwhile. */
+        GPtrArray *committing;
+        /* Messages that arrived while a commit was in flight and must not
+         * be handled before it is durable (anything but a change method,
+         * and everything after one), in order; handled again once it is. */
+        GPtrArray *held;
         sd_event_source *flush_source;
         /* Once the store is damaged (batch.c): ends the loop after every
          * call already received was answered. */
@@ -95,17 +108,18 @@ int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, 
 /* What a change method's handler returns goes through this: an error may
  * name state an earlier change of the open batch made (SaveConflict names
  * the current tag, AlreadyExists a name, NotFound a deleted user), so the
- * batch is committed and its replies sent before sd-bus sends the error. */
-int daemon_error_after_batch(Daemon *d, int r);
+ * error to CALL (ERROR, or R) is queued behind the batch and sent once it
+ * is durable, after its replies. */
+int daemon_error_after_batch(Daemon *d, sd_bus_message *call, sd_bus_error *error, int r);
 int daemon_end_change(Daemon *d);
 /* Queue SIGNAL, built now so that it shows the model as this change left
  * it. For a volatile model (Presence): it goes out even if the commit fails,
  * since the model changed all the same. */
 void daemon_append_signal(Daemon *d, sd_bus_message *signal);
 void daemon_rollback(Daemon *d);
-int daemon_commit(Daemon *d);
-/* Commit the open batch, then send what it queued. */
-int daemon_flush(Daemon *d);
+/* Commit the open batch, then send what it queued: at once, or once the
+ * commit in flight completes. */
+void daemon_flush(Daemon *d);
 
 /* The Users manager's hook after a user was deleted or disabled: the
  * user's going offline joins the batch as a change of its own. */

@@ -61,7 +61,7 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         r = bus_check_event_data(data, d->config.max_event_data_bytes, error);
         if (r < 0)
                 return r;
-        r = polkit_authorize_change(d->polkit, m, error);
+        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
         if (r != 0)
                 return r;
 
@@ -78,16 +78,26 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
 }
 
 static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, publish_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, publish_call(m, userdata, error));
 }
 
-typedef struct FetchFilter {
+/* A FetchSince call while the store reads its page. */
+typedef struct FetchCall {
+        Daemon *daemon;
+        sd_bus_message *call;
+        uint64_t after;
         char **prefixes;        /* empty: every topic */
         bool hide_messages;     /* the caller may not read messages/ events */
-} FetchFilter;
+} FetchCall;
+
+static void fetch_call_free(FetchCall *f) {
+        sd_bus_message_unref(f->call);
+        g_strfreev(f->prefixes);
+        g_free(f);
+}
 
 static bool fetch_filter_match(const char *topic, void *userdata) {
-        FetchFilter *f = userdata;
+        FetchCall *f = userdata;
 
         if (f->hide_messages && topic_is_message(topic))
                 return false;
@@ -104,17 +114,17 @@ static bool fetch_filter_match(const char *topic, void *userdata) {
  * messages as past any event that does not match, so next_after and more
  * page exactly as for everyone. polkit is asked only when the prefixes
  * could take messages in. Returns 1 while it is asked. */
-static int fetch_filter_init(FetchFilter *f, Daemon *d, sd_bus_message *m, char **prefixes) {
+static int hide_messages_from(Daemon *d, sd_bus_message *m, char **prefixes, bool *ret) {
         bool allowed = true;
         int r;
 
-        *f = (FetchFilter) { .prefixes = prefixes };
+        *ret = false;
         if (!topic_prefixes_reach_messages(prefixes))
                 return 0;
         r = polkit_authorize_read(d->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed);
         if (r != 0)
                 return r;
-        f->hide_messages = !allowed;
+        *ret = !allowed;
         return 0;
 }
 
@@ -203,17 +213,46 @@ static int append_events(sd_bus_message *reply, GPtrArray *events) {
         return sd_bus_message_close_container(reply);
 }
 
-static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+static int fetch_reply(FetchCall *f, GPtrArray *events, uint64_t next_after, bool more) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        g_autoptr(GPtrArray) events = g_ptr_array_new_with_free_func((GDestroyNotify) stored_event_free);
+        int r;
+
+        r = sd_bus_message_new_method_return(f->call, &reply);
+        if (r >= 0)
+                r = append_events(reply, events);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "tb", next_after, more);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static void fetch_done(Store *s, int r, GPtrArray *events, uint64_t next_after, bool more, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        FetchCall *f = userdata;
+
+        /* Retention may have run while the store read the page. */
+        if (r >= 0)
+                r = check_history(f->daemon, "", f->after, &error);
+        if (r >= 0)
+                r = fetch_reply(f, events, next_after, more);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&error))
+                        (void) reply_store_error(f->daemon, r, &error);
+                (void) sd_bus_reply_method_error(f->call, &error);
+        }
+        fetch_call_free(f);
+}
+
+static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         g_auto(GStrv) prefixes = NULL;
-        FetchFilter filter;
         Daemon *d = userdata;
         const char *history_id;
-        uint64_t after, next_after;
+        uint64_t after;
         uint32_t limit;
         size_t n_prefixes;
-        bool more;
+        bool hide_messages;
+        FetchCall *f;
         int r;
 
         r = sd_bus_message_read(m, "st", &history_id, &after);
@@ -237,24 +276,22 @@ static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *e
         r = check_history(d, history_id, after, error);
         if (r < 0)
                 return r;
-        r = fetch_filter_init(&filter, d, m, prefixes);
+        r = hide_messages_from(d, m, prefixes, &hide_messages);
         if (r != 0)
                 return r;
 
-        r = store_event_scan(d->store, after, limit, FETCH_SCAN_MAX,
-                             prefixes[0] || filter.hide_messages ? fetch_filter_match : NULL, &filter,
-                             events, &next_after, &more);
-        if (r < 0)
-                return reply_store_error(d, r, error);
-
-        r = sd_bus_message_new_method_return(m, &reply);
-        if (r >= 0)
-                r = append_events(reply, events);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "tb", next_after, more);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        f = g_new0(FetchCall, 1);
+        *f = (FetchCall) {
+                .daemon = d,
+                .call = sd_bus_message_ref(m),
+                .after = after,
+                .prefixes = TAKE_PTR(prefixes),
+                .hide_messages = hide_messages,
+        };
+        /* Answered once the store has read the page. */
+        store_event_scan(d->store, after, limit, FETCH_SCAN_MAX,
+                         f->prefixes[0] || f->hide_messages ? fetch_filter_match : NULL, f, fetch_done, f);
+        return 1;
 }
 
 static int property_get_history_id(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -353,13 +390,10 @@ static int retention_arm(Daemon *d, uint64_t due) {
         return r;
 }
 
-static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static void retention_done(Store *s, int n, void *userdata) {
         Daemon *d = userdata;
         uint64_t now = retention_now(d);
-        int64_t oldest = g_get_real_time() - (int64_t) d->config.retention_seconds * G_USEC_PER_SEC;
-        int n;
 
-        n = store_event_expire(d->store, d->config.retention_count, oldest, RETENTION_BATCH);
         if (n > 0)
                 log_debug("Retention discarded %d events; FirstSeq is now %" G_GUINT64_FORMAT,
                           n, store_event_first_seq(d->store));
@@ -367,10 +401,19 @@ static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata)
          * everything due went, by count as well (the rows over it are the
          * oldest), so only age is left to wait for. */
         if (n == RETENTION_BATCH)
-                return retention_arm(d, now + 1000);
-        if (n < 0)
-                return retention_arm(d, now + RETENTION_DELAY_USEC);
-        return retention_arm(d, retention_age_due(d, now));
+                (void) retention_arm(d, now + 1000);
+        else if (n < 0)
+                (void) retention_arm(d, now + RETENTION_DELAY_USEC);
+        else
+                (void) retention_arm(d, retention_age_due(d, now));
+}
+
+static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        int64_t oldest = g_get_real_time() - (int64_t) d->config.retention_seconds * G_USEC_PER_SEC;
+
+        store_event_expire(d->store, d->config.retention_count, oldest, RETENTION_BATCH, retention_done, d);
+        return 0;
 }
 
 /* An event was appended: arm the timer if it was off (the history was

@@ -28,6 +28,9 @@ typedef struct Options {
 } Options;
 
 static const ConfigKey daemon_config_keys[] = {
+        { "Store", "Backend",    CONFIG_STRING, offsetof(DaemonConfig, store_backend) },
+        { "Store", "Path",       CONFIG_STRING, offsetof(DaemonConfig, store_path) },
+        { "Store", "Connection", CONFIG_STRING, offsetof(DaemonConfig, store_connection) },
         { "Events", "RetentionCount",   CONFIG_UINT, offsetof(DaemonConfig, retention_count),   1, 100000000 },
         { "Events", "RetentionSeconds", CONFIG_UINT, offsetof(DaemonConfig, retention_seconds), 1, UINT32_MAX },
         { "Presence", "MaxPeers",          CONFIG_UINT, offsetof(DaemonConfig, max_presence_peers),       1, 1000000 },
@@ -87,6 +90,39 @@ static int parse_options(int argc, char **argv, Options *o) {
         return 0;
 }
 
+/* [Store]: one backend, and only its own keys. */
+static int check_store_config(const char *path, const DaemonConfig *config) {
+        const char *backend = config->store_backend ?: "sqlite";
+
+        if (g_str_equal(backend, "sqlite")) {
+                if (config->store_connection) {
+                        log_error("%s: [Store] Connection= is for Backend=postgresql, but Backend is sqlite", path);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (!g_str_equal(backend, "postgresql")) {
+                log_error("%s: [Store] Backend=%s: must be sqlite or postgresql", path, backend);
+                return -EINVAL;
+        }
+        if (config->store_path) {
+                log_error("%s: [Store] Path= is for Backend=sqlite, but Backend is postgresql", path);
+                return -EINVAL;
+        }
+        if (!config->store_connection || !config->store_connection[0]) {
+                log_error("%s: [Store] Backend=postgresql needs Connection= (a libpq connection string, "
+                          "such as \"host=db.example.com dbname=outpost user=outpost\")", path);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void daemon_config_clear(DaemonConfig *config) {
+        g_free(config->store_backend);
+        g_free(config->store_path);
+        g_free(config->store_connection);
+}
+
 static int load_config(const char *path, DaemonConfig *config) {
         g_autoptr(GError) error = NULL;
 
@@ -107,7 +143,7 @@ static int load_config(const char *path, DaemonConfig *config) {
                 log_error("%s", error->message);
                 return -EINVAL;
         }
-        return 0;
+        return check_store_config(path, config);
 }
 
 static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
@@ -169,6 +205,7 @@ static void daemon_done(Daemon *d) {
         presence_free(d->presence);
         sd_event_source_unref(d->retention_timer);
         store_close(d->store);
+        daemon_config_clear(&d->config);
         g_free(d->instance_id);
         sd_event_unref(d->event);
 }
@@ -194,7 +231,14 @@ static int run(const Options *o) {
         (void) sd_event_add_signal(d.event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(d.event, NULL, SIGINT, NULL, NULL);
 
-        r = store_open(o->state_dir ?: DEFAULT_STATE_DIR, &d.store);
+        StoreConfig store_config = {
+                .backend = g_strcmp0(d.config.store_backend, "postgresql") == 0 ?
+                           STORE_BACKEND_POSTGRESQL : STORE_BACKEND_SQLITE,
+                /* The command line wins over the file. */
+                .directory = o->state_dir ?: d.config.store_path ?: DEFAULT_STATE_DIR,
+                .connection = d.config.store_connection,
+        };
+        r = store_open(&store_config, d.event, &d.store);
         if (r < 0)
                 return r;
 

@@ -117,7 +117,7 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 }
 
 static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, send_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, send_call(m, userdata, error));
 }
 
 static const sd_bus_vtable messages_vtable[] = {

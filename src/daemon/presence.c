@@ -343,7 +343,7 @@ static void holder_left(Holder *h) {
         p->peers_full_logged = false;
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
-        (void) daemon_flush(p->daemon);
+        daemon_flush(p->daemon);
         rearm_expiry(p);
 }
 
@@ -421,7 +421,7 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
                 hold_remove(hold, &c);
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
-        (void) daemon_flush(p->daemon);
+        daemon_flush(p->daemon);
         rearm_expiry(p);
         return 0;
 }
@@ -511,7 +511,7 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
 }
 
 static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, go_online_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, go_online_call(m, userdata, error));
 }
 
 static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -546,7 +546,7 @@ static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *erro
 }
 
 static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, go_offline_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, go_offline_call(m, userdata, error));
 }
 
 int presence_user_gone(Daemon *d, const char *user_id) {

@@ -104,7 +104,7 @@ static int create_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
 }
 
 static int method_create_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, create_user_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, create_user_call(m, userdata, error));
 }
 
 static int method_get_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -292,7 +292,7 @@ static int save_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error
 }
 
 static int method_save_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, save_user_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, save_user_call(m, userdata, error));
 }
 
 static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -328,7 +328,7 @@ static int delete_user_call(sd_bus_message *m, void *userdata, sd_bus_error *err
 }
 
 static int method_delete_user(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, delete_user_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, delete_user_call(m, userdata, error));
 }
 
 static const sd_bus_vtable users_vtable[] = {

@@ -19,9 +19,9 @@ suite=bookworm
 # The archive to install from: debootstrap's own default unless set.
 mirror=${OUTPOST_SYSTEM_TEST_MIRROR:-}
 cache=${OUTPOST_SYSTEM_TEST_CACHE:-/var/cache/outpost-system-test}
-# Besides Outpost's own libraries: polkitd, certtool and gnutls-cli, and
+# Besides Outpost's own libraries (libpq5 for [Store] Backend=postgresql): polkitd, certtool and gnutls-cli, and
 # procps for the kill of outpost-bridge.service's ExecReload=.
-packages="systemd systemd-sysv dbus polkitd libglib2.0-0 libgnutls30 libsqlite3-0 libuuid1 gnutls-bin procps"
+packages="systemd systemd-sysv dbus polkitd libglib2.0-0 libgnutls30 libsqlite3-0 libpq5 libuuid1 gnutls-bin procps"
 base=$cache/$suite-$(printf '%s %s %s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-16)
 
 # nspawn without -b is the chroot apt runs in: it mounts /proc, /sys and
