@@ -85,6 +85,8 @@ static void test_refused_not_logged(void) {
                       g_variant_new_parsed("(%s, 'not-the-tag', @a{sv} {})", id), "(s)", &error);
         g_assert_null(r);
         lines = audit_lines(tb);
+        for (size_t i = 0; lines[i]; i++)
+                g_printerr("%s\n", lines[i]);
         g_assert_cmpuint(g_strv_length(lines), ==, 1);  /* the CreateUser */
         g_assert_nonnull(strstr(lines[0], "Users.CreateUser"));
 }

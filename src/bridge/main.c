@@ -174,7 +174,7 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * pending (max_replies_per_connection). */
                 .listener_max_pending = 128,
                 /* outpostd's own MaxHoldsPerPeer. */
-                .max_holds_per_peer = 4096,
+                .max_holds_per_peer = 65536,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {

@@ -327,8 +327,10 @@ static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
                 break;
         case BATCH_ITEM_REPLY:
                 if (commit_error >= 0) {
-                        /* Logged before the caller can hear of it. */
-                        audit_change(d->audit, i->call, NULL, NULL, i->results);
+                        /* Logged before the caller can hear of it; an
+                         * error queued behind the batch changed nothing. */
+                        if (!sd_bus_message_is_method_error(i->message, NULL))
+                                audit_change(d->audit, i->call, NULL, NULL, i->results);
                         r = sd_bus_send(NULL, i->message, NULL);
                 } else
                         r = reply_commit_error(d, i->call, commit_error);
