@@ -69,6 +69,38 @@ static void test_users_through_two_hops(void) {
         test_assert_dbus_error(error, "InvalidArgument", "'Bad Name'");
 }
 
+/* One SaveUser from the machine is in the audit trail of every process of
+ * the chain, found by its new tag: outpostd with its caller (the central
+ * listener), the central listener with the site's certificate name, the
+ * site bridge as importer and as listener, and the machine's importer. */
+static void test_audit_through_two_hops(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *tag = NULL, *id = test_create_user(d->machine->conn, "traced", &tag);
+        g_autoptr(GVariant) r = test_call_ok(d->machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "SaveUser",
+                                             g_variant_new_parsed("(%s, %s, {'email': <'t@example.org'>})", id, tag),
+                                             "(s)");
+        g_autofree char *daemon_log = test_bus_take_daemon_log(d->central);
+        g_autofree char *line = NULL;
+        const char *new_tag;
+
+        g_variant_get(r, "(&s)", &new_tag);
+        line = g_strdup_printf("audit: Users.SaveUser('%s')", id);
+        g_assert_nonnull(strstr(daemon_log, line));
+        g_assert_nonnull(strstr(daemon_log, new_tag));
+        for (unsigned i = 0; i < 200; i++) {
+                if (bridge_process_logged(&d->central_listener, new_tag) &&
+                    bridge_process_logged(&d->site_bridge, new_tag) &&
+                    bridge_process_logged(&d->machine_bridge, new_tag))
+                        break;
+                g_usleep(20000);
+        }
+        g_assert_true(bridge_process_logged(&d->central_listener, "from peer '"));
+        g_assert_true(bridge_process_logged(&d->central_listener, new_tag));
+        g_assert_true(bridge_process_logged(&d->site_bridge, new_tag));
+        g_assert_true(bridge_process_logged(&d->machine_bridge, new_tag));
+        g_assert_true(bridge_process_logged(&d->machine_bridge, line));
+}
+
 static void test_snapshot_includes_bridge(void) {
         g_autoptr(Deployment) d = deployment_new(NULL);
         g_autoptr(GVariant) r = NULL, objects = NULL, bridge = NULL, props = NULL;
@@ -728,6 +760,7 @@ int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge/users-through-two-hops", test_users_through_two_hops);
         g_test_add_func("/bridge/snapshot-includes-bridge", test_snapshot_includes_bridge);
+        g_test_add_func("/bridge/audit-through-two-hops", test_audit_through_two_hops);
         g_test_add_func("/bridge/coherence-through-two-hops", test_coherence_through_two_hops);
         g_test_add_func("/bridge/outage-and-replay", test_outage_and_replay);
         g_test_add_func("/bridge/gap-when-history-truncated", test_gap_when_history_truncated);

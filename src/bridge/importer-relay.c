@@ -79,6 +79,7 @@ void importer_relay_fail_all(Importer *im) {
 
 void importer_relay_free(Importer *im) {
         g_clear_pointer(&im->polkit, polkit_free);
+        im->audit = audit_free(im->audit);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
         g_clear_pointer(&im->caller_calls, g_hash_table_unref);
 }
@@ -190,6 +191,7 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         const sd_bus_error *e = sd_bus_message_get_error(reply);
         g_autoptr(GVariant) objects = NULL;
 
+        audit_relayed_change(im->audit, c->call, NULL, reply);
         if (!e && c->hold_user)
                 importer_hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
         if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
@@ -504,6 +506,9 @@ int importer_relay_setup(Importer *im) {
         int r;
 
         r = polkit_new(im->local, &im->polkit);
+        if (r < 0)
+                return r;
+        r = audit_new(&im->audit);
         if (r < 0)
                 return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);

@@ -7,6 +7,7 @@
  * upstream signals), importer-relay.c (what local callers ask for) and
  * importer-holds.c (the presence holds of local callers). */
 
+#include "audit.h"
 #include "bridge.h"
 #include "cache.h"
 #include "polkit.h"
@@ -66,6 +67,7 @@ struct Importer {
 
         Cache *cache;
         Polkit *polkit;                 /* authorizes local callers' changes */
+        Audit *audit;                   /* each change relayed, with its local caller */
 
         /* Events: the last seq relayed to local subscribers, of HISTORY_ID. */
         char *history_id;

@@ -175,6 +175,7 @@ static void relay_finish(PoolCall *c, sd_bus_message *reply) {
 
         if (!c->peer || c->peer->closing)
                 return;
+        audit_relayed_change(c->peer->listener->audit, c->call, c->peer->description, reply);
         r = bus_reply_copy(c->call, reply);
         if (r < 0)
                 log_debug("Peer %s: cannot relay a reply: %s", c->peer->description, strerror(-r));

@@ -241,6 +241,7 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         l = g_new0(Listener, 1);
         l->bridge = b;
         l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
+        (void) audit_new(&l->audit);
         l->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         /* One pool connection at once: losing the local bus ends the
          * bridge even before a peer comes. */
@@ -278,6 +279,7 @@ Listener *listener_free(Listener *l) {
         g_clear_pointer(&l->peers, g_hash_table_unref);
         g_clear_pointer(&l->pools, g_ptr_array_unref);
         link_listener_free(l->link_listener);
+        audit_free(l->audit);
         g_free(l);
         return NULL;
 }

@@ -6,6 +6,7 @@
  * small pool of local bus connections and fans the service's signals out,
  * listener-holds.c counts each peer's presence holds. */
 
+#include "audit.h"
 #include "bridge.h"
 
 typedef struct Peer Peer;
@@ -17,6 +18,7 @@ struct Listener {
         LinkListener *link_listener;
         GHashTable *peers;      /* Peer* set */
         GPtrArray *pools;       /* Pool*, opened as peers come, at most listener-bus-connections */
+        Audit *audit;           /* each change relayed, with the peer it came from */
 };
 
 /* One remote bridge. */

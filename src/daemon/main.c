@@ -259,7 +259,7 @@ static int run(const Options *o) {
         r = polkit_new(d.bus, &d.polkit);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up authorization");
-        r = audit_new(d.bus, &d.audit);
+        r = audit_new(&d.audit);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the audit trail");
         r = register_objects(&d);

@@ -13,6 +13,7 @@
 #include <systemd/sd-journal.h>
 
 #include "audit.h"
+#include "bus-methods.h"
 #include "log.h"
 #include "macro.h"
 
@@ -28,7 +29,6 @@ typedef struct Caller {
 } Caller;
 
 struct Audit {
-        sd_bus *bus;
         GHashTable *callers;    /* unique name → Caller */
         bool journal;
 };
@@ -40,10 +40,9 @@ static void caller_free(Caller *c) {
         g_free(c);
 }
 
-int audit_new(sd_bus *bus, Audit **ret) {
+int audit_new(Audit **ret) {
         Audit *a = g_new0(Audit, 1);
 
-        a->bus = sd_bus_ref(bus);
         a->callers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) caller_free);
         a->journal = log_stderr_is_journal();
         *ret = a;
@@ -54,13 +53,13 @@ Audit *audit_free(Audit *a) {
         if (!a)
                 return NULL;
         g_hash_table_destroy(a->callers);
-        sd_bus_unref(a->bus);
         g_free(a);
         return NULL;
 }
 
 /* Who sent M, as the bus saw it: uid and pid from the bus, the unit from
- * the pid's cgroup (absent outside systemd; that is not an error). */
+ * the pid's cgroup (absent outside systemd; that is not an error). A call
+ * that came over a link has no sender: its caller is the peer. */
 static const Caller *caller_of(Audit *a, sd_bus_message *m) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *sender = sd_bus_message_get_sender(m), *unit = NULL;
@@ -204,4 +203,15 @@ void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *
         for (char *const *r = results; r && *r; r++)
                 add_field(fields, "OUTPOST_RESULT=%s", *r);
         send_to_journal(fields);
+}
+
+void audit_relayed_change(Audit *a, sd_bus_message *call, const char *peer, sd_bus_message *reply) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        g_auto(GStrv) results = NULL;
+
+        if (!a || !bus_change_method_of(call))
+                return;
+        if (!e)
+                results = audit_results_of_reply(reply);
+        audit_change(a, call, peer, e ? e->name : NULL, results);
 }

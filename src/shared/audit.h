@@ -27,9 +27,9 @@
 
 typedef struct Audit Audit;
 
-/* BUS is the connection the audited calls arrive on (for the callers'
- * credentials, asked once per caller and remembered). */
-int audit_new(sd_bus *bus, Audit **ret);
+/* The callers' credentials are asked of the bus a call came on, once per
+ * caller, and remembered. */
+int audit_new(Audit **ret);
 Audit *audit_free(Audit *a);
 
 /* CALL is the change method call; RESULTS the values of its reply as text
@@ -41,3 +41,6 @@ void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *
 /* The basic values at the top level of a received REPLY, as text, for
  * RESULTS above (free with g_strfreev). */
 char **audit_results_of_reply(sd_bus_message *reply);
+/* A bridge's hop: when CALL is a change method (src/shared/bus-methods.c),
+ * log it with the REPLY that came back from upstream, success or error. */
+void audit_relayed_change(Audit *a, sd_bus_message *call, const char *peer, sd_bus_message *reply);
