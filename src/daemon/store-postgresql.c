@@ -881,8 +881,9 @@ static int connect_server(PgStore *s, const char *connection) {
                                        host && host[0] ? host : "the default server",
                                        port && port[0] ? ":" : "", port ?: "");
         if (PQstatus(s->conn) != CONNECTION_OK) {
-                log_error("Cannot reach the store, %s ([Store] Connection=): %s", s->base.path,
-                          g_strchomp(g_strdup(PQerrorMessage(s->conn))));
+                g_autofree char *why = g_strchomp(g_strdup(PQerrorMessage(s->conn)));
+
+                log_error("Cannot reach the store, %s ([Store] Connection=): %s", s->base.path, why);
                 return -EHOSTUNREACH;
         }
         PQsetNoticeProcessor(s->conn, notice_to_debug, NULL);
