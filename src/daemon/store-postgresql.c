@@ -706,10 +706,14 @@ static void notice_to_debug(void *userdata, const char *message) {
         log_debug("PostgreSQL: %s", message);
 }
 
-static int exec_ok(PgStore *s, const char *sql, ExecStatusType want, PGresult **ret) {
-        PGresult *res = PQexec(s->conn, sql);
+/* RES of SQL, checked: kept in *RET (when not NULL) if its status is WANT
+ * (or, for a query that may or may not return rows, either). */
+static int result_ok(PgStore *s, const char *sql, PGresult *res, bool any_success, ExecStatusType want,
+                     PGresult **ret) {
+        ExecStatusType status = PQresultStatus(res);
+        bool ok = any_success ? status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK : status == want;
 
-        if (PQresultStatus(res) != want) {
+        if (!ok) {
                 log_error("%s: %s failed: %s", s->base.path, sql, PQresultErrorMessage(res));
                 PQclear(res);
                 return -EIO;
@@ -721,20 +725,12 @@ static int exec_ok(PgStore *s, const char *sql, ExecStatusType want, PGresult **
         return 0;
 }
 
-static int exec_params(PgStore *s, const char *sql, int n, const char *const *values, PGresult **ret) {
-        PGresult *res = PQexecParams(s->conn, sql, n, NULL, values, NULL, NULL, 1);
-        ExecStatusType status = PQresultStatus(res);
+static int exec_ok(PgStore *s, const char *sql, ExecStatusType want, PGresult **ret) {
+        return result_ok(s, sql, PQexec(s->conn, sql), false, want, ret);
+}
 
-        if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-                log_error("%s: %s failed: %s", s->base.path, sql, PQresultErrorMessage(res));
-                PQclear(res);
-                return -EIO;
-        }
-        if (ret)
-                *ret = res;
-        else
-                PQclear(res);
-        return 0;
+static int exec_params(PgStore *s, const char *sql, int n, const char *const *values, PGresult **ret) {
+        return result_ok(s, sql, PQexecParams(s->conn, sql, n, NULL, values, NULL, NULL, 1), true, 0, ret);
 }
 
 static void pqclearp(PGresult **res) {
