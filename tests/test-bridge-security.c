@@ -489,6 +489,118 @@ static void test_importer_caps_calls_per_caller(void) {
         assert_site_link_kept(d, reconnects);
 }
 
+/* Replies come back in the order the upstream answers. A caller paging
+ * through FetchSince (replies up to 8 MiB each) must not put all of its
+ * pages ahead of another caller's small call: its large calls go upstream
+ * one at a time, and the other call overtakes them. outpostd is stopped
+ * while the calls are made, so the order they reach it is the order the
+ * site's importer sent them; outpostd answers them in that order (the
+ * pages are of bulk/ events, for which it asks nobody). */
+typedef struct Ordered {
+        int *counter;
+        int position;
+        GError *error;
+} Ordered;
+
+static void on_ordered_done(GObject *source, GAsyncResult *result, gpointer userdata) {
+        Ordered *o = userdata;
+        g_autoptr(GVariant) r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &o->error);
+
+        o->position = ++*o->counter;
+}
+
+static void wait_ordered(Ordered *o) {
+        gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+
+        while (o->position == 0 && g_get_monotonic_time() < deadline)
+                g_main_context_iteration(NULL, TRUE);
+        g_assert_cmpint(o->position, >, 0);
+}
+
+/* Events of about 60 kB on topic bulk/blob at central: a page of 16 of
+ * them is about 1 MB, so that replies are far apart on the link. */
+static void publish_bulk(Deployment *d) {
+        g_autofree guint8 *blob = g_malloc0(60000);
+
+        for (int i = 0; i < 16; i++) {
+                GVariant *data = g_variant_new_parsed("{'blob': <%@ay>}",
+                                                      g_variant_new_fixed_array(G_VARIANT_TYPE_BYTE, blob, 60000, 1));
+                g_autoptr(GVariant) seq = test_call_ok(d->central->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                                       g_variant_new("(s@a{sv})", "bulk/blob", data), "(t)");
+        }
+}
+
+/* N FetchSince calls of bulk/ pages from C, made before this returns: the
+ * importer reads one connection's messages in order, so once it answered
+ * the Ping it has relayed or queued every page. */
+static void fetch_pages_async(GDBusConnection *c, Ordered *pages, size_t n, int *counter) {
+        static const char *const bulk_topic[] = { "bulk", NULL };
+        g_autoptr(GVariant) pong = NULL;
+
+        for (size_t i = 0; i < n; i++) {
+                pages[i].counter = counter;
+                g_dbus_connection_call(c, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
+                                       g_variant_new("(st^asu)", "", (guint64) 0, bulk_topic, 16),
+                                       NULL, G_DBUS_CALL_FLAGS_NONE, 60000, NULL, on_ordered_done, &pages[i]);
+        }
+        pong = test_call_ok(c, "/", "org.freedesktop.DBus.Peer", "Ping", NULL, NULL);
+}
+
+static void test_large_replies_leave_room_for_others(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autoptr(GDBusConnection) pager = test_bus_connect(d->site);
+        g_autoptr(GDBusConnection) other = test_bus_connect(d->site);
+        GPid outpostd = test_bus_daemon_pid(d->central);
+        guint32 reconnects = bridge_reconnects(d->site->conn);
+        Ordered pages[6] = {}, small = { .counter = NULL };
+        int counter = 0;
+
+        publish_bulk(d);
+        g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
+        fetch_pages_async(pager, pages, G_N_ELEMENTS(pages), &counter);
+        small.counter = &counter;
+        g_dbus_connection_call(other, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
+                               g_variant_new("(s)", "00000000-0000-4000-8000-000000000001"), NULL,
+                               G_DBUS_CALL_FLAGS_NONE, 60000, NULL, on_ordered_done, &small);
+        g_assert_cmpint(kill(outpostd, SIGCONT), ==, 0);
+
+        for (size_t i = 0; i < G_N_ELEMENTS(pages); i++) {
+                wait_ordered(&pages[i]);
+                g_assert_no_error(pages[i].error);
+                if (i > 0)
+                        g_assert_cmpint(pages[i].position, >, pages[i - 1].position);
+        }
+        wait_ordered(&small);
+        test_assert_dbus_error(small.error, "NotFound", NULL);
+        g_clear_error(&small.error);
+        /* At most the page in flight when the call came is ahead of it. */
+        g_test_message("GetUser answered after %d of 6 pages", small.position - 1);
+        g_assert_cmpint(small.position, <=, 2);
+        assert_site_link_kept(d, reconnects);
+}
+
+/* Calls still waiting their turn when the link goes are answered at once,
+ * like those in flight. */
+static void test_waiting_calls_fail_with_the_link(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autoptr(GDBusConnection) pager = test_bus_connect(d->site);
+        g_autoptr(GVariant) none = NULL;
+        GPid outpostd = test_bus_daemon_pid(d->central);
+        Ordered pages[3] = {};
+        int counter = 0;
+
+        publish_bulk(d);
+        g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
+        fetch_pages_async(pager, pages, G_N_ELEMENTS(pages), &counter);
+        none = test_call_ok(d->site->conn, OUTPOST_BRIDGE_PATH, IFACE_BRIDGE, "Reconnect", NULL, NULL);
+        for (size_t i = 0; i < G_N_ELEMENTS(pages); i++) {
+                wait_ordered(&pages[i]);
+                test_assert_dbus_error(pages[i].error, "Disconnected", NULL);
+                g_clear_error(&pages[i].error);
+        }
+        g_assert_cmpint(kill(outpostd, SIGCONT), ==, 0);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge-security/reaches-only-the-service", test_reaches_only_the_service);
@@ -499,5 +611,8 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-security/importer-refuses-what-would-end-the-link",
                         test_importer_refuses_what_would_end_the_link);
         g_test_add_func("/bridge-security/importer-caps-calls-per-caller", test_importer_caps_calls_per_caller);
+        g_test_add_func("/bridge-security/large-replies-leave-room-for-others",
+                        test_large_replies_leave_room_for_others);
+        g_test_add_func("/bridge-security/waiting-calls-fail-with-the-link", test_waiting_calls_fail_with_the_link);
         return g_test_run();
 }

@@ -91,7 +91,11 @@
  *
  *   Per caller: max-calls-in-flight per peer at the listener, and
  *   max-calls-per-caller per local client at the importer, answered with
- *   LimitExceeded. Liveness: the importer's heartbeat (a link busy with a
+ *   LimitExceeded. Calls whose reply may be large (FetchSince, ListUsers,
+ *   GetManagedObjects) go upstream two at a time per link and one at a
+ *   time per local caller; the others wait at the importer, in order, so
+ *   a caller paging through history never puts more than one page ahead
+ *   of another caller's reply. Liveness: the importer's heartbeat (a link busy with a
  *   large message is not a dead one) and the listener's
  *   peer-idle-timeout. */
 #pragma once

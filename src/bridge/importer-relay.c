@@ -27,7 +27,19 @@ typedef struct RelayedCall {
         uint64_t hold_expires;          /* and when that local hold lapses (0: never) */
         bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
         bool hide_messages;             /* FetchSince: the caller may not read messages/ events */
+        bool large_reply;               /* its reply may run to megabytes */
+        sd_bus_message *upstream_call;  /* built for the upstream, while it waits its turn */
 } RelayedCall;
+
+/* Replies come back on one stream, in the order the upstream answers, and
+ * a reply of 8 MiB holds up everything behind it for as long as the link
+ * takes to carry it. So calls whose reply may be that large go upstream a
+ * few at a time for the whole link and one at a time for each caller: a
+ * caller paging through FetchSince waits for its own pages, and the
+ * others' calls overtake it instead of queueing behind all of its pages.
+ * The rest go at once. A caller's calls keep their order: once one of
+ * them waits, the ones after it wait too. */
+#define LARGE_REPLIES_IN_FLIGHT 2
 
 static unsigned caller_calls(Importer *im, const char *sender) {
         return sender && im->caller_calls ? GPOINTER_TO_UINT(g_hash_table_lookup(im->caller_calls, sender)) : 0;
@@ -45,9 +57,21 @@ static void caller_calls_add(Importer *im, const char *sender, int delta) {
                 g_hash_table_replace(im->caller_calls, g_strdup(sender), GUINT_TO_POINTER(n));
 }
 
+static RelayedCall *relayed_call_new(Importer *im, sd_bus_message *m) {
+        RelayedCall *c = g_new0(RelayedCall, 1);
+
+        c->importer = im;
+        c->call = sd_bus_message_ref(m);
+        caller_calls_add(im, sd_bus_message_get_sender(m), +1);
+        return c;
+}
+
 static void relayed_call_free(RelayedCall *c) {
+        if (c->large_reply && c->importer->large_in_flight)
+                (void) g_ptr_array_remove_fast(c->importer->large_in_flight, c);
         caller_calls_add(c->importer, sd_bus_message_get_sender(c->call), -1);
         sd_bus_slot_unref(c->slot);
+        sd_bus_message_unref(c->upstream_call);
         sd_bus_message_unref(c->call);
         g_free(c->hold_user);
         g_free(c);
@@ -64,23 +88,37 @@ static int reply_disconnected(Importer *im, sd_bus_message *m) {
                                           im->bridge_last_error ?: "");
 }
 
+/* Calls that never left: the link went down while they waited their turn. */
+static void fail_waiting(Importer *im) {
+        RelayedCall *c;
+
+        while (im->waiting && (c = g_queue_pop_head(im->waiting))) {
+                (void) reply_disconnected(im, c->call);
+                relayed_call_free(c);
+        }
+}
+
 void importer_relay_fail_all(Importer *im) {
         g_autoptr(GHashTable) calls = g_steal_pointer(&im->in_flight);
         GHashTableIter iter;
         RelayedCall *c;
 
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
-        if (!calls)
-                return;
-        g_hash_table_iter_init(&iter, calls);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL))
-                (void) reply_disconnected(im, c->call);
+        if (calls) {
+                g_hash_table_iter_init(&iter, calls);
+                while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL))
+                        (void) reply_disconnected(im, c->call);
+        }
+        fail_waiting(im);
 }
 
 void importer_relay_free(Importer *im) {
         g_clear_pointer(&im->polkit, polkit_free);
         im->audit = audit_free(im->audit);
+        if (im->waiting)
+                g_queue_free_full(g_steal_pointer(&im->waiting), (GDestroyNotify) relayed_call_free);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
+        g_clear_pointer(&im->large_in_flight, g_ptr_array_unref);
         g_clear_pointer(&im->caller_calls, g_hash_table_unref);
 }
 
@@ -205,18 +243,94 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         (void) bus_reply_copy(c->call, reply);
 }
 
+static void send_waiting(Importer *im);
+
 static int on_relayed_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         RelayedCall *c = userdata;
         Importer *im = c->importer;
+        bool large = c->large_reply;
 
         /* Replies and signals are relayed in the order the upstream sent
          * them, so the signal-before-reply rule holds over every hop. */
         finish_relayed(c, reply);
         g_hash_table_remove(im->in_flight, c);
+        if (large)
+                send_waiting(im);
         return 0;
 }
 
-/* Send CALL (built for the upstream) on behalf of the local message M. */
+static bool reply_may_be_large(sd_bus_message *m) {
+        return sd_bus_message_is_method_call(m, EVENTS_IFACE, "FetchSince") ||
+               sd_bus_message_is_method_call(m, USERS_IFACE, "ListUsers") ||
+               sd_bus_message_is_method_call(m, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects");
+}
+
+static bool caller_has_large_in_flight(Importer *im, const char *sender) {
+        for (guint i = 0; i < im->large_in_flight->len; i++) {
+                RelayedCall *c = g_ptr_array_index(im->large_in_flight, i);
+                if (g_strcmp0(sd_bus_message_get_sender(c->call), sender) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static bool large_reply_may_go(Importer *im, RelayedCall *c) {
+        return im->large_in_flight->len < LARGE_REPLIES_IN_FLIGHT &&
+               !caller_has_large_in_flight(im, sd_bus_message_get_sender(c->call));
+}
+
+static bool caller_has_waiting(Importer *im, const char *sender) {
+        for (GList *l = im->waiting->head; l; l = l->next) {
+                RelayedCall *w = l->data;
+                if (g_strcmp0(sd_bus_message_get_sender(w->call), sender) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static int send_upstream(RelayedCall *c, sd_bus_message *call) {
+        Importer *im = c->importer;
+        int r;
+
+        r = sd_bus_call_async(im->upstream, &c->slot, call, on_relayed_reply, c, 0);
+        if (r < 0)
+                return r;
+        g_hash_table_add(im->in_flight, c);
+        if (c->large_reply)
+                g_ptr_array_add(im->large_in_flight, c);
+        return 0;
+}
+
+/* Send the waiting calls whose turn has come, in the order they came. A
+ * caller whose first waiting call may not go yet keeps the rest of its
+ * calls waiting too. */
+static void send_waiting(Importer *im) {
+        g_autoptr(GHashTable) held_back = g_hash_table_new(g_str_hash, g_str_equal);
+        GList *l = im->waiting->head;
+
+        while (l) {
+                RelayedCall *c = l->data;
+                const char *sender = sd_bus_message_get_sender(c->call) ?: "";
+                GList *next = l->next;
+
+                if (g_hash_table_contains(held_back, sender) || (c->large_reply && !large_reply_may_go(im, c))) {
+                        g_hash_table_add(held_back, (gpointer) sender);
+                        l = next;
+                        continue;
+                }
+                g_queue_delete_link(im->waiting, l);
+                if (send_upstream(c, c->upstream_call) < 0) {
+                        (void) sd_bus_reply_method_errorf(c->call, SD_BUS_ERROR_FAILED,
+                                                          "Cannot relay the call upstream; it was not carried out");
+                        relayed_call_free(c);
+                } else
+                        c->upstream_call = sd_bus_message_unref(c->upstream_call);
+                l = next;
+        }
+}
+
+/* Send CALL (built for the upstream) on behalf of the local message M, now
+ * or when its turn comes. */
 static int relay_prepared(Importer *im, sd_bus_message *m, sd_bus_message *call, RelayedCall **ret) {
         RelayedCall *c;
         int r;
@@ -225,16 +339,18 @@ static int relay_prepared(Importer *im, sd_bus_message *m, sd_bus_message *call,
                                                                sd_bus_message_get_allow_interactive_authorization(m));
         if (r < 0)
                 return r;
-        c = g_new0(RelayedCall, 1);
-        c->importer = im;
-        c->call = sd_bus_message_ref(m);
-        r = sd_bus_call_async(im->upstream, &c->slot, call, on_relayed_reply, c, 0);
-        if (r < 0) {
-                relayed_call_free(c);
-                return r;
+        c = relayed_call_new(im, m);
+        c->large_reply = reply_may_be_large(m);
+        if (caller_has_waiting(im, sd_bus_message_get_sender(m)) || (c->large_reply && !large_reply_may_go(im, c))) {
+                c->upstream_call = sd_bus_message_ref(call);
+                g_queue_push_tail(im->waiting, c);
+        } else {
+                r = send_upstream(c, call);
+                if (r < 0) {
+                        relayed_call_free(c);
+                        return r;
+                }
         }
-        g_hash_table_add(im->in_flight, c);
-        caller_calls_add(im, sd_bus_message_get_sender(m), +1);
         if (ret)
                 *ret = c;
         return 0;
@@ -513,5 +629,7 @@ int importer_relay_setup(Importer *im) {
                 return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
         im->caller_calls = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        im->waiting = g_queue_new();
+        im->large_in_flight = g_ptr_array_new();
         return sd_bus_add_filter(im->local, NULL, on_local_message, im);
 }

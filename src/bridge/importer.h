@@ -75,8 +75,10 @@ struct Importer {
         bool have_seq;
         GPtrArray *held_events;         /* live signals that came during a resync, in order */
 
-        GHashTable *in_flight;          /* RelayedCall* set */
-        GHashTable *caller_calls;       /* local unique name → its calls in flight upstream */
+        GHashTable *in_flight;          /* RelayedCall* set: sent upstream, not yet answered */
+        GHashTable *caller_calls;       /* local unique name → its calls waiting or in flight */
+        GQueue *waiting;                /* RelayedCall*: not sent yet, to keep the link fair */
+        GPtrArray *large_in_flight;     /* RelayedCall*: in flight with a reply that may be large */
 
         /* Presence holds of local callers (DESIGN.md §5). */
         GHashTable *hold_counts;        /* user id → number of local holders */
