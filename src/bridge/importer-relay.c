@@ -164,11 +164,37 @@ static int reply_managed_objects(Importer *im, sd_bus_message *call, GVariant *o
         int r;
 
         r = sd_bus_message_new_method_return(call, &reply);
-        if (r >= 0)
-                r = bus_message_append_gvariant(reply, all);
+        if (r < 0)
+                return r;
+        r = bus_message_append_gvariant(reply, all);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Copy one event of REPLY, entered at its (tsxa{sv}), to M unless it is
+ * of a messages/ topic. */
+static int copy_event_but_message(sd_bus_message *m, sd_bus_message *reply) {
+        const char *topic;
+        uint64_t seq;
+        int64_t time;
+        int r;
+
+        r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
+        if (r < 0)
+                return r;
+        if (topic_is_message(topic))
+                return sd_bus_message_skip(reply, "a{sv}");
+        r = sd_bus_message_open_container(m, 'r', "tsxa{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "tsx", seq, topic, time);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(m, reply, false);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
 }
 
 /* Copy the events of REPLY (FetchSince's, at its a(tsxa{sv})) to M, but
@@ -177,47 +203,53 @@ static int copy_events_but_messages(sd_bus_message *m, sd_bus_message *reply) {
         int r;
 
         r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "(tsxa{sv})");
-        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
-                const char *topic;
-                uint64_t seq;
-                int64_t time;
-
-                r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
-                if (r >= 0 && !topic_is_message(topic)) {
-                        r = sd_bus_message_open_container(m, 'r', "tsxa{sv}");
-                        if (r >= 0)
-                                r = sd_bus_message_append(m, "tsx", seq, topic, time);
-                        if (r >= 0)
-                                r = sd_bus_message_copy(m, reply, false);
-                        if (r >= 0)
-                                r = sd_bus_message_close_container(m);
-                } else if (r >= 0)
-                        r = sd_bus_message_skip(reply, "a{sv}");
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
-        if (r >= 0)
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "(tsxa{sv})");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
+                r = copy_event_but_message(m, reply);
+                if (r < 0)
+                        return r;
                 r = sd_bus_message_exit_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(m);
 }
 
 /* The upstream answered FetchSince for the link's account, which may read
  * every message; this caller may not, so the messages/ events are taken
  * out here. next_after and more stay the upstream's: the caller pages on
  * past them, as outpostd's own callers do (DESIGN.md §3, Messages). */
-static int reply_without_messages(sd_bus_message *call, sd_bus_message *reply) {
+static int new_reply_without_messages(sd_bus_message *call, sd_bus_message *reply, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *filtered = NULL;
         int r;
 
         r = sd_bus_message_new_method_return(call, &filtered);
-        if (r >= 0)
-                r = copy_events_but_messages(filtered, reply);
-        if (r >= 0)
-                r = sd_bus_message_copy(filtered, reply, true);
+        if (r < 0)
+                return r;
+        r = copy_events_but_messages(filtered, reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(filtered, reply, true);     /* next_after, more */
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(filtered);
+        return 0;
+}
+
+static int reply_without_messages(sd_bus_message *call, sd_bus_message *reply) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *filtered = NULL;
+        int r;
+
+        r = new_reply_without_messages(call, reply, &filtered);
         if (r < 0)
                 return sd_bus_reply_method_errorf(call, SD_BUS_ERROR_FAILED,
                                                   "Cannot read the upstream's answer to FetchSince: %s", strerror(-r));
@@ -241,6 +273,12 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
                 return;
         }
         (void) bus_reply_copy(c->call, reply);
+}
+
+static int reply_cannot_relay(sd_bus_message *m, int error) {
+        return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED,
+                                          "Cannot relay the call upstream (%s); it was not carried out",
+                                          strerror(-error));
 }
 
 static void send_waiting(Importer *im);
@@ -307,6 +345,7 @@ static int send_upstream(RelayedCall *c, sd_bus_message *call) {
 static void send_waiting(Importer *im) {
         g_autoptr(GHashTable) held_back = g_hash_table_new(g_str_hash, g_str_equal);
         GList *l = im->waiting->head;
+        int r;
 
         while (l) {
                 RelayedCall *c = l->data;
@@ -319,9 +358,9 @@ static void send_waiting(Importer *im) {
                         continue;
                 }
                 g_queue_delete_link(im->waiting, l);
-                if (send_upstream(c, c->upstream_call) < 0) {
-                        (void) sd_bus_reply_method_errorf(c->call, SD_BUS_ERROR_FAILED,
-                                                          "Cannot relay the call upstream; it was not carried out");
+                r = send_upstream(c, c->upstream_call);
+                if (r < 0) {
+                        (void) reply_cannot_relay(c->call, r);
                         relayed_call_free(c);
                 } else
                         c->upstream_call = sd_bus_message_unref(c->upstream_call);
@@ -368,13 +407,14 @@ static int relay(Importer *im, sd_bus_message *m, RelayedCall **ret) {
         if (im->phase != PHASE_UP)
                 return reply_disconnected(im, m);
         r = new_upstream_call(im, m, &call);
-        if (r >= 0)
-                r = sd_bus_message_copy(call, m, true);
-        if (r >= 0)
-                r = relay_prepared(im, m, call, ret);
         if (r < 0)
-                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
-                                                  strerror(-r));
+                return reply_cannot_relay(m, r);
+        r = sd_bus_message_copy(call, m, true);
+        if (r < 0)
+                return reply_cannot_relay(m, r);
+        r = relay_prepared(im, m, call, ret);
+        if (r < 0)
+                return reply_cannot_relay(m, r);
         return 0;
 }
 
@@ -394,13 +434,14 @@ static int relay_go_online(Importer *im, sd_bus_message *m) {
         if (r < 0)
                 return r;
         r = new_upstream_call(im, m, &call);
-        if (r >= 0)
-                r = sd_bus_message_append(call, "su", user, 0);
-        if (r >= 0)
-                r = relay_prepared(im, m, call, &c);
         if (r < 0)
-                return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED, "Cannot relay the call upstream: %s",
-                                                  strerror(-r));
+                return reply_cannot_relay(m, r);
+        r = sd_bus_message_append(call, "su", user, 0);
+        if (r < 0)
+                return reply_cannot_relay(m, r);
+        r = relay_prepared(im, m, call, &c);
+        if (r < 0)
+                return reply_cannot_relay(m, r);
         c->hold_user = g_strdup(user);
         c->hold_expires = ttl == 0 ? 0 : importer_now_monotonic() + (uint64_t) ttl * 1000000ULL;
         return 0;
@@ -434,14 +475,21 @@ static int reply_variant(sd_bus_message *m, const char *type, GVariant *v) {
         int r;
 
         r = sd_bus_message_new_method_return(m, &reply);
-        if (r >= 0 && type)
-                r = sd_bus_message_open_container(reply, 'v', type);
-        if (r >= 0)
-                r = bus_message_append_gvariant(reply, v);
-        if (r >= 0 && type)
-                r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
+        if (type) {
+                r = sd_bus_message_open_container(reply, 'v', type);
+                if (r < 0)
+                        return r;
+        }
+        r = bus_message_append_gvariant(reply, v);
+        if (r < 0)
+                return r;
+        if (type) {
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
         return sd_bus_send(NULL, reply, NULL);
 }
 
@@ -502,25 +550,36 @@ static int handle_managed_objects(Importer *im, sd_bus_message *m) {
  * read-messages, as outpostd gives them. polkit is asked only when the
  * prefixes could take messages in; arguments that cannot be read hide
  * them too (the upstream refuses such a call anyway). */
+static int read_fetch_prefixes(sd_bus_message *m, char ***ret) {
+        int r;
+
+        r = sd_bus_message_skip(m, "st");
+        if (r < 0)
+                return r;
+        return bus_message_read_strv_nonnull(m, ret);
+}
+
 static int relay_fetch_since(Importer *im, sd_bus_message *m) {
         g_auto(GStrv) prefixes = NULL;
         RelayedCall *c = NULL;
         bool allowed = false;
         int r;
 
-        r = sd_bus_message_skip(m, "st");
-        if (r >= 0)
-                r = bus_message_read_strv_nonnull(m, &prefixes);
-        if (r >= 0 && !topic_prefixes_reach_messages(prefixes))
-                allowed = true;
-        else if (r >= 0 && polkit_authorize_read(im->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed) > 0)
-                return 0;       /* polkit was asked; the message comes back here later */
+        if (read_fetch_prefixes(m, &prefixes) >= 0) {
+                if (!topic_prefixes_reach_messages(prefixes))
+                        allowed = true;
+                else if (polkit_authorize_read(im->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed) > 0)
+                        return 0;       /* polkit was asked; the message comes back here later */
+        }
         r = sd_bus_message_rewind(m, true);
-        if (r >= 0)
-                r = relay(im, m, &c);
-        if (r >= 0 && c)
+        if (r < 0)
+                return r;
+        r = relay(im, m, &c);
+        if (r < 0)
+                return r;
+        if (c)
                 c->hide_messages = !allowed;
-        return r;
+        return 0;
 }
 
 /* A site behaves like central: local callers are authorized here, with the
