@@ -316,6 +316,81 @@ static void test_presence_holds(void) {
         test_wait_until(!presence_has(d->central->conn, id), 5000);
 }
 
+typedef struct HoldTally {
+        unsigned answered, held, limited;
+} HoldTally;
+
+static void on_go_online(GObject *source, GAsyncResult *result, gpointer data) {
+        HoldTally *t = data;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) reply = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &error);
+        g_autofree char *name = error ? g_dbus_error_get_remote_error(error) : NULL;
+
+        t->answered++;
+        if (reply)
+                t->held++;
+        else if (g_strcmp0(name, ERROR_PREFIX "LimitExceeded") == 0)
+                t->limited++;
+}
+
+/* Holds are limited per local caller at the importer, before they go
+ * upstream: one client that holds as many users as it may leaves room for
+ * every other client behind the same link; the limit counts GoOnline calls
+ * still on their way; a refused hold is no hold; GoOffline makes room. */
+static void test_holds_limited_per_caller(void) {
+        static const char *const site_extra[] = { "--max-holds-per-caller=3", NULL };
+        g_autoptr(Deployment) d = deployment_new_with(NULL, site_extra);
+        GDBusConnection *central = d->central->conn;
+        g_autoptr(GDBusConnection) greedy = test_bus_connect(d->site), other = test_bus_connect(d->site);
+        g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) refused = NULL;
+        HoldTally tally = {};
+        guint refused_at = 0, held_at = 0;
+
+        for (unsigned i = 0; i < 5; i++) {
+                g_autofree char *name = g_strdup_printf("held%u", i);
+                g_ptr_array_add(ids, test_create_user(central, name, NULL));
+        }
+        /* Five at once, none answered before the others are sent. */
+        for (unsigned i = 0; i < 5; i++)
+                g_dbus_connection_call(greedy, OUTPOST_NAME, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                       g_variant_new("(su)", ids->pdata[i], 0), G_VARIANT_TYPE("(t)"),
+                                       G_DBUS_CALL_FLAGS_NONE, -1, NULL, on_go_online, &tally);
+        test_wait_until(tally.answered == 5, 10000);
+        g_assert_cmpuint(tally.held, ==, 3);
+        g_assert_cmpuint(tally.limited, ==, 2);
+        test_wait_until(test_online_count(central) == 3, 5000);
+        for (unsigned i = 0; i < 5; i++)
+                if (test_is_online(central, ids->pdata[i]))
+                        held_at = i;
+                else
+                        refused_at = i;
+
+        refused = test_call(greedy, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                            g_variant_new("(su)", ids->pdata[refused_at], 0), "(t)", &error);
+        g_assert_null(refused);
+        test_assert_dbus_error(error, "LimitExceeded", "the most it may (max-holds-per-caller)");
+
+        /* Another client of the same site is not held back. */
+        for (unsigned i = 0; i < 5; i++)
+                if (!test_is_online(central, ids->pdata[i]))
+                        g_variant_unref(test_call_ok(other, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                                     g_variant_new("(su)", ids->pdata[i], 60), "(t)"));
+        test_wait_until(test_online_count(central) == 5, 5000);
+        g_variant_unref(test_call_ok(other, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
+                                     g_variant_new("(s)", ids->pdata[refused_at]), "(t)"));
+        g_assert_false(test_is_online(central, ids->pdata[refused_at]));
+
+        /* GoOffline makes room for another hold of the same caller. */
+        g_variant_unref(test_call_ok(greedy, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOffline",
+                                     g_variant_new("(s)", ids->pdata[held_at]), "(t)"));
+        test_wait_until(!test_is_online(central, ids->pdata[held_at]), 5000);
+        g_variant_unref(test_call_ok(greedy, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "GoOnline",
+                                     g_variant_new("(su)", ids->pdata[refused_at], 0), "(t)"));
+        test_wait_until(test_is_online(central, ids->pdata[refused_at]), 5000);
+}
+
 /* Who is online, through an outage: the machine's cache answers for the
  * objects while the link is down, and the resync announces the objects
  * that went and came before the PropertiesChanged of the new generation
@@ -765,6 +840,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/outage-and-replay", test_outage_and_replay);
         g_test_add_func("/bridge/gap-when-history-truncated", test_gap_when_history_truncated);
         g_test_add_func("/bridge/presence-holds", test_presence_holds);
+        g_test_add_func("/bridge/holds-limited-per-caller", test_holds_limited_per_caller);
         g_test_add_func("/bridge/presence-objects-across-outage", test_presence_objects_across_outage);
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);

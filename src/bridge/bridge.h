@@ -140,6 +140,7 @@ typedef struct BridgeConfig {
         unsigned listener_bus_connections; /* listener: its pool of local bus connections */
         unsigned listener_max_pending;  /* listener: calls pending on one of them, the rest wait */
         unsigned max_holds_per_peer;    /* listener: presence holds of one remote peer */
+        unsigned max_holds_per_caller;  /* importer: presence holds of one local caller */
 } BridgeConfig;
 
 typedef struct Importer Importer;
@@ -173,6 +174,9 @@ Listener *listener_free(Listener *l);
 /* SIGHUP: read the TLS files again for the peers that connect from now
  * on. A failure keeps the old ones and says why. */
 int listener_reload(Listener *l);
+/* Whether NAME (a unique name on the local bus) is one of the listener's
+ * own pool connections: their holds are the peers', limited per peer. */
+bool listener_owns_connection(Listener *l, const char *name);
 
 /* Helpers shared by both roles. */
 bool object_path_in_tree(const char *path);

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The presence holds of the importer's local callers (DESIGN.md §5): each
- * local connection's holds are counted per user, with the semantics
- * outpostd gives direct callers (ttl or not, renewals, release when the
- * holder leaves its bus), and the link holds the user upstream, without
- * ttl, while any local hold remains. What the link asks upstream (its
+ * local connection's holds are kept in a hold table (src/shared/hold-table.c),
+ * with the semantics outpostd gives direct callers (ttl or not, renewals,
+ * release when the holder leaves its bus) and a limit per caller
+ * (max-holds-per-caller), counted from when its GoOnline is relayed. The
+ * link holds the user upstream, without ttl, while any local hold remains. What the link asks upstream (its
  * holds asserted again after a connect, released when the last local
  * holder goes) goes through a queue, a few calls at a time, so that it
  * never crowds out the calls of local clients nor runs past the listener's
@@ -11,18 +12,19 @@
 #include "config.h"
 
 #include <errno.h>
-#include <time.h>
+#include <string.h>
 
+#include "hold-table.h"
 #include "importer.h"
 #include "log.h"
 #include "macro.h"
 
-/* A local connection holding users online. */
+/* A local connection holding users online, watched so that its holds end
+ * when it leaves its bus. The holds themselves are in im->holds. */
 typedef struct LocalHolder {
         Importer *importer;
         char *sender;
         sd_bus_track *track;
-        GHashTable *users;              /* user id → expiry, CLOCK_MONOTONIC µs (0: none), as a pointer-sized int */
 } LocalHolder;
 
 /* What the link asks of the upstream for its local holders: GoOnline
@@ -50,140 +52,95 @@ typedef struct HoldQueue {
 /* Past this many, LimitExceeded is taken for a limit on holds. */
 #define HOLD_RETRIES_MAX 1000
 
-uint64_t importer_now_monotonic(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void holder_free(LocalHolder *h) {
         sd_bus_track_unref(h->track);
-        g_hash_table_unref(h->users);
         g_free(h->sender);
         g_free(h);
 }
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LocalHolder, holder_free)
 
 unsigned importer_hold_count(Importer *im, const char *user) {
-        return GPOINTER_TO_UINT(g_hash_table_lookup(im->hold_counts, user));
+        return hold_table_count(im->holds, user);
 }
 
 static void send_upstream_go_offline(Importer *im, const char *user);
 
-/* Drop one local hold of USER; returns whether it was the last. */
-static bool hold_release(Importer *im, const char *user) {
-        unsigned n = importer_hold_count(im, user);
+/* Local holds lapsed, or their holder left: the link lets go upstream of
+ * each user no local client holds any more. */
+static void on_holds_released(HoldTable *t, char **users, void *userdata) {
+        Importer *im = userdata;
 
-        if (n <= 1) {
-                g_hash_table_remove(im->hold_counts, user);
-                return true;
-        }
-        g_hash_table_replace(im->hold_counts, g_strdup(user), GUINT_TO_POINTER(n - 1));
-        return false;
+        for (char **u = users; *u; u++)
+                send_upstream_go_offline(im, *u);
 }
 
 static int on_holder_left(sd_bus_track *track, void *userdata) {
         LocalHolder *h = userdata;
         Importer *im = h->importer;
-        GHashTableIter iter;
-        const char *user;
 
-        g_hash_table_iter_init(&iter, h->users);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL))
-                if (hold_release(im, user))
-                        send_upstream_go_offline(im, user);
-        g_hash_table_remove(im->holders, h->sender);
+        hold_table_remove_holder(im->holds, h->sender);
+        g_hash_table_remove(im->holders, h->sender);    /* frees h */
         return 0;
 }
 
-static void rearm_expiry(Importer *im);
+/* Watch SENDER leave its bus, from its first hold on. */
+static int holder_watch(Importer *im, const char *sender) {
+        g_autoptr(LocalHolder) h = NULL;
+        int r;
 
-/* Local holds with a ttl lapse here; the link's hold upstream has none. */
-static int on_hold_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Importer *im = userdata;
-        uint64_t now = importer_now_monotonic();
-        GHashTableIter hi, ui;
-        LocalHolder *h;
-        gpointer user, expires;
-
-        g_hash_table_iter_init(&hi, im->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->users);
-                while (g_hash_table_iter_next(&ui, &user, &expires)) {
-                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
-                        if (e == 0 || e > now)
-                                continue;
-                        if (hold_release(im, user))
-                                send_upstream_go_offline(im, user);
-                        g_hash_table_iter_remove(&ui);
-                }
-        }
-        rearm_expiry(im);
+        if (g_hash_table_contains(im->holders, sender))
+                return 0;
+        h = g_new0(LocalHolder, 1);
+        h->importer = im;
+        h->sender = g_strdup(sender);
+        r = sd_bus_track_new(im->local, &h->track, on_holder_left, h);
+        if (r < 0)
+                return r;
+        r = sd_bus_track_add_name(h->track, sender);
+        if (r < 0)
+                return r;
+        g_hash_table_insert(im->holders, h->sender, h);
+        h = NULL;       /* the table has it now */
         return 0;
 }
 
-static void rearm_expiry(Importer *im) {
-        uint64_t earliest = UINT64_MAX;
-        GHashTableIter hi, ui;
-        LocalHolder *h;
-        gpointer expires;
+int importer_hold_add(Importer *im, sd_bus_message *m, const char *user, uint32_t ttl, uint64_t *ret_id) {
+        const char *sender = sd_bus_message_get_sender(m);
+        unsigned max = im->bridge->config.max_holds_per_caller;
+        int r;
 
-        g_hash_table_iter_init(&hi, im->holders);
-        while (g_hash_table_iter_next(&hi, NULL, (gpointer *) &h)) {
-                g_hash_table_iter_init(&ui, h->users);
-                while (g_hash_table_iter_next(&ui, NULL, &expires)) {
-                        uint64_t e = (uint64_t) GPOINTER_TO_SIZE(expires);
-                        if (e != 0 && e < earliest)
-                                earliest = e;
-                }
+        /* A site's own listener holds for all the machines behind it,
+         * each limited there (max-holds-per-peer). */
+        if (listener_owns_connection(im->bridge->listener, sender))
+                max = 0;
+
+        r = holder_watch(im, sender);
+        if (r < 0) {
+                /* Most likely the caller left while its call was on its
+                 * way: nobody would release what it asks for. */
+                (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED,
+                                                  "Cannot watch caller %s on the bus (%s); cannot hold '%s'",
+                                                  sender, strerror(-r), user);
+                return 0;
         }
-        if (earliest == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_OFF);
-                return;
+        r = hold_table_add(im->holds, sender, user, (uint64_t) ttl * G_USEC_PER_SEC, max, ret_id);
+        if (r == -EDQUOT) {
+                (void) sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                                  "Caller %s already holds %u users online through this bridge, "
+                                                  "the most it may (max-holds-per-caller); cannot hold '%s'",
+                                                  sender, max, user);
+                return 0;
         }
-        if (!im->hold_expiry &&
-            sd_event_add_time(im->bridge->event, &im->hold_expiry, CLOCK_MONOTONIC, earliest, 0, on_hold_expiry, im) < 0)
-                return;
-        (void) sd_event_source_set_time(im->hold_expiry, earliest);
-        (void) sd_event_source_set_enabled(im->hold_expiry, SD_EVENT_ONESHOT);
+        return r < 0 ? r : 1;
 }
 
-void importer_hold_add(Importer *im, const char *sender, const char *user, uint64_t expires) {
-        LocalHolder *h = g_hash_table_lookup(im->holders, sender);
-
-        if (!h) {
-                h = g_new0(LocalHolder, 1);
-                h->importer = im;
-                h->sender = g_strdup(sender);
-                h->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-                if (sd_bus_track_new(im->local, &h->track, on_holder_left, h) < 0 ||
-                    sd_bus_track_add_name(h->track, sender) < 0) {
-                        /* Most likely the caller left while its GoOnline
-                         * was on its way: its hold ends now, as it would
-                         * at the daemon. */
-                        log_debug("Cannot track %s (gone?); dropping its hold of %s", sender, user);
-                        holder_free(h);
-                        if (importer_hold_count(im, user) == 0)
-                                send_upstream_go_offline(im, user);
-                        return;
-                }
-                g_hash_table_insert(im->holders, h->sender, h);
-        }
-        if (!g_hash_table_contains(h->users, user))
-                g_hash_table_replace(im->hold_counts, g_strdup(user),
-                                     GUINT_TO_POINTER(importer_hold_count(im, user) + 1));
-        /* Calling again renews, and may change the kind of hold. */
-        g_hash_table_replace(h->users, g_strdup(user), GSIZE_TO_POINTER((gsize) expires));
-        rearm_expiry(im);
+void importer_hold_undo(Importer *im, const char *sender, const char *user, uint64_t id) {
+        if (id != 0 && hold_table_remove(im->holds, sender, user, id) == 1)
+                send_upstream_go_offline(im, user);
 }
 
 bool importer_hold_remove(Importer *im, const char *sender, const char *user) {
-        LocalHolder *h = sender ? g_hash_table_lookup(im->holders, sender) : NULL;
-
-        if (!h || !g_hash_table_remove(h->users, user))
-                return false;
-        (void) hold_release(im, user);
-        return true;
+        return sender && hold_table_remove(im->holds, sender, user, 0) >= 0;
 }
 
 /* The queue of the link's holds upstream */
@@ -345,15 +302,15 @@ static void send_upstream_go_offline(Importer *im, const char *user) {
         hold_queue_pump(q);
 }
 
+static void push_go_online(const char *user, void *userdata) {
+        hold_queue_push(userdata, user, true);
+}
+
 int importer_reassert_holds(Importer *im, void (*done)(Importer *im)) {
         HoldQueue *q = hold_queue(im);
-        GHashTableIter iter;
-        const char *user;
 
         q->done = done;
-        g_hash_table_iter_init(&iter, im->hold_counts);
-        while (g_hash_table_iter_next(&iter, (gpointer *) &user, NULL))
-                hold_queue_push(q, user, true);
+        hold_table_foreach_user(im->holds, push_go_online, q);
         if (!g_queue_is_empty(&q->ops))
                 log_info("Upstream %s: re-asserting %u presence holds, at most %u at a time",
                          im->bridge->config.upstream, g_queue_get_length(&q->ops), q->window);
@@ -362,14 +319,12 @@ int importer_reassert_holds(Importer *im, void (*done)(Importer *im)) {
 }
 
 int importer_holds_setup(Importer *im) {
-        im->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         im->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
-        return 0;
+        return hold_table_new(im->bridge->event, on_holds_released, im, &im->holds);
 }
 
 void importer_holds_free(Importer *im) {
         importer_reassert_cancel(im);
-        im->hold_expiry = sd_event_source_disable_unref(im->hold_expiry);
+        im->holds = hold_table_free(im->holds);
         g_clear_pointer(&im->holders, g_hash_table_unref);
-        g_clear_pointer(&im->hold_counts, g_hash_table_unref);
 }

@@ -23,8 +23,8 @@ typedef struct RelayedCall {
         Importer *importer;
         sd_bus_message *call;
         sd_bus_slot *slot;
-        char *hold_user;                /* GoOnline: the user to count on success */
-        uint64_t hold_expires;          /* and when that local hold lapses (0: never) */
+        char *hold_user;                /* GoOnline: the user the caller holds from the start */
+        uint64_t hold_id;               /* and the hold the call made (0: it renewed one) */
         bool edit_managed_objects;      /* GetManagedObjects: add our /bridge object */
         bool hide_messages;             /* FetchSince: the caller may not read messages/ events */
         bool large_reply;               /* its reply may run to megabytes */
@@ -89,10 +89,17 @@ static int reply_disconnected(Importer *im, sd_bus_message *m) {
 }
 
 /* Calls that never left: the link went down while they waited their turn. */
+/* C failed: a hold its GoOnline made is undone, as the caller is told. */
+static void undo_hold(RelayedCall *c) {
+        if (c->hold_user)
+                importer_hold_undo(c->importer, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_id);
+}
+
 static void fail_waiting(Importer *im) {
         RelayedCall *c;
 
         while (im->waiting && (c = g_queue_pop_head(im->waiting))) {
+                undo_hold(c);
                 (void) reply_disconnected(im, c->call);
                 relayed_call_free(c);
         }
@@ -106,8 +113,10 @@ void importer_relay_fail_all(Importer *im) {
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);
         if (calls) {
                 g_hash_table_iter_init(&iter, calls);
-                while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL))
+                while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL)) {
+                        undo_hold(c);
                         (void) reply_disconnected(im, c->call);
+                }
         }
         fail_waiting(im);
 }
@@ -262,8 +271,8 @@ static void finish_relayed(RelayedCall *c, sd_bus_message *reply) {
         g_autoptr(GVariant) objects = NULL;
 
         audit_relayed_change(im->audit, c->call, NULL, reply);
-        if (!e && c->hold_user)
-                importer_hold_add(im, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_expires);
+        if (e)
+                undo_hold(c);
         if (!e && c->edit_managed_objects && bus_message_read_gvariant(reply, &objects) >= 0) {
                 (void) reply_managed_objects(im, c->call, objects);
                 return;
@@ -418,12 +427,25 @@ static int relay(Importer *im, sd_bus_message *m, RelayedCall **ret) {
         return 0;
 }
 
+static int relay_go_online_without_ttl(Importer *im, sd_bus_message *m, const char *user, RelayedCall **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
+        int r;
+
+        r = new_upstream_call(im, m, &call);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(call, "su", user, 0);
+        if (r < 0)
+                return r;
+        return relay_prepared(im, m, call, ret);
+}
+
 /* Every local hold is counted per local holder, and lapses here when it
  * has a ttl; upstream, the link holds the user without ttl while any local
  * hold remains, so one client's ttl cannot end another's hold. */
 static int relay_go_online(Importer *im, sd_bus_message *m) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         RelayedCall *c = NULL;
+        uint64_t hold_id = 0;
         const char *user;
         uint32_t ttl;
         int r;
@@ -433,17 +455,16 @@ static int relay_go_online(Importer *im, sd_bus_message *m) {
         r = sd_bus_message_read(m, "su", &user, &ttl);
         if (r < 0)
                 return r;
-        r = new_upstream_call(im, m, &call);
-        if (r < 0)
+        r = importer_hold_add(im, m, user, ttl, &hold_id);
+        if (r <= 0)
+                return r;
+        r = relay_go_online_without_ttl(im, m, user, &c);
+        if (r < 0) {
+                importer_hold_undo(im, sd_bus_message_get_sender(m), user, hold_id);
                 return reply_cannot_relay(m, r);
-        r = sd_bus_message_append(call, "su", user, 0);
-        if (r < 0)
-                return reply_cannot_relay(m, r);
-        r = relay_prepared(im, m, call, &c);
-        if (r < 0)
-                return reply_cannot_relay(m, r);
+        }
         c->hold_user = g_strdup(user);
-        c->hold_expires = ttl == 0 ? 0 : importer_now_monotonic() + (uint64_t) ttl * 1000000ULL;
+        c->hold_id = hold_id;
         return 0;
 }
 

@@ -81,9 +81,8 @@ struct Importer {
         GPtrArray *large_in_flight;     /* RelayedCall*: in flight with a reply that may be large */
 
         /* Presence holds of local callers (DESIGN.md §5). */
-        GHashTable *hold_counts;        /* user id → number of local holders */
-        GHashTable *holders;            /* local unique name → LocalHolder */
-        sd_event_source *hold_expiry;   /* the earliest local hold with a ttl */
+        struct HoldTable *holds;        /* local unique name → the users it holds */
+        GHashTable *holders;            /* local unique name → LocalHolder, watched until it leaves */
         struct HoldQueue *hold_queue;   /* GoOnline/GoOffline of the link, a few at a time */
 };
 
@@ -117,8 +116,14 @@ void importer_relay_fail_all(Importer *im);
 int importer_holds_setup(Importer *im);
 void importer_holds_free(Importer *im);
 unsigned importer_hold_count(Importer *im, const char *user);
-/* SENDER holds USER, until EXPIRES (CLOCK_MONOTONIC µs; 0: no ttl). */
-void importer_hold_add(Importer *im, const char *sender, const char *user, uint64_t expires);
+/* The sender of the GoOnline M holds USER for TTL seconds (0: until it
+ * lets go or leaves), from now on: before the call goes upstream, so that
+ * its limit (max-holds-per-caller) holds however many calls are on their
+ * way. Returns 1, or 0 when it answered M with the error that refused
+ * the hold. *RET_ID names a new hold (0: a renewal). */
+int importer_hold_add(Importer *im, sd_bus_message *m, const char *user, uint32_t ttl, uint64_t *ret_id);
+/* The upstream refused the GoOnline that made hold ID: undo it. */
+void importer_hold_undo(Importer *im, const char *sender, const char *user, uint64_t id);
 /* Whether SENDER held USER, and its hold is now gone. */
 bool importer_hold_remove(Importer *im, const char *sender, const char *user);
 /* After a connect the upstream holds of the link are gone: ask again, a
@@ -127,4 +132,3 @@ bool importer_hold_remove(Importer *im, const char *sender, const char *user);
 int importer_reassert_holds(Importer *im, void (*done)(Importer *im));
 /* The link went: what it had still to ask upstream goes with it. */
 void importer_reassert_cancel(Importer *im);
-uint64_t importer_now_monotonic(void);

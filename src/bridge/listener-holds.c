@@ -11,38 +11,14 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
+#include "hold-table.h"
 #include "listener.h"
 #include "log.h"
 #include "macro.h"
 
-typedef struct PeerHold {
-        Peer *peer;
-        char *user;
-        uint64_t id;            /* which GoOnline made it, to undo it if that one fails */
-        sd_event_source *expiry; /* a hold with a ttl: when it lapses */
-} PeerHold;
-
-void peer_hold_free(void *hold) {
-        PeerHold *h = hold;
-
-        sd_event_source_disable_unref(h->expiry);
-        g_free(h->user);
-        g_free(h);
-}
-
 static unsigned hold_count(Pool *pool, const char *user) {
-        return GPOINTER_TO_UINT(g_hash_table_lookup(pool->hold_counts, user));
-}
-
-static void hold_count_add(Pool *pool, const char *user, int delta) {
-        unsigned n = hold_count(pool, user) + delta;
-
-        if (n == 0)
-                g_hash_table_remove(pool->hold_counts, user);
-        else
-                g_hash_table_replace(pool->hold_counts, g_strdup(user), GUINT_TO_POINTER(n));
+        return hold_table_count(pool->holds, user);
 }
 
 /* The pool connection lets USER go, unless a peer holds the user again by
@@ -54,8 +30,9 @@ static int release_prepare(PoolCall *c, sd_bus_message **ret) {
         if (hold_count(c->pool, c->user) > 0)
                 return 0;
         r = pool_call_new_local(c, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline", &m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", c->user);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", c->user);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(m);
@@ -81,50 +58,13 @@ static void queue_release(Pool *pool, const char *user) {
         pool_call_enqueue(c);
 }
 
-/* H ends (lapsed, or its peer is gone); the pool lets the user go when it
- * was the last hold of its peers. */
-static void hold_end(PeerHold *h) {
-        Peer *p = h->peer;
-        Pool *pool = p->pool;
-        g_autofree char *user = g_strdup(h->user);
+/* Holds of peers lapsed, or their peer is gone: the pool lets go of each
+ * user none of its peers holds any more. */
+void holds_released(HoldTable *t, char **users, void *userdata) {
+        Pool *pool = userdata;
 
-        g_hash_table_remove(p->holds, user);    /* frees h */
-        hold_count_add(pool, user, -1);
-        if (hold_count(pool, user) == 0)
-                queue_release(pool, user);
-}
-
-static int on_hold_lapsed(sd_event_source *s, uint64_t usec, void *userdata) {
-        PeerHold *h = userdata;
-
-        log_debug("Peer %s: the hold of %s lapsed", h->peer->description, h->user);
-        hold_end(h);
-        return 0;
-}
-
-static int hold_set_ttl(PeerHold *h, uint32_t ttl) {
-        uint64_t usec = (uint64_t) ttl * G_USEC_PER_SEC;
-
-        if (ttl == 0) {
-                h->expiry = sd_event_source_disable_unref(h->expiry);
-                return 0;
-        }
-        if (!h->expiry)
-                return sd_event_add_time_relative(h->peer->listener->bridge->event, &h->expiry, CLOCK_MONOTONIC,
-                                                  usec, 0, on_hold_lapsed, h);
-        (void) sd_event_source_set_time_relative(h->expiry, usec);
-        return sd_event_source_set_enabled(h->expiry, SD_EVENT_ONESHOT);
-}
-
-static PeerHold *hold_new(Peer *p, const char *user) {
-        PeerHold *h = g_new0(PeerHold, 1);
-
-        h->peer = p;
-        h->user = g_strdup(user);
-        h->id = ++p->last_hold_id;
-        g_hash_table_insert(p->holds, h->user, h);
-        hold_count_add(p->pool, user, +1);
-        return h;
+        for (char **u = users; *u; u++)
+                queue_release(pool, *u);
 }
 
 /* GoOnline(user, ttl): the peer holds the user from now on (undone if the
@@ -135,45 +75,39 @@ static int go_online_prepare(PoolCall *c, sd_bus_message **ret) {
         Peer *p = c->peer;
         unsigned max = p->listener->bridge->config.max_holds_per_peer;
         const char *user;
-        PeerHold *h;
         uint32_t ttl;
         int r;
 
         r = sd_bus_message_read(c->call, "su", &user, &ttl);
         if (r < 0)
                 return r;
-        h = g_hash_table_lookup(p->holds, user);
-        if (!h && g_hash_table_size(p->holds) >= max) {
+        r = pool_call_new_local(c, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "su", user, 0);
+        if (r < 0)
+                return r;
+        /* Calling again renews, and may change the kind of hold. */
+        r = hold_table_add(c->pool->holds, p->hold_key, user, (uint64_t) ttl * G_USEC_PER_SEC, max, &c->hold_id);
+        if (r == -EDQUOT) {
                 (void) sd_bus_reply_method_errorf(c->call, BUS_ERROR_LIMIT_EXCEEDED,
                                                   "Peer %s already holds %u users online, the most it may "
                                                   "(max-holds-per-peer); cannot hold '%s'",
                                                   p->description, max, user);
                 return 0;
         }
-        r = pool_call_new_local(c, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline", &m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "su", user, 0);
-        if (r < 0)
-                return r;
-        if (!h) {
-                h = hold_new(p, user);
-                c->hold_id = h->id;
-        }
-        /* Calling again renews, and may change the kind of hold. */
-        r = hold_set_ttl(h, ttl);
-        if (r < 0)
-                log_warning_errno(r, "Peer %s: cannot time the hold of %s; it lasts until GoOffline",
-                                  p->description, user);
         c->user = g_strdup(user);
         *ret = TAKE_PTR(m);
         return 1;
 }
 
 static void go_online_finish(PoolCall *c, sd_bus_message *reply) {
-        PeerHold *h = c->peer ? g_hash_table_lookup(c->peer->holds, c->user) : NULL;
-
-        if (sd_bus_message_is_method_error(reply, NULL) && h && h->id == c->hold_id)
-                hold_end(h);
+        /* A hold this call made is undone when the service refused it;
+         * the peer may have renewed or made it again since, or be gone
+         * (its holds went with it). */
+        if (sd_bus_message_is_method_error(reply, NULL) && c->peer && c->hold_id != 0 &&
+            hold_table_remove(c->pool->holds, c->peer->hold_key, c->user, c->hold_id) == 1)
+                queue_release(c->pool, c->user);
         pool_relay_ops.finish(c, reply);
 }
 
@@ -214,8 +148,7 @@ static int go_offline_prepare(PoolCall *c, sd_bus_message **ret) {
         r = sd_bus_message_read(c->call, "s", &user);
         if (r < 0)
                 return r;
-        if (g_hash_table_remove(p->holds, user))
-                hold_count_add(p->pool, user, -1);
+        (void) hold_table_remove(p->pool->holds, p->hold_key, user, 0);
         if (hold_count(p->pool, user) == 0) {
                 /* The last hold of the pool: the call itself lets go. */
                 (void) sd_bus_message_rewind(c->call, true);
@@ -223,8 +156,9 @@ static int go_offline_prepare(PoolCall *c, sd_bus_message **ret) {
                 return c->ops->prepare(c, ret);
         }
         r = pool_call_new_local(c, PRESENCE_PATH, "org.freedesktop.DBus.Properties", "Get", &m);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "ss", PRESENCE_IFACE, "Generation");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "ss", PRESENCE_IFACE, "Generation");
         if (r < 0)
                 return r;
         c->ops = &generation_ops;
@@ -263,20 +197,13 @@ int holds_relay(Peer *p, sd_bus_message *m) {
 }
 
 void holds_release_peer(Peer *p) {
-        g_autoptr(GList) holds = g_hash_table_get_values(p->holds);
+        unsigned n = hold_table_holder_size(p->pool->holds, p->hold_key);
 
-        if (holds)
-                log_debug("Peer %s: releasing its %u holds", p->description, g_hash_table_size(p->holds));
-        /* Each hold leaves the table as it ends: not while iterating it. */
-        for (GList *l = holds; l; l = l->next)
-                hold_end(l->data);
+        if (n > 0)
+                log_debug("Peer %s: releasing its %u holds", p->description, n);
+        hold_table_remove_holder(p->pool->holds, p->hold_key);
 }
 
 void holds_forget_pool(Pool *pool) {
-        for (GList *l = pool->peers.head; l; l = l->next) {
-                Peer *p = l->data;
-
-                g_hash_table_remove_all(p->holds);
-        }
-        g_hash_table_remove_all(pool->hold_counts);
+        hold_table_clear(pool->holds);
 }

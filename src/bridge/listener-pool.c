@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "hold-table.h"
 #include "listener.h"
 #include "log.h"
 #include "macro.h"
@@ -162,8 +163,9 @@ static int relay_prepare(PoolCall *c, sd_bus_message **ret) {
 
         r = pool_call_new_local(c, sd_bus_message_get_path(m), sd_bus_message_get_interface(m),
                                 sd_bus_message_get_member(m), &local);
-        if (r >= 0)
-                r = sd_bus_message_copy(local, m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(local, m, true);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(local);
@@ -223,6 +225,32 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+/* Connect POOL to the local bus, watching the service's signals and
+ * whether it changes owner. */
+static int pool_connect(Pool *pool) {
+        Bridge *b = pool->listener->bridge;
+        int r;
+
+        r = bridge_open_local_bus(b, &pool->bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(pool->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        r = bridge_watch_local_bus(b, pool->bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_match_signal_async(pool->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL, NULL, on_local_signal, NULL,
+                                      pool);
+        if (r < 0)
+                return r;
+        return sd_bus_add_match_async(pool->bus, NULL,
+                                      "type='signal',sender='org.freedesktop.DBus',"
+                                      "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+                                      "arg0='" OUTPOST_BUS_NAME "'",
+                                      on_name_owner_changed, NULL, pool);
+}
+
 static int pool_new(Listener *l, Pool **ret) {
         Bridge *b = l->bridge;
         Pool *pool = g_new0(Pool, 1);
@@ -230,21 +258,8 @@ static int pool_new(Listener *l, Pool **ret) {
 
         pool->listener = l;
         pool->index = l->pools->len;
-        pool->hold_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        r = bridge_open_local_bus(b, &pool->bus);
-        if (r >= 0)
-                r = sd_bus_attach_event(pool->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r >= 0)
-                r = bridge_watch_local_bus(b, pool->bus);
-        if (r >= 0)
-                r = sd_bus_match_signal_async(pool->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL, NULL,
-                                              on_local_signal, NULL, pool);
-        if (r >= 0)
-                r = sd_bus_add_match_async(pool->bus, NULL,
-                                           "type='signal',sender='org.freedesktop.DBus',"
-                                           "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                           "arg0='" OUTPOST_BUS_NAME "'",
-                                           on_name_owner_changed, NULL, pool);
+        (void) hold_table_new(b->event, holds_released, pool, &pool->holds);
+        r = pool_connect(pool);
         if (r < 0) {
                 pool_free(pool);
                 return log_warning_errno(r, "Cannot open connection %u to the local bus", l->pools->len + 1);
@@ -254,6 +269,19 @@ static int pool_new(Listener *l, Pool **ret) {
                   b->config.listener_bus_connections);
         *ret = pool;
         return 0;
+}
+
+bool listener_owns_connection(Listener *l, const char *name) {
+        if (!l || !name)
+                return false;
+        for (guint i = 0; i < l->pools->len; i++) {
+                Pool *pool = l->pools->pdata[i];
+                const char *unique = NULL;
+
+                if (sd_bus_get_unique_name(pool->bus, &unique) >= 0 && strcmp(unique, name) == 0)
+                        return true;
+        }
+        return false;
 }
 
 int pool_pick(Listener *l, Pool **ret) {
@@ -303,6 +331,6 @@ void pool_free(Pool *pool) {
         /* Closing the connection ends the slots of the calls in flight. */
         if (pool->bus)
                 sd_bus_flush_close_unref(pool->bus);
-        g_hash_table_unref(pool->hold_counts);
+        hold_table_free(pool->holds);
         g_free(pool);
 }

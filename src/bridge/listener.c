@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ static void peer_free(Peer *p) {
                 holds_release_peer(p);
                 pool_remove_peer(p->pool, p);
         }
-        g_clear_pointer(&p->holds, g_hash_table_unref);
+        g_clear_pointer(&p->hold_key, g_free);
         /* The remote side may have stopped reading: do not wait for it.
          * Peers are freed from a clean point of the loop (on_peer_teardown,
          * or at exit), never inside this bus's dispatch, so it can close now. */
@@ -79,8 +80,9 @@ static int reply_chain(Peer *p, sd_bus_message *m) {
                 g_strv_builder_addv(builder, (const char **) upstream);
         chain = g_strv_builder_end(builder);
         r = sd_bus_message_new_method_return(m, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(reply, chain);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(reply, chain);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -167,19 +169,24 @@ static int peer_setup_remote(Peer *p, int fd) {
                 return r;
         (void) sd_id128_randomize(&id);
         r = sd_bus_set_fd(p->remote, fd, fd);
-        if (r >= 0)
-                r = sd_bus_set_server(p->remote, true, id);
-        if (r >= 0)
-                r = sd_bus_set_anonymous(p->remote, true);
-        if (r >= 0)
-                r = sd_bus_negotiate_fds(p->remote, false);
-        if (r >= 0)
-                r = sd_bus_add_filter(p->remote, NULL, on_remote_message, p);
-        if (r >= 0)
-                r = sd_bus_start(p->remote);
-        if (r >= 0)
-                r = sd_bus_attach_event(p->remote, p->listener->bridge->event, SD_EVENT_PRIORITY_NORMAL);
-        return r;
+        if (r < 0)
+                return r;
+        r = sd_bus_set_server(p->remote, true, id);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_anonymous(p->remote, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_negotiate_fds(p->remote, false);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_filter(p->remote, NULL, on_remote_message, p);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(p->remote);
+        if (r < 0)
+                return r;
+        return sd_bus_attach_event(p->remote, p->listener->bridge->event, SD_EVENT_PRIORITY_NORMAL);
 }
 
 static int peer_setup_local(Peer *p) {
@@ -189,9 +196,28 @@ static int peer_setup_local(Peer *p) {
         r = pool_pick(p->listener, &pool);
         if (r < 0)
                 return r;
-        p->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_hold_free);
         pool_add_peer(pool, p);
         return 0;
+}
+
+/* P's idle timer, its pool connection, then its bus over the link's FD,
+ * which is P's from here on, also when this fails. */
+static int peer_setup(Peer *p, int fd) {
+        int r;
+
+        r = sd_event_add_time_relative(p->listener->bridge->event, &p->idle_timer, CLOCK_MONOTONIC,
+                                       (uint64_t) p->listener->bridge->config.peer_idle_timeout_ms * 1000, 0,
+                                       on_peer_idle, p);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        r = peer_setup_local(p);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return peer_setup_remote(p, fd);
 }
 
 static void on_link_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
@@ -207,18 +233,11 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
         p->listener = l;
         p->link = link;
         p->description = g_strdup(peer);
+        p->hold_key = g_strdup_printf("%" PRIu64, ++l->n_peers_accepted);
         g_hash_table_add(l->peers, p);
         link_set_userdata(link, p);
 
-        r = sd_event_add_time_relative(l->bridge->event, &p->idle_timer, CLOCK_MONOTONIC,
-                                       (uint64_t) l->bridge->config.peer_idle_timeout_ms * 1000, 0,
-                                       on_peer_idle, p);
-        if (r >= 0)
-                r = peer_setup_local(p);
-        if (r >= 0)
-                r = peer_setup_remote(p, fd);
-        else
-                close(fd);
+        r = peer_setup(p, fd);
         if (r < 0) {
                 log_warning_errno(r, "Peer %s: cannot set up its connections", peer);
                 peer_close(p, "setup failed", false);
@@ -227,11 +246,24 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
         log_info("Peer %s: connected", peer);
 }
 
+/* One pool connection at once: losing the local bus ends the bridge even
+ * before a peer comes. Then listen. */
+static int listener_start(Listener *l, const LinkAddress *address, int activated_fd) {
+        Bridge *b = l->bridge;
+        Pool *first;
+        int r;
+
+        r = pool_pick(l, &first);
+        if (r < 0)
+                return r;
+        return link_listener_new(b->event, address, activated_fd, &b->link_config, on_link_ready, on_link_closed, l,
+                                 &l->link_listener);
+}
+
 int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         g_autofree char *error = NULL;
         LinkAddress address = {};
         Listener *l;
-        Pool *first;
         int r;
 
         if (b->config.listen && link_address_parse(b->config.listen, &address, &error) < 0) {
@@ -243,12 +275,7 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
         (void) audit_new(&l->audit);
         l->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
-        /* One pool connection at once: losing the local bus ends the
-         * bridge even before a peer comes. */
-        r = pool_pick(l, &first);
-        if (r >= 0)
-                r = link_listener_new(b->event, &address, activated_fd, &b->link_config, on_link_ready,
-                                      on_link_closed, l, &l->link_listener);
+        r = listener_start(l, &address, activated_fd);
         link_address_clear(&address);
         if (r < 0) {
                 listener_free(l);

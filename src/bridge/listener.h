@@ -18,6 +18,7 @@ struct Listener {
         LinkListener *link_listener;
         GHashTable *peers;      /* Peer* set */
         GPtrArray *pools;       /* Pool*, opened as peers come, at most listener-bus-connections */
+        uint64_t n_peers_accepted; /* for each peer's hold key */
         Audit *audit;           /* each change relayed, with the peer it came from */
 };
 
@@ -33,8 +34,7 @@ struct Peer {
         unsigned n_in_flight;   /* calls waiting here or sent to the local bus, not yet answered */
         GQueue waiting;         /* PoolCall, in the order the peer sent them */
         GQueue sent;            /* PoolCall, sent to the local bus */
-        GHashTable *holds;      /* user id → PeerHold */
-        uint64_t last_hold_id;
+        char *hold_key;         /* who holds, in its pool's hold table: unique among all peers */
         sd_event_source *idle_timer;
         bool closing;
 };
@@ -48,7 +48,7 @@ struct Pool {
         GQueue ready;           /* Peer with calls waiting, by ready_link: round robin */
         GQueue own;             /* PoolCall of the listener itself (releases of holds): served first */
         unsigned n_pending;     /* calls sent on BUS and not answered yet */
-        GHashTable *hold_counts; /* user id → how many peers of this pool hold the user */
+        struct HoldTable *holds; /* peer's hold key → the users it holds */
 };
 
 /* What becomes of a call when its turn on the bus comes. PREPARE returns
@@ -103,4 +103,5 @@ int holds_relay(Peer *p, sd_bus_message *m);
 void holds_release_peer(Peer *p);
 /* The service changed owner: what it held is gone with it. */
 void holds_forget_pool(Pool *pool);
-void peer_hold_free(void *hold);
+/* The hold table's RELEASED function; its userdata is the pool. */
+void holds_released(struct HoldTable *t, char **users, void *userdata);

@@ -50,6 +50,7 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("listener-bus-connections", CONFIG_UINT, listener_bus_connections, 1, 64),
         KEY("listener-max-pending", CONFIG_UINT,   listener_max_pending, 1, 100000),
         KEY("max-holds-per-peer",   CONFIG_UINT,   max_holds_per_peer, 1, 1000000),
+        KEY("max-holds-per-caller", CONFIG_UINT,   max_holds_per_caller, 1, 1000000),
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -61,17 +62,17 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char *strings[8];
-        int numbers[15];
+        int numbers[16];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
-static const char *const number_options[15] = {
+static const char *const number_options[16] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
         "max-calls-per-caller", "max-handshakes", "max-connections-per-address", "handshake-timeout-sec",
-        "listener-bus-connections", "listener-max-pending", "max-holds-per-peer",
+        "listener-bus-connections", "listener-max-pending", "max-holds-per-peer", "max-holds-per-caller",
 };
 
 static void options_clear(Options *o) {
@@ -175,6 +176,10 @@ static int load_config(const Options *o, BridgeConfig *c) {
                 .listener_max_pending = 128,
                 /* outpostd's own MaxHoldsPerPeer. */
                 .max_holds_per_peer = 65536,
+                /* What outpostd allows one connection of its own bus
+                 * (MaxHoldsPerPeer): a local client of a site or machine
+                 * may hold as many as one at central. */
+                .max_holds_per_caller = 4096,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -255,20 +260,26 @@ int bridge_open_local_bus(Bridge *b, sd_bus **ret) {
 
 /* Certificates, keys and the plaintext rule, checked before anything
  * starts, so that a mistake is one clear line at start-up. */
+static int check_link(Bridge *b, const char *address, char **ret_error) {
+        _cleanup_(link_address_clear) LinkAddress a = {};
+        int r;
+
+        r = link_address_parse(address, &a, ret_error);
+        if (r < 0)
+                return r;
+        return link_check(&a, &b->link_config, ret_error);
+}
+
 static int check_links(Bridge *b) {
         const char *addresses[] = { b->config.listen, b->config.upstream };
 
         for (size_t i = 0; i < ELEMENTSOF(addresses); i++) {
                 g_autofree char *error = NULL;
-                LinkAddress a = {};
                 int r;
 
                 if (!addresses[i])
                         continue;
-                r = link_address_parse(addresses[i], &a, &error);
-                if (r >= 0)
-                        r = link_check(&a, &b->link_config, &error);
-                link_address_clear(&a);
+                r = check_link(b, addresses[i], &error);
                 if (r < 0) {
                         log_error("%s: %s", addresses[i], error ?: strerror(-r));
                         return r;
@@ -293,8 +304,9 @@ static int run(const Options *o) {
         sigset_t mask;
 
         r = load_config(o, &b.config);
-        if (r >= 0)
-                r = check_config(&b.config);
+        if (r < 0)
+                return r;
+        r = check_config(&b.config);
         if (r < 0)
                 return r;
         b.instance_id = uuid_string_new();
