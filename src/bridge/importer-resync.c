@@ -118,19 +118,31 @@ static bool cached_generation(Importer *im, uint64_t *ret) {
 /* InterfacesAdded/InterfacesRemoved of an upstream object (an online
  * user): into the cache, then to local clients, in their place among the
  * other signals (DESIGN.md §4 rules 1 and 4). */
+static int read_object_signal(sd_bus_message *m, bool added, const char **ret_path, GVariant **ret_interfaces,
+                              char ***ret_names) {
+        int r;
+
+        r = sd_bus_message_rewind(m, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "o", ret_path);
+        if (r < 0)
+                return r;
+        if (!added)
+                return sd_bus_message_read_strv(m, ret_names);
+        r = bus_message_read_gvariant(m, ret_interfaces);
+        if (r < 0)
+                return r;
+        return g_variant_is_of_type(*ret_interfaces, G_VARIANT_TYPE("a{sa{sv}}")) ? 0 : -EBADMSG;
+}
+
 static void apply_object_signal(Importer *im, sd_bus_message *m) {
         bool added = sd_bus_message_is_signal(m, NULL, "InterfacesAdded");
         g_autoptr(GVariant) interfaces = NULL;
         g_auto(GStrv) names = NULL;
         const char *path;
-        int r;
 
-        r = sd_bus_message_rewind(m, true);
-        if (r >= 0)
-                r = sd_bus_message_read(m, "o", &path);
-        if (r >= 0)
-                r = added ? bus_message_read_gvariant(m, &interfaces) : sd_bus_message_read_strv(m, &names);
-        if (r < 0 || (added && !g_variant_is_of_type(interfaces, G_VARIANT_TYPE("a{sa{sv}}")))) {
+        if (read_object_signal(m, added, &path, &interfaces, &names) < 0) {
                 log_warning("Ignoring a malformed %s from upstream", sd_bus_message_get_member(m));
                 return;
         }
@@ -265,8 +277,11 @@ static int sync_call(Importer *im, const char *path, const char *iface, const ch
                 r = sd_bus_message_appendv(call, types, ap);
                 va_end(ap);
         }
-        if (r >= 0)
-                r = sd_bus_call_async(im->upstream, NULL, call, callback, im, 0);
+        if (r < 0) {
+                importer_link_failed(im, "cannot send a resynchronisation call");
+                return r;
+        }
+        r = sd_bus_call_async(im->upstream, NULL, call, callback, im, 0);
         if (r < 0)
                 importer_link_failed(im, "cannot send a resynchronisation call");
         return r;
@@ -282,6 +297,19 @@ static bool sync_reply_failed(Importer *im, sd_bus_message *reply, const char *w
                 return false;
         g_autofree char *reason = g_strdup_printf("%s failed: %s", what, e->message);
         importer_link_failed(im, reason);
+        return true;
+}
+
+/* The a{sv} of a resync reply into *RET; false, after failing the link,
+ * when the reply is an error (WHAT was being done) or malformed (BAD). */
+static bool sync_reply_properties(Importer *im, sd_bus_message *reply, const char *what, const char *bad,
+                                  GVariant **ret) {
+        if (sync_reply_failed(im, reply, what))
+                return false;
+        if (bus_message_read_vardict(reply, ret) < 0) {
+                importer_link_failed(im, bad);
+                return false;
+        }
         return true;
 }
 
@@ -308,49 +336,64 @@ static int on_hello(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         return 0;
 }
 
+static int send_properties_changed(Importer *im, const char *path, const char *interface, GVariant *properties) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(im->local, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", interface);
+        if (r < 0)
+                return r;
+        r = bus_message_append_gvariant(m, properties);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "as", 0);
+        if (r < 0)
+                return r;
+        return sd_bus_send(im->local, m, NULL);
+}
+
 static void emit_cached_change(const char *path, const char *interface, GVariant *properties, void *userdata) {
         Importer *im = userdata;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
         /* Its properties never change: its InterfacesAdded said all. */
         if (strcmp(interface, ONLINE_USER_IFACE) == 0)
                 return;
-        r = sd_bus_message_new_signal(im->local, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", interface);
-        if (r >= 0)
-                r = bus_message_append_gvariant(m, properties);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "as", 0);
-        if (r >= 0)
-                r = sd_bus_send(im->local, m, NULL);
+        r = send_properties_changed(im, path, interface, properties);
         if (r < 0)
                 log_warning_errno(r, "Cannot announce what changed on %s", path);
 }
 
 /* The objects that came and went during an outage, announced as the
  * upstream would have (InterfacesAdded/InterfacesRemoved on the root). */
-static void emit_interfaces(Importer *im, const char *path, bool added, GVariant *interfaces,
-                            const char *const *names) {
+static int send_interfaces(Importer *im, const char *path, bool added, GVariant *interfaces,
+                           const char *const *names) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
         r = sd_bus_message_new_signal(im->local, &m, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager",
                                       added ? "InterfacesAdded" : "InterfacesRemoved");
         if (r < 0)
-                goto fail;
+                return r;
         r = sd_bus_message_append(m, "o", path);
         if (r < 0)
-                goto fail;
+                return r;
         r = added ? bus_message_append_gvariant(m, interfaces) : sd_bus_message_append_strv(m, (char **) names);
         if (r < 0)
-                goto fail;
-        r = sd_bus_send(im->local, m, NULL);
-        if (r >= 0)
-                return;
-fail:
-        log_warning_errno(r, "Cannot announce that %s %s", path, added ? "appeared" : "went");
+                return r;
+        return sd_bus_send(im->local, m, NULL);
+}
+
+static void emit_interfaces(Importer *im, const char *path, bool added, GVariant *interfaces,
+                            const char *const *names) {
+        int r;
+
+        r = send_interfaces(im, path, added, interfaces, names);
+        if (r < 0)
+                log_warning_errno(r, "Cannot announce that %s %s", path, added ? "appeared" : "went");
 }
 
 static void emit_cached_added(const char *path, GVariant *interfaces, void *userdata) {
@@ -394,12 +437,8 @@ static int on_registry(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
         Importer *im = userdata;
         g_autoptr(GVariant) props = NULL;
 
-        if (sync_reply_failed(im, reply, "reading the registry"))
+        if (!sync_reply_properties(im, reply, "reading the registry", "bad registry properties", &props))
                 return 0;
-        if (bus_message_read_vardict(reply, &props) < 0) {
-                importer_link_failed(im, "bad registry properties");
-                return 0;
-        }
         {
                 g_autoptr(GVariant) diff = cache_diff(im->cache, OUTPOST_ROOT_PATH, REGISTRY_IFACE, props);
                 if (diff)
@@ -455,41 +494,53 @@ static const char *cached_history_id(Importer *im) {
         return v && g_variant_is_of_type(v, G_VARIANT_TYPE_STRING) ? g_variant_get_string(v, NULL) : "";
 }
 
+/* The event REPLY is in (its struct entered) as a signal to local
+ * clients, unless it was relayed already. */
+static int relay_replayed_event(Importer *im, sd_bus_message *reply) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
+        const char *topic;
+        uint64_t seq;
+        int64_t time;
+        int r;
+
+        r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
+        if (r < 0)
+                return r;
+        /* Sent as outpostd sends it: a message only to those the bus
+         * policy lets receive it. */
+        if (topic_is_message(topic))
+                r = sd_bus_message_new_signal(im->local, &signal, MESSAGES_PATH, MESSAGES_IFACE, "MessageReceived");
+        else
+                r = sd_bus_message_new_signal(im->local, &signal, EVENTS_PATH, EVENTS_IFACE, "Event");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(signal, "tsx", seq, topic, time);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_copy(signal, reply, false);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0 || seq <= im->last_seq)
+                return r;
+        set_position(im, seq);
+        return sd_bus_send(im->local, signal, NULL);
+}
+
 /* Relay one page of FetchSince as Event signals; returns whether more. */
 static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
         uint64_t next_after;
         int more, r;
 
         r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
-        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
-                const char *topic;
-                uint64_t seq;
-                int64_t time;
-
-                r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
-                /* Sent as outpostd sends it: a message only to those the
-                 * bus policy lets receive it. */
-                if (r >= 0 && topic_is_message(topic))
-                        r = sd_bus_message_new_signal(im->local, &signal, MESSAGES_PATH, MESSAGES_IFACE,
-                                                      "MessageReceived");
-                else if (r >= 0)
-                        r = sd_bus_message_new_signal(im->local, &signal, EVENTS_PATH, EVENTS_IFACE, "Event");
-                if (r >= 0)
-                        r = sd_bus_message_append(signal, "tsx", seq, topic, time);
-                if (r >= 0)
-                        r = sd_bus_message_copy(signal, reply, false);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-                if (r >= 0 && seq > im->last_seq) {
-                        set_position(im, seq);
-                        r = sd_bus_send(im->local, signal, NULL);
-                }
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "tb", &next_after, &more);
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0)
+                r = relay_replayed_event(im, reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "tb", &next_after, &more);
         if (r < 0)
                 return r;
         if (next_after > im->last_seq)
@@ -589,20 +640,21 @@ static int on_replay_page(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
-static void fetch_page(Importer *im) {
+static int send_fetch_page(Importer *im) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         int r;
 
         r = sd_bus_message_new_method_call(im->upstream, &call, NULL, EVENTS_PATH, EVENTS_IFACE, "FetchSince");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "st", im->history_id, im->last_seq);
-        if (r >= 0)
-                r = sd_bus_message_append(call, "as", 0);
-        if (r >= 0)
-                r = sd_bus_message_append(call, "u", 1000);
-        if (r >= 0)
-                r = sd_bus_call_async(im->upstream, NULL, call, on_replay_page, im, 0);
         if (r < 0)
+                return r;
+        r = sd_bus_message_append(call, "stasu", im->history_id, im->last_seq, 0, 1000);
+        if (r < 0)
+                return r;
+        return sd_bus_call_async(im->upstream, NULL, call, on_replay_page, im, 0);
+}
+
+static void fetch_page(Importer *im) {
+        if (send_fetch_page(im) < 0)
                 importer_link_failed(im, "cannot replay events");
 }
 
@@ -687,12 +739,8 @@ static int on_resume_registry(sd_bus_message *reply, void *userdata, sd_bus_erro
         g_autoptr(GVariant) props = NULL, diff = NULL;
         const char *instance = "?";
 
-        if (sync_reply_failed(im, reply, "reading the registry"))
+        if (!sync_reply_properties(im, reply, "reading the registry", "bad registry properties", &props))
                 return 0;
-        if (bus_message_read_vardict(reply, &props) < 0) {
-                importer_link_failed(im, "bad registry properties");
-                return 0;
-        }
         diff = cache_diff(im->cache, OUTPOST_ROOT_PATH, REGISTRY_IFACE, props);
         if (diff) {
                 g_autofree char *why = NULL;
@@ -726,12 +774,8 @@ static int on_resume_bridge(sd_bus_message *reply, void *userdata, sd_bus_error 
                 resume_fetch(im);
                 return 0;
         }
-        if (sync_reply_failed(im, reply, "reading the upstream bridge"))
+        if (!sync_reply_properties(im, reply, "reading the upstream bridge", "bad upstream bridge properties", &props))
                 return 0;
-        if (bus_message_read_vardict(reply, &props) < 0) {
-                importer_link_failed(im, "bad upstream bridge properties");
-                return 0;
-        }
         importer_upstream_bridge_changed(im, props);
         resume_fetch(im);
         return 0;
@@ -761,34 +805,44 @@ static int scan_presence_event(Importer *im, int64_t time, GVariant *data) {
         return 0;
 }
 
+/* The event REPLY is in (its struct entered), for what it changes if it
+ * is a presence event. */
+static int scan_event(Importer *im, sd_bus_message *reply) {
+        g_autoptr(GVariant) data = NULL;
+        const char *topic;
+        uint64_t seq;
+        int64_t time;
+        int r;
+
+        r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
+        if (r < 0)
+                return r;
+        if (strcmp(topic, "presence") != 0)
+                r = sd_bus_message_skip(reply, "a{sv}");
+        else {
+                r = bus_message_read_gvariant(reply, &data);
+                if (r < 0)
+                        return r;
+                r = scan_presence_event(im, time, data);
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(reply);
+}
+
 /* Read one FetchSince page for what its presence events change. */
 static int scan_page(Importer *im, sd_bus_message *reply, uint64_t *ret_next, bool *ret_more) {
         int more, r;
 
         r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
-        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0) {
-                g_autoptr(GVariant) data = NULL;
-                const char *topic;
-                uint64_t seq;
-                int64_t time;
-
-                r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
-                if (r < 0)
-                        break;
-                if (strcmp(topic, "presence") != 0)
-                        r = sd_bus_message_skip(reply, "a{sv}");
-                else {
-                        r = bus_message_read_gvariant(reply, &data);
-                        if (r >= 0)
-                                r = scan_presence_event(im, time, data);
-                }
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "tb", ret_next, &more);
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0)
+                r = scan_event(im, reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "tb", ret_next, &more);
         if (r < 0)
                 return r;
         *ret_more = more;
@@ -894,12 +948,8 @@ static int on_resume_events(sd_bus_message *reply, void *userdata, sd_bus_error 
         Importer *im = userdata;
         g_autoptr(GVariant) props = NULL;
 
-        if (sync_reply_failed(im, reply, "reading the event history's bounds") || !im->resuming)
+        if (!sync_reply_properties(im, reply, "reading the event history's bounds", "bad Events properties", &props) || !im->resuming)
                 return 0;
-        if (bus_message_read_vardict(reply, &props) < 0) {
-                importer_link_failed(im, "bad Events properties");
-                return 0;
-        }
         cache_update(im->cache, EVENTS_PATH, EVENTS_IFACE, props);
         set_position(im, im->last_seq);
         resume_read_done(im);
@@ -912,12 +962,8 @@ static int on_resume_check(sd_bus_message *reply, void *userdata, sd_bus_error *
         Importer *im = userdata;
         g_autoptr(GVariant) props = NULL;
 
-        if (sync_reply_failed(im, reply, "reading presence") || !im->resuming)
+        if (!sync_reply_properties(im, reply, "reading presence", "bad Presence properties", &props) || !im->resuming)
                 return 0;
-        if (bus_message_read_vardict(reply, &props) < 0) {
-                importer_link_failed(im, "bad Presence properties");
-                return 0;
-        }
         g_clear_pointer(&im->resume_check, g_variant_unref);
         im->resume_check = g_steal_pointer(&props);
         im->resume_cut = im->held_events->len;

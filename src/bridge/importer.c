@@ -239,9 +239,12 @@ static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata)
         if (im->heartbeat_slot || !im->upstream)
                 return 0;
         r = sd_bus_message_new_method_call(im->upstream, &ping, NULL, OUTPOST_ROOT_PATH, BRIDGE_LINK_IFACE, "Ping");
-        if (r >= 0)
-                r = sd_bus_call_async(im->upstream, &im->heartbeat_slot, ping, on_heartbeat_reply, im,
-                                      (uint64_t) im->bridge->config.heartbeat_timeout_ms * 1000);
+        if (r < 0) {
+                importer_link_failed(im, "cannot send a heartbeat");
+                return 0;
+        }
+        r = sd_bus_call_async(im->upstream, &im->heartbeat_slot, ping, on_heartbeat_reply, im,
+                              (uint64_t) im->bridge->config.heartbeat_timeout_ms * 1000);
         if (r < 0)
                 importer_link_failed(im, "cannot send a heartbeat");
         return 0;
@@ -287,17 +290,21 @@ static int setup_upstream_bus(Importer *im, int fd) {
         if (r < 0)
                 return r;
         r = sd_bus_set_fd(im->upstream, fd, fd);
-        if (r >= 0)
-                r = sd_bus_set_anonymous(im->upstream, true);
-        if (r >= 0)
-                r = sd_bus_negotiate_fds(im->upstream, false);
-        if (r >= 0)
-                r = sd_bus_add_filter(im->upstream, NULL, importer_on_upstream_message, im);
-        if (r >= 0)
-                r = sd_bus_start(im->upstream);
-        if (r >= 0)
-                r = sd_bus_attach_event(im->upstream, im->bridge->event, SD_EVENT_PRIORITY_NORMAL);
-        return r;
+        if (r < 0)
+                return r;
+        r = sd_bus_set_anonymous(im->upstream, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_negotiate_fds(im->upstream, false);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_filter(im->upstream, NULL, importer_on_upstream_message, im);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(im->upstream);
+        if (r < 0)
+                return r;
+        return sd_bus_attach_event(im->upstream, im->bridge->event, SD_EVENT_PRIORITY_NORMAL);
 }
 
 static void on_link_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
@@ -366,6 +373,36 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
         return 0;
 }
 
+static int importer_setup_local(Importer *im) {
+        Bridge *b = im->bridge;
+        int r;
+
+        r = bridge_open_local_bus(b, &im->local);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(im->local, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        /* Without its local bus an importer has nothing left to do. */
+        r = bridge_watch_local_bus(b, im->local);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_object_vtable(im->local, NULL, BRIDGE_PATH, BRIDGE_IFACE, bridge_vtable, im);
+        if (r < 0)
+                return r;
+        r = importer_resync_setup(im);
+        if (r < 0)
+                return r;
+        r = importer_holds_setup(im);
+        if (r < 0)
+                return r;
+        r = importer_relay_setup(im);
+        if (r < 0)
+                return r;
+        /* Last: a client that sees the name can use everything. */
+        return sd_bus_request_name_async(im->local, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, im);
+}
+
 int importer_new(Bridge *b, Importer **ret) {
         g_autofree char *error = NULL;
         Importer *im = g_new0(Importer, 1);
@@ -383,23 +420,7 @@ int importer_new(Bridge *b, Importer **ret) {
         im->hops = 1;
         im->phase = PHASE_WAITING;
 
-        r = bridge_open_local_bus(b, &im->local);
-        if (r >= 0)
-                r = sd_bus_attach_event(im->local, b->event, SD_EVENT_PRIORITY_NORMAL);
-        /* Without its local bus an importer has nothing left to do. */
-        if (r >= 0)
-                r = bridge_watch_local_bus(b, im->local);
-        if (r >= 0)
-                r = sd_bus_add_object_vtable(im->local, NULL, BRIDGE_PATH, BRIDGE_IFACE, bridge_vtable, im);
-        if (r >= 0)
-                r = importer_resync_setup(im);
-        if (r >= 0)
-                r = importer_holds_setup(im);
-        if (r >= 0)
-                r = importer_relay_setup(im);
-        /* Last: a client that sees the name can use everything. */
-        if (r >= 0)
-                r = sd_bus_request_name_async(im->local, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, im);
+        r = importer_setup_local(im);
         if (r < 0) {
                 log_error_errno(r, "Cannot set up the importer on the local bus");
                 importer_free(im);

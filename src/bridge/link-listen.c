@@ -219,6 +219,16 @@ static char *sockaddr_host(const struct sockaddr *sa) {
         return g_strdup(host);
 }
 
+/* The new connection's socket and its handshake timeout. */
+static int link_watch(Link *link, int fd) {
+        int r;
+
+        r = sd_event_add_io(link->event, &link->tcp_source, fd, EPOLLIN, link_on_tcp_io, link);
+        if (r < 0)
+                return r;
+        return link_arm_timeout(link);
+}
+
 static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa) {
         g_autofree char *address = sockaddr_host(sa);
         Link *link;
@@ -237,9 +247,7 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         link->state = LINK_HANDSHAKE;
         pending_add(l, link, address);
 
-        r = sd_event_add_io(l->event, &link->tcp_source, fd, EPOLLIN, link_on_tcp_io, link);
-        if (r >= 0)
-                r = link_arm_timeout(link);
+        r = link_watch(link, fd);
         if (r < 0) {
                 link_set_error(link, "cannot watch the connection: %s", strerror(-r));
                 link_setup_failed(link);
@@ -348,9 +356,15 @@ static int adopt_fd(int fd, char **ret_error) {
         return 0;
 }
 
-static int listener_open(LinkListener *l, const LinkAddress *address, int fd, char **ret_error) {
+/* The TLS credentials, then the socket: FD (socket activation) or one
+ * bound to ADDRESS. */
+static int listener_open(LinkListener *l, const LinkAddress *address, const LinkConfig *config, int fd,
+                         char **ret_error) {
         int r;
 
+        r = link_prepare(address, config, &l->creds, ret_error);
+        if (r < 0)
+                return r;
         if (fd >= 0) {
                 r = adopt_fd(fd, ret_error);
                 if (r < 0)
@@ -411,9 +425,7 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
         l->closed = closed;
         l->userdata = userdata;
 
-        r = link_prepare(a, config, &l->creds, &error);
-        if (r >= 0)
-                r = listener_open(l, a, fd, &error);
+        r = listener_open(l, a, config, fd, &error);
         if (r < 0) {
                 log_error("Cannot listen%s%s: %s", a ? " on " : "", a ? a->host : "",
                           error ?: strerror(-r));

@@ -225,9 +225,9 @@ int link_set_io_events(sd_event_source *s, uint32_t events) {
         if (events == 0)
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
         r = sd_event_source_set_io_events(s, events);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(s, SD_EVENT_ON);
-        return r;
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
 /* EPOLLOUT only when something waits to go out; no EPOLLIN from TCP while
@@ -245,9 +245,9 @@ static int link_update_events(Link *link) {
         if (link->to_local.len > 0)
                 local |= EPOLLOUT;
         r = link_set_io_events(link->tcp_source, tcp);
-        if (r >= 0)
-                r = link_set_io_events(link->local_source, local);
-        return r;
+        if (r < 0)
+                return r;
+        return link_set_io_events(link->local_source, local);
 }
 
 static void link_finish(Link *link) {

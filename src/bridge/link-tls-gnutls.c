@@ -216,24 +216,34 @@ static void session_set_peer_checks(LinkTls *t) {
                 (void) gnutls_server_name_set(t->session, GNUTLS_NAME_DNS, t->host, strlen(t->host));
 }
 
+/* A GnuTLS session for T with our priorities and credentials; a GnuTLS
+ * error code. */
+static int session_init(LinkTls *t, unsigned flags) {
+        const char *err_pos = NULL;
+        int r;
+
+        r = gnutls_init(&t->session, flags);
+        if (r < 0)
+                return r;
+        r = gnutls_priority_set_direct(t->session, TLS_PRIORITY, &err_pos);
+        if (r < 0)
+                return r;
+        return gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->creds->cred);
+}
+
 int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *host, char **allowed_peers,
                  LinkTls **ret, char **ret_error) {
         /* No session tickets: a link is long-lived and never resumed. */
         unsigned flags = (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL |
                          GNUTLS_NO_TICKETS;
         LinkTls *t = g_new0(LinkTls, 1);
-        const char *err_pos = NULL;
         int r;
 
         t->creds = link_tls_credentials_ref(creds);
         t->server = server;
         t->host = g_strdup(host);
         t->allowed_peers = allowed_peers;
-        r = gnutls_init(&t->session, flags);
-        if (r >= 0)
-                r = gnutls_priority_set_direct(t->session, TLS_PRIORITY, &err_pos);
-        if (r >= 0)
-                r = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, creds->cred);
+        r = session_init(t, flags);
         if (r < 0) {
                 *ret_error = g_strdup_printf("cannot set up TLS: %s", gnutls_strerror(r));
                 link_tls_free(t);
