@@ -3,6 +3,8 @@
  * carried out by users.c, and answered (DESIGN.md §3, Users). */
 #include "config.h"
 
+#include <assert.h>
+
 #include "bus-gvariant.h"
 #include "macro.h"
 #include "users.h"
@@ -94,6 +96,9 @@ static int reply_user_list(sd_bus_message *m, GPtrArray *users, bool more) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
+        /* The store says more only after a full page, and a page is never
+         * empty. */
+        assert(!more || users->len > 0);
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;

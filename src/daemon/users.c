@@ -5,6 +5,7 @@
  * written, the event appended; users-dbus.c is its face on the bus. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 
@@ -102,6 +103,8 @@ static int append_user_event(Daemon *d, const char *action, const UserRecord *u)
 int user_create(Daemon *d, UserRecord *u, sd_bus_error *error) {
         int r;
 
+        /* user_new() made it: the identity is given here, once. */
+        assert(!u->id && !u->tag);
         u->id = uuid_string_new();
         u->tag = uuid_string_new();
         u->created = u->modified = g_get_real_time();
