@@ -195,24 +195,46 @@ static char **results_as_text(const char *types, va_list ap) {
         return (char **) g_ptr_array_free(g_steal_pointer(&results), false);
 }
 
+/* The method return of CALL with TYPES (NULL: none) and the values AP, and
+ * those values as text for the audit. */
+static int method_return_new(sd_bus_message *call, const char *types, va_list ap, sd_bus_message **ret,
+                             char ***ret_results) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_auto(GStrv) results = NULL;
+        va_list aq;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        if (types) {
+                va_copy(aq, ap);
+                results = results_as_text(types, aq);
+                va_end(aq);
+                r = sd_bus_message_appendv(reply, types, ap);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(reply);
+        *ret_results = TAKE_PTR(results);
+        return 0;
+}
+
 int daemon_reply_after_commit(Daemon *d, sd_bus_message *call, DaemonHook hook, const char *hook_arg,
                               const char *types, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_auto(GStrv) results = NULL;
-        va_list ap, aq;
+        va_list ap;
         int r;
 
-        r = sd_bus_message_new_method_return(call, &reply);
-        if (r >= 0 && types) {
-                va_start(ap, types);
-                va_copy(aq, ap);
-                r = sd_bus_message_appendv(reply, types, ap);
-                results = results_as_text(types, aq);
-                va_end(aq);
-                va_end(ap);
+        va_start(ap, types);
+        r = method_return_new(call, types, ap, &reply, &results);
+        va_end(ap);
+        if (r < 0) {
+                daemon_rollback(d);
+                return r;
         }
-        if (r >= 0)
-                r = change_release(d);
+        r = change_release(d);
         if (r < 0) {
                 daemon_rollback(d);
                 return r;
@@ -257,7 +279,7 @@ int daemon_error_after_batch(Daemon *d, sd_bus_message *call, sd_bus_error *erro
 /* An event is broadcast as Event, except a message: the Messages manager
  * sends it as MessageReceived, which the bus policy delivers only to
  * those who may read every user's messages (DESIGN.md §3, Messages). */
-static int emit_event(Daemon *d, const StoredEvent *e) {
+static int send_event_signal(Daemon *d, const StoredEvent *e) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -265,16 +287,24 @@ static int emit_event(Daemon *d, const StoredEvent *e) {
                 r = sd_bus_message_new_signal(d->bus, &m, MESSAGES_PATH, MESSAGES_IFACE, "MessageReceived");
         else
                 r = sd_bus_message_new_signal(d->bus, &m, EVENTS_PATH, EVENTS_IFACE, "Event");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "tsx", e->seq, e->topic, e->time);
-        if (r >= 0)
-                r = bus_message_append_gvariant(m, e->data);
-        if (r >= 0)
-                r = sd_bus_send(d->bus, m, NULL);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "tsx", e->seq, e->topic, e->time);
+        if (r < 0)
+                return r;
+        r = bus_message_append_gvariant(m, e->data);
+        if (r < 0)
+                return r;
+        return sd_bus_send(d->bus, m, NULL);
+}
+
+static void emit_event(Daemon *d, const StoredEvent *e) {
+        int r;
+
+        r = send_event_signal(d, e);
         if (r < 0)
                 /* The event is stored: subscribers catch up with FetchSince. */
                 log_warning_errno(r, "Cannot emit event %" G_GUINT64_FORMAT, e->seq);
-        return r;
 }
 
 int reply_store_error(Daemon *d, int r, sd_bus_error *error) {
@@ -318,7 +348,7 @@ static void send_item(Daemon *d, const BatchItem *i, int commit_error) {
         case BATCH_ITEM_EVENT:
                 /* An event that was not committed never happened. */
                 if (commit_error >= 0)
-                        (void) emit_event(d, i->event);
+                        emit_event(d, i->event);
                 return;
         case BATCH_ITEM_SIGNAL:
                 /* The model it describes is volatile and has changed anyway:

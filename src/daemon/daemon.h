@@ -74,7 +74,11 @@ typedef struct Daemon {
         Audit *audit;           /* each change carried out, with its caller */
 } Daemon;
 
-/* Each manager registers its object(s) on d->bus. */
+/* Each manager registers its object(s) on d->bus. A manager is two files:
+ * <manager>.c holds its state and rules, <manager>-dbus.c its face on the
+ * bus (vtable, method handlers, property getters, and this function);
+ * <manager>.h is what the bus face uses of the state. Declared here is
+ * what the rest of the daemon uses of a manager. */
 int registry_register(Daemon *d);
 int users_register(Daemon *d);
 int presence_register(Daemon *d);

@@ -1,26 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Events manager: a bounded, persistent history of events with global
  * sequence numbers, and the commit path through which every manager
- * publishes (DESIGN.md §3, Events; §4 rule 3). */
+ * publishes (DESIGN.md §3, Events; §4 rule 3). This file holds what the
+ * history accepts and delivers, and its retention; events-dbus.c is its
+ * face on the bus. */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "bus-gvariant.h"
-#include "bus-read.h"
-#include "daemon.h"
+#include "events.h"
 #include "log.h"
 #include "macro.h"
 #include "validate.h"
 
-#define FETCH_SCAN_MAX          50000           /* rows looked at per FetchSince call */
 #define RETENTION_BATCH         2000            /* rows deleted per round */
 /* The soonest a round follows what made it due, so that a busy history
  * is trimmed about once a second, not once per commit. */
 #define RETENTION_DELAY_USEC    (1000 * 1000)
-
-/* The Events interface */
 
 static bool topic_is_reserved(const char *topic) {
         static const char *const reserved[] = { "users", "presence", "messages" };
@@ -32,22 +30,7 @@ static bool topic_is_reserved(const char *topic) {
         return false;
 }
 
-static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        g_autoptr(GVariant) data = NULL;
-        const char *topic;
-        uint64_t seq;
-        int r;
-
-        r = sd_bus_message_read(m, "s", &topic);
-        if (r < 0)
-                return r;
-        r = bus_message_read_vardict(m, &data);
-        if (r == -EOPNOTSUPP)
-                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "Event data must not carry file descriptors");
-        if (r < 0)
-                return r;
-
+int events_check_publish(Daemon *d, const char *topic, GVariant *data, sd_bus_error *error) {
         if (!topic_is_valid(topic)) {
                 g_autofree char *q = quote_for_error(topic, 80);
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
@@ -57,47 +40,15 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         if (topic_is_reserved(topic))
                 return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
                                          "Topic '%s' is reserved to the daemon (users, presence and messages/...)", topic);
-        /* What is stored must fit every message that will carry it. */
-        r = bus_check_event_data(data, d->config.max_event_data_bytes, error);
-        if (r < 0)
-                return r;
-        r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
-        if (r != 0)
-                return r;
-
-        r = daemon_begin(d);
-        if (r >= 0)
-                r = daemon_append_event(d, topic, data, &seq);
-        if (r >= 0)
-                r = daemon_reply_after_commit(d, m, NULL, NULL, "t", seq);
-        if (r < 0) {
-                daemon_rollback(d);
-                return reply_store_error(d, r, error);
-        }
-        return r;
+        return bus_check_event_data(data, d->config.max_event_data_bytes, error);
 }
 
-static int method_publish(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, m, error, publish_call(m, userdata, error));
+bool event_filter_is_empty(const EventFilter *f) {
+        return !f->prefixes[0] && !f->hide_messages;
 }
 
-/* A FetchSince call while the store reads its page. */
-typedef struct FetchCall {
-        Daemon *daemon;
-        sd_bus_message *call;
-        uint64_t after;
-        char **prefixes;        /* empty: every topic */
-        bool hide_messages;     /* the caller may not read messages/ events */
-} FetchCall;
-
-static void fetch_call_free(FetchCall *f) {
-        sd_bus_message_unref(f->call);
-        g_strfreev(f->prefixes);
-        g_free(f);
-}
-
-static bool fetch_filter_match(const char *topic, void *userdata) {
-        FetchCall *f = userdata;
+bool event_filter_match(const char *topic, void *userdata) {
+        const EventFilter *f = userdata;
 
         if (f->hide_messages && topic_is_message(topic))
                 return false;
@@ -109,27 +60,7 @@ static bool fetch_filter_match(const char *topic, void *userdata) {
         return false;
 }
 
-/* Messages are private (DESIGN.md §3, Messages): a caller not authorized
- * for read-messages gets every other event, and the scan goes past the
- * messages as past any event that does not match, so next_after and more
- * page exactly as for everyone. polkit is asked only when the prefixes
- * could take messages in. Returns 1 while it is asked. */
-static int hide_messages_from(Daemon *d, sd_bus_message *m, char **prefixes, bool *ret) {
-        bool allowed = true;
-        int r;
-
-        *ret = false;
-        if (!topic_prefixes_reach_messages(prefixes))
-                return 0;
-        r = polkit_authorize_read(d->polkit, m, POLKIT_ACTION_READ_MESSAGES, &allowed);
-        if (r != 0)
-                return r;
-        *ret = !allowed;
-        return 0;
-}
-
-/* PREFIXES holds the first of N prefixes given (all, when N is allowed). */
-static int check_prefixes(char **prefixes, size_t n, unsigned max, sd_bus_error *error) {
+int events_check_prefixes(char **prefixes, size_t n, unsigned max, sd_bus_error *error) {
         if (n > max)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "%zu topic prefixes given, at most %u are allowed", n, max);
@@ -149,7 +80,7 @@ static int check_prefixes(char **prefixes, size_t n, unsigned max, sd_bus_error 
 }
 
 /* HistoryReset and HistoryTruncated, exactly as DESIGN.md words them. */
-static int check_history(Daemon *d, const char *history_id, uint64_t after, sd_bus_error *error) {
+int events_check_history(Daemon *d, const char *history_id, uint64_t after, sd_bus_error *error) {
         uint64_t first = store_event_first_seq(d->store), last = store_event_last_seq(d->store);
 
         if (history_id[0] && strcmp(history_id, store_history_id(d->store)) != 0) {
@@ -177,7 +108,7 @@ static int check_history(Daemon *d, const char *history_id, uint64_t after, sd_b
  * marker saying why instead. Its seq stays in the sequence: a client
  * catching up sees no gap, and learns what it missed. The rules are the
  * contract's, not this site's [Limits], which only bound what comes in. */
-static GVariant *deliverable_data(const StoredEvent *e) {
+GVariant *event_deliverable_data(const StoredEvent *e) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         g_autofree char *reason = NULL;
 
@@ -189,156 +120,6 @@ static GVariant *deliverable_data(const StoredEvent *e) {
         reason = g_strdup_printf("%s; it was stored before outpostd refused such data", error.message);
         return g_variant_ref_sink(vardict_new(EVENT_WITHHELD_KEY, g_variant_new_string(reason), NULL));
 }
-
-static int append_events(sd_bus_message *reply, GPtrArray *events) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "(tsxa{sv})");
-        if (r < 0)
-                return r;
-        for (guint i = 0; i < events->len; i++) {
-                StoredEvent *e = events->pdata[i];
-                g_autoptr(GVariant) data = deliverable_data(e);
-
-                r = sd_bus_message_open_container(reply, 'r', "tsxa{sv}");
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "tsx", e->seq, e->topic, e->time);
-                if (r >= 0)
-                        r = bus_message_append_gvariant(reply, data);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(reply);
-                if (r < 0)
-                        return r;
-        }
-        return sd_bus_message_close_container(reply);
-}
-
-static int fetch_reply(FetchCall *f, GPtrArray *events, uint64_t next_after, bool more) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        int r;
-
-        r = sd_bus_message_new_method_return(f->call, &reply);
-        if (r >= 0)
-                r = append_events(reply, events);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "tb", next_after, more);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
-}
-
-static void fetch_done(Store *s, int r, GPtrArray *events, uint64_t next_after, bool more, void *userdata) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        FetchCall *f = userdata;
-
-        /* Retention may have run while the store read the page. */
-        if (r >= 0)
-                r = check_history(f->daemon, "", f->after, &error);
-        if (r >= 0)
-                r = fetch_reply(f, events, next_after, more);
-        if (r < 0) {
-                if (!sd_bus_error_is_set(&error))
-                        (void) reply_store_error(f->daemon, r, &error);
-                (void) sd_bus_reply_method_error(f->call, &error);
-        }
-        fetch_call_free(f);
-}
-
-static int method_fetch_since(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        g_auto(GStrv) prefixes = NULL;
-        Daemon *d = userdata;
-        const char *history_id;
-        uint64_t after;
-        uint32_t limit;
-        size_t n_prefixes;
-        bool hide_messages;
-        FetchCall *f;
-        int r;
-
-        r = sd_bus_message_read(m, "st", &history_id, &after);
-        if (r >= 0)
-                r = bus_read_strv_bounded(m, d->config.max_topic_prefixes, &prefixes, &n_prefixes);
-        if (r >= 0)
-                r = sd_bus_message_read(m, "u", &limit);
-        if (r < 0)
-                return r;
-
-        if (limit < 1 || limit > FETCH_LIMIT_MAX)
-                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                         "Invalid limit %u: must be 1-%d", limit, FETCH_LIMIT_MAX);
-        /* A lowered page size only shortens pages, which 'more' reports:
-         * a client that asks for more, as the contract lets it, still
-         * catches up. */
-        limit = MIN(limit, d->config.max_events_per_page);
-        r = check_prefixes(prefixes, n_prefixes, d->config.max_topic_prefixes, error);
-        if (r < 0)
-                return r;
-        r = check_history(d, history_id, after, error);
-        if (r < 0)
-                return r;
-        r = hide_messages_from(d, m, prefixes, &hide_messages);
-        if (r != 0)
-                return r;
-
-        f = g_new0(FetchCall, 1);
-        *f = (FetchCall) {
-                .daemon = d,
-                .call = sd_bus_message_ref(m),
-                .after = after,
-                .prefixes = TAKE_PTR(prefixes),
-                .hide_messages = hide_messages,
-        };
-        /* Answered once the store has read the page. */
-        store_event_scan(d->store, after, limit, FETCH_SCAN_MAX,
-                         f->prefixes[0] || f->hide_messages ? fetch_filter_match : NULL, f, fetch_done, f);
-        return 1;
-}
-
-static int property_get_history_id(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return sd_bus_message_append(reply, "s", store_history_id(d->store));
-}
-
-static int property_get_first_seq(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return sd_bus_message_append(reply, "t", store_event_first_seq(d->store));
-}
-
-static int property_get_last_seq(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return sd_bus_message_append(reply, "t", store_event_last_seq(d->store));
-}
-
-static const sd_bus_vtable events_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("HistoryId", "s", property_get_history_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("FirstSeq", "t", property_get_first_seq, 0, 0),
-        SD_BUS_PROPERTY("LastSeq", "t", property_get_last_seq, 0, 0),
-        SD_BUS_PROPERTY("RetentionCount", "u", NULL, offsetof(Daemon, config.retention_count),
-                        SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("RetentionSeconds", "u", NULL, offsetof(Daemon, config.retention_seconds),
-                        SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_METHOD_WITH_ARGS("Publish",
-                                SD_BUS_ARGS("s", topic, "a{sv}", data),
-                                SD_BUS_RESULT("t", seq),
-                                method_publish,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("FetchSince",
-                                SD_BUS_ARGS("s", history_id, "t", after_seq, "as", topic_prefixes, "u", limit),
-                                SD_BUS_RESULT("a(tsxa{sv})", events, "t", next_after, "b", more),
-                                method_fetch_since,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_SIGNAL_WITH_ARGS("Event",
-                                SD_BUS_ARGS("t", seq, "s", topic, "x", time, "a{sv}", data),
-                                0),
-        SD_BUS_SIGNAL_WITH_ARGS("Gap",
-                                SD_BUS_ARGS("t", after_seq, "t", resumed_seq),
-                                0),
-        SD_BUS_VTABLE_END
-};
 
 /* Retention runs in small rounds from a timer on CLOCK_REALTIME (event
  * times are wall-clock times), so a long backlog never holds the loop for
@@ -385,9 +166,9 @@ static int retention_arm(Daemon *d, uint64_t due) {
         if (due == 0)
                 return sd_event_source_set_enabled(d->retention_timer, SD_EVENT_OFF);
         r = sd_event_source_set_time(d->retention_timer, due);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(d->retention_timer, SD_EVENT_ONESHOT);
-        return r;
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(d->retention_timer, SD_EVENT_ONESHOT);
 }
 
 static void retention_done(Store *s, int n, void *userdata) {
@@ -437,13 +218,7 @@ void events_note_append(Daemon *d) {
         (void) retention_arm(d, retention_over_count(d) ? now + RETENTION_DELAY_USEC : retention_age_due(d, now));
 }
 
-int events_register(Daemon *d) {
-        int r;
-
-        r = sd_bus_add_object_vtable(d->bus, NULL, EVENTS_PATH, EVENTS_IFACE, events_vtable, d);
-        if (r < 0)
-                return r;
-        /* The first round runs as soon as the loop starts, for what aged
-         * while the daemon was not running; it arms the next. */
+int events_start_retention(Daemon *d) {
+        /* For what aged while the daemon was not running. */
         return sd_event_add_time(d->event, &d->retention_timer, CLOCK_REALTIME, 0, 0, on_retention_timer, d);
 }

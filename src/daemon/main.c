@@ -180,19 +180,20 @@ static int on_bus_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *
 }
 
 static int register_objects(Daemon *d) {
+        static int (*const register_manager[])(Daemon *d) = {
+                registry_register,
+                users_register,
+                presence_register,
+                messages_register,
+                events_register,
+        };
         int r;
 
-        r = registry_register(d);
-        if (r >= 0)
-                r = users_register(d);
-        if (r >= 0)
-                r = presence_register(d);
-        if (r >= 0)
-                r = messages_register(d);
-        if (r >= 0)
-                r = events_register(d);
-        if (r < 0)
-                return log_error_errno(r, "Cannot register objects");
+        for (size_t i = 0; i < ELEMENTSOF(register_manager); i++) {
+                r = register_manager[i](d);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot register objects");
+        }
         return 0;
 }
 

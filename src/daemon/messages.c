@@ -1,20 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Messages manager: system messages to users, delivered as one event
- * per recipient on topic messages/<user_id> (DESIGN.md §3, Messages). */
+ * per recipient on topic messages/<user_id> (DESIGN.md §3, Messages). This
+ * file holds what a message may be and the events it makes;
+ * messages-dbus.c is its face on the bus. */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "bus-gvariant.h"
-#include "bus-read.h"
-#include "daemon.h"
 #include "macro.h"
+#include "messages.h"
 #include "validate.h"
 
 /* Every recipient is a known user, or an error names the first that is not. */
-/* USER_IDS holds the first of N recipients given (all, when N is allowed). */
-static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error) {
+int message_check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error) {
         if (n == 0)
                 return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT, "A message needs at least one recipient");
         if (n > d->config.max_recipients)
@@ -38,7 +38,7 @@ static int check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *
         return 0;
 }
 
-static int check_body(Daemon *d, const char *body, sd_bus_error *error) {
+int message_check_body(Daemon *d, const char *body, sd_bus_error *error) {
         size_t n = strlen(body);
 
         if (n == 0)
@@ -50,8 +50,8 @@ static int check_body(Daemon *d, const char *body, sd_bus_error *error) {
         return 0;
 }
 
-static int append_message_events(Daemon *d, char **user_ids, const char *id, const char *body,
-                                 uint32_t uid, uint64_t *ret_last_seq) {
+int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, uint32_t uid,
+                           uint64_t *ret_last_seq) {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
 
         for (size_t i = 0; user_ids[i]; i++) {
@@ -73,67 +73,4 @@ static int append_message_events(Daemon *d, char **user_ids, const char *id, con
                         return r;
         }
         return 0;
-}
-
-static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        g_auto(GStrv) user_ids = NULL;
-        g_autofree char *id = NULL;
-        size_t n_recipients;
-        const char *body;
-        uint64_t last_seq = 0;
-        uid_t uid;
-        int r;
-
-        r = bus_read_strv_bounded(m, d->config.max_recipients, &user_ids, &n_recipients);
-        if (r >= 0)
-                r = sd_bus_message_read(m, "s", &body);
-        if (r < 0)
-                return r;
-        r = check_body(d, body, error);
-        if (r >= 0)
-                r = check_recipients(d, user_ids, n_recipients, error);
-        if (r < 0)
-                return r;
-        r = polkit_authorize_change(d->polkit, m, error);
-        if (r != 0)
-                return r;
-        /* Known already: polkit_authorize() needed it. */
-        r = polkit_sender_euid(d->polkit, m, &uid);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));
-
-        id = uuid_string_new();
-        r = daemon_begin(d);
-        if (r >= 0)
-                r = append_message_events(d, user_ids, id, body, uid, &last_seq);
-        if (r >= 0)
-                r = daemon_reply_after_commit(d, m, NULL, NULL, "st", id, last_seq);
-        if (r < 0) {
-                daemon_rollback(d);
-                return reply_store_error(d, r, error);
-        }
-        return r;
-}
-
-static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, m, error, send_call(m, userdata, error));
-}
-
-static const sd_bus_vtable messages_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD_WITH_ARGS("Send",
-                                SD_BUS_ARGS("as", user_ids, "s", body),
-                                SD_BUS_RESULT("s", message_id, "t", last_seq),
-                                method_send,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
-        /* Each event of a messages/ topic, in place of Event (batch.c). */
-        SD_BUS_SIGNAL_WITH_ARGS("MessageReceived",
-                                SD_BUS_ARGS("t", seq, "s", topic, "x", time, "a{sv}", data),
-                                0),
-        SD_BUS_VTABLE_END
-};
-
-int messages_register(Daemon *d) {
-        return sd_bus_add_object_vtable(d->bus, NULL, MESSAGES_PATH, MESSAGES_IFACE, messages_vtable, d);
 }

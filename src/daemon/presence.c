@@ -8,61 +8,25 @@
  * knows its holds, each holder its own, and a change's signals name only
  * the objects it adds or removes. Holders leaving the bus are seen through
  * one match rule for every departure, not one per holder: a stock system
- * bus allows a connection 512 match rules, and there are more callers. */
+ * bus allows a connection 512 match rules, and there are more callers.
+ *
+ * This file holds the model and the holds; presence-dbus.c is its face on
+ * the bus, and builds the signals of its changes. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
 
 #include "bus-gvariant.h"
-#include "daemon.h"
 #include "log.h"
 #include "macro.h"
+#include "presence.h"
 #include "validate.h"
 
-typedef struct Holder Holder;
-
-/* An online user: the object /org/outpost/Outpost1/presence/<id> and the
- * holds that keep it there, so that ending the holds of one user never
- * looks at anyone else's. */
-typedef struct OnlineUser {
-        char *user_id;
-        char *path;
-        int64_t since;          /* CLOCK_REALTIME µs: when the user came online */
-        GQueue holds;           /* Hold, by their user_link */
-} OnlineUser;
-
-typedef struct Hold {
-        Holder *holder;
-        OnlineUser *user;
-        GList user_link;        /* in user->holds: no allocation per hold */
-        uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
-        GSequenceIter *expiry;  /* in Presence.expiring while expires != 0 */
-} Hold;
-
-/* One bus connection that holds, or held, users online. It is kept until
- * the connection leaves the bus, so that a client going on and off line
- * does not check its presence on the bus (a round trip) each time. */
-struct Holder {
-        Presence *presence;
-        char *sender;
-        sd_bus_slot *check;     /* GetNameOwner: whether it left before we knew it */
-        GHashTable *holds;      /* user id (the OnlineUser's) → Hold */
-};
-
-struct Presence {
-        Daemon *daemon;
-        GHashTable *holders;    /* unique bus name → Holder */
-        GHashTable *online;     /* user id → OnlineUser */
-        uint64_t generation;
-        /* The holds with a ttl, soonest to expire first: the timer and
-         * GoOnline look at the first, never at every hold. */
-        GSequence *expiring;
-        sd_event_source *expiry_timer;
-        sd_bus_slot *departures; /* NameOwnerChanged of every name that loses its owner */
-        bool peers_full_logged; /* MaxPeers was reached and said so in the log */
-};
+/* The model: the online users, and each change of them published as one
+ * change of the batch. */
 
 /* What one commit changes: the InterfacesAdded/InterfacesRemoved of the
  * objects it adds and removes, built as each happens (an object removed is
@@ -93,6 +57,154 @@ static void change_clear(Change *c) {
 static bool change_is_empty(const Change *c) {
         return c->online->len == 0 && c->offline->len == 0;
 }
+
+static void online_user_free(OnlineUser *u) {
+        g_free(u->user_id);
+        g_free(u->path);
+        g_free(u);
+}
+
+/* The object path of USER_ID: a UUID has '-', which object paths lack. */
+static char *online_user_path(const char *user_id) {
+        g_autofree char *segment = g_strdup(user_id);
+
+        g_strdelimit(segment, "-", '_');
+        return g_strconcat(PRESENCE_PATH "/", segment, NULL);
+}
+
+/* Note in C the InterfacesAdded (ADDED) or InterfacesRemoved of U, built
+ * now: it is sent after the commit, ahead of the change's PropertiesChanged
+ * (DESIGN.md §4 rule 1). */
+static void change_add_object(Presence *p, Change *c, const OnlineUser *u, bool added) {
+        sd_bus_message *m;
+        int r;
+
+        r = online_user_signal_new(p, u, added, &m);
+        if (r < 0) {
+                /* GetManagedObjects still shows the truth. */
+                log_error_errno(r, "Cannot build the %s of %s", added ? "InterfacesAdded" : "InterfacesRemoved",
+                                u->path);
+                return;
+        }
+        g_ptr_array_add(c->objects, m);
+}
+
+/* The online user USER_ID: new, and announced in C, on its first hold. */
+static OnlineUser *online_user_get(Presence *p, const char *user_id, Change *c) {
+        OnlineUser *u = g_hash_table_lookup(p->online, user_id);
+
+        if (u)
+                return u;
+        u = g_new0(OnlineUser, 1);
+        u->user_id = g_strdup(user_id);
+        u->path = online_user_path(user_id);
+        u->since = g_get_real_time();
+        g_hash_table_insert(p->online, u->user_id, u);
+        g_ptr_array_add(c->online, g_strdup(user_id));
+        change_add_object(p, c, u, true);
+        return u;
+}
+
+/* U lost its last hold: offline. */
+static void online_user_gone(Presence *p, OnlineUser *u, Change *c) {
+        g_ptr_array_add(c->offline, g_strdup(u->user_id));
+        change_add_object(p, c, u, false);
+        g_hash_table_remove(p->online, u->user_id);     /* frees u */
+}
+
+static int append_presence_events(Presence *p, GPtrArray *users, bool online) {
+        for (guint i = 0; i < users->len; i++) {
+                g_autoptr(GVariant) data = g_variant_ref_sink(vardict_new("user", g_variant_new_string(users->pdata[i]),
+                                                                          "online", g_variant_new_boolean(online),
+                                                                          "generation", g_variant_new_uint64(p->generation),
+                                                                          NULL));
+                int r = daemon_append_event(p->daemon, "presence", data, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The signals of C in the order of DESIGN.md §3: its objects, then the
+ * manager's one PropertiesChanged. */
+static void append_change_signals(Daemon *d, Change *c, sd_bus_message *changed) {
+        for (guint i = 0; i < c->objects->len; i++)
+                daemon_append_signal(d, c->objects->pdata[i]);
+        if (changed)
+                daemon_append_signal(d, changed);
+}
+
+/* C's signals and events, as a change of the batch of its own. */
+static int publish_change(Presence *p, Change *c, sd_bus_message *changed) {
+        Daemon *d = p->daemon;
+        int r;
+
+        r = daemon_begin(d);
+        if (r < 0)
+                return r;
+        append_change_signals(d, c, changed);
+        r = append_presence_events(p, c->online, true);
+        if (r < 0)
+                return r;
+        r = append_presence_events(p, c->offline, false);
+        if (r < 0)
+                return r;
+        return daemon_end_change(d);
+}
+
+/* A change applied to the model joins the open batch as one change: its
+ * objects' InterfacesAdded/InterfacesRemoved, ONE PropertiesChanged with
+ * Generation and OnlineCount, then its events, all sent once the batch is
+ * durable and before the reply of whoever made it. The PropertiesChanged is
+ * built now: by then later changes of the same batch may have moved the
+ * model on, and each signal must show its own change. */
+static int presence_publish(Presence *p, Change *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
+        Daemon *d = p->daemon;
+        int r, k;
+
+        if (change_is_empty(c))
+                return 0;
+
+        p->generation++;
+        k = presence_changed_signal_new(p, &signal);
+        if (k < 0)
+                /* Clients still see the events, and read the model anew. */
+                log_error_errno(k, "Cannot build the PropertiesChanged of presence generation %" G_GUINT64_FORMAT,
+                                p->generation);
+
+        r = publish_change(p, c, signal);
+        if (r < 0) {
+                daemon_rollback(d);
+                /* Presence is volatile: the model follows its holders even
+                 * when the history cannot record it. */
+                log_error_errno(r, "Cannot record presence events; the change is shown without them");
+                append_change_signals(d, c, signal);
+                return r;
+        }
+        return k;
+}
+
+/* Holds: who keeps a user online, until when, and what ends a hold (the
+ * holder letting go or leaving the bus, its ttl, the user going). */
+
+typedef struct Hold {
+        Holder *holder;
+        OnlineUser *user;
+        GList user_link;        /* in user->holds: no allocation per hold */
+        uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
+        GSequenceIter *expiry;  /* in Presence.expiring while expires != 0 */
+} Hold;
+
+/* One bus connection that holds, or held, users online. It is kept until
+ * the connection leaves the bus, so that a client going on and off line
+ * does not check its presence on the bus (a round trip) each time. */
+struct Holder {
+        Presence *presence;
+        char *sender;
+        sd_bus_slot *check;     /* GetNameOwner: whether it left before we knew it */
+        GHashTable *holds;      /* user id (the OnlineUser's) → Hold */
+};
 
 static uint64_t now_monotonic(void) {
         struct timespec ts;
@@ -132,97 +244,6 @@ static void holder_free(Holder *h) {
         g_free(h);
 }
 
-static void online_user_free(OnlineUser *u) {
-        g_free(u->user_id);
-        g_free(u->path);
-        g_free(u);
-}
-
-/* The object path of USER_ID: a UUID has '-', which object paths lack. */
-static char *online_user_path(const char *user_id) {
-        g_autofree char *segment = g_strdup(user_id);
-
-        g_strdelimit(segment, "-", '_');
-        return g_strconcat(PRESENCE_PATH "/", segment, NULL);
-}
-
-/* The standard interfaces sd-bus shows on every object of GetManagedObjects:
- * the signals announce the same set, so that a cache built from the signals
- * equals the snapshot. */
-static const char *const standard_interfaces[] = {
-        "org.freedesktop.DBus.Peer",
-        "org.freedesktop.DBus.Introspectable",
-        "org.freedesktop.DBus.Properties",
-};
-
-/* The body of U's InterfacesAdded (ADDED: with the properties) or
- * InterfacesRemoved (just the names). */
-static int append_interfaces(sd_bus_message *m, const OnlineUser *u, bool added) {
-        int r;
-
-        r = sd_bus_message_append(m, "o", u->path);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(m, 'a', added ? "{sa{sv}}" : "s");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < ELEMENTSOF(standard_interfaces); i++) {
-                r = added ? sd_bus_message_append(m, "{sa{sv}}", standard_interfaces[i], 0)
-                          : sd_bus_message_append(m, "s", standard_interfaces[i]);
-                if (r < 0)
-                        return r;
-        }
-        r = added ? sd_bus_message_append(m, "{sa{sv}}", ONLINE_USER_IFACE, 2, "UserId", "s", u->user_id, "Since", "x",
-                                          u->since)
-                  : sd_bus_message_append(m, "s", ONLINE_USER_IFACE);
-        if (r < 0)
-                return r;
-        return sd_bus_message_close_container(m);
-}
-
-/* Note in C the InterfacesAdded (ADDED) or InterfacesRemoved of U, built
- * now: it is sent after the commit, ahead of the change's PropertiesChanged
- * (DESIGN.md §4 rule 1). */
-static void change_add_object(Presence *p, Change *c, const OnlineUser *u, bool added) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r;
-
-        r = sd_bus_message_new_signal(p->daemon->bus, &m, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager",
-                                      added ? "InterfacesAdded" : "InterfacesRemoved");
-        if (r >= 0)
-                r = append_interfaces(m, u, added);
-        if (r < 0) {
-                /* GetManagedObjects still shows the truth. */
-                log_error_errno(r, "Cannot build the %s of %s", added ? "InterfacesAdded" : "InterfacesRemoved",
-                                u->path);
-                return;
-        }
-        g_ptr_array_add(c->objects, TAKE_PTR(m));
-}
-
-/* The online user USER_ID: new, and announced in C, on its first hold. */
-static OnlineUser *online_user_get(Presence *p, const char *user_id, Change *c) {
-        OnlineUser *u = g_hash_table_lookup(p->online, user_id);
-
-        if (u)
-                return u;
-        u = g_new0(OnlineUser, 1);
-        u->user_id = g_strdup(user_id);
-        u->path = online_user_path(user_id);
-        u->since = g_get_real_time();
-        g_hash_table_insert(p->online, u->user_id, u);
-        g_ptr_array_add(c->online, g_strdup(user_id));
-        change_add_object(p, c, u, true);
-        return u;
-}
-
-/* U lost its last hold: offline. */
-static void online_user_gone(Presence *p, OnlineUser *u, Change *c) {
-        g_ptr_array_add(c->offline, g_strdup(u->user_id));
-        change_add_object(p, c, u, false);
-        g_hash_table_remove(p->online, u->user_id);     /* frees u */
-}
-
 static Hold *hold_new(Holder *holder, OnlineUser *u) {
         Hold *h = g_new0(Hold, 1);
 
@@ -243,88 +264,6 @@ static void hold_remove(Hold *h, Change *c) {
         g_hash_table_remove(h->holder->holds, u->user_id);      /* frees h */
         if (g_queue_is_empty(&u->holds))
                 online_user_gone(p, u, c);
-}
-
-static int append_presence_events(Presence *p, GPtrArray *users, bool online) {
-        for (guint i = 0; i < users->len; i++) {
-                g_autoptr(GVariant) data = g_variant_ref_sink(vardict_new("user", g_variant_new_string(users->pdata[i]),
-                                                                          "online", g_variant_new_boolean(online),
-                                                                          "generation", g_variant_new_uint64(p->generation),
-                                                                          NULL));
-                int r = daemon_append_event(p->daemon, "presence", data, NULL);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* The PropertiesChanged of the manager as this change leaves it: Generation
- * and OnlineCount, whatever the number of users online. Built now and sent
- * after the commit: by then later changes of the same batch may have moved
- * the model on, and each signal must show its own change. */
-static int changed_signal_new(Presence *p, sd_bus_message **ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r;
-
-        r = sd_bus_message_new_signal(p->daemon->bus, &m, PRESENCE_PATH, "org.freedesktop.DBus.Properties",
-                                      "PropertiesChanged");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "sa{sv}as", PRESENCE_IFACE, 2,
-                                  "Generation", "t", p->generation,
-                                  "OnlineCount", "u", (uint32_t) g_hash_table_size(p->online),
-                                  0);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(m);
-        return 0;
-}
-
-/* The signals of C in the order of DESIGN.md §3: its objects, then the
- * manager's one PropertiesChanged. */
-static void append_change_signals(Daemon *d, Change *c, sd_bus_message *changed) {
-        for (guint i = 0; i < c->objects->len; i++)
-                daemon_append_signal(d, c->objects->pdata[i]);
-        if (changed)
-                daemon_append_signal(d, changed);
-}
-
-/* A change applied to the model joins the open batch as one change: its
- * objects' InterfacesAdded/InterfacesRemoved, ONE PropertiesChanged with
- * Generation and OnlineCount, then its events, all sent once the batch is
- * durable and before the reply of whoever made it. */
-static int presence_publish(Presence *p, Change *c) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *signal = NULL;
-        Daemon *d = p->daemon;
-        int r, k;
-
-        if (change_is_empty(c))
-                return 0;
-
-        p->generation++;
-        k = changed_signal_new(p, &signal);
-        if (k < 0)
-                /* Clients still see the events, and read the model anew. */
-                log_error_errno(k, "Cannot build the PropertiesChanged of presence generation %" G_GUINT64_FORMAT,
-                                p->generation);
-
-        r = daemon_begin(d);
-        if (r >= 0)
-                append_change_signals(d, c, signal);
-        if (r >= 0)
-                r = append_presence_events(p, c->online, true);
-        if (r >= 0)
-                r = append_presence_events(p, c->offline, false);
-        if (r >= 0)
-                r = daemon_end_change(d);
-        if (r < 0) {
-                daemon_rollback(d);
-                /* Presence is volatile: the model follows its holders even
-                 * when the history cannot record it. */
-                log_error_errno(r, "Cannot record presence events; the change is shown without them");
-                append_change_signals(d, c, signal);
-        }
-        return r < 0 ? r : k;
 }
 
 static void rearm_expiry(Presence *p);
@@ -373,8 +312,7 @@ static int on_holder_checked(sd_bus_message *reply, void *userdata, sd_bus_error
         return 0;
 }
 
-static int holder_get(Presence *p, sd_bus_message *m, Holder **ret) {
-        const char *sender = sd_bus_message_get_sender(m);
+static int holder_get(Presence *p, const char *sender, Holder **ret) {
         Holder *h;
         int r;
 
@@ -438,8 +376,9 @@ static void rearm_expiry(Presence *p) {
         (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_ONESHOT);
 }
 
-/* The user ID exists and may be online, or an error says why not. */
-static int check_user(Presence *p, const char *id, bool for_online, sd_bus_error *error) {
+/* The changes: GoOnline, GoOffline, and a user deleted or disabled. */
+
+int presence_check_user(Presence *p, const char *id, bool for_online, sd_bus_error *error) {
         const UserRecord *u;
         int r;
 
@@ -459,47 +398,48 @@ static int check_user(Presence *p, const char *id, bool for_online, sd_bus_error
         return 0;
 }
 
-static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        Presence *p = d->presence;
-        _cleanup_(change_clear) Change c = {};
-        const char *user_id;
-        uint32_t ttl;
-        Holder *h;
-        Hold *hold;
+/* SENDER's holder, or -EUSERS refused with LimitExceeded (logged once
+ * until a holder leaves). */
+static int holder_get_limited(Presence *p, const char *sender, Holder **ret, sd_bus_error *error) {
+        unsigned max_peers = p->daemon->config.max_presence_peers;
         int r;
 
-        r = sd_bus_message_read(m, "su", &user_id, &ttl);
-        if (r < 0)
-                return r;
-        r = check_user(p, user_id, true, error);
-        if (r < 0)
-                return r;
-        r = polkit_authorize_change(d->polkit, m, error);
-        if (r != 0)
-                return r;
-        r = holder_get(p, m, &h);
+        r = holder_get(p, sender, ret);
         if (r == -EUSERS) {
                 /* Once until the count drops again: no log flood. */
                 if (!p->peers_full_logged)
                         log_warning("Presence: refusing holds of new connections (%s first): %u connections "
                                     "already hold presence ([Presence] MaxPeers)",
-                                    sd_bus_message_get_sender(m), d->config.max_presence_peers);
+                                    sender, max_peers);
                 p->peers_full_logged = true;
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "Too many connections hold presence: at most %u ([Presence] MaxPeers)",
-                                         d->config.max_presence_peers);
+                                         max_peers);
         }
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot track the caller: %s", strerror(-r));
+        return 0;
+}
+
+int presence_hold(Presence *p, const char *sender, const char *user_id, uint32_t ttl, sd_bus_error *error) {
+        unsigned max_holds = p->daemon->config.max_holds_per_connection;
+        _cleanup_(change_clear) Change c = {};
+        Holder *h = NULL;
+        Hold *hold;
+        int r;
+
+        r = holder_get_limited(p, sender, &h, error);
+        if (r < 0)
+                return r;
+        assert(h);
 
         change_init(&c);
         hold = g_hash_table_lookup(h->holds, user_id);
-        if (!hold && g_hash_table_size(h->holds) >= d->config.max_holds_per_connection)
+        if (!hold && g_hash_table_size(h->holds) >= max_holds)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "Connection %s already holds %u users online, the most it may "
                                          "([Presence] MaxHoldsPerPeer); cannot hold '%s'",
-                                         h->sender, d->config.max_holds_per_connection, user_id);
+                                         h->sender, max_holds, user_id);
         if (!hold)
                 hold = hold_new(h, online_user_get(p, user_id, &c));
         /* Calling again renews, and may change the kind of hold. */
@@ -507,34 +447,15 @@ static int go_online_call(sd_bus_message *m, void *userdata, sd_bus_error *error
         rearm_expiry(p);
 
         (void) presence_publish(p, &c);
-        return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
+        return 0;
 }
 
-static int method_go_online(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, m, error, go_online_call(m, userdata, error));
-}
-
-static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        Presence *p = d->presence;
+void presence_release(Presence *p, const char *sender, const char *user_id) {
         _cleanup_(change_clear) Change c = {};
-        const char *user_id, *sender;
         Holder *h;
         Hold *hold;
-        int r;
-
-        r = sd_bus_message_read(m, "s", &user_id);
-        if (r < 0)
-                return r;
-        r = check_user(p, user_id, false, error);
-        if (r < 0)
-                return r;
-        r = polkit_authorize_change(d->polkit, m, error);
-        if (r != 0)
-                return r;
 
         change_init(&c);
-        sender = sd_bus_message_get_sender(m);
         h = sender ? g_hash_table_lookup(p->holders, sender) : NULL;
         hold = h ? g_hash_table_lookup(h->holds, user_id) : NULL;
         if (hold) {
@@ -542,11 +463,6 @@ static int go_offline_call(sd_bus_message *m, void *userdata, sd_bus_error *erro
                 rearm_expiry(p);
         }
         (void) presence_publish(p, &c);
-        return daemon_reply_after_commit(d, m, NULL, NULL, "t", p->generation);
-}
-
-static int method_go_offline(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, m, error, go_offline_call(m, userdata, error));
 }
 
 int presence_user_gone(Daemon *d, const char *user_id) {
@@ -565,98 +481,6 @@ int presence_user_gone(Daemon *d, const char *user_id) {
         return presence_publish(p, &c);
 }
 
-static int property_get_generation(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return sd_bus_message_append(reply, "t", d->presence->generation);
-}
-
-static int property_get_online_count(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
-        return sd_bus_message_append(reply, "u", (uint32_t) g_hash_table_size(d->presence->online));
-}
-
-static const sd_bus_vtable presence_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Generation", "t", property_get_generation, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("OnlineCount", "u", property_get_online_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_METHOD_WITH_ARGS("GoOnline",
-                                SD_BUS_ARGS("s", user_id, "u", ttl_seconds),
-                                SD_BUS_RESULT("t", generation),
-                                method_go_online,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("GoOffline",
-                                SD_BUS_ARGS("s", user_id),
-                                SD_BUS_RESULT("t", generation),
-                                method_go_offline,
-                                SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_VTABLE_END
-};
-
-static const sd_bus_vtable online_user_vtable[] = {
-        SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("UserId", "s", NULL, offsetof(OnlineUser, user_id), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Since", "x", NULL, offsetof(OnlineUser, since), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_VTABLE_END
-};
-
-/* sd-bus does not mix a plain object and a fallback on one path: the
- * manager is a fallback too, found on its own path only. */
-static int find_manager(sd_bus *bus, const char *path, const char *interface, void *userdata, void **ret_found,
-                        sd_bus_error *error) {
-        if (strcmp(path, PRESENCE_PATH) != 0)
-                return 0;
-        *ret_found = userdata;
-        return 1;
-}
-
-/* The online user whose object PATH is, in one lookup. */
-static int find_online_user(sd_bus *bus, const char *path, const char *interface, void *userdata,
-                            void **ret_found, sd_bus_error *error) {
-        Presence *p = userdata;
-        const char *segment = g_str_has_prefix(path, PRESENCE_PATH "/") ? path + strlen(PRESENCE_PATH "/") : NULL;
-        g_autofree char *user_id = NULL;
-        OnlineUser *u;
-
-        if (!segment || strchr(segment, '/') || strchr(segment, '-'))
-                return 0;
-        user_id = g_strdelimit(g_strdup(segment), "_", '-');
-        u = g_hash_table_lookup(p->online, user_id);
-        if (!u)
-                return 0;
-        *ret_found = u;
-        return 1;
-}
-
-/* Every online user's object, for GetManagedObjects and introspection:
- * those list everything by nature; a change never comes here. */
-static int enumerate_online_users(sd_bus *bus, const char *path, void *userdata, char ***ret_nodes,
-                                  sd_bus_error *error) {
-        Presence *p = userdata;
-        /* sd-bus frees the vector with free(). */
-        char **nodes = calloc(g_hash_table_size(p->online) + 1, sizeof(char *));
-        GHashTableIter iter;
-        OnlineUser *u;
-        size_t n = 0;
-
-        if (!nodes)
-                return -ENOMEM;
-        g_hash_table_iter_init(&iter, p->online);
-        while (g_hash_table_iter_next(&iter, NULL, (gpointer *) &u)) {
-                nodes[n] = strdup(u->path);
-                if (!nodes[n]) {
-                        while (n > 0)
-                                free(nodes[--n]);
-                        free(nodes);
-                        return -ENOMEM;
-                }
-                n++;
-        }
-        *ret_nodes = nodes;
-        return 0;
-}
-
 void presence_free(Presence *p) {
         if (!p)
                 return;
@@ -669,8 +493,12 @@ void presence_free(Presence *p) {
         g_free(p);
 }
 
-int presence_register(Daemon *d) {
-        Presence *p = g_new0(Presence, 1);
+static void presence_freep(Presence **p) {
+        presence_free(*p);
+}
+
+int presence_new(Daemon *d, Presence **ret) {
+        _cleanup_(presence_freep) Presence *p = g_new0(Presence, 1);
         int r;
 
         p->daemon = d;
@@ -681,7 +509,6 @@ int presence_register(Daemon *d) {
          * change publishes one event, so the last seq at start is past any
          * generation an earlier run reached. */
         p->generation = store_event_last_seq(d->store);
-        d->presence = p;
 
         r = sd_event_add_time(d->event, &p->expiry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_expiry, p);
         if (r < 0)
@@ -694,12 +521,6 @@ int presence_register(Daemon *d) {
                                    on_name_owner_changed, NULL, p);
         if (r < 0)
                 return r;
-        r = sd_bus_add_fallback_vtable(d->bus, NULL, PRESENCE_PATH, PRESENCE_IFACE, presence_vtable, find_manager, d);
-        if (r < 0)
-                return r;
-        r = sd_bus_add_fallback_vtable(d->bus, NULL, PRESENCE_PATH, ONLINE_USER_IFACE, online_user_vtable,
-                                       find_online_user, p);
-        if (r < 0)
-                return r;
-        return sd_bus_add_node_enumerator(d->bus, NULL, PRESENCE_PATH, enumerate_online_users, p);
+        *ret = TAKE_PTR(p);
+        return 0;
 }

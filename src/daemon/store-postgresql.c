@@ -297,6 +297,18 @@ static int send_sync(PgStore *s) {
         return flush_output(s);
 }
 
+/* Send the N STATEMENTS and a Sync: one round trip. */
+static int send_pipeline(PgStore *s, const PgStatement *const *statements, size_t n) {
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                r = send_statement(s, statements[i]);
+                if (r < 0)
+                        return r;
+        }
+        return send_sync(s);
+}
+
 static void op_complete(PgStore *s, PgOp *op);
 
 /* The connection is gone or broken: every operation waiting fails, and the
@@ -464,14 +476,11 @@ static void pg_rollback(Store *store) {
 static void pg_commit(Store *store, StoreDone done, void *userdata) {
         PgStore *s = (PgStore *) store;
         PgOp *op = op_new(s, PG_OP_COMMIT);
-        int r = 0;
+        int r;
 
         op->done = done;
         op->userdata = userdata;
-        for (guint i = 0; i < s->statements->len && r >= 0; i++)
-                r = send_statement(s, s->statements->pdata[i]);
-        if (r >= 0)
-                r = send_sync(s);
+        r = send_pipeline(s, (const PgStatement *const *) s->statements->pdata, s->statements->len);
         g_ptr_array_set_size(s->statements, 0);
         g_array_set_size(s->undo, 0);
         s->sent_last_seq = s->base.last_seq;
@@ -678,6 +687,7 @@ static void pg_event_expire(Store *store, uint64_t keep_from, int64_t older_than
         PgStore *s = (PgStore *) store;
         PgStatement expire = { .name = "event_expire" };
         const PgStatement floor = { .name = "event_floor" }, oldest = { .name = "event_oldest" };
+        const PgStatement *const pipeline[] = { &floor, &expire, &oldest };
         PgOp *op = op_new(s, PG_OP_EXPIRE);
         int r;
 
@@ -687,13 +697,7 @@ static void pg_event_expire(Store *store, uint64_t keep_from, int64_t older_than
         param_int64(&expire, (int64_t) keep_from);
         param_int64(&expire, older_than);
         param_int64(&expire, max_rows);
-        r = send_statement(s, &floor);
-        if (r >= 0)
-                r = send_statement(s, &expire);
-        if (r >= 0)
-                r = send_statement(s, &oldest);
-        if (r >= 0)
-                r = send_sync(s);
+        r = send_pipeline(s, pipeline, ELEMENTSOF(pipeline));
         for (int i = 0; i < expire.n; i++)
                 g_free(expire.values[i]);
         if (r < 0)
@@ -765,20 +769,21 @@ static int check_schema(PgStore *s) {
         int version, r;
 
         r = exec_ok(s, "SELECT pg_advisory_xact_lock(" G_STRINGIFY(SCHEMA_LOCK_KEY) ")", PGRES_TUPLES_OK, NULL);
-        if (r >= 0)
-                r = exec_ok(s, "CREATE TABLE IF NOT EXISTS outpost_schema (version integer NOT NULL)",
-                            PGRES_COMMAND_OK, NULL);
-        if (r >= 0)
-                r = exec_ok(s, "SELECT max(version) FROM outpost_schema", PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        r = exec_ok(s, "CREATE TABLE IF NOT EXISTS outpost_schema (version integer NOT NULL)", PGRES_COMMAND_OK, NULL);
+        if (r < 0)
+                return r;
+        r = exec_ok(s, "SELECT max(version) FROM outpost_schema", PGRES_TUPLES_OK, &res);
         if (r < 0)
                 return r;
         if (PQgetisnull(res, 0, 0)) {
                 log_info("%s: making the store's tables (schema version %d)", s->base.path, SCHEMA_VERSION);
                 r = exec_ok(s, schema_sql, PGRES_COMMAND_OK, NULL);
-                if (r >= 0)
-                        r = exec_ok(s, "INSERT INTO outpost_schema (version) VALUES (" G_STRINGIFY(SCHEMA_VERSION) ")",
-                                    PGRES_COMMAND_OK, NULL);
-                return r;
+                if (r < 0)
+                        return r;
+                return exec_ok(s, "INSERT INTO outpost_schema (version) VALUES (" G_STRINGIFY(SCHEMA_VERSION) ")",
+                               PGRES_COMMAND_OK, NULL);
         }
         version = atoi(PQgetvalue(res, 0, 0));
         if (version > SCHEMA_VERSION) {
@@ -838,18 +843,24 @@ static int open_session(PgStore *s) {
         int r;
 
         r = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL);
-        if (r >= 0)
-                r = check_schema(s);
-        if (r >= 0)
-                r = meta_get_or_create(s, "server-id", &s->base.server_id);
-        if (r >= 0)
-                r = meta_get_or_create(s, "history-id", &s->base.history_id);
-        if (r >= 0)
-                r = load_users(s);
-        if (r >= 0)
-                r = read_event_bounds(s);
-        if (r >= 0)
-                r = exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL);
+        if (r < 0)
+                return r;
+        r = check_schema(s);
+        if (r < 0)
+                return r;
+        r = meta_get_or_create(s, "server-id", &s->base.server_id);
+        if (r < 0)
+                return r;
+        r = meta_get_or_create(s, "history-id", &s->base.history_id);
+        if (r < 0)
+                return r;
+        r = load_users(s);
+        if (r < 0)
+                return r;
+        r = read_event_bounds(s);
+        if (r < 0)
+                return r;
+        r = exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL);
         if (r < 0)
                 return r;
 

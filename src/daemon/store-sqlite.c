@@ -510,8 +510,9 @@ static int open_database(SqliteStore *s, StoreKind kind) {
                 return sqlite_error(s, "creating the schema");
         /* A fresh events table is a new history, with an id of its own. */
         r = meta_get_or_create(s, "server-id", &s->base.server_id);
-        if (r >= 0)
-                r = meta_get_or_create(s, "history-id", &s->base.history_id);
+        if (r < 0)
+                return r;
+        r = meta_get_or_create(s, "history-id", &s->base.history_id);
         if (r < 0)
                 return r;
         if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -758,13 +759,14 @@ static sqlite3_stmt *user_update_statement(SqliteStore *s, UserField fields) {
 
 static int sqlite_user_insert(Store *store, const UserRecord *u) {
         SqliteStore *s = (SqliteStore *) store;
-        int r = user_write(s, statement(s, STMT_USER_INSERT), u);
+        int r;
 
-        if (r >= 0) {
-                user_dirty_add(s, u->id);
-                (void) user_cache_put(s, u);
-        }
-        return r;
+        r = user_write(s, statement(s, STMT_USER_INSERT), u);
+        if (r < 0)
+                return r;
+        user_dirty_add(s, u->id);
+        (void) user_cache_put(s, u);
+        return 0;
 }
 
 static int sqlite_user_update(Store *store, const UserRecord *u, UserField fields) {
@@ -775,12 +777,11 @@ static int sqlite_user_update(Store *store, const UserRecord *u, UserField field
         if (!st)
                 return -EIO;
         r = user_write(s, st, u);
-
-        if (r >= 0) {
-                user_dirty_add(s, u->id);
-                (void) user_cache_put(s, u);
-        }
-        return r;
+        if (r < 0)
+                return r;
+        user_dirty_add(s, u->id);
+        (void) user_cache_put(s, u);
+        return 0;
 }
 
 static int sqlite_user_delete(Store *store, const char *id) {

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The Messages manager's rules (messages.c), for its bus face
+ * (messages-dbus.c). The checks set ERROR to what the caller is to be told
+ * and return negative errno. */
+
+#include "daemon.h"
+
+int message_check_body(Daemon *d, const char *body, sd_bus_error *error);
+/* USER_IDS holds the first of N recipients given (all, when N is allowed). */
+int message_check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error);
+
+/* Inside an open change: message ID from UID, one event per recipient;
+ * RET_LAST_SEQ: the seq of the last. */
+int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, uint32_t uid,
+                          uint64_t *ret_last_seq);
