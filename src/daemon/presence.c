@@ -4,9 +4,9 @@
  * GoOffline). A user is online while some bus connection holds it; holds
  * end with GoOffline, with the holder leaving the bus, with their ttl, or
  * with the user being deleted or disabled (DESIGN.md §3, Presence). What a
- * change costs does not depend on how many users are online: each user
- * knows its holds, each holder its own, and a change's signals name only
- * the objects it adds or removes. Holders leaving the bus are seen through
+ * change costs does not depend on how many users are online: the hold
+ * table finds a user's holds and a holder's without looking at others,
+ * and a change's signals name only the objects it adds or removes. Holders leaving the bus are seen through
  * one match rule for every departure, not one per holder: a stock system
  * bus allows a connection 512 match rules, and there are more callers.
  *
@@ -17,7 +17,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 #include "bus-gvariant.h"
 #include "log.h"
@@ -89,20 +88,17 @@ static void change_add_object(Presence *p, Change *c, const OnlineUser *u, bool 
         g_ptr_array_add(c->objects, m);
 }
 
-/* The online user USER_ID: new, and announced in C, on its first hold. */
-static OnlineUser *online_user_get(Presence *p, const char *user_id, Change *c) {
-        OnlineUser *u = g_hash_table_lookup(p->online, user_id);
+/* USER_ID has its first hold: online, and announced in C. */
+static void online_user_add(Presence *p, const char *user_id, Change *c) {
+        OnlineUser *u = g_new0(OnlineUser, 1);
 
-        if (u)
-                return u;
-        u = g_new0(OnlineUser, 1);
+        assert(!g_hash_table_contains(p->online, user_id));
         u->user_id = g_strdup(user_id);
         u->path = online_user_path(user_id);
         u->since = g_get_real_time();
         g_hash_table_insert(p->online, u->user_id, u);
         g_ptr_array_add(c->online, g_strdup(user_id));
         change_add_object(p, c, u, true);
-        return u;
 }
 
 /* U lost its last hold: offline. */
@@ -186,15 +182,9 @@ static int presence_publish(Presence *p, Change *c) {
 }
 
 /* Holds: who keeps a user online, until when, and what ends a hold (the
- * holder letting go or leaving the bus, its ttl, the user going). */
-
-typedef struct Hold {
-        Holder *holder;
-        OnlineUser *user;
-        GList user_link;        /* in user->holds: no allocation per hold */
-        uint64_t expires;       /* CLOCK_MONOTONIC µs; 0: held until GoOffline or the holder leaves */
-        GSequenceIter *expiry;  /* in Presence.expiring while expires != 0 */
-} Hold;
+ * holder letting go or leaving the bus, its ttl, the user going). The
+ * holds are in the hold table every layer keeps (src/shared/hold-table.c);
+ * here are their holders, watched until they leave the bus. */
 
 /* One bus connection that holds, or held, users online. It is kept until
  * the connection leaves the bus, so that a client going on and off line
@@ -203,87 +193,39 @@ struct Holder {
         Presence *presence;
         char *sender;
         sd_bus_slot *check;     /* GetNameOwner: whether it left before we knew it */
-        GHashTable *holds;      /* user id (the OnlineUser's) → Hold */
 };
-
-static uint64_t now_monotonic(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static int compare_expiry(const void *a, const void *b, void *userdata) {
-        const Hold *x = a, *y = b;
-
-        if (x->expires != y->expires)
-                return x->expires < y->expires ? -1 : 1;
-        /* Any order among equals, but a total one. */
-        return x < y ? -1 : x > y;
-}
-
-/* Set when H lapses (0: never) and its place among the expiring holds. */
-static void hold_set_expiry(Hold *h, uint64_t expires) {
-        if (h->expiry)
-                g_sequence_remove(g_steal_pointer(&h->expiry));
-        h->expires = expires;
-        if (expires != 0)
-                h->expiry = g_sequence_insert_sorted(h->holder->presence->expiring, h, compare_expiry, NULL);
-}
-
-static void hold_free(Hold *h) {
-        if (h->expiry)
-                g_sequence_remove(h->expiry);
-        g_free(h);
-}
 
 static void holder_free(Holder *h) {
         sd_bus_slot_unref(h->check);
-        g_hash_table_unref(h->holds);
         g_free(h->sender);
         g_free(h);
 }
 
-static Hold *hold_new(Holder *holder, OnlineUser *u) {
-        Hold *h = g_new0(Hold, 1);
-
-        h->holder = holder;
-        h->user = u;
-        h->user_link.data = h;
-        g_queue_push_tail_link(&u->holds, &h->user_link);
-        g_hash_table_insert(holder->holds, u->user_id, h);
-        return h;
-}
-
-/* End hold H; its user goes offline if no other hold is left. */
-static void hold_remove(Hold *h, Change *c) {
-        Presence *p = h->holder->presence;
-        OnlineUser *u = h->user;
-
-        g_queue_unlink(&u->holds, &h->user_link);
-        g_hash_table_remove(h->holder->holds, u->user_id);      /* frees h */
-        if (g_queue_is_empty(&u->holds))
-                online_user_gone(p, u, c);
-}
-
-static void rearm_expiry(Presence *p);
-
-static void holder_left(Holder *h) {
-        Presence *p = h->presence;
+/* USERS lost their last hold together, by lapses or by their holder
+ * leaving: offline, as one change. */
+static void on_holds_released(HoldTable *t, char **users, void *userdata) {
+        Presence *p = userdata;
         _cleanup_(change_clear) Change c = {};
-        g_autoptr(GList) holds = g_hash_table_get_values(h->holds);
 
         change_init(&c);
-        log_debug("%s left the bus; releasing its %u holds", h->sender, g_hash_table_size(h->holds));
-        /* Each hold leaves the table as it ends: not while iterating it. */
-        for (GList *l = holds; l; l = l->next)
-                hold_remove(l->data, &c);
-        g_hash_table_remove(p->holders, h->sender);     /* frees h */
-        p->peers_full_logged = false;
+        for (char **id = users; *id; id++) {
+                OnlineUser *u = g_hash_table_lookup(p->online, *id);
+
+                assert(u);
+                online_user_gone(p, u, &c);
+        }
         (void) presence_publish(p, &c);
         /* No caller waits for this change: show it now. */
         daemon_flush(p->daemon);
-        rearm_expiry(p);
+}
+
+static void holder_left(Holder *h) {
+        Presence *p = h->presence;
+
+        log_debug("%s left the bus; releasing its %u holds", h->sender, hold_table_holder_size(p->holds, h->sender));
+        hold_table_remove_holder(p->holds, h->sender);
+        g_hash_table_remove(p->holders, h->sender);     /* frees h */
+        p->peers_full_logged = false;
 }
 
 /* A unique name lost its owner: that connection left the bus. */
@@ -330,7 +272,6 @@ static int holder_get(Presence *p, const char *sender, Holder **ret) {
         h = g_new0(Holder, 1);
         h->presence = p;
         h->sender = g_strdup(sender);
-        h->holds = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) hold_free);
         r = sd_bus_call_method_async(p->daemon->bus, &h->check, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                      "org.freedesktop.DBus", "GetNameOwner", on_holder_checked, h, "s", sender);
         if (r < 0) {
@@ -340,40 +281,6 @@ static int holder_get(Presence *p, const char *sender, Holder **ret) {
         g_hash_table_insert(p->holders, h->sender, h);
         *ret = h;
         return 0;
-}
-
-static Hold *first_expiring(Presence *p) {
-        GSequenceIter *first = g_sequence_get_begin_iter(p->expiring);
-
-        return g_sequence_iter_is_end(first) ? NULL : g_sequence_get(first);
-}
-
-static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Presence *p = userdata;
-        _cleanup_(change_clear) Change c = {};
-        uint64_t now = now_monotonic();
-        Hold *hold;
-
-        change_init(&c);
-        while ((hold = first_expiring(p)) && hold->expires <= now)
-                hold_remove(hold, &c);
-        (void) presence_publish(p, &c);
-        /* No caller waits for this change: show it now. */
-        daemon_flush(p->daemon);
-        rearm_expiry(p);
-        return 0;
-}
-
-/* The timer fires at the earliest expiry of any hold with a ttl. */
-static void rearm_expiry(Presence *p) {
-        Hold *first = first_expiring(p);
-
-        if (!first) {
-                (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
-                return;
-        }
-        (void) sd_event_source_set_time(p->expiry_timer, first->expires);
-        (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_ONESHOT);
 }
 
 /* The changes: GoOnline, GoOffline, and a user deleted or disabled. */
@@ -425,7 +332,6 @@ int presence_hold(Presence *p, const char *sender, const char *user_id, uint32_t
         unsigned max_holds = p->daemon->config.max_holds_per_connection;
         _cleanup_(change_clear) Change c = {};
         Holder *h = NULL;
-        Hold *hold;
         int r;
 
         r = holder_get_limited(p, sender, &h, error);
@@ -433,35 +339,32 @@ int presence_hold(Presence *p, const char *sender, const char *user_id, uint32_t
                 return r;
         assert(h);
 
-        change_init(&c);
-        hold = g_hash_table_lookup(h->holds, user_id);
-        if (!hold && g_hash_table_size(h->holds) >= max_holds)
+        /* Calling again renews, and may change the kind of hold. */
+        r = hold_table_add(p->holds, sender, user_id, (uint64_t) ttl * G_USEC_PER_SEC, max_holds, NULL);
+        if (r == -EDQUOT)
                 return sd_bus_error_setf(error, BUS_ERROR_LIMIT_EXCEEDED,
                                          "Connection %s already holds %u users online, the most it may "
                                          "([Presence] MaxHoldsPerPeer); cannot hold '%s'",
-                                         h->sender, max_holds, user_id);
-        if (!hold)
-                hold = hold_new(h, online_user_get(p, user_id, &c));
-        /* Calling again renews, and may change the kind of hold. */
-        hold_set_expiry(hold, ttl == 0 ? 0 : now_monotonic() + (uint64_t) ttl * G_USEC_PER_SEC);
-        rearm_expiry(p);
-
+                                         sender, max_holds, user_id);
+        if (r == 0)
+                return 0;       /* online already */
+        change_init(&c);
+        online_user_add(p, user_id, &c);
         (void) presence_publish(p, &c);
         return 0;
 }
 
 void presence_release(Presence *p, const char *sender, const char *user_id) {
         _cleanup_(change_clear) Change c = {};
-        Holder *h;
-        Hold *hold;
+        OnlineUser *u;
 
+        /* Its last hold: the user goes offline. */
+        if (!sender || hold_table_remove(p->holds, sender, user_id, 0) != 1)
+                return;
+        u = g_hash_table_lookup(p->online, user_id);
+        assert(u);
         change_init(&c);
-        h = sender ? g_hash_table_lookup(p->holders, sender) : NULL;
-        hold = h ? g_hash_table_lookup(h->holds, user_id) : NULL;
-        if (hold) {
-                hold_remove(hold, &c);
-                rearm_expiry(p);
-        }
+        online_user_gone(p, u, &c);
         (void) presence_publish(p, &c);
 }
 
@@ -473,23 +376,20 @@ int presence_user_gone(Daemon *d, const char *user_id) {
         if (!u)
                 return 0;
 
+        /* The user's own holds, whoever has them. */
+        (void) hold_table_remove_user(p->holds, user_id);
         change_init(&c);
-        /* The user's own holds, whoever has them; the last one ends U. */
-        for (guint n = g_queue_get_length(&u->holds); n > 0; n--)
-                hold_remove(g_queue_peek_head(&u->holds), &c);
-        rearm_expiry(p);
+        online_user_gone(p, u, &c);
         return presence_publish(p, &c);
 }
 
 void presence_free(Presence *p) {
         if (!p)
                 return;
-        /* The holds leave the sequence as they go. */
+        hold_table_free(p->holds);
         g_hash_table_unref(p->holders);
         sd_bus_slot_unref(p->departures);
-        g_sequence_free(p->expiring);
         g_hash_table_unref(p->online);
-        sd_event_source_unref(p->expiry_timer);
         g_free(p);
 }
 
@@ -504,16 +404,14 @@ int presence_new(Daemon *d, Presence **ret) {
         p->daemon = d;
         p->holders = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) holder_free);
         p->online = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) online_user_free);
-        p->expiring = g_sequence_new(NULL);
         /* Presence is volatile, but Generation must never go back: every
          * change publishes one event, so the last seq at start is past any
          * generation an earlier run reached. */
         p->generation = store_event_last_seq(d->store);
 
-        r = sd_event_add_time(d->event, &p->expiry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_expiry, p);
+        r = hold_table_new(d->event, on_holds_released, p, &p->holds);
         if (r < 0)
                 return r;
-        (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
         /* Before the name is requested, so before any caller can hold. */
         r = sd_bus_add_match_async(d->bus, &p->departures,
                                    "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"

@@ -5,18 +5,17 @@
  * bus face (presence-dbus.c) builds for the model's changes. */
 
 #include "daemon.h"
+#include "hold-table.h"
 
 /* A connection holding users online: presence.c's alone. */
 typedef struct Holder Holder;
 
-/* An online user: the object /org/outpost/Outpost1/presence/<id> and the
- * holds that keep it there, so that ending the holds of one user never
- * looks at anyone else's. */
+/* An online user: the object /org/outpost/Outpost1/presence/<id>, there
+ * while the hold table has a hold of the user. */
 typedef struct OnlineUser {
         char *user_id;
         char *path;
         int64_t since;          /* CLOCK_REALTIME µs: when the user came online */
-        GQueue holds;           /* Hold, by their user_link */
 } OnlineUser;
 
 struct Presence {
@@ -26,11 +25,8 @@ struct Presence {
         uint64_t generation;
 
         /* The holds that keep users online (presence.c, "Holds"). */
-        GHashTable *holders;    /* unique bus name → Holder */
-        /* The holds with a ttl, soonest to expire first: the timer and
-         * GoOnline look at the first, never at every hold. */
-        GSequence *expiring;
-        sd_event_source *expiry_timer;
+        HoldTable *holds;       /* unique bus name → the users it holds */
+        GHashTable *holders;    /* unique bus name → Holder, watched until it leaves the bus */
         sd_bus_slot *departures; /* NameOwnerChanged of every name that loses its owner */
         bool peers_full_logged; /* MaxPeers was reached and said so in the log */
 };
