@@ -69,8 +69,8 @@ static void link_connect_next(Link *link) {
 
                 link->next_addr = ai->ai_next;
                 r = link_connect_one(link, ai);
-                if (r >= 0)
-                        return;
+                if (r == 0)
+                        return;         /* connecting */
                 link->connect_errno = -r;
         }
         link_set_error(link, "cannot connect to %s: %s", link->host,

@@ -275,11 +275,11 @@ static void link_pump(Link *link) {
 
         if (!link_check_end(link)) {
                 r = link_update_events(link);
-                if (r >= 0)
-                        return;
-                link_end(link, "cannot watch the link: %s", strerror(-r));
+                if (r < 0)
+                        link_end(link, "cannot watch the link: %s", strerror(-r));
         }
-        link_finish(link);
+        if (link->end_reason)
+                link_finish(link);
 }
 
 /* EPOLLHUP and EPOLLERR count as readable: the read says what happened. */

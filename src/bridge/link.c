@@ -261,10 +261,10 @@ void link_handshake(Link *link) {
                 uint32_t events = link_tls_wants_write(link->tls_session) ? EPOLLOUT : EPOLLIN;
 
                 r = link_set_io_events(link->tcp_source, events);
-                if (r >= 0)
-                        return;
-                link_set_error(link, "cannot watch the connection: %s", strerror(-r));
-                link_setup_failed(link);
+                if (r < 0) {
+                        link_set_error(link, "cannot watch the connection: %s", strerror(-r));
+                        link_setup_failed(link);
+                }
                 return;
         }
         if (r < 0) {
