@@ -49,6 +49,9 @@ typedef struct UserLimits {
 /* A record with the defaults of a new user and no id. */
 void user_record_init(UserRecord *u);
 void user_record_clear(UserRecord *u);
+/* Clears and g_free()s a record of its own allocation, as the store's
+ * lists and caches hold them; NULL is ignored. */
+void user_record_free(UserRecord *u);
 /* DEST (uninitialized or cleared) becomes a deep copy of SRC. */
 void user_record_copy(UserRecord *dest, const UserRecord *src);
 

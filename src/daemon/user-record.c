@@ -188,6 +188,13 @@ void user_record_clear(UserRecord *u) {
         *u = (UserRecord) {};
 }
 
+void user_record_free(UserRecord *u) {
+        if (!u)
+                return;
+        user_record_clear(u);
+        g_free(u);
+}
+
 void user_record_copy(UserRecord *dest, const UserRecord *src) {
         *dest = (UserRecord) {
                 .id = g_strdup(src->id),
