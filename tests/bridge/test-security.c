@@ -165,7 +165,7 @@ static void test_refuses_foreign_certificates(void) {
 
         /* A certificate from another CA. */
         assert_refused(&c, "intruder");
-        /* No certificate at all: tests/test-link.c, which speaks raw TLS. */
+        /* No certificate at all: tests/bridge/test-link.c, which speaks raw TLS. */
 
         bus = connect_site(&c, &link);
         call(c.event, bus, NULL, OUTPOST_ROOT, IFACE_REGISTRY, "ListManagers", &r, NULL);

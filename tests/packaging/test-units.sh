@@ -22,7 +22,7 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/../common/tap.sh"
 
 # unit program installed-path: a copy of UNIT in $tmp whose ExecStart=
 # runs the built PROGRAM, once the real one is checked to be INSTALLED-PATH.

@@ -17,7 +17,7 @@ typedef struct Deployment {
         BridgeProcess central_listener, site_bridge, machine_bridge;
 } Deployment;
 
-/* Make the certificates once per test program (tests/make-test-certs.sh). */
+/* Make the certificates once per test program (tests/common/make-test-certs.sh). */
 void bridge_test_init(int *argc, char ***argv);
 const char *bridge_test_certs(void);
 

@@ -34,7 +34,7 @@ static void remove_certs(void) {
 
 void test_make_certs(void) {
         g_autoptr(GError) error = NULL;
-        g_autofree char *script = g_build_filename(SRCDIR, "tests", "make-test-certs.sh", NULL);
+        g_autofree char *script = g_build_filename(SRCDIR, "tests", "common", "make-test-certs.sh", NULL);
         g_autofree char *out = NULL, *err = NULL;
         int status;
 

@@ -35,7 +35,7 @@ typedef struct BridgeProcess {
         gsize log_offset;
 } BridgeProcess;
 
-/* Certificates for TLS links (tests/make-test-certs.sh), made once per
+/* Certificates for TLS links (tests/common/make-test-certs.sh), made once per
  * test program and removed at its exit. */
 void test_make_certs(void);
 const char *test_certs_dir(void);
@@ -85,7 +85,7 @@ struct TestBus {
 };
 
 /* Whether outpostd keeps its store in PostgreSQL: OUTPOST_TEST_POSTGRESQL
- * holds a libpq connection string to a server (tests/run-postgresql.sh),
+ * holds a libpq connection string to a server (tests/postgresql/run-postgresql.sh),
  * and each bus's outpostd gets a database of its own there. */
 gboolean test_store_is_postgresql(void);
 

@@ -592,7 +592,7 @@ static void test_private_replay(void) {
         TestListener *nobody, *member;
 
         if (!test_bridged()) {
-                g_test_skip("Only through bridges (tests/bridged/messages.bridged)");
+                g_test_skip("Only through bridges (tests/bridge/bridged/messages.bridged)");
                 return;
         }
         if (!fixture_ready(tb))

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The bridge's transport (src/bridge/link.c) on loopback, without any bus:
  * a listener and importers in one process on one sd_event, certificates
- * made at test time by tests/make-test-certs.sh. */
+ * made at test time by tests/common/make-test-certs.sh. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -815,7 +815,7 @@ static void test_connect_failures(Env *env, gconstpointer data) {
 }
 
 static void make_certs(void) {
-        g_autofree char *script = g_build_filename(SRCDIR, "tests", "make-test-certs.sh", NULL);
+        g_autofree char *script = g_build_filename(SRCDIR, "tests", "common", "make-test-certs.sh", NULL);
         g_autofree char *err = NULL;
         g_autoptr(GError) error = NULL;
         const char *argv[] = { "/bin/sh", script, certs, NULL };

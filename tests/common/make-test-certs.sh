@@ -5,7 +5,7 @@
 #   ca.pem/ca.key            the CA the bridges trust
 #   other-ca.pem/other-ca.key an unrelated CA
 #   server.{pem,key}         "localhost", IP 127.0.0.1 and 10.231.0.2 (the test host in a
-#                            network namespace of tests/test-bridge.c), signed by ca
+#                            network namespace of tests/bridge/test-bridge.c), signed by ca
 #                            (server and client use)
 #   site1.{pem,key}, site2.{pem,key}  client certificates signed by ca
 #   intruder.{pem,key}       "site1" again, but signed by other-ca

@@ -5,7 +5,7 @@
 # default: no names owned, no method calls but to the bus driver),
 # listening on the unix socket SOCKET and including each INCLUDE (the
 # project's policy, polkit's). For the demo and the shell tests; the C
-# harness writes the same in tests/harness.c.
+# harness writes the same in tests/common/harness.c.
 socket=$1
 shift
 cat <<EOF_CONF

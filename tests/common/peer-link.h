@@ -9,7 +9,7 @@
 #include "link.h"
 
 /* A remote peer of a listener as a test sees it: a real TLS link opened
- * with the bridge's link API (certificates of tests/make-test-certs.sh)
+ * with the bridge's link API (certificates of tests/common/make-test-certs.sh)
  * and a raw sd-bus connection over its plaintext end, both on one
  * sd_event of the test. */
 

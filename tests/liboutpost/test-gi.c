@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* liboutpost through GObject Introspection: tests/test-liboutpost.py run
+/* liboutpost through GObject Introspection: tests/liboutpost/test-gi.py run
  * by the system's Python (with python3-gi) against the real outpostd. */
 #include "config.h"
 
@@ -13,7 +13,7 @@ static void test_python(void) {
         g_auto(GStrv) env = g_get_environ();
         g_autofree char *out = NULL, *err = NULL;
         const char *python = g_getenv("PYTHON3") ?: "/usr/bin/python3";
-        const char *argv[] = { python, SRCDIR "/tests/test-liboutpost.py", NULL };
+        const char *argv[] = { python, SRCDIR "/tests/liboutpost/test-gi.py", NULL };
         int status;
 
 #if defined(__SANITIZE_ADDRESS__)

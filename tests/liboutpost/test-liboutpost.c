@@ -4,7 +4,7 @@
  * and resync-needed when the history was truncated meanwhile.
  *
  * Then behind real bridges: the client on the machine bus of a
- * central/site/machine deployment (tests/bridge-harness.c), through links
+ * central/site/machine deployment (tests/common/bridge-harness.c), through links
  * that go down and come back. */
 #include "config.h"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # liboutpost through its typelib (Outpost-1.0), as a Python program uses it.
-# Run by tests/test-liboutpost-gi.c with OUTPOST_ADDRESS set to a bus with
+# Run by tests/liboutpost/test-gi.c with OUTPOST_ADDRESS set to a bus with
 # outpostd on it.
 import os
 

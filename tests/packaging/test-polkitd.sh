@@ -40,7 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 chmod 0711 "$tmp"
-. "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/../common/tap.sh"
 
 # --- the namespace: project's actions and rules, and the bridge's account
 mkdir -p "$tmp/actions" "$tmp/rules" "$tmp/state"
@@ -62,7 +62,7 @@ bridge_uid=$(getent passwd outpost-bridge | cut -d: -f3)
 bridge_gid=$(getent passwd outpost-bridge | cut -d: -f4)
 
 # --- a system-like bus with the project's policy and polkit's own
-sh "$(dirname "$0")/system-bus-conf.sh" "$tmp/system_bus_socket" \
+sh "$(dirname "$0")/../common/system-bus-conf.sh" "$tmp/system_bus_socket" \
 	/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf "$srcdir/data/org.outpost.Outpost1.conf" >"$tmp/bus.conf"
 "$dbus_daemon" --config-file="$tmp/bus.conf" --nofork --nopidfile --print-address=1 >"$tmp/address" 2>"$tmp/bus.log" &
 pids="$pids $!"
