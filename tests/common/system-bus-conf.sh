@@ -4,12 +4,13 @@
 # private dbus-daemon that behaves like Debian's system bus (deny by
 # default: no names owned, no method calls but to the bus driver),
 # listening on the unix socket SOCKET and including each INCLUDE (the
-# project's policy, polkit's). For the demo and the shell tests; the C
-# harness writes the same in tests/common/harness.c.
+# project's policy, polkit's, a test's own additions). The one test bus
+# configuration: the C harness (tests/common/harness.c), the shell tests,
+# tests/system and tools/demo.sh all run this.
 socket=$1
 shift
 cat <<EOF_CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
@@ -30,6 +31,13 @@ cat <<EOF_CONF
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+  </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
 EOF_CONF
 for include in "$@"; do
