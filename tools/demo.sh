@@ -30,7 +30,7 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 bus() {
 	local dir=$work/$1
 	mkdir -p "$dir"
-	sh "$top/tests/system-bus-conf.sh" "$dir/bus" "$top/data/org.outpost.Outpost1.conf" >"$dir/bus.conf"
+	sh "$top/tests/common/system-bus-conf.sh" "$dir/bus" "$top/data/org.outpost.Outpost1.conf" >"$dir/bus.conf"
 	dbus-daemon --config-file="$dir/bus.conf" --nofork --print-address=1 >"$dir/address" 2>/dev/null &
 	pids+=($!)
 	while [ ! -s "$dir/address" ]; do sleep 0.05; done
@@ -61,7 +61,7 @@ start_bridge() {  # start_bridge NAME ADDRESS ARGS...: sets bridge_pid
 }
 
 step "Certificates for the demo: a CA, and one certificate the bridges use both ways"
-sh "$top/tests/make-test-certs.sh" "$work/certs" && ls "$work/certs"/*.pem
+sh "$top/tests/common/make-test-certs.sh" "$work/certs" && ls "$work/certs"/*.pem
 
 step "Three buses: central, site, machine"
 bus central; central=$bus_address

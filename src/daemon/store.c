@@ -104,13 +104,6 @@ void store_drain(Store *s) {
                 s->ops->drain(s);
 }
 
-void user_record_free(UserRecord *u) {
-        if (!u)
-                return;
-        user_record_clear(u);
-        g_free(u);
-}
-
 int store_user_get(Store *s, const char *id, const UserRecord **ret) {
         return s->ops->user_get(s, id, ret);
 }

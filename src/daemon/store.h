@@ -105,7 +105,6 @@ int store_user_delete(Store *s, const char *id);
 /* Up to LIMIT users with names after AFTER_NAME ("" for the first), in name
  * order, appended to OUT (UserRecord*, freed with user_record_free). */
 int store_user_list(Store *s, const char *after_name, unsigned limit, GPtrArray *out, bool *ret_more);
-void user_record_free(UserRecord *u);
 
 /* Events. seq is never reused, also after retention deleted the newest
  * rows' predecessors. */

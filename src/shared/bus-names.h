@@ -2,7 +2,7 @@
 #pragma once
 
 /* The names of the bus contract (DESIGN.md §1 and §3), spelled once.
- * Every program of the tree takes them from here; tests/test-bus-names
+ * Every program of the tree takes them from here; tests/daemon/test-bus-names
  * checks each interface against its XML in dbus-interfaces/, which stays
  * the one description of what the interfaces hold. */
 

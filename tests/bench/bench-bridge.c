@@ -738,7 +738,7 @@ int main(int argc, char **argv) {
         unsigned rounds = 10, per_round = 200;
         char *cmd, tls_listen[96], plain_listen[96], tls_up[96], plain_up[96], wan_up[96], *id = NULL;
         const char *outpostd = bench_env_or("OUTPOSTD", "./outpostd");
-        const char *certs_script = bench_env_or("MAKE_TEST_CERTS", "tests/make-test-certs.sh");
+        const char *certs_script = bench_env_or("MAKE_TEST_CERTS", "tests/common/make-test-certs.sh");
         char *central, *site_tls, *site_plain, *site_wan, *site_null, central_tcp[96], central_tcp_wan[96];
         sd_bus *c_unix, *c_tcp, *s_tls, *s_plain, *c_tcp_wan, *s_wan, *s_null;
         pid_t plain_importer, wan_importer;

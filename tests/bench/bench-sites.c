@@ -481,7 +481,7 @@ static void raise_fd_limit(void) {
 
 static void setup(Gen *g) {
         char path[700], *cmd = NULL, text[400];
-        const char *certs = bench_env_or("MAKE_TEST_CERTS", "tests/make-test-certs.sh");
+        const char *certs = bench_env_or("MAKE_TEST_CERTS", "tests/common/make-test-certs.sh");
         int r;
 
         raise_fd_limit();

@@ -54,13 +54,13 @@ int bench_spawn(char *const argv[], int out_fd, int log_fd, pid_t *ret_pid);
  * sets *PID to 0. */
 int bench_stop(pid_t *pid, const char *what);
 
-/* A private dbus-daemon configured like the system bus (deny by default,
- * so every message is checked against a policy, with the rules of
- * data/org.outpost.Outpost1.conf), except that whoever runs the benchmark
- * may own the name. EXTRA goes into <busconfig> as it is (more listeners,
- * limits) and may be NULL. Its files are DIR/NAME-bus.conf,
- * DIR/NAME-bus.socket and DIR/dbus-NAME.log; *RET_ADDRESS is the unix
- * one. */
+/* A private dbus-daemon configured like the system bus by the tests'
+ * tests/common/system-bus-conf.sh ($SYSTEM_BUS_CONF; deny by default, so
+ * every message is checked against a policy), except that whoever runs
+ * the benchmark may own the name. EXTRA goes into <busconfig> as it is
+ * (more listeners, limits) and may be NULL. Its files are
+ * DIR/NAME-bus.conf, DIR/NAME-bench.conf (what it adds), DIR/NAME-bus.socket
+ * and DIR/dbus-NAME.log; *RET_ADDRESS is the unix one. */
 int bench_start_bus(const char *dir, const char *name, const char *extra, pid_t *ret_pid, char **ret_address);
 
 /* A client connection, once Hello is answered: dbus-daemon drops

@@ -79,7 +79,7 @@ for unit in outpostd.service outpost-bridge.service outpost-bridge.socket; do
 	fi
 done
 
-# The rating tests/test-units.sh asks of the units offline: 2.0 at most.
+# The rating tests/packaging/test-units.sh asks of the units offline: 2.0 at most.
 for unit in outpostd.service outpost-bridge.service; do
 	systemd-analyze security --no-pager "$unit" >"$tmp/security" 2>&1
 	level=$(sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p' "$tmp/security")

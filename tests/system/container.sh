@@ -56,8 +56,8 @@ install_root() {
 	(cd "$build" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL ${MAKE:-make} install DESTDIR="$root") || return 1
 	ldconfig -r "$root"
 	mkdir -p "$root/usr/local/lib/outpost-system-test"
-	cp "$srcdir"/tests/system/*.sh "$srcdir/tests/tap.sh" "$srcdir/tests/make-test-certs.sh" \
-		"$srcdir/tests/system-bus-conf.sh" "$root/usr/local/lib/outpost-system-test/"
+	cp "$srcdir"/tests/system/*.sh "$srcdir/tests/common/tap.sh" "$srcdir/tests/common/make-test-certs.sh" \
+		"$srcdir/tests/common/system-bus-conf.sh" "$root/usr/local/lib/outpost-system-test/"
 }
 
 # --private-network: only loopback inside, so the bridge's port is the

@@ -41,7 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-. "$srcdir/tests/tap.sh"
+. "$srcdir/tests/common/tap.sh"
 
 # bail REASON: stop here (nothing further can run), showing $tmp/out.
 bail() {
