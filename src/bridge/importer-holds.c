@@ -313,7 +313,7 @@ int importer_reassert_holds(Importer *im, void (*done)(Importer *im)) {
         hold_table_foreach_user(im->holds, push_go_online, q);
         if (!g_queue_is_empty(&q->ops))
                 log_info("Upstream %s: re-asserting %u presence holds, at most %u at a time",
-                         im->bridge->config.upstream, g_queue_get_length(&q->ops), q->window);
+                         importer_upstream(im), g_queue_get_length(&q->ops), q->window);
         hold_queue_pump(q);
         return 0;
 }

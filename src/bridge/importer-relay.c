@@ -82,7 +82,7 @@ static int reply_disconnected(Importer *im, sd_bus_message *m) {
 
         return sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
                                           "Upstream %s is not connected (%s since %s)%s%s",
-                                          im->bridge->config.upstream, im->state,
+                                          importer_upstream(im), im->state,
                                           importer_since_string(im, since, sizeof since),
                                           im->bridge_last_error && im->bridge_last_error[0] ? ": " : "",
                                           im->bridge_last_error ?: "");
@@ -138,7 +138,7 @@ static GVariant *bridge_object_entry(Importer *im) {
 
         g_variant_builder_init(&props, G_VARIANT_TYPE_VARDICT);
         g_variant_builder_add(&props, "{sv}", "State", g_variant_new_string(im->state));
-        g_variant_builder_add(&props, "{sv}", "Upstream", g_variant_new_string(im->bridge->config.upstream));
+        g_variant_builder_add(&props, "{sv}", "Upstream", g_variant_new_string(importer_upstream(im)));
         g_variant_builder_add(&props, "{sv}", "LastError", g_variant_new_string(im->bridge_last_error ?: ""));
         g_variant_builder_add(&props, "{sv}", "Since", g_variant_new_int64(im->since));
         g_variant_builder_add(&props, "{sv}", "Reconnects", g_variant_new_uint32(im->reconnects));

@@ -80,7 +80,7 @@ static void forward_gap_signal(Importer *im, sd_bus_message *m) {
                 return;
         if (resumed <= after) {
                 log_warning("Upstream %s sent Gap(%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "), which does not move forward; ignoring it",
-                            im->bridge->config.upstream, after, resumed);
+                            importer_upstream(im), after, resumed);
                 return;
         }
         if (!im->have_seq || resumed <= im->last_seq)
@@ -479,7 +479,7 @@ static int on_snapshot(sd_bus_message *reply, void *userdata, sd_bus_error *ret_
 }
 
 static void sync_step_snapshot(Importer *im) {
-        log_info("Upstream %s: taking a snapshot", im->bridge->config.upstream);
+        log_info("Upstream %s: taking a snapshot", importer_upstream(im));
         sync_call(im, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
                   on_snapshot, NULL);
 }
@@ -559,7 +559,7 @@ static int adopt_history(Importer *im, const char *history, uint64_t last) {
         if (had_seq)
                 log_warning("Upstream %s: history '%s' now ends at event %" G_GUINT64_FORMAT
                             " (relayed here: up to %" G_GUINT64_FORMAT " of history '%s'); resuming from there",
-                            im->bridge->config.upstream, history, last, im->last_seq, im->history_id);
+                            importer_upstream(im), history, last, im->last_seq, im->history_id);
         g_free(im->history_id);
         im->history_id = g_strdup(history);
         im->have_seq = true;
@@ -622,7 +622,7 @@ static int on_replay_page(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 return 0;
         if (e && (sd_bus_error_has_name(e, BUS_ERROR_HISTORY_TRUNCATED) ||
                   sd_bus_error_has_name(e, BUS_ERROR_HISTORY_RESET))) {
-                log_info("Upstream %s: %s", im->bridge->config.upstream, e->message);
+                log_info("Upstream %s: %s", importer_upstream(im), e->message);
                 sync_call(im, EVENTS_PATH, "org.freedesktop.DBus.Properties", "GetAll", on_history_bounds,
                           "s", EVENTS_IFACE);
                 return 0;
@@ -717,7 +717,7 @@ static void resume_abandon(Importer *im, const char *why) {
         g_autoptr(GPtrArray) held = g_steal_pointer(&im->held_events);
 
         log_info("Upstream %s: cannot resume from event %" G_GUINT64_FORMAT " (%s); taking a snapshot",
-                 im->bridge->config.upstream, im->last_seq, why);
+                 importer_upstream(im), im->last_seq, why);
         im->resuming = false;
         g_ptr_array_set_size(im->resume_pages, 0);
         g_hash_table_remove_all(im->resume_users);
@@ -1100,11 +1100,11 @@ static bool resume_check_passes(Importer *im) {
                 return false;
         if (!cached_generation(im, &cached) || cached != generation) {
                 log_warning("Upstream %s: resumed to presence generation %" G_GUINT64_FORMAT ", but it is at %" G_GUINT64_FORMAT,
-                            im->bridge->config.upstream, cached, generation);
+                            importer_upstream(im), cached, generation);
                 return false;
         }
         if (!v || !g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32) || g_variant_get_uint32(v) != count) {
-                log_warning("Upstream %s: resumed to %u users online, but it has %u", im->bridge->config.upstream,
+                log_warning("Upstream %s: resumed to %u users online, but it has %u", importer_upstream(im),
                             v && g_variant_is_of_type(v, G_VARIANT_TYPE_UINT32) ? g_variant_get_uint32(v) : 0, count);
                 return false;
         }
@@ -1150,7 +1150,7 @@ static void resume_apply(Importer *im) {
         }
         log_info("Upstream %s: resumed from event %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
                  " (%u users' presence changed) without a snapshot",
-                 im->bridge->config.upstream, from, im->last_seq, changes);
+                 importer_upstream(im), from, im->last_seq, changes);
         sync_step_holds(im);
 }
 
@@ -1164,7 +1164,7 @@ static void resume_start(Importer *im) {
         im->resume_after = im->last_seq;
         im->resume_from_generation = generation;
         im->resume_generation = generation;
-        log_info("Upstream %s: resuming from event %" G_GUINT64_FORMAT, im->bridge->config.upstream, im->last_seq);
+        log_info("Upstream %s: resuming from event %" G_GUINT64_FORMAT, importer_upstream(im), im->last_seq);
         sync_call(im, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll", on_resume_registry,
                   "s", REGISTRY_IFACE);
 }

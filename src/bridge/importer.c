@@ -45,7 +45,7 @@ static void compute_state(Importer *im, const char **ret_state, char **ret_error
         case PHASE_UP:
                 if (im->upstream_is_bridge && g_strcmp0(im->upstream_state, "connected") != 0) {
                         *ret_state = im->upstream_state ?: "connecting";
-                        *ret_error = g_strdup_printf("via %s: %s", im->bridge->config.upstream,
+                        *ret_error = g_strdup_printf("via %s: %s", importer_upstream(im),
                                                      im->upstream_last_error ?: "");
                         return;
                 }
@@ -103,7 +103,7 @@ static int property_get_string(sd_bus *bus, const char *path, const char *interf
         if (strcmp(property, "State") == 0)
                 return sd_bus_message_append(reply, "s", im->state);
         if (strcmp(property, "Upstream") == 0)
-                return sd_bus_message_append(reply, "s", im->bridge->config.upstream);
+                return sd_bus_message_append(reply, "s", importer_upstream(im));
         return sd_bus_message_append(reply, "s", im->bridge_last_error ?: "");
 }
 
@@ -169,22 +169,37 @@ static uint64_t backoff_usec(Importer *im) {
         return ms * 1000;
 }
 
+/* A failed link moves to the next upstream, at once; returns false when
+ * that is the first again (or the only one): a whole round failed, and the
+ * backoff applies. */
+static bool next_upstream(Importer *im) {
+        if (im->n_upstreams <= 1)
+                return false;
+        im->current = (im->current + 1) % im->n_upstreams;
+        log_info("Trying upstream %s next (%u of %u)", importer_upstream(im), im->current + 1, im->n_upstreams);
+        return im->current != 0;
+}
+
 void importer_link_failed(Importer *im, const char *reason) {
         uint64_t delay;
 
         if (im->phase == PHASE_WAITING || im->phase == PHASE_STOPPED)
                 return;
-        log_warning("Upstream %s: %s", im->bridge->config.upstream, reason);
+        log_warning("Upstream %s: %s", importer_upstream(im), reason);
         g_free(im->last_error);
-        im->last_error = g_strdup_printf("%s: %s", im->bridge->config.upstream, reason);
+        im->last_error = g_strdup_printf("%s: %s", importer_upstream(im), reason);
         im->phase = PHASE_WAITING;
         /* State first: clients hear of the outage before the calls in
          * flight fail, and those errors then say what State says. */
         (void) importer_emit_bridge_changes(im);
         teardown_link(im);
 
-        delay = backoff_usec(im);
-        im->attempt++;
+        if (next_upstream(im))
+                delay = (uint64_t) im->bridge->config.reconnect_min_ms * 1000;
+        else {
+                delay = backoff_usec(im);
+                im->attempt++;
+        }
         im->reconnect_timer = sd_event_source_disable_unref(im->reconnect_timer);
         if (sd_event_add_time_relative(im->bridge->event, &im->reconnect_timer, CLOCK_MONOTONIC, delay, 0,
                                        on_reconnect_timer, im) < 0)
@@ -192,9 +207,9 @@ void importer_link_failed(Importer *im, const char *reason) {
 }
 
 void importer_link_refused(Importer *im, const char *reason) {
-        log_error("Upstream %s: %s", im->bridge->config.upstream, reason);
+        log_error("Upstream %s: %s", importer_upstream(im), reason);
         g_free(im->last_error);
-        im->last_error = g_strdup_printf("%s: %s", im->bridge->config.upstream, reason);
+        im->last_error = g_strdup_printf("%s: %s", importer_upstream(im), reason);
         im->phase = PHASE_STOPPED;
         (void) importer_emit_bridge_changes(im);
         teardown_link(im);
@@ -315,7 +330,7 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 /* Not the link this importer is waiting for. */
                 if (fd >= 0)
                         close(fd);
-                log_warning("Upstream %s: ignoring a link that is not the current one", im->bridge->config.upstream);
+                log_warning("Upstream %s: ignoring a link that is not the current one", importer_upstream(im));
                 return;
         }
         if (fd < 0) {
@@ -323,7 +338,7 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 importer_link_failed(im, error ?: "cannot connect");
                 return;
         }
-        log_info("Upstream %s: link up (%s); resynchronising", im->bridge->config.upstream, peer);
+        log_info("Upstream %s: link up (%s); resynchronising", importer_upstream(im), peer);
         r = setup_upstream_bus(im, fd);
         if (r < 0) {
                 importer_link_failed(im, "cannot start D-Bus on the link");
@@ -347,7 +362,7 @@ static void start_connect(Importer *im) {
 
         im->phase = PHASE_LINKING;
         (void) importer_emit_bridge_changes(im);
-        r = link_connect(im->bridge->event, &im->address, &im->bridge->link_config, on_link_ready,
+        r = link_connect(im->bridge->event, &im->addresses[im->current], &im->bridge->link_config, on_link_ready,
                          on_link_closed, im, &im->link);
         if (r < 0) {
                 im->link = NULL;
@@ -369,7 +384,7 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
                           e ? e->message : "another program owns it");
                 return sd_event_exit(im->bridge->event, -EEXIST);
         }
-        log_info("Serving %s on the local bus, imported from %s", OUTPOST_BUS_NAME, im->bridge->config.upstream);
+        log_info("Serving %s on the local bus, imported from %s", OUTPOST_BUS_NAME, importer_upstream(im));
         return 0;
 }
 
@@ -403,16 +418,34 @@ static int importer_setup_local(Importer *im) {
         return sd_bus_request_name_async(im->local, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, im);
 }
 
+static int parse_upstreams(Importer *im, const char *list) {
+        im->upstreams = link_address_list_split(list);
+        im->n_upstreams = g_strv_length(im->upstreams);
+        if (im->n_upstreams == 0) {
+                log_error("No upstream address in '%s'", list);
+                return -EINVAL;
+        }
+        im->addresses = g_new0(LinkAddress, im->n_upstreams);
+        for (unsigned i = 0; i < im->n_upstreams; i++) {
+                g_autofree char *error = NULL;
+
+                if (link_address_parse(im->upstreams[i], &im->addresses[i], &error) < 0) {
+                        log_error("Bad --upstream address '%s': %s", im->upstreams[i], error);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 int importer_new(Bridge *b, Importer **ret) {
-        g_autofree char *error = NULL;
         Importer *im = g_new0(Importer, 1);
         int r;
 
         im->bridge = b;
-        if (link_address_parse(b->config.upstream, &im->address, &error) < 0) {
-                log_error("Bad --upstream address '%s': %s", b->config.upstream, error);
+        r = parse_upstreams(im, b->config.upstream);
+        if (r < 0) {
                 importer_free(im);
-                return -EINVAL;
+                return r;
         }
         im->cache = cache_new();
         im->state = g_strdup("connecting");
@@ -440,7 +473,10 @@ Importer *importer_free(Importer *im) {
         importer_relay_free(im);
         if (im->local)
                 sd_bus_flush_close_unref(im->local);
-        link_address_clear(&im->address);
+        for (unsigned i = 0; im->addresses && i < im->n_upstreams; i++)
+                link_address_clear(&im->addresses[i]);
+        g_free(im->addresses);
+        g_strfreev(im->upstreams);
         importer_resync_free(im);
         cache_free(im->cache);
         g_strfreev(im->chain);

@@ -22,7 +22,11 @@ typedef enum LinkPhase {
 
 struct Importer {
         Bridge *bridge;
-        LinkAddress address;
+        /* The upstreams (DESIGN.md §5), tried one at a time in order; a
+         * failed link moves to the next. */
+        char **upstreams;
+        LinkAddress *addresses;         /* one per upstream */
+        unsigned n_upstreams, current;
         sd_bus *local;
         Link *link;
         sd_bus *upstream;
@@ -87,6 +91,10 @@ struct Importer {
 };
 
 /* importer.c */
+/* The upstream in use, or being tried. */
+static inline const char *importer_upstream(const Importer *im) {
+        return im->upstreams[im->current];
+}
 void importer_link_failed(Importer *im, const char *reason);
 /* A cycle never heals by retrying: stop until Reconnect(). */
 void importer_link_refused(Importer *im, const char *reason);

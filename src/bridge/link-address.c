@@ -77,6 +77,21 @@ static int parse_address(const char *s, LinkAddress *a, char **ret_error) {
         return 0;
 }
 
+char **link_address_list_split(const char *list) {
+        g_auto(GStrv) parts = g_strsplit(list ?: "", ";", -1);
+        GStrvBuilder *builder = g_strv_builder_new();
+        char **ret;
+
+        for (char **p = parts; *p; p++) {
+                g_strstrip(*p);
+                if (**p)
+                        g_strv_builder_add(builder, *p);
+        }
+        ret = g_strv_builder_end(builder);
+        g_strv_builder_unref(builder);
+        return ret;
+}
+
 int link_address_parse(const char *s, LinkAddress *ret, char **ret_error) {
         LinkAddress a = {};
         char *error = NULL;

@@ -51,6 +51,9 @@ typedef struct LinkAddress {
 /* On failure *RET_ERROR (when not NULL) is a message naming the bad part,
  * to be freed with free()/g_free(). */
 int link_address_parse(const char *s, LinkAddress *ret, char **ret_error);
+/* The addresses of a list "A;B;…" (as upstream= takes them), blanks
+ * around each dropped; NULL-terminated, never NULL. */
+char **link_address_list_split(const char *list);
 void link_address_clear(LinkAddress *a);
 
 /* Whether ADDRESS may be used with CONFIG: the plaintext rule (tcp: only

@@ -61,12 +61,13 @@ typedef struct Options {
         gboolean version;
         gboolean session;
         gboolean insecure_plaintext;
-        char *strings[8];
+        char **upstreams;       /* --upstream, repeated */
+        char *strings[7];
         int numbers[16];
 } Options;
 
-static const char *const string_options[8] = {
-        "address", "listen", "upstream", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
+static const char *const string_options[7] = {
+        "address", "listen", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
 };
 static const char *const number_options[16] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
@@ -78,6 +79,7 @@ static const char *const number_options[16] = {
 static void options_clear(Options *o) {
         g_free(o->config_file);
         g_free(o->log_level);
+        g_strfreev(o->upstreams);
         for (size_t i = 0; i < ELEMENTSOF(o->strings); i++)
                 g_free(o->strings[i]);
 }
@@ -106,8 +108,10 @@ static int parse_options(int argc, char **argv, Options *o) {
                 { "insecure-plaintext", 0, 0, G_OPTION_ARG_NONE, &o->insecure_plaintext, "Allow tcp: links on loopback (development only)", NULL },
                 { "log-level", 0, 0, G_OPTION_ARG_STRING, &o->log_level, "Log up to LEVEL (err, warning, notice, info, debug)", "LEVEL" },
                 { "version",   0, 0, G_OPTION_ARG_NONE, &o->version, "Print the version and exit", NULL },
+                { "upstream",  0, 0, G_OPTION_ARG_STRING_ARRAY, &o->upstreams,
+                  "Import from ADDRESS; repeated (or ADDRESS;ADDRESS), each is tried in turn", "ADDRESS" },
         };
-        size_t n = 5;
+        size_t n = 6;
         g_autoptr(GOptionContext) context = g_option_context_new("- relay org.outpost.Outpost1 between buses over TLS");
         g_autoptr(GError) error = NULL;
 
@@ -197,6 +201,10 @@ static int load_config(const Options *o, BridgeConfig *c) {
                         *field = g_strdup(o->strings[i]);
                 }
         }
+        if (o->upstreams) {
+                g_free(c->upstream);
+                c->upstream = g_strjoinv(";", o->upstreams);
+        }
         for (size_t i = 0; i < ELEMENTSOF(number_options); i++) {
                 const ConfigKey *k = find_key(number_options[i]);
 
@@ -211,23 +219,35 @@ static int load_config(const Options *o, BridgeConfig *c) {
         return 0;
 }
 
+/* Certificates, keys and the plaintext rule, checked before anything
+ * starts, so that a mistake is one clear line at start-up. */
+static int check_link(Bridge *b, const char *address, char **ret_error) {
+        _cleanup_(link_address_clear) LinkAddress a = {};
+        int r;
+
+        r = link_address_parse(address, &a, ret_error);
+        if (r < 0)
+                return r;
+        return link_check(&a, &b->link_config, ret_error);
+}
+
 /* SIGHUP (systemctl reload): the TLS files are read again. Peers already
  * connected keep their links; an importer reads the files at each connect
  * anyway, so here it only checks them, to say now what the next connect
  * would find. Whatever fails, the bridge goes on with what it has. */
 static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Bridge *b = userdata;
-        g_autofree char *error = NULL;
-        LinkAddress address = {};
+        g_auto(GStrv) upstreams = link_address_list_split(b->config.upstream);
 
         (void) sd_notify(false, "RELOADING=1");
         log_info("Reloading on SIGHUP");
         if (b->listener)
                 (void) listener_reload(b->listener);
-        if (b->importer && link_address_parse(b->config.upstream, &address, NULL) >= 0) {
-                if (link_check(&address, &b->link_config, &error) < 0)
-                        log_error("After the reload the next upstream connect would fail: %s", error);
-                link_address_clear(&address);
+        for (size_t i = 0; b->importer && upstreams[i]; i++) {
+                g_autofree char *error = NULL;
+
+                if (check_link(b, upstreams[i], &error) < 0)
+                        log_error("After the reload a connect to upstream %s would fail: %s", upstreams[i], error);
         }
         (void) sd_notify(false, "READY=1");
         return 0;
@@ -258,30 +278,24 @@ int bridge_open_local_bus(Bridge *b, sd_bus **ret) {
         return bus_open_as_configured(b->config.address, b->config.session, ret);
 }
 
-/* Certificates, keys and the plaintext rule, checked before anything
- * starts, so that a mistake is one clear line at start-up. */
-static int check_link(Bridge *b, const char *address, char **ret_error) {
-        _cleanup_(link_address_clear) LinkAddress a = {};
-        int r;
 
-        r = link_address_parse(address, &a, ret_error);
-        if (r < 0)
-                return r;
-        return link_check(&a, &b->link_config, ret_error);
-}
-
+/* The listen address and every upstream. */
 static int check_links(Bridge *b) {
-        const char *addresses[] = { b->config.listen, b->config.upstream };
+        g_auto(GStrv) upstreams = link_address_list_split(b->config.upstream);
+        g_autoptr(GPtrArray) addresses = g_ptr_array_new();
 
-        for (size_t i = 0; i < ELEMENTSOF(addresses); i++) {
+        if (b->config.listen)
+                g_ptr_array_add(addresses, b->config.listen);
+        for (size_t i = 0; upstreams[i]; i++)
+                g_ptr_array_add(addresses, upstreams[i]);
+        for (guint i = 0; i < addresses->len; i++) {
+                const char *address = addresses->pdata[i];
                 g_autofree char *error = NULL;
                 int r;
 
-                if (!addresses[i])
-                        continue;
-                r = check_link(b, addresses[i], &error);
+                r = check_link(b, address, &error);
                 if (r < 0) {
-                        log_error("%s: %s", addresses[i], error ?: strerror(-r));
+                        log_error("%s: %s", address, error ?: strerror(-r));
                         return r;
                 }
         }

@@ -316,6 +316,69 @@ static void test_presence_holds(void) {
         test_wait_until(!presence_has(d->central->conn, id), 5000);
 }
 
+/* Whether GetUser finds ID through C (an error of any kind: no). */
+static gboolean user_known(GDBusConnection *c, const char *id) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) reply = test_call(c, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id),
+                                              NULL, &error);
+
+        return reply != NULL;
+}
+
+static char *bridge_upstream(GDBusConnection *c) {
+        g_autoptr(GVariant) v = test_get_property(c, OUTPOST_BRIDGE_PATH, IFACE_BRIDGE, "Upstream");
+
+        return g_variant_dup_string(v, NULL);
+}
+
+/* An importer with several upstreams uses one at a time and moves to the
+ * next when its link fails: an address nobody listens on, a listener
+ * killed, a listener whose service left its bus. */
+static void test_several_upstreams(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        TestBus *other = test_bus_new(), *site2 = test_bus_new();
+        BridgeProcess other_listener = {}, importer = {};
+        unsigned other_port = free_port(), dead_port = free_port();
+        g_autofree char *central = g_strdup_printf("tls:host=127.0.0.1,port=%u", d->central_port);
+        g_autofree char *second = g_strdup_printf("tls:host=127.0.0.1,port=%u", other_port);
+        g_autofree char *dead = g_strdup_printf("tls:host=127.0.0.1,port=%u", dead_port);
+        g_autofree char *upstreams = g_strdup_printf("%s;%s;%s", dead, central, second);
+        g_autofree char *id = NULL, *used = NULL;
+
+        test_bus_start_daemon(other, NULL);
+        bridge_process_start(&other_listener, other, second, NULL, NULL);
+        id = test_create_user(other->conn, "only-on-the-second", NULL);
+
+        /* The first is dead: the second is used. */
+        bridge_process_start(&importer, site2, NULL, upstreams, NULL);
+        wait_bridge_state(site2->conn, "connected", 20000);
+        used = bridge_upstream(site2->conn);
+        g_assert_cmpstr(used, ==, central);
+
+        /* Its listener killed: the third, with its own users. */
+        bridge_process_stop(&d->central_listener, SIGKILL);
+        test_wait_until(user_known(site2->conn, id), 20000);
+        wait_bridge_state(site2->conn, "connected", 20000);
+        g_clear_pointer(&used, g_free);
+        used = bridge_upstream(site2->conn);
+        g_assert_cmpstr(used, ==, second);
+
+        /* The service behind the third leaves its bus: the listener says
+         * so, and the importer goes round to the second again. */
+        bridge_process_restart(&d->central_listener);
+        g_assert_cmpint(test_bus_stop_daemon(other, SIGKILL), !=, 0);
+        test_wait_until(!user_known(site2->conn, id), 30000);
+        wait_bridge_state(site2->conn, "connected", 30000);
+        g_clear_pointer(&used, g_free);
+        used = bridge_upstream(site2->conn);
+        g_assert_cmpstr(used, ==, central);
+
+        bridge_process_clear(&importer);
+        bridge_process_clear(&other_listener);
+        test_bus_free(site2);
+        test_bus_free(other);
+}
+
 typedef struct HoldTally {
         unsigned answered, held, limited;
 } HoldTally;
@@ -841,6 +904,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/gap-when-history-truncated", test_gap_when_history_truncated);
         g_test_add_func("/bridge/presence-holds", test_presence_holds);
         g_test_add_func("/bridge/holds-limited-per-caller", test_holds_limited_per_caller);
+        g_test_add_func("/bridge/several-upstreams", test_several_upstreams);
         g_test_add_func("/bridge/presence-objects-across-outage", test_presence_objects_across_outage);
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
