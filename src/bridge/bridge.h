@@ -162,6 +162,8 @@ typedef struct Bridge {
 int bridge_open_local_bus(Bridge *b, sd_bus **ret);
 /* Losing BUS (the local bus) ends the bridge with an error and a log line. */
 int bridge_watch_local_bus(Bridge *b, sd_bus *bus);
+/* bridge_open_local_bus(), attached to the bridge's event loop, watched. */
+int bridge_connect_local_bus(Bridge *b, sd_bus **ret);
 
 int importer_new(Bridge *b, Importer **ret);
 Importer *importer_free(Importer *im);

@@ -243,8 +243,10 @@ static int on_heartbeat_reply(sd_bus_message *m, void *userdata, sd_bus_error *r
         return 0;
 }
 
-/* The listener answers the Ping itself: the heartbeat watches the link.
- * The service behind it leaving the bus ends the link from the far side. */
+/* The listener answers the Ping itself, with an error when the service
+ * behind it has stopped answering (listener-health.c): the heartbeat
+ * watches the link and the service. The service leaving the bus ends the
+ * link from the far side. */
 static int on_heartbeat_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Importer *im = userdata;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *ping = NULL;
@@ -392,14 +394,8 @@ static int importer_setup_local(Importer *im) {
         Bridge *b = im->bridge;
         int r;
 
-        r = bridge_open_local_bus(b, &im->local);
-        if (r < 0)
-                return r;
-        r = sd_bus_attach_event(im->local, b->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return r;
         /* Without its local bus an importer has nothing left to do. */
-        r = bridge_watch_local_bus(b, im->local);
+        r = bridge_connect_local_bus(b, &im->local);
         if (r < 0)
                 return r;
         r = sd_bus_add_object_vtable(im->local, NULL, BRIDGE_PATH, BRIDGE_IFACE, bridge_vtable, im);

@@ -52,6 +52,10 @@ static void on_sent_call_destroyed(void *userdata) {
 static int on_local_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         PoolCall *c = userdata;
 
+        /* An answer of the service's own shows it is not stuck, however
+         * long our ping waits behind the calls it is busy with. */
+        if (!sd_bus_message_is_method_error(reply, SD_BUS_ERROR_NO_REPLY))
+                listener_service_answered(c->pool->listener);
         /* A peer that is gone has nobody to answer, but the presence
          * accounting may still need the outcome. */
         c->ops->finish(c, reply);
@@ -231,13 +235,7 @@ static int pool_connect(Pool *pool) {
         Bridge *b = pool->listener->bridge;
         int r;
 
-        r = bridge_open_local_bus(b, &pool->bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_attach_event(pool->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return r;
-        r = bridge_watch_local_bus(b, pool->bus);
+        r = bridge_connect_local_bus(b, &pool->bus);
         if (r < 0)
                 return r;
         r = sd_bus_match_signal_async(pool->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL, NULL, on_local_signal, NULL,

@@ -126,12 +126,18 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
                 (void) reply_chain(p, m);
                 return 1;
         }
-        /* The importer's heartbeat asks whether the link is alive, not
-         * whether the service is quick: a service busy with a large reply
-         * must not look like a dead link (its leaving the bus closes the
-         * peer anyway, see listener-pool.c). */
+        /* The importer's heartbeat asks whether the link and the service
+         * behind it answer: the link by this reply, the service by what
+         * listener-health.c knows of it (a service that left the bus
+         * closes the peer anyway, see listener-pool.c). */
         if (sd_bus_message_is_method_call(m, BRIDGE_LINK_IFACE, "Ping")) {
-                (void) sd_bus_reply_method_return(m, NULL);
+                if (listener_service_answers(p->listener))
+                        (void) sd_bus_reply_method_return(m, NULL);
+                else
+                        (void) sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
+                                                          OUTPOST_BUS_NAME " has not answered on the listener's "
+                                                          "bus for more than %u ms",
+                                                          p->listener->bridge->config.heartbeat_timeout_ms);
                 return 1;
         }
         if (sd_bus_message_get_destination(m) && strcmp(sd_bus_message_get_destination(m), OUTPOST_BUS_NAME) != 0) {
@@ -256,6 +262,9 @@ static int listener_start(Listener *l, const LinkAddress *address, int activated
         r = pool_pick(l, &first);
         if (r < 0)
                 return r;
+        r = listener_health_start(l);
+        if (r < 0)
+                return r;
         return link_listener_new(b->event, address, activated_fd, &b->link_config, on_link_ready, on_link_closed, l,
                                  &l->link_listener);
 }
@@ -305,6 +314,7 @@ Listener *listener_free(Listener *l) {
         /* Peers first: they leave their pool connections. */
         g_clear_pointer(&l->peers, g_hash_table_unref);
         g_clear_pointer(&l->pools, g_ptr_array_unref);
+        listener_health_stop(l);
         link_listener_free(l->link_listener);
         audit_free(l->audit);
         g_free(l);

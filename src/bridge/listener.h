@@ -19,6 +19,11 @@ struct Listener {
         GHashTable *peers;      /* Peer* set */
         GPtrArray *pools;       /* Pool*, opened as peers come, at most listener-bus-connections */
         uint64_t n_peers_accepted; /* for each peer's hold key */
+        /* Whether the service answers (listener-health.c). */
+        sd_bus *health_bus;
+        sd_bus_slot *health_ping;
+        sd_event_source *health_timer;
+        uint64_t unanswered_since; /* CLOCK_MONOTONIC µs of the oldest unanswered ping; 0: none */
         Audit *audit;           /* each change relayed, with the peer it came from */
 };
 
@@ -90,6 +95,16 @@ void pool_call_enqueue(PoolCall *c);
  * the interactive-authorization flag of C's message. */
 int pool_call_new_local(PoolCall *c, const char *path, const char *interface, const char *member,
                         sd_bus_message **ret);
+
+/* listener-health.c */
+/* Ping the service on a connection of its own, every half heartbeat. */
+int listener_health_start(Listener *l);
+void listener_health_stop(Listener *l);
+/* False once the service has answered nothing, our pings nor the peers'
+ * calls, for the heartbeat timeout while a ping of ours waits. */
+bool listener_service_answers(Listener *l);
+/* The service answered something just now. */
+void listener_service_answered(Listener *l);
 
 /* listener.c */
 void peer_close(Peer *p, const char *reason, bool at_fault);

@@ -278,6 +278,23 @@ int bridge_open_local_bus(Bridge *b, sd_bus **ret) {
         return bus_open_as_configured(b->config.address, b->config.session, ret);
 }
 
+int bridge_connect_local_bus(Bridge *b, sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        r = bridge_open_local_bus(b, &bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(bus, b->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return r;
+        r = bridge_watch_local_bus(b, bus);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
 
 /* The listen address and every upstream. */
 static int check_links(Bridge *b) {

@@ -379,6 +379,48 @@ static void test_several_upstreams(void) {
         test_bus_free(other);
 }
 
+/* A service that is alive on the bus but answers nothing (SIGSTOP) is an
+ * outage to every layer within a heartbeat or so: State leaves
+ * "connected" at the site and the machine, callers two hops away get
+ * Disconnected at once instead of waiting for the bus's timeout, and all
+ * comes back once the service answers again. */
+static void test_hung_service(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *id = test_create_user(d->central->conn, "patient", NULL);
+        GPid outpostd = test_bus_daemon_pid(d->central);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) reply = NULL;
+        gint64 stopped, noticed;
+
+        g_assert_true(user_known(d->machine->conn, id));
+        g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
+        stopped = g_get_monotonic_time();
+        for (;;) {
+                g_autofree char *state = bridge_state(d->machine->conn);
+
+                if (g_strcmp0(state, "connected") != 0)
+                        break;
+                g_assert_cmpint(g_get_monotonic_time() - stopped, <, 10 * G_USEC_PER_SEC);
+                g_usleep(20 * 1000);
+        }
+        noticed = g_get_monotonic_time();
+        /* The listener pings every 0.5 s and calls the service stuck after
+         * 2 s (heartbeat-timeout-ms) without an answer; the importer's
+         * next heartbeat, within 1 s, hears it. */
+        g_test_message("State left connected %" G_GINT64_FORMAT " ms after SIGSTOP", (noticed - stopped) / 1000);
+        g_assert_cmpint(noticed - stopped, <, 5 * G_USEC_PER_SEC);
+        reply = test_call(d->machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id),
+                          NULL, &error);
+        g_assert_null(reply);
+        test_assert_dbus_error(error, "Disconnected", NULL);
+        g_assert_cmpint(g_get_monotonic_time() - noticed, <, 2 * G_USEC_PER_SEC);
+
+        g_assert_cmpint(kill(outpostd, SIGCONT), ==, 0);
+        wait_bridge_state(d->site->conn, "connected", 20000);
+        wait_bridge_state(d->machine->conn, "connected", 20000);
+        g_assert_true(user_known(d->machine->conn, id));
+}
+
 typedef struct HoldTally {
         unsigned answered, held, limited;
 } HoldTally;
@@ -905,6 +947,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/presence-holds", test_presence_holds);
         g_test_add_func("/bridge/holds-limited-per-caller", test_holds_limited_per_caller);
         g_test_add_func("/bridge/several-upstreams", test_several_upstreams);
+        g_test_add_func("/bridge/hung-service", test_hung_service);
         g_test_add_func("/bridge/presence-objects-across-outage", test_presence_objects_across_outage);
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);
