@@ -92,6 +92,7 @@ static void pool_call_send(PoolCall *c) {
                 return;
         }
         c->pool->n_pending++;
+        listener_health_watch(c->pool->listener);
         if (c->peer)
                 g_queue_push_tail_link(&c->peer->sent, &c->peer_link);
         /* The connection owns the slot; its end frees the record. */

@@ -97,8 +97,11 @@ int pool_call_new_local(PoolCall *c, const char *path, const char *interface, co
                         sd_bus_message **ret);
 
 /* listener-health.c */
-/* Ping the service on a connection of its own, every half heartbeat. */
+/* Ping the service on a connection of its own, every half heartbeat while
+ * calls wait for it. */
 int listener_health_start(Listener *l);
+/* A call went to the service: watch whether it answers. */
+void listener_health_watch(Listener *l);
 void listener_health_stop(Listener *l);
 /* False once the service has answered nothing, our pings nor the peers'
  * calls, for the heartbeat timeout while a ping of ours waits. */

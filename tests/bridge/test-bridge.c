@@ -379,28 +379,42 @@ static void test_several_upstreams(void) {
         test_bus_free(other);
 }
 
+static void on_waiting_call(GObject *source, GAsyncResult *result, gpointer data) {
+        GError **error = data;
+        g_autoptr(GVariant) reply = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, error);
+
+        if (reply)
+                *error = g_error_new_literal(G_IO_ERROR, G_IO_ERROR_FAILED, "(answered)");
+}
+
 /* A service that is alive on the bus but answers nothing (SIGSTOP) is an
- * outage to every layer within a heartbeat or so: State leaves
- * "connected" at the site and the machine, callers two hops away get
- * Disconnected at once instead of waiting for the bus's timeout, and all
- * comes back once the service answers again. */
+ * outage to every layer once someone calls it: within a heartbeat or so
+ * State leaves "connected" at the site and the machine, the call waiting
+ * two hops away fails with Disconnected and later calls fail at once,
+ * instead of waiting for the bus's timeout; all comes back once the
+ * service answers again. Idle, nothing pings the service (the daemon's
+ * own tests check that it sleeps, also behind bridges). */
 static void test_hung_service(void) {
         g_autoptr(Deployment) d = deployment_new(NULL);
         g_autofree char *id = test_create_user(d->central->conn, "patient", NULL);
         GPid outpostd = test_bus_daemon_pid(d->central);
-        g_autoptr(GError) error = NULL;
+        g_autoptr(GError) error = NULL, waited = NULL;
         g_autoptr(GVariant) reply = NULL;
         gint64 stopped, noticed;
 
         g_assert_true(user_known(d->machine->conn, id));
         g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
         stopped = g_get_monotonic_time();
+        g_dbus_connection_call(d->machine->conn, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
+                               g_variant_new("(s)", id), NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, on_waiting_call,
+                               &waited);
         for (;;) {
                 g_autofree char *state = bridge_state(d->machine->conn);
 
                 if (g_strcmp0(state, "connected") != 0)
                         break;
                 g_assert_cmpint(g_get_monotonic_time() - stopped, <, 10 * G_USEC_PER_SEC);
+                g_main_context_iteration(NULL, FALSE);
                 g_usleep(20 * 1000);
         }
         noticed = g_get_monotonic_time();
@@ -409,6 +423,8 @@ static void test_hung_service(void) {
          * next heartbeat, within 1 s, hears it. */
         g_test_message("State left connected %" G_GINT64_FORMAT " ms after SIGSTOP", (noticed - stopped) / 1000);
         g_assert_cmpint(noticed - stopped, <, 5 * G_USEC_PER_SEC);
+        test_wait_until(waited != NULL, 2000);
+        test_assert_dbus_error(waited, "Disconnected", NULL);
         reply = test_call(d->machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id),
                           NULL, &error);
         g_assert_null(reply);
