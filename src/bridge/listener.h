@@ -20,6 +20,7 @@ struct Listener {
         GPtrArray *pools;       /* Pool*, opened as peers come, at most listener-bus-connections */
         uint64_t n_peers_accepted; /* for each peer's hold key */
         Audit *audit;           /* each change relayed, with the peer it came from */
+        char **rules;           /* [Peers]: pattern, scopes, …; NULL: every peer may do everything */
 };
 
 /* One remote bridge. */
@@ -30,6 +31,10 @@ struct Peer {
         GList ready_link;       /* in pool->ready while calls of the peer wait */
         Link *link;
         char *description;
+        char *name;             /* its certificate's name (CN, else its first DNS SAN), for messages */
+        unsigned scopes;        /* PeerScope bits: what it may call */
+        double change_tokens;   /* change calls it may make now (peer-change-burst at most) */
+        uint64_t change_tokens_usec; /* when they were counted */
         sd_bus *remote;         /* the peer-to-peer connection over the link */
         unsigned n_in_flight;   /* calls waiting here or sent to the local bus, not yet answered */
         GQueue waiting;         /* PoolCall, in the order the peer sent them */
