@@ -89,6 +89,10 @@
  *   reading from TCP, and TCP's flow control holds the peer back. The
  *   listener also bounds what sd-bus queues toward a peer (signals).
  *
+ *   Per peer, by its certificate's name: the scopes of [Peers] and a
+ *   token bucket of change calls (peer-scopes.c, listener.c), checked
+ *   before anything is relayed.
+ *
  *   Per caller: max-calls-in-flight per peer at the listener, and
  *   max-calls-per-caller per local client at the importer, answered with
  *   LimitExceeded. Calls whose reply may be large (FetchSince, ListUsers,
