@@ -270,6 +270,28 @@ static void test_revoked_at_connect(void) {
         central_stop(&c);
 }
 
+/* An importer with a CRL that revokes the listener's certificate does
+ * not connect, and says why. */
+static void test_importer_refuses_revoked_listener(void) {
+        g_autofree char *crl = g_strdup_printf("--tls-crl=%s/revoked-server.crl", bridge_test_certs());
+        g_autofree char *upstream = NULL;
+        const char *extra[] = { crl, NULL };
+        g_autoptr(TestBus) machine = test_bus_new();
+        BridgeProcess importer = {};
+        Central c = {};
+
+        central_start_conf(&c, NULL, NULL);
+        upstream = g_strdup_printf("tls:host=127.0.0.1,port=%u", c.port);
+        bridge_process_start(&importer, machine, NULL, upstream, extra);
+        g_autofree char *state = NULL;
+
+        test_wait_until(bridge_process_logged(&importer, "The certificate chain is revoked"), 20000);
+        state = bridge_state(machine->conn);
+        g_assert_cmpstr(state, !=, "connected");
+        bridge_process_clear(&importer);
+        central_stop(&c);
+}
+
 /* SIGHUP to C's listener, then turn C's loop until D's link is closed by
  * the listener; how long it took from the signal. */
 static double reload_and_wait_dropped(Central *c, Dial *d) {
@@ -506,6 +528,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-scopes/no-peers-group-warns", test_no_peers_group_warns);
         g_test_add_func("/bridge-scopes/revoked-at-connect", test_revoked_at_connect);
         g_test_add_func("/bridge-scopes/revoked-by-sighup", test_revoked_by_sighup);
+        g_test_add_func("/bridge-scopes/importer-refuses-revoked-listener", test_importer_refuses_revoked_listener);
         g_test_add_func("/bridge-scopes/rate-limit", test_rate_limit);
         g_test_add_func("/bridge-scopes/startup-errors", test_startup_errors);
         g_test_add_func("/bridge-scopes/behind-site", test_scopes_behind_site);

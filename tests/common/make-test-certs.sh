@@ -15,6 +15,7 @@
 #   stray.{pem,key}          "stray", signed by ca, for a name no pattern matches
 #   empty.crl                ca's revocation list revoking nothing
 #   revoked.crl              ca's revocation list revoking kiosk-2
+#   revoked-server.crl       ca's revocation list revoking server
 # Keys are ECDSA (fast to make) and mode 0600.
 set -eu
 
@@ -87,5 +88,6 @@ crl() {
 }
 crl empty
 crl revoked kiosk-2.pem
+crl revoked-server server.pem
 rm -f ./*.tmpl
 chmod 0644 ./*.pem ./*.crl
