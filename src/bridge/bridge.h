@@ -114,6 +114,9 @@
 #include "bus-names.h"
 #include "link.h"
 
+/* How a SIGHUP that changed nothing begins its log line. */
+#define RELOAD_FAILED "Reload failed, keeping the certificates in use and every other setting"
+
 /* Spoken only between bridges, on the link itself: never on a bus. */
 #define BRIDGE_LINK_IFACE  "org.outpost.BridgeLink1"
 

@@ -414,7 +414,7 @@ int listener_reload(Listener *l, const LinkConfig *config, char **peers) {
 
         r = link_listener_reload(l->link_listener, config, &error);
         if (r < 0) {
-                log_error("Reload failed, keeping the settings in use: %s", error ?: strerror(-r));
+                log_error(RELOAD_FAILED ": %s", error ?: strerror(-r));
                 return r;
         }
         g_strfreev(l->rules);
@@ -423,7 +423,7 @@ int listener_reload(Listener *l, const LinkConfig *config, char **peers) {
         g_hash_table_iter_init(&iter, l->peers);
         while (g_hash_table_iter_next(&iter, (gpointer *) &p, NULL))
                 peer_recheck(p);
-        log_info("Reloaded the CA, CRL, certificate, key and [Peers]; %u peers connected before",
+        log_info("Reloaded the CA, certificate and key, the CRL and [Peers]; %u peers were connected",
                  g_hash_table_size(l->peers));
         return 0;
 }

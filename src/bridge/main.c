@@ -189,11 +189,13 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * (MaxHoldsPerPeer): a local client of a site or machine
                  * may hold as many as one at central. */
                 .max_holds_per_caller = 4096,
-                /* Far above what a kiosk or a site's people do by hand,
-                 * far below what fills the history in minutes: a stolen
-                 * peer's flood is slowed to this, others go on. */
-                .peer_change_rate = 200,
-                .peer_change_burst = 400,
+                /* A peer may be a site with thousands of people behind
+                 * it, all coming online in the same minute: room for a
+                 * morning's burst of holds, while a stolen machine's
+                 * flood is held to a rate the store takes in its stride
+                 * and the other peers go on. */
+                .peer_change_rate = 1000,
+                .peer_change_burst = 10000,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -255,7 +257,7 @@ static int check_upstream_files(Bridge *b, const LinkConfig *lc) {
                 return 0;
         r = link_check(&address, lc, &error);
         if (r < 0)
-                log_error("Reload failed, keeping the settings in use: the next upstream connect would fail: %s",
+                log_error(RELOAD_FAILED ": the next upstream connect would fail: %s",
                           error);
         return r;
 }
@@ -269,7 +271,7 @@ static int reload(Bridge *b, const Options *o) {
 
         r = load_config(o, &c);
         if (r < 0) {
-                log_error("Reload failed, keeping the settings in use: the configuration does not load");
+                log_error(RELOAD_FAILED ": the configuration does not load");
                 return r;
         }
         link_config_tls_from(&lc, &c);

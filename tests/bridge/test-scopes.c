@@ -327,7 +327,7 @@ static void test_revoked_by_sighup(void) {
         /* A reload that fails keeps what was in use, and the bridge. */
         g_free(write_file("current.crl", "not a CRL\n"));
         reload(&c);
-        test_wait_until(bridge_process_logged(&c.listener, "Reload failed, keeping the settings in use: "
+        test_wait_until(bridge_process_logged(&c.listener, "Reload failed, keeping the certificates in use and every other setting: "
                                               "cannot load CRL file"), 5000);
         call(c.event, bus2, NULL, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", &r, "su", "", 10);
         assert_ok(&r);
