@@ -89,6 +89,10 @@
  *   reading from TCP, and TCP's flow control holds the peer back. The
  *   listener also bounds what sd-bus queues toward a peer (signals).
  *
+ *   Per peer, by its certificate's name: the scopes of [Peers] and a
+ *   token bucket of change calls (peer-scopes.c, listener.c), checked
+ *   before anything is relayed.
+ *
  *   Per caller: max-calls-in-flight per peer at the listener, and
  *   max-calls-per-caller per local client at the importer, answered with
  *   LimitExceeded. Calls whose reply may be large (FetchSince, ListUsers,
@@ -110,6 +114,9 @@
 #include "bus-names.h"
 #include "link.h"
 
+/* How a SIGHUP that changed nothing begins its log line. */
+#define RELOAD_FAILED "Reload failed, keeping the certificates in use and every other setting"
+
 /* Spoken only between bridges, on the link itself: never on a bus. */
 #define BRIDGE_LINK_IFACE  "org.outpost.BridgeLink1"
 
@@ -123,7 +130,9 @@ typedef struct BridgeConfig {
         char *tls_ca;
         char *tls_cert;
         char *tls_key;
+        char *tls_crl;                  /* the CA's revocation list, or NULL */
         char *allowed_peers;            /* comma-separated certificate names */
+        char **peers;                   /* [Peers]: pattern, scopes, …; NULL: no such group (peer-scopes.h) */
         bool insecure_plaintext;
         unsigned reconnect_min_ms;
         unsigned reconnect_max_ms;
@@ -141,6 +150,8 @@ typedef struct BridgeConfig {
         unsigned listener_max_pending;  /* listener: calls pending on one of them, the rest wait */
         unsigned max_holds_per_peer;    /* listener: presence holds of one remote peer */
         unsigned max_holds_per_caller;  /* importer: presence holds of one local caller */
+        unsigned peer_change_rate;      /* listener: change calls per second of one peer, on average */
+        unsigned peer_change_burst;     /* listener: … and at most this many at once */
 } BridgeConfig;
 
 typedef struct Importer Importer;
@@ -173,9 +184,11 @@ char **importer_get_chain(Importer *im);
 
 int listener_new(Bridge *b, int activated_fd, Listener **ret);
 Listener *listener_free(Listener *l);
-/* SIGHUP: read the TLS files again for the peers that connect from now
- * on. A failure keeps the old ones and says why. */
-int listener_reload(Listener *l);
+/* SIGHUP: the TLS files of CONFIG (CA, certificate, key, CRL) and the
+ * [Peers] rules PEERS for the peers that connect from now on; a connected
+ * peer that these would refuse, or would give fewer scopes, is dropped
+ * at once. A failure keeps the old ones and says why. */
+int listener_reload(Listener *l, const LinkConfig *config, char **peers);
 /* Whether NAME (a unique name on the local bus) is one of the listener's
  * own pool connections: their holds are the peers', limited per peer. */
 bool listener_owns_connection(Listener *l, const char *name);

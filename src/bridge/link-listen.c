@@ -454,6 +454,12 @@ int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_e
         return 0;
 }
 
+int link_listener_recheck(LinkListener *l, Link *link, char **ret_error) {
+        if (!l->tls || !link->tls_session)
+                return 0;
+        return link_tls_recheck_peer(link->tls_session, l->creds, ret_error);
+}
+
 int link_listener_get_port(LinkListener *l) {
         struct sockaddr_storage ss = {};
         socklen_t len = sizeof ss;

@@ -35,8 +35,20 @@ struct LinkTls {
         char *error;            /* why the verify callback refused the peer */
 };
 
+/* The CRL file must hold a CRL: one that does not parse, or an empty
+ * file, would otherwise revoke nothing without a word. */
+static int load_crl(gnutls_certificate_credentials_t cred, const char *crl_file, char **ret_error) {
+        int n = gnutls_certificate_set_x509_crl_file(cred, crl_file, GNUTLS_X509_FMT_PEM);
+
+        if (n > 0)
+                return 0;
+        *ret_error = g_strdup_printf("cannot load CRL file %s: %s", crl_file,
+                                     n < 0 ? gnutls_strerror(n) : "no CRL in it");
+        return -EINVAL;
+}
+
 int link_tls_credentials_load(const char *ca_file, const char *cert_file, const char *key_file,
-                              LinkTlsCredentials **ret, char **ret_error) {
+                              const char *crl_file, LinkTlsCredentials **ret, char **ret_error) {
         gnutls_certificate_credentials_t cred = NULL;
         int n, r;
 
@@ -55,6 +67,13 @@ int link_tls_credentials_load(const char *ca_file, const char *cert_file, const 
                                              key_file, gnutls_strerror(r));
                 gnutls_certificate_free_credentials(cred);
                 return -EINVAL;
+        }
+        if (crl_file) {
+                r = load_crl(cred, crl_file, ret_error);
+                if (r < 0) {
+                        gnutls_certificate_free_credentials(cred);
+                        return r;
+                }
         }
         *ret = g_new0(LinkTlsCredentials, 1);
         (*ret)->n_ref = 1;
@@ -117,14 +136,15 @@ char *link_tls_peer_name(LinkTls *t) {
         return name;
 }
 
-/* A certificate name the listener accepts: its CN or one of its DNS SANs. */
-static bool cert_name_allowed(gnutls_x509_crt_t crt, char **allowed) {
+/* The CN (first) and the DNS SANs of CRT. */
+static char **cert_names(gnutls_x509_crt_t crt) {
+        g_autoptr(GStrvBuilder) names = g_strv_builder_new();
         char buf[256];
         size_t size = sizeof buf;
 
         if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) >= 0 &&
-            strlen(buf) == size && g_strv_contains((const char * const *) allowed, buf))
-                return true;
+            strlen(buf) == size)
+                g_strv_builder_add(names, buf);
         for (unsigned i = 0;; i++) {
                 unsigned critical;
                 int type;
@@ -132,11 +152,87 @@ static bool cert_name_allowed(gnutls_x509_crt_t crt, char **allowed) {
                 size = sizeof buf;
                 type = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &size, &critical);
                 if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-                        return false;
-                if (type == GNUTLS_SAN_DNSNAME && strlen(buf) == size &&
-                    g_strv_contains((const char * const *) allowed, buf))
-                        return true;
+                        break;
+                /* A name with a NUL inside is not the name it looks like. */
+                if (type == GNUTLS_SAN_DNSNAME && strlen(buf) == size)
+                        g_strv_builder_add(names, buf);
         }
+        return g_strv_builder_end(names);
+}
+
+char **link_tls_peer_names(LinkTls *t) {
+        gnutls_x509_crt_t crt = peer_cert(t->session);
+        char **names;
+
+        if (!crt)
+                return NULL;
+        names = cert_names(crt);
+        gnutls_x509_crt_deinit(crt);
+        return names;
+}
+
+/* The peer's chain as it sent it, at most MAX_CHAIN long; the
+ * number imported. */
+#define MAX_CHAIN 16
+static unsigned peer_chain(gnutls_session_t session, gnutls_x509_crt_t chain[static MAX_CHAIN]) {
+        const gnutls_datum_t *list;
+        unsigned n = 0, k = 0;
+
+        list = gnutls_certificate_get_peers(session, &n);
+        for (unsigned i = 0; list && i < MIN(n, (unsigned) MAX_CHAIN); i++) {
+                if (gnutls_x509_crt_init(&chain[k]) < 0)
+                        break;
+                if (gnutls_x509_crt_import(chain[k], &list[i], GNUTLS_X509_FMT_DER) < 0) {
+                        gnutls_x509_crt_deinit(chain[k]);
+                        break;
+                }
+                k++;
+        }
+        return k;
+}
+
+int link_tls_recheck_peer(LinkTls *t, LinkTlsCredentials *creds, char **ret_error) {
+        gnutls_typed_vdata_st purpose = {
+                .type = GNUTLS_DT_KEY_PURPOSE_OID,
+                .data = (unsigned char *) (t->server ? GNUTLS_KP_TLS_WWW_CLIENT : GNUTLS_KP_TLS_WWW_SERVER),
+        };
+        gnutls_x509_crt_t chain[MAX_CHAIN];
+        gnutls_x509_trust_list_t trust;
+        gnutls_datum_t text = {};
+        unsigned n, status = 0;
+        int r;
+
+        n = peer_chain(t->session, chain);
+        if (n == 0) {
+                *ret_error = g_strdup("its certificate cannot be read again");
+                return -EPERM;
+        }
+        gnutls_certificate_get_trust_list(creds->cred, &trust);
+        r = gnutls_x509_trust_list_verify_crt2(trust, chain, n, &purpose, 1, 0, &status, NULL);
+        for (unsigned i = 0; i < n; i++)
+                gnutls_x509_crt_deinit(chain[i]);
+        if (r < 0) {
+                *ret_error = g_strdup_printf("cannot verify its certificate: %s", gnutls_strerror(r));
+                return -EPERM;
+        }
+        if (status == 0)
+                return 0;
+        if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
+                *ret_error = g_strdup_printf("its certificate is now refused: %s", g_strchomp((char *) text.data));
+                gnutls_free(text.data);
+        } else
+                *ret_error = g_strdup("its certificate is now refused");
+        return -EPERM;
+}
+
+/* A certificate name the listener accepts: its CN or one of its DNS SANs. */
+static bool cert_name_allowed(gnutls_x509_crt_t crt, char **allowed) {
+        g_auto(GStrv) names = cert_names(crt);
+
+        for (size_t i = 0; names[i]; i++)
+                if (g_strv_contains((const char * const *) allowed, names[i]))
+                        return true;
+        return false;
 }
 
 static int check_allowed_peer(LinkTls *t) {
@@ -173,11 +269,14 @@ static int verify_client(gnutls_session_t session) {
                 return -1;
         }
         if (status != 0) {
+                g_autofree char *name = link_tls_peer_name(t);
+
                 if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
-                        tls_set_error(t, "client certificate refused: %s", g_strchomp((char *) text.data));
+                        tls_set_error(t, "client certificate refused (%s): %s", name ?: "no name",
+                                      g_strchomp((char *) text.data));
                         gnutls_free(text.data);
                 } else
-                        tls_set_error(t, "client certificate refused");
+                        tls_set_error(t, "client certificate refused (%s)", name ?: "no name");
                 return -1;
         }
         return t->allowed_peers ? check_allowed_peer(t) : 0;

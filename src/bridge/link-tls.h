@@ -14,12 +14,13 @@
 typedef struct LinkTlsCredentials LinkTlsCredentials;
 typedef struct LinkTls LinkTls;
 
-/* The CA, our certificate and our key, from PEM files. The caller has
- * already checked that all three are named and that the key is private
- * to its owner. Shared, by reference, by a listener and the links it
- * accepted, which may outlive it. */
+/* The CA, our certificate and our key, from PEM files, and the CA's
+ * revocation list when CRL_FILE is not NULL (a file that holds no CRL is
+ * an error). The caller has already checked that the first three are
+ * named and that the key is private to its owner. Shared, by reference,
+ * by a listener and the links it accepted, which may outlive it. */
 int link_tls_credentials_load(const char *ca_file, const char *cert_file, const char *key_file,
-                              LinkTlsCredentials **ret, char **ret_error);
+                              const char *crl_file, LinkTlsCredentials **ret, char **ret_error);
 LinkTlsCredentials *link_tls_credentials_ref(LinkTlsCredentials *c);
 void link_tls_credentials_unref(LinkTlsCredentials *c);
 
@@ -41,6 +42,13 @@ int link_tls_handshake(LinkTls *t, char **ret_error);
 bool link_tls_wants_write(LinkTls *t);
 /* "CN=site1" of the peer's certificate, or NULL. */
 char *link_tls_peer_name(LinkTls *t);
+/* The names of the peer's certificate: its CN first (when it has one),
+ * then its DNS subject alt names; NULL without a certificate. */
+char **link_tls_peer_names(LinkTls *t);
+/* Whether the peer's certificate, accepted in the handshake, would still
+ * be accepted with CREDS (their CA and CRL): 0, or -EPERM with
+ * *RET_ERROR saying why not. */
+int link_tls_recheck_peer(LinkTls *t, LinkTlsCredentials *creds, char **ret_error);
 
 /* Receive: bytes, 0 at the end of the stream, -EAGAIN when nothing is
  * there now, -EINTR to call again at once (a record was used up and the

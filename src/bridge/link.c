@@ -60,7 +60,8 @@ int link_load_credentials(const LinkConfig *config, LinkTlsCredentials **ret, ch
         r = check_key_mode(config->key_file, ret_error);
         if (r < 0)
                 return r;
-        return link_tls_credentials_load(config->ca_file, config->cert_file, config->key_file, ret, ret_error);
+        return link_tls_credentials_load(config->ca_file, config->cert_file, config->key_file, config->crl_file,
+                                         ret, ret_error);
 }
 
 int link_prepare(const LinkAddress *a, const LinkConfig *config, LinkTlsCredentials **ret_creds, char **ret_error) {
@@ -331,4 +332,8 @@ bool link_peer_at_fault(Link *link) {
 
 uint64_t link_get_last_receive(Link *link) {
         return link ? link->last_receive : 0;
+}
+
+char **link_get_peer_names(Link *link) {
+        return link && link->tls_session ? link_tls_peer_names(link->tls_session) : NULL;
 }

@@ -17,6 +17,7 @@ typedef struct LinkConfig {
         char *ca_file;          /* PEM: the CA that signs peers' certificates */
         char *cert_file;        /* PEM: our certificate */
         char *key_file;         /* PEM: our key; refused when readable by group or others */
+        char *crl_file;         /* PEM: the CA's revocation list, or NULL */
         char **allowed_peers;   /* listener only: accepted certificate names (CN or DNS SAN); NULL: any the CA signed */
         bool insecure_plaintext;/* plain TCP, only to or on a loopback address */
         /* Per direction, 0: 8 MiB. Toward the peer: when this much waits
@@ -107,8 +108,16 @@ LinkListener *link_listener_free(LinkListener *l);
  * accepted from now on. On failure the listener keeps what it had, and
  * *RET_ERROR (free it) says why. */
 int link_listener_reload(LinkListener *l, const LinkConfig *config, char **ret_error);
+/* Whether LINK, accepted by L, would still be accepted with what L has
+ * now (after link_listener_reload: the CA and CRL read again): 0, or a
+ * negative errno and *RET_ERROR (free it) saying why not. */
+int link_listener_recheck(LinkListener *l, Link *link, char **ret_error);
 /* The local port listened on (useful with port 0), or a negative errno. */
 int link_listener_get_port(LinkListener *l);
+
+/* The names of the peer's certificate (CN first, then DNS subject alt
+ * names; free with g_strfreev), or NULL on a plaintext link. */
+char **link_get_peer_names(Link *link);
 
 /* When the peer last sent bytes (CLOCK_MONOTONIC µs; 0: never), so that a
  * link busy carrying a large message is not taken for a dead one. */

@@ -16,6 +16,7 @@
 #include "listener.h"
 #include "log.h"
 #include "macro.h"
+#include "peer-scopes.h"
 
 static void peer_free(Peer *p) {
         if (!p)
@@ -35,6 +36,7 @@ static void peer_free(Peer *p) {
         link_free(p->link);
         sd_event_source_unref(p->idle_timer);
         g_free(p->description);
+        g_free(p->name);
         g_free(p);
 }
 
@@ -104,6 +106,45 @@ static int relay_to_local(Peer *p, sd_bus_message *m) {
         return 0;
 }
 
+/* A call outside the peer's scopes is refused here, before anything is
+ * relayed (DESIGN.md §5b); 1 when it was. */
+static int refuse_out_of_scope(Peer *p, sd_bus_message *m) {
+        PeerScope needed = peer_scope_of_call(m);
+        g_autofree char *needed_name = NULL;
+
+        if (p->scopes & needed)
+                return 0;
+        needed_name = peer_scopes_format(needed);
+        (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                          "Peer '%s' may not call %s: its certificate lacks the scope '%s' "
+                                          "([Peers] of the listener)",
+                                          p->name, sd_bus_message_get_member(m) ?: "?", needed_name);
+        return 1;
+}
+
+/* A token bucket per peer for its change calls: peer-change-burst at
+ * once, peer-change-rate a second after that. A peer over it is told so;
+ * the others keep their own buckets. 1 when refused. */
+static int refuse_over_rate(Peer *p, sd_bus_message *m) {
+        const BridgeConfig *c = &p->listener->bridge->config;
+        uint64_t now = (uint64_t) g_get_monotonic_time();
+
+        if (peer_scope_of_call(m) == PEER_SCOPE_READ)
+                return 0;
+        p->change_tokens = MIN((double) c->peer_change_burst,
+                               p->change_tokens + (double) (now - p->change_tokens_usec) * c->peer_change_rate / 1e6);
+        p->change_tokens_usec = now;
+        if (p->change_tokens >= 1.0) {
+                p->change_tokens -= 1.0;
+                return 0;
+        }
+        (void) sd_bus_reply_method_errorf(m, BUS_ERROR_LIMIT_EXCEEDED,
+                                          "Peer '%s' sends changes faster than it may (%u a second, %u at once: "
+                                          "peer-change-rate, peer-change-burst); try again later",
+                                          p->name, c->peer_change_rate, c->peer_change_burst);
+        return 1;
+}
+
 static bool interface_is_driver(const char *iface) {
         return iface && g_str_has_prefix(iface, "org.freedesktop.DBus") &&
                (strcmp(iface, "org.freedesktop.DBus") == 0 || strcmp(iface, "org.freedesktop.DBus.Monitoring") == 0 ||
@@ -157,6 +198,8 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
                                                   "Interface '%s' is not reachable over a bridge", iface);
                 return 1;
         }
+        if (refuse_out_of_scope(p, m) || refuse_over_rate(p, m))
+                return 1;
         (void) relay_to_local(p, m);
         return 1;
 }
@@ -226,8 +269,33 @@ static int peer_setup(Peer *p, int fd) {
         return peer_setup_remote(p, fd);
 }
 
+/* What the [Peers] rules give a peer named NAMES: true with its scopes,
+ * or false with *RET_REASON saying why it is refused. */
+static bool peer_judge(char **rules, char **names, unsigned *ret_scopes, char **ret_reason) {
+        const char *pattern = NULL;
+
+        if (peer_rules_match(rules, names, ret_scopes, &pattern))
+                return true;
+        if (pattern)
+                *ret_reason = g_strdup_printf("its certificate matches '%s' of [Peers], which grants nothing",
+                                              pattern);
+        else
+                *ret_reason = g_strdup("its certificate's names match no pattern of [Peers]");
+        return false;
+}
+
+static void peer_log_scopes(Peer *p, const char *what) {
+        g_autofree char *scopes = peer_scopes_format(p->scopes);
+
+        log_info("Peer %s: %s, scopes %s%s", p->description, what, scopes,
+                 p->listener->rules ? "" : " (no [Peers] in the configuration)");
+}
+
 static void on_link_ready(Link *link, int fd, const char *peer, const char *error, void *userdata) {
         Listener *l = userdata;
+        g_auto(GStrv) names = NULL;
+        g_autofree char *reason = NULL;
+        unsigned scopes;
         Peer *p;
         int r;
 
@@ -235,10 +303,21 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 log_warning("Refused a peer: %s", error ?: "unknown error");
                 return;
         }
+        names = link_get_peer_names(link);
+        if (!peer_judge(l->rules, names, &scopes, &reason)) {
+                log_warning("Refused peer %s: %s", peer, reason);
+                close(fd);
+                link_free(link);
+                return;
+        }
         p = g_new0(Peer, 1);
         p->listener = l;
         p->link = link;
         p->description = g_strdup(peer);
+        p->name = g_strdup(names && names[0] ? names[0] : peer);
+        p->scopes = scopes;
+        p->change_tokens = l->bridge->config.peer_change_burst;
+        p->change_tokens_usec = (uint64_t) g_get_monotonic_time();
         p->hold_key = g_strdup_printf("%" PRIu64, ++l->n_peers_accepted);
         g_hash_table_add(l->peers, p);
         link_set_userdata(link, p);
@@ -249,7 +328,13 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 peer_close(p, "setup failed", false);
                 return;
         }
-        log_info("Peer %s: connected", peer);
+        peer_log_scopes(p, "connected");
+}
+
+static void warn_without_rules(Listener *l) {
+        if (!l->rules)
+                log_warning("No [Peers] group in the configuration: every peer whose certificate the CA signed "
+                            "may read, hold presence, send, publish and manage users");
 }
 
 /* One pool connection at once: losing the local bus ends the bridge even
@@ -284,6 +369,8 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
         (void) audit_new(&l->audit);
         l->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
+        l->rules = g_strdupv(b->config.peers);
+        warn_without_rules(l);
         r = listener_start(l, &address, activated_fd);
         link_address_clear(&address);
         if (r < 0) {
@@ -294,16 +381,58 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         return 0;
 }
 
-int listener_reload(Listener *l) {
+/* After a reload: P keeps its link only when the new CA and CRL still
+ * accept its certificate and the new rules give it at least what it had
+ * (a peer whose scopes grew gets them at once). Dropping the others now
+ * is what makes a revocation take effect: a shrunk scope is not applied
+ * to a link that stays. */
+static void peer_recheck(Peer *p) {
+        g_auto(GStrv) names = NULL;
+        g_autofree char *reason = NULL;
+        unsigned scopes;
+
+        if (p->closing || !p->link)
+                return;
+        if (link_listener_recheck(p->listener->link_listener, p->link, &reason) < 0) {
+                peer_close(p, reason, true);
+                return;
+        }
+        names = link_get_peer_names(p->link);
+        if (!peer_judge(p->listener->rules, names, &scopes, &reason)) {
+                peer_close(p, reason, true);
+                return;
+        }
+        if (p->scopes & ~scopes) {
+                g_autofree char *lost = peer_scopes_format(p->scopes & ~scopes);
+                g_autofree char *why = g_strdup_printf("its scopes shrank, it lost %s", lost);
+
+                peer_close(p, why, true);
+                return;
+        }
+        if (scopes == p->scopes)
+                return;
+        p->scopes = scopes;
+        peer_log_scopes(p, "scopes grew");
+}
+
+int listener_reload(Listener *l, const LinkConfig *config, char **peers) {
         g_autofree char *error = NULL;
+        GHashTableIter iter;
+        Peer *p;
         int r;
 
-        r = link_listener_reload(l->link_listener, &l->bridge->link_config, &error);
+        r = link_listener_reload(l->link_listener, config, &error);
         if (r < 0) {
-                log_error("Reload failed, keeping the certificates in use: %s", error ?: strerror(-r));
+                log_error(RELOAD_FAILED ": %s", error ?: strerror(-r));
                 return r;
         }
-        log_info("Reloaded the CA, certificate and key for new peers; connected peers keep their links (%u)",
+        g_strfreev(l->rules);
+        l->rules = g_strdupv(peers);
+        warn_without_rules(l);
+        g_hash_table_iter_init(&iter, l->peers);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &p, NULL))
+                peer_recheck(p);
+        log_info("Reloaded the CA, certificate and key, the CRL and [Peers]; %u peers were connected",
                  g_hash_table_size(l->peers));
         return 0;
 }
@@ -317,6 +446,7 @@ Listener *listener_free(Listener *l) {
         listener_health_stop(l);
         link_listener_free(l->link_listener);
         audit_free(l->audit);
+        g_strfreev(l->rules);
         g_free(l);
         return NULL;
 }

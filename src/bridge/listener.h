@@ -25,6 +25,7 @@ struct Listener {
         sd_event_source *health_timer;
         uint64_t unanswered_since; /* CLOCK_MONOTONIC µs of the oldest unanswered ping; 0: none */
         Audit *audit;           /* each change relayed, with the peer it came from */
+        char **rules;           /* [Peers]: pattern, scopes, …; NULL: every peer may do everything */
 };
 
 /* One remote bridge. */
@@ -35,6 +36,10 @@ struct Peer {
         GList ready_link;       /* in pool->ready while calls of the peer wait */
         Link *link;
         char *description;
+        char *name;             /* its certificate's name (CN, else its first DNS SAN), for messages */
+        unsigned scopes;        /* PeerScope bits: what it may call */
+        double change_tokens;   /* change calls it may make now (peer-change-burst at most) */
+        uint64_t change_tokens_usec; /* when they were counted */
         sd_bus *remote;         /* the peer-to-peer connection over the link */
         unsigned n_in_flight;   /* calls waiting here or sent to the local bus, not yet answered */
         GQueue waiting;         /* PoolCall, in the order the peer sent them */

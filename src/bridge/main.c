@@ -18,6 +18,7 @@
 #include "config-file.h"
 #include "log.h"
 #include "macro.h"
+#include "peer-scopes.h"
 #include "validate.h"
 
 #define DEFAULT_CONFIG_FILE SYSCONFDIR "/outpost/bridge.conf"
@@ -33,6 +34,7 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("tls-ca",               CONFIG_STRING, tls_ca, 0, 0),
         KEY("tls-cert",             CONFIG_STRING, tls_cert, 0, 0),
         KEY("tls-key",              CONFIG_STRING, tls_key, 0, 0),
+        KEY("tls-crl",              CONFIG_STRING, tls_crl, 0, 0),
         KEY("allowed-peers",        CONFIG_STRING, allowed_peers, 0, 0),
         KEY("insecure-plaintext",   CONFIG_BOOL,   insecure_plaintext, 0, 0),
         KEY("reconnect-min-ms",     CONFIG_UINT,   reconnect_min_ms, 10, 3600000),
@@ -51,6 +53,10 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("listener-max-pending", CONFIG_UINT,   listener_max_pending, 1, 100000),
         KEY("max-holds-per-peer",   CONFIG_UINT,   max_holds_per_peer, 1, 1000000),
         KEY("max-holds-per-caller", CONFIG_UINT,   max_holds_per_caller, 1, 1000000),
+        KEY("peer-change-rate",     CONFIG_UINT,   peer_change_rate, 1, 1000000),
+        KEY("peer-change-burst",    CONFIG_UINT,   peer_change_burst, 1, 1000000),
+        /* Patterns are the keys: any key, checked as a rule. */
+        { "Peers", NULL, CONFIG_ENTRIES, offsetof(BridgeConfig, peers), 0, 0, peer_rule_check },
 };
 
 /* The command line: strings NULL and numbers -1 when not given, so that
@@ -62,18 +68,19 @@ typedef struct Options {
         gboolean session;
         gboolean insecure_plaintext;
         char **upstreams;       /* --upstream, repeated */
-        char *strings[7];
-        int numbers[16];
+        char *strings[8];
+        int numbers[18];
 } Options;
 
-static const char *const string_options[7] = {
-        "address", "listen", "tls-ca", "tls-cert", "tls-key", "allowed-peers", NULL,
+static const char *const string_options[8] = {
+        "address", "listen", "tls-ca", "tls-cert", "tls-key", "tls-crl", "allowed-peers", NULL,
 };
-static const char *const number_options[16] = {
+static const char *const number_options[18] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
         "max-calls-per-caller", "max-handshakes", "max-connections-per-address", "handshake-timeout-sec",
         "listener-bus-connections", "listener-max-pending", "max-holds-per-peer", "max-holds-per-caller",
+        "peer-change-rate", "peer-change-burst",
 };
 
 static void options_clear(Options *o) {
@@ -91,18 +98,20 @@ static void config_clear(BridgeConfig *c) {
         g_free(c->tls_ca);
         g_free(c->tls_cert);
         g_free(c->tls_key);
+        g_free(c->tls_crl);
         g_free(c->allowed_peers);
+        g_strfreev(c->peers);
 }
 
 static const ConfigKey *find_key(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(bridge_config_keys); i++)
-                if (strcmp(bridge_config_keys[i].key, name) == 0)
+                if (bridge_config_keys[i].key && strcmp(bridge_config_keys[i].key, name) == 0)
                         return &bridge_config_keys[i];
         return NULL;
 }
 
 static int parse_options(int argc, char **argv, Options *o) {
-        GOptionEntry entries[32] = {
+        GOptionEntry entries[40] = {
                 { "config",    0, 0, G_OPTION_ARG_FILENAME, &o->config_file, "Read settings from FILE (default " DEFAULT_CONFIG_FILE ")", "FILE" },
                 { "session",   0, 0, G_OPTION_ARG_NONE, &o->session, "Use the session bus", NULL },
                 { "insecure-plaintext", 0, 0, G_OPTION_ARG_NONE, &o->insecure_plaintext, "Allow tcp: links on loopback (development only)", NULL },
@@ -184,6 +193,13 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * (MaxHoldsPerPeer): a local client of a site or machine
                  * may hold as many as one at central. */
                 .max_holds_per_caller = 4096,
+                /* A peer may be a site with thousands of people behind
+                 * it, all coming online in the same minute: room for a
+                 * morning's burst of holds, while a stolen machine's
+                 * flood is held to a rate the store takes in its stride
+                 * and the other peers go on. */
+                .peer_change_rate = 1000,
+                .peer_change_burst = 10000,
         };
         if (!config_file_load(o->config_file ?: DEFAULT_CONFIG_FILE, bridge_config_keys,
                               ELEMENTSOF(bridge_config_keys), c, &error)) {
@@ -231,24 +247,86 @@ static int check_link(Bridge *b, const char *address, char **ret_error) {
         return link_check(&a, &b->link_config, ret_error);
 }
 
-/* SIGHUP (systemctl reload): the TLS files are read again. Peers already
- * connected keep their links; an importer reads the files at each connect
- * anyway, so here it only checks them, to say now what the next connect
- * would find. Whatever fails, the bridge goes on with what it has. */
-static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Bridge *b = userdata;
+/* What SIGHUP reads again: the whole configuration, as at start. */
+typedef struct Reload {
+        Bridge *bridge;
+        const Options *options;
+} Reload;
+
+/* The link's view of C: file names borrowed from C. */
+static void link_config_tls_from(LinkConfig *lc, const BridgeConfig *c) {
+        lc->ca_file = c->tls_ca;
+        lc->cert_file = c->tls_cert;
+        lc->key_file = c->tls_key;
+        lc->crl_file = c->tls_crl;
+}
+
+static void take_string(char **to, char **from) {
+        g_free(*to);
+        *to = g_steal_pointer(from);
+}
+
+/* The importer reads the TLS files at each connect, so here they are
+ * only checked: a mistake is said now and the files in use are kept. */
+static int check_upstream_files(Bridge *b, const LinkConfig *lc) {
         g_auto(GStrv) upstreams = link_address_list_split(b->config.upstream);
+
+        for (size_t i = 0; b->importer && upstreams[i]; i++) {
+                _cleanup_(link_address_clear) LinkAddress address = {};
+                g_autofree char *error = NULL;
+                int r;
+
+                if (link_address_parse(upstreams[i], &address, NULL) < 0)
+                        continue;
+                r = link_check(&address, lc, &error);
+                if (r < 0) {
+                        log_error(RELOAD_FAILED ": the next connect to upstream %s would fail: %s", upstreams[i],
+                                  error);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Certificate, key, CA, CRL and [Peers] from the configuration read
+ * again; everything else takes effect at the next start. All or nothing. */
+static int reload(Bridge *b, const Options *o) {
+        _cleanup_(config_clear) BridgeConfig c = {};
+        LinkConfig lc = b->link_config;
+        int r;
+
+        r = load_config(o, &c);
+        if (r < 0) {
+                log_error(RELOAD_FAILED ": the configuration does not load");
+                return r;
+        }
+        link_config_tls_from(&lc, &c);
+        r = check_upstream_files(b, &lc);
+        if (r < 0)
+                return r;
+        if (b->listener) {
+                r = listener_reload(b->listener, &lc, c.peers);
+                if (r < 0)
+                        return r;
+        }
+        take_string(&b->config.tls_ca, &c.tls_ca);
+        take_string(&b->config.tls_cert, &c.tls_cert);
+        take_string(&b->config.tls_key, &c.tls_key);
+        take_string(&b->config.tls_crl, &c.tls_crl);
+        g_strfreev(b->config.peers);
+        b->config.peers = g_steal_pointer(&c.peers);
+        link_config_tls_from(&b->link_config, &b->config);
+        return 0;
+}
+
+/* SIGHUP (systemctl reload). Whatever fails, the bridge goes on with
+ * what it has. */
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Reload *reload_context = userdata;
 
         (void) sd_notify(false, "RELOADING=1");
         log_info("Reloading on SIGHUP");
-        if (b->listener)
-                (void) listener_reload(b->listener);
-        for (size_t i = 0; b->importer && upstreams[i]; i++) {
-                g_autofree char *error = NULL;
-
-                if (check_link(b, upstreams[i], &error) < 0)
-                        log_error("After the reload a connect to upstream %s would fail: %s", upstreams[i], error);
-        }
+        (void) reload(reload_context->bridge, reload_context->options);
         (void) sd_notify(false, "READY=1");
         return 0;
 }
@@ -331,6 +409,7 @@ static void bridge_done(Bridge *b) {
 
 static int run(const Options *o) {
         _cleanup_(bridge_done) Bridge b = {};
+        Reload reload_context = { .bridge = &b, .options = o };
         int activated = -1, n, r;
         sigset_t mask;
 
@@ -342,9 +421,6 @@ static int run(const Options *o) {
                 return r;
         b.instance_id = uuid_string_new();
         b.link_config = (LinkConfig) {
-                .ca_file = b.config.tls_ca,
-                .cert_file = b.config.tls_cert,
-                .key_file = b.config.tls_key,
                 .allowed_peers = b.config.allowed_peers ? g_strsplit(b.config.allowed_peers, ",", -1) : NULL,
                 .insecure_plaintext = b.config.insecure_plaintext,
                 .max_queued_bytes = b.config.max_queued_bytes,
@@ -353,6 +429,8 @@ static int run(const Options *o) {
                 .max_handshakes = b.config.max_handshakes,
                 .max_handshakes_per_address = b.config.max_connections_per_address,
         };
+
+        link_config_tls_from(&b.link_config, &b.config);
 
         r = check_links(&b);
         if (r < 0)
@@ -369,7 +447,7 @@ static int run(const Options *o) {
                 return log_error_errno(r, "Cannot set up the event loop");
         (void) sd_event_add_signal(b.event, NULL, SIGTERM, NULL, NULL);
         (void) sd_event_add_signal(b.event, NULL, SIGINT, NULL, NULL);
-        r = sd_event_add_signal(b.event, NULL, SIGHUP, on_reload_signal, &b);
+        r = sd_event_add_signal(b.event, NULL, SIGHUP, on_reload_signal, &reload_context);
         if (r < 0)
                 return log_error_errno(r, "Cannot handle SIGHUP");
 

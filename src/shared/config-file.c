@@ -87,7 +87,7 @@ static bool check_duplicates(const char *path, const char *contents, GError **er
 
 static const ConfigKey *find_key(const ConfigKey *keys, size_t n, const char *group, const char *key) {
         for (size_t i = 0; i < n; i++)
-                if (strcmp(keys[i].group, group) == 0 && (!key || strcmp(keys[i].key, key) == 0))
+                if (strcmp(keys[i].group, group) == 0 && (!key || !keys[i].key || strcmp(keys[i].key, key) == 0))
                         return &keys[i];
         return NULL;
 }
@@ -124,6 +124,8 @@ static bool set_value(const ConfigKey *k, const char *value, void *target) {
                 g_free(*(char **) field);
                 *(char **) field = g_strdup(value);
                 return true;
+        case CONFIG_ENTRIES:
+                return false;   /* a whole group: load_entries() */
         }
         return false;
 }
@@ -140,15 +142,84 @@ static const char *expected(const ConfigKey *k, char *buf, size_t size) {
         }
 }
 
+/* GKeyFile takes "key[xx]" for a translation of "key" and hides it from
+ * g_key_file_get_keys(): in a group whose keys are the user's own (a
+ * pattern), such a line would be dropped without a word. The first key
+ * line of GROUP in CONTENTS that is not among NAMES: its line number and,
+ * in *RET_KEY, the key; 0 when there is none. */
+static unsigned find_hidden_key(const char *contents, const char *group, char **names, char **ret_key) {
+        g_auto(GStrv) lines = g_strsplit(contents, "\n", -1);
+        bool in_group = false;
+
+        for (unsigned i = 0; lines[i]; i++) {
+                char *line = g_strstrip(lines[i]), *end;
+
+                if (line[0] == '[') {
+                        end = strrchr(line, ']');
+                        in_group = end && (size_t) (end - line - 1) == strlen(group) &&
+                                   strncmp(line + 1, group, strlen(group)) == 0;
+                        continue;
+                }
+                end = strchr(line, '=');
+                if (!in_group || line[0] == '#' || !end)
+                        continue;
+                *end = '\0';
+                g_strchomp(line);
+                if (!names || !g_strv_contains((const char * const *) names, line)) {
+                        *ret_key = g_strdup(line);
+                        return i + 1;
+                }
+        }
+        return 0;
+}
+
+/* A group of CONFIG_ENTRIES: each key is checked by K, then kept with
+ * its value, in the order of the file. */
+static bool load_entries(GKeyFile *kf, const char *path, const char *contents, const char *group, char **names,
+                         const ConfigKey *k, void *target, GError **error) {
+        char ***field = (char ***) ((char *) target + k->offset);
+        g_autoptr(GStrvBuilder) entries = g_strv_builder_new();
+        g_autofree char *hidden = NULL;
+        unsigned line = find_hidden_key(contents, group, names, &hidden);
+
+        if (line > 0) {
+                g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                            "%s:%u: bad key '%s' in group [%s]: brackets are not allowed in it", path, line,
+                            hidden, group);
+                return false;
+        }
+
+        for (size_t i = 0; names && names[i]; i++) {
+                g_autofree char *value = g_key_file_get_string(kf, group, names[i], NULL);
+                g_autofree char *reason = NULL;
+
+                if (!value || (k->check && !k->check(names[i], value, &reason))) {
+                        g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+                                    "%s:%u: bad entry '%s=%s' in group [%s]: %s",
+                                    path, find_line(contents, group, names[i]), names[i], value ?: "",
+                                    group, reason ?: "cannot read its value");
+                        return false;
+                }
+                g_strv_builder_add(entries, names[i]);
+                g_strv_builder_add(entries, value);
+        }
+        g_strfreev(*field);
+        *field = g_strv_builder_end(entries);
+        return true;
+}
+
 static bool load_group(GKeyFile *kf, const char *path, const char *contents, const char *group,
                        const ConfigKey *keys, size_t n_keys, void *target, GError **error) {
         g_auto(GStrv) names = g_key_file_get_keys(kf, group, NULL, NULL);
+        const ConfigKey *group_key = find_key(keys, n_keys, group, NULL);
 
-        if (!find_key(keys, n_keys, group, NULL)) {
+        if (!group_key) {
                 g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_GROUP_NOT_FOUND,
                             "%s:%u: unknown group [%s]", path, find_line(contents, group, NULL), group);
                 return false;
         }
+        if (group_key->type == CONFIG_ENTRIES)
+                return load_entries(kf, path, contents, group, names, group_key, target, error);
         for (size_t i = 0; names && names[i]; i++) {
                 const ConfigKey *k = find_key(keys, n_keys, group, names[i]);
                 g_autofree char *value = NULL;

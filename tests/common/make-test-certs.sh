@@ -9,6 +9,13 @@
 #                            (server and client use)
 #   site1.{pem,key}, site2.{pem,key}  client certificates signed by ca
 #   intruder.{pem,key}       "site1" again, but signed by other-ca
+#   site-1.{pem,key}         "site-1" for [Peers] patterns, with the server's names and uses
+#                            (a site server dials up with it and listens with it)
+#   kiosk-1.{pem,key}, kiosk-2.{pem,key}  client certificates "kiosk-1", "kiosk-2" signed by ca
+#   stray.{pem,key}          "stray", signed by ca, for a name no pattern matches
+#   empty.crl                ca's revocation list revoking nothing
+#   revoked.crl              ca's revocation list revoking kiosk-2
+#   revoked-server.crl       ca's revocation list revoking server
 # Keys are ECDSA (fast to make) and mode 0600.
 set -eu
 
@@ -63,5 +70,24 @@ leaf site2 ca 'cn = "site2"
 tls_www_client'
 leaf intruder other-ca 'cn = "site1"
 tls_www_client'
+leaf site-1 ca 'cn = "site-1"
+dns_name = "localhost"
+ip_address = "127.0.0.1"
+tls_www_server
+tls_www_client'
+for name in kiosk-1 kiosk-2 stray; do
+        leaf "$name" ca "cn = \"$name\"
+tls_www_client"
+done
+
+# crl NAME [CERTIFICATE]: ca's CRL, revoking CERTIFICATE when given.
+crl() {
+        printf 'crl_next_update = 2\ncrl_number = %s\n' "$(date +%s)" > "$1.tmpl"
+        run certtool --generate-crl --load-ca-privkey ca.key --load-ca-certificate ca.pem \
+                ${2:+--load-certificate "$2"} --template "$1.tmpl" --outfile "$1.crl"
+}
+crl empty
+crl revoked kiosk-2.pem
+crl revoked-server server.pem
 rm -f ./*.tmpl
-chmod 0644 ./*.pem
+chmod 0644 ./*.pem ./*.crl

@@ -3,6 +3,7 @@
 
 #include <glib.h>
 #include <signal.h>
+#include <string.h>
 
 #include "bridge-harness.h"
 #include "peer-link.h"
@@ -76,4 +77,82 @@ void central_stop(Central *c) {
         g_free(c->listener.log_path);
         test_bus_free(c->bus);
         sd_event_unref(c->event);
+}
+
+int call_on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Call *c = userdata;
+
+        c->ok = !sd_bus_message_is_method_error(m, NULL);
+        if (!c->ok)
+                sd_bus_error_copy(&c->error, sd_bus_message_get_error(m));
+        c->done = TRUE;
+        return 0;
+}
+
+void call(sd_event *event, sd_bus *bus, const char *destination, const char *path, const char *iface,
+          const char *member, Call *c, const char *types, ...) {
+        sd_bus_message *m = NULL;
+        va_list ap;
+
+        *c = (Call) { .error = SD_BUS_ERROR_NULL };
+        g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, destination, path, iface, member), >=, 0);
+        if (types) {
+                va_start(ap, types);
+                g_assert_cmpint(sd_bus_message_appendv(m, types, ap), >=, 0);
+                va_end(ap);
+        }
+        g_assert_cmpint(sd_bus_call_async(bus, NULL, m, call_on_reply, c, 10 * 1000000ULL), >=, 0);
+        sd_bus_message_unref(m);
+        while (!c->done)
+                g_assert_cmpint(sd_event_run(event, 1000000), >=, 0);
+}
+
+void assert_denied(Call *c, const char *mention) {
+        g_assert_false(c->ok);
+        g_assert_cmpstr(c->error.name, ==, SD_BUS_ERROR_ACCESS_DENIED);
+        g_assert_nonnull(strstr(c->error.message, mention));
+        sd_bus_error_free(&c->error);
+}
+
+sd_bus *connect_as(Central *c, const char *name, Dial **ret) {
+        for (int i = 0; i < 100; i++) {
+                Dial *d = dial(c->event, c->port, name);
+
+                if (d->fd >= 0) {
+                        *ret = d;
+                        return peer_bus(c->event, d->fd);
+                }
+                dial_free(d);
+                g_usleep(50000);
+        }
+        g_error("cannot reach the listener");
+}
+
+void assert_refused(Central *c, const char *name) {
+        Dial *d = dial(c->event, c->port, name);
+        sd_bus *bus = NULL;
+        Call r = {};
+
+        if (d->fd < 0) {
+                g_assert_nonnull(d->error);
+                dial_free(d);
+                return;
+        }
+        g_assert_cmpint(sd_bus_new(&bus), >=, 0);
+        g_assert_cmpint(sd_bus_set_fd(bus, d->fd, d->fd), >=, 0);
+        g_assert_cmpint(sd_bus_set_anonymous(bus, true), >=, 0);
+        if (sd_bus_start(bus) >= 0 && sd_bus_attach_event(bus, c->event, 0) >= 0) {
+                sd_bus_message *m = NULL;
+
+                g_assert_cmpint(sd_bus_message_new_method_call(bus, &m, NULL, OUTPOST_ROOT, IFACE_REGISTRY,
+                                                               "ListManagers"), >=, 0);
+                if (sd_bus_call_async(bus, NULL, m, call_on_reply, &r, 5 * 1000000ULL) >= 0)
+                        while (!r.done && sd_event_run(c->event, 1000000) >= 0)
+                                ;
+                sd_bus_message_unref(m);
+                g_assert_false(r.ok);
+                sd_bus_error_free(&r.error);
+        }
+        sd_bus_close_unref(bus);
+        dial_free(d);
 }

@@ -41,3 +41,22 @@ typedef struct Central {
 /* Start outpostd on BUS (taken over) and a listener with EXTRA options. */
 void central_start_on(Central *c, TestBus *bus, const char *const *extra);
 void central_stop(Central *c);
+
+/* One call of a peer and its outcome. */
+typedef struct Call {
+        sd_bus_error error;
+        gboolean done, ok;
+} Call;
+
+/* The reply handler of call(), for a Call as USERDATA. */
+int call_on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+/* Call and wait, with the event loop turning the link's pump. */
+void call(sd_event *event, sd_bus *bus, const char *destination, const char *path, const char *iface,
+          const char *member, Call *c, const char *types, ...);
+/* C failed with AccessDenied, its message mentioning MENTION. */
+void assert_denied(Call *c, const char *mention);
+/* Connect with the certificate NAME, retrying while the listener starts. */
+sd_bus *connect_as(Central *c, const char *name, Dial **ret);
+/* With TLS 1.3 the client may finish its handshake before the server has
+ * judged its certificate; either way no D-Bus call ever gets through. */
+void assert_refused(Central *c, const char *name);

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The scopes of remote peers (peer-scopes.h): [Peers] entries read and
+ * checked, a peer's names matched against them, a call's scope. */
+#include "config.h"
+
+#include <glib.h>
+#include <string.h>
+
+#include "bus-methods.h"
+#include "macro.h"
+#include "peer-scopes.h"
+
+static const struct {
+        const char *name;
+        PeerScope scope;
+} scope_names[] = {
+        { BUS_SCOPE_READ, PEER_SCOPE_READ },
+        { "presence",     PEER_SCOPE_PRESENCE },
+        { "send",         PEER_SCOPE_SEND },
+        { "publish",      PEER_SCOPE_PUBLISH },
+        { "users",        PEER_SCOPE_USERS },
+};
+
+static PeerScope scope_from_name(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(scope_names); i++)
+                if (strcmp(scope_names[i].name, name) == 0)
+                        return scope_names[i].scope;
+        return 0;
+}
+
+bool peer_scopes_parse(const char *list, unsigned *ret, char **ret_reason) {
+        g_auto(GStrv) items = g_strsplit(list, ";", -1);
+        unsigned scopes = 0;
+
+        for (size_t i = 0; items[i]; i++) {
+                const char *item = g_strstrip(items[i]);
+                PeerScope s;
+
+                if (item[0] == '\0')
+                        continue;       /* "read;" as GKeyFile lists end */
+                s = scope_from_name(item);
+                if (s == 0) {
+                        *ret_reason = g_strdup_printf("unknown scope '%s' (known: read, presence, send, publish, "
+                                                      "users; an empty list refuses the peer)", item);
+                        return false;
+                }
+                scopes |= s;
+        }
+        *ret = scopes;
+        return true;
+}
+
+char *peer_scopes_format(unsigned scopes) {
+        g_autoptr(GString) s = g_string_new(NULL);
+
+        for (size_t i = 0; i < ELEMENTSOF(scope_names); i++)
+                if (scopes & scope_names[i].scope)
+                        g_string_append_printf(s, "%s%s", s->len > 0 ? ";" : "", scope_names[i].name);
+        return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+/* GKeyFile takes "name[xx]" for a translation of "name": brackets, and
+ * the ranges of fnmatch() they would mean, are refused rather than
+ * silently read as something else. */
+static bool pattern_check(const char *pattern, char **ret_reason) {
+        if (pattern[0] == '\0') {
+                *ret_reason = g_strdup("empty pattern");
+                return false;
+        }
+        if (strpbrk(pattern, "[]\\")) {
+                *ret_reason = g_strdup("a pattern takes '*' and '?' only, no brackets or backslashes");
+                return false;
+        }
+        return true;
+}
+
+bool peer_rule_check(const char *pattern, const char *scopes, char **ret_reason) {
+        unsigned bits;
+
+        return pattern_check(pattern, ret_reason) && peer_scopes_parse(scopes, &bits, ret_reason);
+}
+
+static bool pattern_matches(const char *pattern, char *const *names) {
+        g_autofree char *p = g_ascii_strdown(pattern, -1);
+
+        for (size_t i = 0; names && names[i]; i++) {
+                g_autofree char *n = g_ascii_strdown(names[i], -1);
+
+                if (g_pattern_match_simple(p, n))
+                        return true;
+        }
+        return false;
+}
+
+bool peer_rules_match(char *const *rules, char *const *names, unsigned *ret_scopes, const char **ret_pattern) {
+        *ret_scopes = rules ? 0 : PEER_SCOPE_ALL;
+        *ret_pattern = NULL;
+        if (!rules)
+                return true;
+        for (size_t i = 0; rules[i] && rules[i + 1]; i += 2) {
+                g_autofree char *reason = NULL;
+                unsigned scopes;
+
+                if (!pattern_matches(rules[i], names))
+                        continue;
+                /* Checked when the file was read; a bad one grants nothing. */
+                if (!peer_scopes_parse(rules[i + 1], &scopes, &reason))
+                        scopes = 0;
+                *ret_scopes = scopes;
+                *ret_pattern = rules[i];
+                return scopes != 0;
+        }
+        return false;
+}
+
+PeerScope peer_scope_of_call(sd_bus_message *m) {
+        const char *member = sd_bus_message_get_member(m);
+        const BusChangeMethod *method = bus_change_method_of(m);
+
+        if (!method && !sd_bus_message_get_interface(m) && member)
+                for (size_t i = 0; i < bus_n_change_methods; i++)
+                        if (strcmp(bus_change_methods[i].member, member) == 0) {
+                                method = &bus_change_methods[i];
+                                break;
+                        }
+        return method ? scope_from_name(method->scope) : PEER_SCOPE_READ;
+}
