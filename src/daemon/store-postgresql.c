@@ -952,6 +952,34 @@ static int try_active_lock(PgStore *s) {
         return PQgetvalue(res, 0, 0)[0] == 't';
 }
 
+/* The session that holds the active lock, as the server shows it, for
+ * the operator: "server pid 1234, from 10.0.0.5, since ...". NULL when it
+ * cannot be seen (the lock was just let go, or the role may not see the
+ * other session's address). */
+static char *lock_holder(PgStore *s) {
+        _cleanup_(pqclearp) PGresult *res = PQexec(
+                s->conn,
+                "SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), "
+                "date_trunc('second', a.backend_start)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND (l.classid::bigint << 32 | l.objid::bigint) = " ACTIVE_LOCK_KEY);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
+                return NULL;
+        return g_strdup_printf("server pid %s, from %s, since %s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                               PQgetvalue(res, 0, 2));
+}
+
+static void log_standby(PgStore *s) {
+        g_autofree char *holder = lock_holder(s);
+
+        log_notice("Standby: another outpostd holds the lock of %s and is the active one%s%s%s; this one serves "
+                   "nothing and takes over when that one's session ends",
+                   s->base.path, holder ? " (its session: " : "", holder ?: "", holder ? ")" : "");
+        (void) sd_notifyf(false, "STATUS=Standby: another outpostd is active on %s", s->base.path);
+}
+
 /* Holding the lock: read the store, then talk to the server
  * asynchronously. */
 static int become_active(PgStore *s) {
@@ -1001,7 +1029,8 @@ static const char lock_wait_sql[] =
 static int on_lock_retry(sd_event_source *source, uint64_t usec, void *userdata);
 
 static int standby_lost(PgStore *s) {
-        g_autofree char *why = g_strchomp(g_strdup(PQerrorMessage(s->conn)));
+        /* libpq's message runs over several lines: one log line. */
+        g_autofree char *why = g_strdelimit(g_strchomp(g_strdup(PQerrorMessage(s->conn))), "\n\t", ' ');
 
         log_error("%s: the database session was lost while this outpostd was a standby (%s); exiting, for the "
                   "service manager to start it again", s->base.path, why);
@@ -1013,6 +1042,7 @@ static int standby_lost(PgStore *s) {
  * held; an error (the wait was cancelled) asks again in a while. */
 static int on_lock_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         PgStore *s = userdata;
+        bool session_ending = false;
         PGresult *res;
         int r;
 
@@ -1023,6 +1053,8 @@ static int on_lock_io(sd_event_source *source, int fd, uint32_t revents, void *u
 
                 if (status == PGRES_TUPLES_OK)
                         s->active = true;
+                else if (g_strcmp0(PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED), "FATAL") == 0)
+                        session_ending = true;  /* the server ends the session: said below */
                 else if (status != PGRES_COMMAND_OK)
                         log_warning("%s: waiting for the lock failed, asking again in a second: %s", s->base.path,
                                     PQresultErrorMessage(res));
@@ -1035,7 +1067,7 @@ static int on_lock_io(sd_event_source *source, int fd, uint32_t revents, void *u
                 lock_wait_end(s, 0);
                 return 0;
         }
-        if (PQstatus(s->conn) != CONNECTION_OK)
+        if (session_ending || PQstatus(s->conn) != CONNECTION_OK)
                 return standby_lost(s);
         (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
         r = sd_event_add_time_relative(s->event, &s->lock_retry, CLOCK_MONOTONIC, LOCK_RETRY_USEC, 0,
@@ -1101,11 +1133,8 @@ int store_postgresql_open(const char *connection, sd_event *event, Store **ret) 
         if (r < 0)
                 return r;
         s->active = r > 0;
-        if (!s->active) {
-                log_notice("Standby: another outpostd holds the lock of %s and is the active one; this one serves "
-                           "nothing and takes over when that one's session ends", s->base.path);
-                (void) sd_notifyf(false, "STATUS=Standby: another outpostd is active on %s", s->base.path);
-        }
+        if (!s->active)
+                log_standby(s);
         *ret = &TAKE_PTR(s)->base;
         return 0;
 }
