@@ -70,6 +70,48 @@ static const char *client_state(Ctl *ctl) {
         }
 }
 
+/* What systemd says of outpostd.service on this bus (its STATUS=, such
+ * as "Standby: another outpostd is active on ..."), or NULL: on a bus
+ * without systemd, or for a unit that set no status. */
+static char *unit_status_text(Ctl *ctl) {
+        GDBusConnection *c = outpost_client_get_connection(ctl->client);
+        g_autoptr(GVariant) unit = NULL, text = NULL, value = NULL;
+        const char *path;
+
+        unit = g_dbus_connection_call_sync(c, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                           "org.freedesktop.systemd1.Manager", "GetUnit",
+                                           g_variant_new("(s)", "outpostd.service"), G_VARIANT_TYPE("(o)"),
+                                           G_DBUS_CALL_FLAGS_NO_AUTO_START, 2000, NULL, NULL);
+        if (!unit)
+                return NULL;
+        g_variant_get(unit, "(&o)", &path);
+        text = g_dbus_connection_call_sync(c, "org.freedesktop.systemd1", path, "org.freedesktop.DBus.Properties",
+                                           "Get", g_variant_new("(ss)", "org.freedesktop.systemd1.Service",
+                                                                "StatusText"),
+                                           G_VARIANT_TYPE("(v)"), G_DBUS_CALL_FLAGS_NO_AUTO_START, 2000, NULL, NULL);
+        if (!text)
+                return NULL;
+        g_variant_get(text, "(v)", &value);
+        if (!g_variant_is_of_type(value, G_VARIANT_TYPE_STRING) || !g_variant_get_string(value, NULL)[0])
+                return NULL;
+        return g_variant_dup_string(value, NULL);
+}
+
+/* Nobody owns the name. A standby outpostd (DESIGN.md §5a) owns nothing
+ * on the bus either, by design: it cannot be asked, so what its unit
+ * told systemd is shown when there is one, and otherwise the message
+ * names both possibilities. */
+static int status_no_service(Ctl *ctl) {
+        g_autofree char *unit_status = unit_status_text(ctl);
+
+        if (unit_status)
+                return ctl_fail(_("The Outpost service is not running on this bus (nobody owns org.outpost.Outpost1); "
+                                  "outpostd.service says: %s"), unit_status);
+        return ctl_fail(_("The Outpost service is not running on this bus (nobody owns org.outpost.Outpost1), or "
+                          "outpostd is a standby waiting for the database lock, which owns nothing until it becomes "
+                          "the active one (see its log)"));
+}
+
 static int compare_paths(gconstpointer a, gconstpointer b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
@@ -86,7 +128,7 @@ int ctl_status(Ctl *ctl) {
         const char *name;
 
         if (outpost_client_get_state(ctl->client) == OUTPOST_CLIENT_STATE_DISCONNECTED && !outpost_client_get_bridge(ctl->client))
-                return ctl_check_connected(ctl) ? 0 : 1;
+                return status_no_service(ctl);
 
         registry = call(ctl, OUTPOST_ROOT_PATH, "org.freedesktop.DBus.Properties", "GetAll",
                         g_variant_new("(s)", REGISTRY_IFACE), "(a{sv})", &error);

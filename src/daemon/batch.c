@@ -323,6 +323,13 @@ int reply_store_error(Daemon *d, int r, sd_bus_error *error) {
                                          "The disk holding the store %s is full (%s free): the change was not made",
                                          path, room);
         }
+        case -ECONNRESET:
+                /* Like a bridge's lost link (DESIGN.md §4 rule 5): a commit
+                 * in flight may have reached the database. */
+                return sd_bus_error_setf(error, BUS_ERROR_DISCONNECTED,
+                                         "outpostd lost its session with the store %s and stops serving: a change "
+                                         "in flight may or may not have been carried out; another outpostd takes "
+                                         "over org.outpost.Outpost1", path);
         case -EUCLEAN:
                 return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
                                          "The store %s is damaged or cannot be read or written: outpostd accepts no "
@@ -447,7 +454,7 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
         /* Stopping: every call received gets an answer that says why. */
         if (store_is_damaged(d->store) && sd_bus_message_is_method_call(m, NULL, NULL) > 0) {
-                (void) reply_commit_error(d, m, -EUCLEAN);
+                (void) reply_commit_error(d, m, store_failure(d->store));
                 return 1;
         }
         /* The bus's own notes (Disconnected) are never held. */
@@ -466,19 +473,25 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 static int on_exit_damaged(sd_event_source *s, void *userdata) {
         Daemon *d = userdata;
 
-        return sd_event_exit(d->event, -EUCLEAN);
+        return sd_event_exit(d->event, store_failure(d->store));
 }
 
-/* A store that reported damage or an I/O error is written no more (the
- * store refuses every write, and the open batch is rolled back, its callers
- * told so): outpostd gives up its name and exits non-zero, for systemd to
- * restart it and the check at start to judge the file. Called from inside
- * the store operation that failed: it only schedules. */
+/* A store that reported damage or an I/O error, or lost its database
+ * session, is written no more (the store refuses every write, and the open
+ * batch is rolled back, its callers told so): outpostd gives up its name
+ * at once and exits non-zero, for systemd to restart it and the check at
+ * start to judge the file, or (PostgreSQL) to wait as a standby while
+ * another outpostd takes over. Called from inside the store operation
+ * that failed: it only schedules. */
 static void daemon_store_failed(Store *s, void *userdata) {
         Daemon *d = userdata;
 
-        log_crit("Giving up %s and exiting: the store %s cannot be used any more (see above); the next start checks it",
-                 OUTPOST_BUS_NAME, store_path(s));
+        if (store_failure(s) == -ECONNRESET)
+                log_crit("Giving up %s and exiting: the session with the store %s is lost (see above); the next start "
+                         "waits for the store's lock as a standby", OUTPOST_BUS_NAME, store_path(s));
+        else
+                log_crit("Giving up %s and exiting: the store %s cannot be used any more (see above); the next start "
+                         "checks it", OUTPOST_BUS_NAME, store_path(s));
         (void) sd_bus_release_name_async(d->bus, NULL, OUTPOST_BUS_NAME, NULL, NULL);
         (void) sd_event_source_set_enabled(d->exit_source, SD_EVENT_ONESHOT);
 }

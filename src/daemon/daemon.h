@@ -131,5 +131,6 @@ int presence_user_gone(Daemon *d, const char *user_id);
 
 /* The error for a failed store operation R (batch.c): StoreFull naming the
  * store and the room left when the disk is full, Failed saying so when the
- * store is damaged (the daemon is then stopping), Failed otherwise. */
+ * store is damaged, Disconnected when its database session is lost (the
+ * daemon is then stopping), Failed otherwise. */
 int reply_store_error(Daemon *d, int r, sd_bus_error *error);

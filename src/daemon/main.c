@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <systemd/sd-daemon.h>
 
 #include "bus-open.h"
 #include "config-file.h"
@@ -163,6 +164,7 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
                 return sd_event_exit(d->event, -EEXIST);
         }
         log_info("Serving %s", OUTPOST_BUS_NAME);
+        (void) sd_notifyf(false, "STATUS=Serving %s, store %s", OUTPOST_BUS_NAME, store_path(d->store));
         return 0;
 }
 
@@ -211,8 +213,64 @@ static void daemon_done(Daemon *d) {
         sd_event_unref(d->event);
 }
 
+/* The store is open and this outpostd is the active one: it connects to
+ * the bus, registers every object and, last, requests its name. */
+static int serve(Daemon *d, const Options *o) {
+        int r;
+
+        r = bus_open_as_configured(o->address, o->session, &d->bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(d->bus, d->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot attach the bus to the event loop");
+        r = sd_bus_match_signal(d->bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the bus connection");
+
+        r = batch_setup(d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the commit path");
+        r = polkit_new(d->bus, &d->polkit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up authorization");
+        r = audit_new(&d->audit);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the audit trail");
+        r = register_objects(d);
+        if (r < 0)
+                return r;
+
+        /* Last: a client that sees the name owned can use everything. */
+        r = sd_bus_request_name_async(d->bus, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, d);
+        if (r < 0)
+                return log_error_errno(r, "Cannot request %s", OUTPOST_BUS_NAME);
+
+        return 0;
+}
+
+/* What serve() needs once the store is ready. */
+typedef struct StartContext {
+        Daemon *daemon;
+        const Options *options;
+} StartContext;
+
+static void on_store_active(Store *s, int r, void *userdata) {
+        StartContext *c = userdata;
+
+        if (r < 0) {
+                (void) sd_event_exit(c->daemon->event, r);
+                return;
+        }
+        r = serve(c->daemon, c->options);
+        if (r < 0)
+                (void) sd_event_exit(c->daemon->event, r);
+}
+
 static int run(const Options *o) {
         _cleanup_(daemon_done) Daemon d = {};
+        StartContext start = { .daemon = &d, .options = o };
         sigset_t mask;
         int r;
 
@@ -242,35 +300,9 @@ static int run(const Options *o) {
         r = store_open(&store_config, d.event, &d.store);
         if (r < 0)
                 return r;
-
-        r = bus_open_as_configured(o->address, o->session, &d.bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_attach_event(d.bus, d.event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return log_error_errno(r, "Cannot attach the bus to the event loop");
-        r = sd_bus_match_signal(d.bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
-                                "Disconnected", on_bus_disconnected, &d);
-        if (r < 0)
-                return log_error_errno(r, "Cannot watch the bus connection");
-
-        r = batch_setup(&d);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up the commit path");
-        r = polkit_new(d.bus, &d.polkit);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up authorization");
-        r = audit_new(&d.audit);
-        if (r < 0)
-                return log_error_errno(r, "Cannot set up the audit trail");
-        r = register_objects(&d);
-        if (r < 0)
-                return r;
-
-        /* Last: a client that sees the name owned can use everything. */
-        r = sd_bus_request_name_async(d.bus, NULL, OUTPOST_BUS_NAME, 0, on_name_acquired, &d);
-        if (r < 0)
-                return log_error_errno(r, "Cannot request %s", OUTPOST_BUS_NAME);
+        /* A standby (PostgreSQL) waits here, on the loop, owning nothing on
+         * the bus; serve() runs once this outpostd is the active one. */
+        store_wait_active(d.store, on_store_active, &start);
 
         r = sd_event_loop(d.event);
         if (r < 0)

@@ -15,7 +15,15 @@
  * operations were sent. A commit that fails, or a connection that is lost,
  * leaves the store unusable (the damage handler runs): the memory no longer
  * matches the database, and outpostd exits for systemd to start it again,
- * reading the database afresh. */
+ * reading the database afresh.
+ *
+ * Several outpostd may point at one database; the active one is the one
+ * holding ACTIVE_LOCK_KEY, a session-level advisory lock, which it keeps
+ * for as long as its session lives (DESIGN.md §5a). A standby connects,
+ * checks the schema, and waits for the lock with a query the server
+ * answers only once the lock is free (the active's session ended): the
+ * wait is on the event loop, and the store is read only once the lock is
+ * held, so ids and sequence numbers carry over from the last active. */
 #include "config.h"
 
 #include <endian.h>
@@ -24,6 +32,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
 
 #include "log.h"
 #include "macro.h"
@@ -34,6 +43,9 @@
 /* Taken while the schema is checked or made, so that two outpostd starting
  * at once on an empty database do not both make it ("OUTP"). */
 #define SCHEMA_LOCK_KEY 1330992208
+/* Held by the active outpostd for the life of its session ("OUTPACTV"). */
+#define ACTIVE_LOCK_KEY "5716568005685761110"
+#define LOCK_RETRY_USEC (1 * 1000 * 1000)
 #define DRAIN_TIMEOUT_MSEC (10 * 1000)
 #define PARAMS_MAX 9
 
@@ -124,7 +136,13 @@ typedef struct PgOp {
 typedef struct PgStore {
         Store base;
         PGconn *conn;
+        sd_event *event;
         sd_event_source *io;
+        /* Until active: whether the lock is held, and who waits for it. */
+        bool active;
+        sd_event_source *lock_retry;
+        StoreReady ready;
+        void *ready_userdata;
         GQueue ops;             /* PgOp, in the order sent */
         uint64_t sent_last_seq; /* the highest seq of a transaction sent */
 
@@ -317,11 +335,13 @@ static void fail_all(PgStore *s) {
         PgOp *op;
 
         (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
-        log_crit("%s: the database session is lost: outpostd stops serving", s->base.path);
-        (void) store_report_damage(&s->base);
+        log_crit("%s: the database session is lost, and with it the lock that made this outpostd the active one: "
+                 "outpostd stops serving", s->base.path);
+        (void) store_report_failure(&s->base, -ECONNRESET);
+        /* Whatever the server said before, a commit in flight may or may
+         * not have reached it: that is what its caller learns. */
         while ((op = g_queue_pop_head(&s->ops))) {
-                if (op->error >= 0)
-                        op->error = -EUCLEAN;
+                op->error = -ECONNRESET;
                 op_complete(s, op);
         }
 }
@@ -398,7 +418,7 @@ static void op_complete(PgStore *s, PgOp *op) {
         case PG_OP_COMMIT:
                 /* The memory holds what the server refused: it cannot be
                  * trusted any more. */
-                if (op->error < 0 && !s->base.damaged) {
+                if (op->error < 0 && s->base.failure == 0) {
                         log_crit("%s: a commit failed; outpostd stops serving and reads the database again when "
                                  "restarted", s->base.path);
                         op->error = store_report_damage(&s->base);
@@ -510,7 +530,7 @@ static void pg_drain(Store *store) {
         PgStore *s = (PgStore *) store;
         int64_t deadline = g_get_monotonic_time() + DRAIN_TIMEOUT_MSEC * 1000;
 
-        while (!g_queue_is_empty(&s->ops) && !s->base.damaged) {
+        while (!g_queue_is_empty(&s->ops) && s->base.failure == 0) {
                 struct pollfd p = { .fd = PQsocket(s->conn), .events = POLLIN };
                 int64_t left = (deadline - g_get_monotonic_time()) / 1000;
                 int flushed = PQflush(s->conn);
@@ -670,8 +690,8 @@ static void pg_event_scan(Store *store, StoreScan *sc) {
         const char *const values[] = { after, rows };
         PgOp *op;
 
-        if (s->base.damaged) {
-                store_scan_complete(store, sc, -EUCLEAN);
+        if (s->base.failure < 0) {
+                store_scan_complete(store, sc, s->base.failure);
                 return;
         }
         op = op_new(s, PG_OP_SCAN);
@@ -704,7 +724,8 @@ static void pg_event_expire(Store *store, uint64_t keep_from, int64_t older_than
                 fail_all(s);      /* sending failed: the connection is unusable */
 }
 
-/* Opening: synchronous, before the daemon serves anything. */
+/* Opening: synchronous, before the daemon serves anything; but for the
+ * wait for the lock, which runs on the event loop. */
 
 static void notice_to_debug(void *userdata, const char *message) {
         log_debug("PostgreSQL: %s", message);
@@ -877,9 +898,18 @@ static int open_session(PgStore *s) {
 }
 
 static int connect_server(PgStore *s, const char *connection) {
+        /* Defaults that CONNECTION overrides (it is expanded last): the
+         * active outpostd must learn within seconds that its session is
+         * dead, since the server then gives its lock to a standby; and the
+         * server's pg_stat_activity names outpostd's sessions. */
+        static const char *const keywords[] = {
+                "application_name", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                "tcp_user_timeout", "dbname", NULL
+        };
+        const char *const values[] = { "outpostd", "10", "5", "3", "30000", connection, NULL };
         const char *host, *port;
 
-        s->conn = PQconnectdb(connection);
+        s->conn = PQconnectdbParams(keywords, values, 1);
         if (!s->conn)
                 return -ENOMEM;
         host = PQhost(s->conn);
@@ -897,21 +927,66 @@ static int connect_server(PgStore *s, const char *connection) {
         return 0;
 }
 
-static const StoreOps pg_ops;
-
-int store_postgresql_open(const char *connection, sd_event *event, Store **ret) {
-        _cleanup_(pg_store_closep) PgStore *s = g_new0(PgStore, 1);
+/* Checked (or made) before waiting for the lock, so that a standby that
+ * could never serve this database says so at start, not at a failover. */
+static int check_schema_now(PgStore *s) {
         int r;
 
-        s->base.ops = &pg_ops;
-        g_queue_init(&s->ops);
-        s->statements = g_ptr_array_new_with_free_func((GDestroyNotify) pg_statement_free);
-        s->undo = g_array_new(FALSE, TRUE, sizeof(UserUndo));
-        g_array_set_clear_func(s->undo, (GDestroyNotify) undo_clear);
-        s->user_by_id = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) user_record_free);
-        s->user_by_name = g_tree_new((GCompareFunc) strcmp);
+        r = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL);
+        if (r < 0)
+                return r;
+        r = check_schema(s);
+        if (r < 0)
+                return r;
+        return exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL);
+}
 
-        r = connect_server(s, connection);
+/* 1 when this session took the active lock, 0 when another holds it. */
+static int try_active_lock(PgStore *s) {
+        _cleanup_(pqclearp) PGresult *res = NULL;
+        int r;
+
+        r = exec_ok(s, "SELECT pg_try_advisory_lock(" ACTIVE_LOCK_KEY ")", PGRES_TUPLES_OK, &res);
+        if (r < 0)
+                return r;
+        return PQgetvalue(res, 0, 0)[0] == 't';
+}
+
+/* The session that holds the active lock, as the server shows it, for
+ * the operator: "server pid 1234, from 10.0.0.5, since ...". NULL when it
+ * cannot be seen (the lock was just let go, or the role may not see the
+ * other session's address). */
+static char *lock_holder(PgStore *s) {
+        _cleanup_(pqclearp) PGresult *res = PQexec(
+                s->conn,
+                "SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), "
+                "date_trunc('second', a.backend_start)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND (l.classid::bigint << 32 | l.objid::bigint) = " ACTIVE_LOCK_KEY);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) == 0 || PQgetisnull(res, 0, 1))
+                return NULL;
+        return g_strdup_printf("server pid %s, from %s, since %s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+                               PQgetvalue(res, 0, 2));
+}
+
+static void log_standby(PgStore *s) {
+        g_autofree char *holder = lock_holder(s);
+
+        log_notice("Standby: another outpostd holds the lock of %s and is the active one%s%s%s; this one serves "
+                   "nothing and takes over when that one's session ends",
+                   s->base.path, holder ? " (its session: " : "", holder ?: "", holder ? ")" : "");
+        (void) sd_notifyf(false, "STATUS=Standby: another outpostd is active on %s", s->base.path);
+}
+
+/* Holding the lock: read the store, then talk to the server
+ * asynchronously. */
+static int become_active(PgStore *s) {
+        int r;
+
+        /* The timeouts the lock wait lifted are the role's again. */
+        r = exec_ok(s, "RESET statement_timeout; RESET lock_timeout", PGRES_COMMAND_OK, NULL);
         if (r < 0)
                 return r;
         r = open_session(s);
@@ -919,7 +994,7 @@ int store_postgresql_open(const char *connection, sd_event *event, Store **ret) 
                 return r;
         if (PQsetnonblocking(s->conn, 1) < 0 || !PQenterPipelineMode(s->conn))
                 return pg_fail(s, "entering pipeline mode");
-        r = sd_event_add_io(event, &s->io, PQsocket(s->conn), EPOLLIN, on_io, s);
+        r = sd_event_add_io(s->event, &s->io, PQsocket(s->conn), EPOLLIN, on_io, s);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch the connection to %s", s->base.path);
         /* Below the bus: a commit completes once the bus has nothing ready,
@@ -932,6 +1007,134 @@ int store_postgresql_open(const char *connection, sd_event *event, Store **ret) 
                  ", %u users",
                  s->base.path, s->base.server_id, s->base.history_id, s->base.first_seq, s->base.last_seq,
                  g_hash_table_size(s->user_by_id));
+        return 0;
+}
+
+/* The wait for the lock is over (R < 0: it failed): the daemon learns it. */
+static void lock_wait_end(PgStore *s, int r) {
+        s->io = sd_event_source_disable_unref(s->io);
+        s->lock_retry = sd_event_source_disable_unref(s->lock_retry);
+        if (r >= 0)
+                r = become_active(s);
+        s->ready(&s->base, r, s->ready_userdata);
+}
+
+/* Answered by the server only once the lock is free, that is once the
+ * active outpostd's session ended; no timeout of the role's may cut the
+ * wait short (become_active() restores them). One implicit transaction:
+ * if the wait is cancelled, nothing of it stays. */
+static const char lock_wait_sql[] =
+        "SET statement_timeout = 0; SET lock_timeout = 0; SELECT pg_advisory_lock(" ACTIVE_LOCK_KEY ")";
+
+static int on_lock_retry(sd_event_source *source, uint64_t usec, void *userdata);
+
+static int standby_lost(PgStore *s) {
+        /* libpq's message runs over several lines: one log line. */
+        g_autofree char *why = g_strdelimit(g_strchomp(g_strdup(PQerrorMessage(s->conn))), "\n\t", ' ');
+
+        log_error("%s: the database session was lost while this outpostd was a standby (%s); exiting, for the "
+                  "service manager to start it again", s->base.path, why);
+        lock_wait_end(s, -ECONNRESET);
+        return 0;
+}
+
+/* Every result of the wait, as they come: the SELECT's says the lock is
+ * held; an error (the wait was cancelled) asks again in a while. */
+static int on_lock_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        PgStore *s = userdata;
+        bool session_ending = false;
+        PGresult *res;
+        int r;
+
+        if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK)
+                return standby_lost(s);
+        while (!PQisBusy(s->conn) && (res = PQgetResult(s->conn))) {
+                ExecStatusType status = PQresultStatus(res);
+
+                if (status == PGRES_TUPLES_OK)
+                        s->active = true;
+                else if (g_strcmp0(PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED), "FATAL") == 0)
+                        session_ending = true;  /* the server ends the session: said below */
+                else if (status != PGRES_COMMAND_OK)
+                        log_warning("%s: waiting for the lock failed, asking again in a second: %s", s->base.path,
+                                    PQresultErrorMessage(res));
+                PQclear(res);
+        }
+        if (PQisBusy(s->conn))
+                return 0;       /* still waiting */
+        if (s->active) {
+                log_notice("%s: took the lock: this outpostd is now the active one", s->base.path);
+                lock_wait_end(s, 0);
+                return 0;
+        }
+        if (session_ending || PQstatus(s->conn) != CONNECTION_OK)
+                return standby_lost(s);
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        r = sd_event_add_time_relative(s->event, &s->lock_retry, CLOCK_MONOTONIC, LOCK_RETRY_USEC, 0,
+                                       on_lock_retry, s);
+        if (r < 0)
+                lock_wait_end(s, r);
+        return 0;
+}
+
+static int on_lock_retry(sd_event_source *source, uint64_t usec, void *userdata) {
+        PgStore *s = userdata;
+
+        s->lock_retry = sd_event_source_disable_unref(s->lock_retry);
+        if (!PQsendQuery(s->conn, lock_wait_sql))
+                return standby_lost(s);
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_ON);
+        return 0;
+}
+
+static int start_lock_wait(PgStore *s) {
+        if (!PQsendQuery(s->conn, lock_wait_sql))
+                return pg_fail(s, "waiting for the lock");
+        return sd_event_add_io(s->event, &s->io, PQsocket(s->conn), EPOLLIN, on_lock_io, s);
+}
+
+static void pg_wait_active(Store *store, StoreReady done, void *userdata) {
+        PgStore *s = (PgStore *) store;
+        int r;
+
+        s->ready = done;
+        s->ready_userdata = userdata;
+        if (s->active) {
+                lock_wait_end(s, 0);
+                return;
+        }
+        r = start_lock_wait(s);
+        if (r < 0)
+                lock_wait_end(s, r);
+}
+
+static const StoreOps pg_ops;
+
+int store_postgresql_open(const char *connection, sd_event *event, Store **ret) {
+        _cleanup_(pg_store_closep) PgStore *s = g_new0(PgStore, 1);
+        int r;
+
+        s->base.ops = &pg_ops;
+        s->event = event;
+        g_queue_init(&s->ops);
+        s->statements = g_ptr_array_new_with_free_func((GDestroyNotify) pg_statement_free);
+        s->undo = g_array_new(FALSE, TRUE, sizeof(UserUndo));
+        g_array_set_clear_func(s->undo, (GDestroyNotify) undo_clear);
+        s->user_by_id = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) user_record_free);
+        s->user_by_name = g_tree_new((GCompareFunc) strcmp);
+
+        r = connect_server(s, connection);
+        if (r < 0)
+                return r;
+        r = check_schema_now(s);
+        if (r < 0)
+                return r;
+        r = try_active_lock(s);
+        if (r < 0)
+                return r;
+        s->active = r > 0;
+        if (!s->active)
+                log_standby(s);
         *ret = &TAKE_PTR(s)->base;
         return 0;
 }
@@ -949,6 +1152,7 @@ static void pg_close(Store *store) {
                 g_free(op);
         }
         sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->lock_retry);
         if (s->conn)
                 PQfinish(s->conn);
         g_clear_pointer(&s->statements, g_ptr_array_unref);
@@ -970,6 +1174,7 @@ static const StoreOps pg_ops = {
         .release_savepoint = pg_release_savepoint,
         .rollback_savepoint = pg_rollback_savepoint,
         .drain = pg_drain,
+        .wait_active = pg_wait_active,
         .user_get = pg_user_get,
         .user_lookup = pg_user_lookup,
         .user_insert = pg_user_insert,

@@ -44,6 +44,7 @@ typedef struct StoreOps {
         int (*release_savepoint)(Store *s);
         void (*rollback_savepoint)(Store *s);
         void (*drain)(Store *s);
+        void (*wait_active)(Store *s, StoreReady done, void *userdata);
 
         int (*user_get)(Store *s, const char *id, const UserRecord **ret);
         int (*user_lookup)(Store *s, const char *name, const UserRecord **ret);
@@ -67,12 +68,17 @@ struct Store {
         char *history_id;
         uint64_t first_seq;     /* of the oldest stored event; last_seq + 1 when none */
         uint64_t last_seq;      /* highest seq ever given out; 0 when none */
-        bool damaged;           /* written no more */
+        /* 0, or why the store is written no more: -EUCLEAN (damaged, or a
+         * commit failed) or -ECONNRESET (the database session is lost). */
+        int failure;
         StoreDamageHandler damage_handler;
         void *damage_userdata;
 };
 
-/* Marks S damaged and runs the damage handler, once. Returns -EUCLEAN. */
+/* Marks S written no more because of FAILURE (-EUCLEAN or -ECONNRESET) and
+ * runs the damage handler, once. Returns the first failure reported. */
+int store_report_failure(Store *s, int failure);
+/* The same for damage: store_report_failure(S, -EUCLEAN). */
 int store_report_damage(Store *s);
 /* The first_seq/last_seq bookkeeping of an append of SEQ. */
 void store_note_append(Store *s, uint64_t seq);

@@ -165,7 +165,7 @@ static int sqlite_error(SqliteStore *s, const char *what) {
                 log_error("%s: %s failed: %s", s->base.path, what, sqlite3_errmsg(s->db));
                 return r;
         }
-        if (s->base.damaged)
+        if (s->base.failure < 0)
                 return r;
         log_crit("%s: %s failed: %s (SQLite error %d). The store cannot be trusted: no further change is written to it.",
                  s->base.path, what, sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));

@@ -45,16 +45,32 @@ void store_set_damage_handler(Store *s, StoreDamageHandler handler, void *userda
 }
 
 bool store_is_damaged(Store *s) {
-        return s->damaged;
+        return s->failure < 0;
+}
+
+int store_failure(Store *s) {
+        return s->failure;
+}
+
+int store_report_failure(Store *s, int failure) {
+        if (s->failure < 0)
+                return s->failure;
+        s->failure = failure;
+        if (s->damage_handler)
+                s->damage_handler(s, s->damage_userdata);
+        return failure;
 }
 
 int store_report_damage(Store *s) {
-        if (s->damaged)
-                return -EUCLEAN;
-        s->damaged = true;
-        if (s->damage_handler)
-                s->damage_handler(s, s->damage_userdata);
-        return -EUCLEAN;
+        return store_report_failure(s, -EUCLEAN);
+}
+
+void store_wait_active(Store *s, StoreReady done, void *userdata) {
+        if (!s->ops->wait_active) {
+                done(s, 0, userdata);
+                return;
+        }
+        s->ops->wait_active(s, done, userdata);
 }
 
 int store_free_bytes(Store *s, uint64_t *ret) {
@@ -65,17 +81,17 @@ int store_free_bytes(Store *s, uint64_t *ret) {
 
 /* Every write starts here: once damaged, the store is written no more. */
 int store_begin(Store *s) {
-        if (s->damaged)
-                return -EUCLEAN;
+        if (s->failure < 0)
+                return s->failure;
         return s->ops->begin(s);
 }
 
 void store_commit(Store *s, StoreDone done, void *userdata) {
         /* What the batch wrote after the damage was found is not committed:
          * nobody may be told it was. */
-        if (s->damaged) {
+        if (s->failure < 0) {
                 s->ops->rollback(s);
-                done(s, -EUCLEAN, userdata);
+                done(s, s->failure, userdata);
                 return;
         }
         s->ops->commit(s, done, userdata);
@@ -86,8 +102,8 @@ void store_rollback(Store *s) {
 }
 
 int store_savepoint(Store *s) {
-        if (s->damaged)
-                return -EUCLEAN;
+        if (s->failure < 0)
+                return s->failure;
         return s->ops->savepoint(s);
 }
 
@@ -212,8 +228,8 @@ void store_event_expire(Store *s, unsigned keep_count, int64_t older_than, unsig
                         StoreDone done, void *userdata) {
         uint64_t keep_from = s->last_seq >= keep_count ? s->last_seq - keep_count : 0;
 
-        if (s->damaged) {
-                done(s, -EUCLEAN, userdata);
+        if (s->failure < 0) {
+                done(s, s->failure, userdata);
                 return;
         }
         s->ops->event_expire(s, keep_from, older_than, max_rows, done, userdata);

@@ -39,10 +39,11 @@ typedef struct StoreConfig {
  * full: the failed transaction is rolled back, reads go on, and writes work
  * again once there is room. They fail with -EUCLEAN when the store cannot
  * be trusted any more: SQLite reports the file damaged (SQLITE_CORRUPT,
- * SQLITE_NOTADB) or an I/O error, or the PostgreSQL session was lost or a
- * commit failed. The store is then written no more (every later write
- * fails with -EUCLEAN, and a commit rolls back), and the damage handler
- * runs once. */
+ * SQLITE_NOTADB) or an I/O error, or a PostgreSQL commit failed; and with
+ * -ECONNRESET when the PostgreSQL session was lost (with it went the lock
+ * that made this outpostd the active one). The store is then written no
+ * more (every later write fails the same way, and a commit rolls back), and
+ * the damage handler runs once. */
 typedef void (*StoreDamageHandler)(Store *s, void *userdata);
 
 typedef struct StoredEvent {
@@ -63,6 +64,17 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(StoredEvent, stored_event_free)
  * program's, a database server that cannot be reached. */
 int store_open(const StoreConfig *config, sd_event *event, Store **ret);
 void store_close(Store *s);
+
+/* Several outpostd may share one PostgreSQL database, and exactly one of
+ * them is active (DESIGN.md §5a): the one that holds the database's
+ * session-level advisory lock. DONE runs once this one is active and its
+ * store is read (ids, users, event bounds): at once for SQLite; for
+ * PostgreSQL once it holds the lock, which a standby waits for on the
+ * event loop. Before DONE ran only store_path() and store_close() may be
+ * used. R < 0: the store cannot be used (a standby lost its session, or
+ * reading the store failed), logged. */
+typedef void (*StoreReady)(Store *s, int r, void *userdata);
+void store_wait_active(Store *s, StoreReady done, void *userdata);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Store, store_close)
 
 /* Where the store is, for messages: a file name, or a PostgreSQL server
@@ -70,6 +82,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Store, store_close)
 const char *store_path(Store *s);
 void store_set_damage_handler(Store *s, StoreDamageHandler handler, void *userdata);
 bool store_is_damaged(Store *s);
+/* 0, or why the store is written no more (-EUCLEAN, -ECONNRESET). */
+int store_failure(Store *s);
 /* The room left on the file system that holds the store; -EOPNOTSUPP when
  * the store is not in a local file. */
 int store_free_bytes(Store *s, uint64_t *ret);

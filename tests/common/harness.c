@@ -312,16 +312,10 @@ static void check_daemon_log(TestBus *tb) {
         }
 }
 
-void test_bus_start_daemon(TestBus *tb, const char *config) {
+void test_bus_spawn_daemon(TestBus *tb, const char *config) {
         g_autoptr(GError) error = NULL;
-        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
 
-        if (tb->central) {
-                test_bus_start_daemon(tb->central, config);
-                test_bridged_connect(tb);
-                return;
-        }
-
+        g_assert_null(tb->central);
         g_assert_cmpint(tb->daemon_pid, ==, 0);
         /* A test that sets [Store] itself keeps it. */
         if (test_store_is_postgresql() && !(config && strstr(config, "[Store]")) &&
@@ -333,7 +327,12 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
         } else if (config)
                 g_assert_true(g_file_set_contents(tb->config_path, config, -1, &error));
         spawn_daemon(tb, NULL, &tb->daemon_pid, NULL);
+}
 
+void test_bus_wait_daemon_serving(TestBus *tb, int timeout_ms) {
+        gint64 deadline = g_get_monotonic_time() + (gint64) timeout_ms * 1000;
+
+        g_assert_cmpint(tb->daemon_pid, >, 0);
         while (!name_has_owner(tb->conn)) {
                 int status;
 
@@ -342,9 +341,19 @@ void test_bus_start_daemon(TestBus *tb, const char *config) {
                         g_error("outpostd exited before owning its name (status %d)", status);
                 }
                 if (g_get_monotonic_time() > deadline)
-                        g_error("outpostd did not own %s within 20 s", OUTPOST_NAME);
+                        g_error("outpostd did not own %s within %d ms", OUTPOST_NAME, timeout_ms);
                 g_usleep(5000);
         }
+}
+
+void test_bus_start_daemon(TestBus *tb, const char *config) {
+        if (tb->central) {
+                test_bus_start_daemon(tb->central, config);
+                test_bridged_connect(tb);
+                return;
+        }
+        test_bus_spawn_daemon(tb, config);
+        test_bus_wait_daemon_serving(tb, 20000);
 }
 
 GPid test_bus_daemon_pid(TestBus *tb) {

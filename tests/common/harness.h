@@ -113,6 +113,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(TestBus, test_bus_free)
 /* Start outpostd with CONFIG as the contents of its config file (NULL:
  * leave the file as it is, or missing) and wait until it owns its name. Keeps the state directory across restarts. */
 void test_bus_start_daemon(TestBus *tb, const char *config);
+/* The two halves of test_bus_start_daemon() (not bridged), for a daemon
+ * that may wait before it serves (a standby): start it, and wait (at most
+ * TIMEOUT_MS) until it owns its name. */
+void test_bus_spawn_daemon(TestBus *tb, const char *config);
+void test_bus_wait_daemon_serving(TestBus *tb, int timeout_ms);
 /* Stop outpostd with SIGNAL (SIGTERM or SIGKILL) and wait for it to exit;
  * returns its wait status. */
 int test_bus_stop_daemon(TestBus *tb, int signal);

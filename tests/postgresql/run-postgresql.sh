@@ -44,4 +44,13 @@ fi
 
 OUTPOST_TEST_POSTGRESQL="host=$dir port=$port user=outpost"
 export OUTPOST_TEST_POSTGRESQL
+# A test may restart the server under a running outpostd (test-standby):
+# a fast restart, as an operator's, with the options it was started with.
+cat >"$dir/restart" <<EOF
+#!/bin/sh
+exec ${as[*]} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null
+EOF
+chmod +x "$dir/restart"
+OUTPOST_TEST_PG_RESTART=$dir/restart
+export OUTPOST_TEST_PG_RESTART
 "./$prog" --tap
