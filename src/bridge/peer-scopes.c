@@ -114,14 +114,7 @@ bool peer_rules_match(char *const *rules, char *const *names, unsigned *ret_scop
 }
 
 PeerScope peer_scope_of_call(sd_bus_message *m) {
-        const char *member = sd_bus_message_get_member(m);
         const BusChangeMethod *method = bus_change_method_of(m);
 
-        if (!method && !sd_bus_message_get_interface(m) && member)
-                for (size_t i = 0; i < bus_n_change_methods; i++)
-                        if (strcmp(bus_change_methods[i].member, member) == 0) {
-                                method = &bus_change_methods[i];
-                                break;
-                        }
         return method ? scope_from_name(method->scope) : PEER_SCOPE_READ;
 }

@@ -26,5 +26,6 @@ extern const size_t bus_n_change_methods;
 #define BUS_SCOPE_READ "read"
 
 const BusChangeMethod *bus_change_method_find(const char *interface, const char *member);
-/* The entry of the method call M, or NULL for a read (or not a call). */
+/* The entry of the method call M, or NULL for a read (or not a call). A
+ * call without an interface gets the entry of the member it names. */
 const BusChangeMethod *bus_change_method_of(sd_bus_message *m);

@@ -190,7 +190,8 @@ void test_polkit_challenge(TestBus *tb);
  * returns at once. */
 gboolean test_can_switch_user(void);
 /* Call DEST (NULL: outpostd) from a process running as UID/GID with no
- * supplementary groups, connected to the test bus on its own. FLAGS as for
+ * supplementary groups, connected to the test bus on its own; IFACE ""
+ * sends the call without an interface. FLAGS as for
  * g_dbus_connection_call() (e.g. G_DBUS_CALL_FLAGS_ALLOW_INTERACTIVE_AUTHORIZATION).
  * Returns the reply (checked against REPLY_TYPE unless NULL), or NULL with
  * *error set to the D-Bus error the caller got. */

@@ -141,6 +141,26 @@ static void test_denied(Fixture *f, gconstpointer data) {
         g_assert_cmpstr(after, ==, before);
 }
 
+/* A call without an interface changes nothing for a caller without the
+ * action: sd-bus does not dispatch it to outpostd's methods at all
+ * (UnknownObject), and a bridge authorizes it as the method of its name
+ * (bus_change_method_of). Either way outpostd keeps serving. */
+static void test_denied_without_interface(Fixture *f, gconstpointer data) {
+        const Change *ch = data;
+        g_autofree char *before = NULL, *after = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+
+        if (!f->ready)
+                return;
+        before = test_state_snapshot(f->c);
+        r = call_as_nobody(f, G_DBUS_CALL_FLAGS_NONE, ch->path, "", ch->method, ch->params(f), ch->reply_type, &error);
+        g_assert_null(r);
+        g_assert_nonnull(error);
+        after = test_state_snapshot(f->c);
+        g_assert_cmpstr(after, ==, before);
+}
+
 static void test_allowed(Fixture *f, gconstpointer data) {
         const Change *ch = data;
         const char *const allowed[] = { ch->action, NULL };
@@ -474,7 +494,11 @@ int main(int argc, char **argv) {
                 g_autofree char *allowed = g_strconcat("/polkit/allowed/", changes[i].method, NULL);
 
                 g_test_add(denied, Fixture, &changes[i], fixture_setup, test_denied, fixture_teardown);
+                g_autofree char *bare = g_strconcat("/polkit/denied-without-interface/", changes[i].method, NULL);
+
                 g_test_add(allowed, Fixture, &changes[i], fixture_setup, test_allowed, fixture_teardown);
+                g_test_add(bare, Fixture, &changes[i], fixture_setup, test_denied_without_interface,
+                           fixture_teardown);
         }
         g_test_add("/polkit/root-bypass", Fixture, NULL, fixture_setup, test_root_bypass, fixture_teardown);
         g_test_add("/polkit/reads-open", Fixture, NULL, fixture_setup, test_reads_open, fixture_teardown);
