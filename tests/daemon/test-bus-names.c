@@ -49,6 +49,10 @@ static void test_table_methods_exist(void) {
                 if (!g_dbus_interface_info_lookup_method(info, m->member))
                         g_error("the table names %s.%s, which the XML does not have", m->interface, m->member);
                 g_assert_true(bus_change_method_find(m->interface, m->member) == m);
+                /* A call without an interface is taken for the change
+                 * method of its member: there must be only one. */
+                for (size_t j = 0; j < i; j++)
+                        g_assert_cmpstr(bus_change_methods[j].member, !=, m->member);
         }
         g_assert_null(bus_change_method_find(USERS_IFACE, "GetUser"));
 }
