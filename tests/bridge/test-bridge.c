@@ -435,6 +435,31 @@ static void test_hung_service(void) {
         wait_bridge_state(d->site->conn, "connected", 20000);
         wait_bridge_state(d->machine->conn, "connected", 20000);
         g_assert_true(user_known(d->machine->conn, id));
+
+        /* Central's listener itself stopped: the site's heartbeat goes
+         * unanswered, and the same follows. */
+        g_assert_cmpint(kill(d->central_listener.pid, SIGSTOP), ==, 0);
+        stopped = g_get_monotonic_time();
+        for (;;) {
+                g_autofree char *state = bridge_state(d->machine->conn);
+
+                if (g_strcmp0(state, "connected") != 0)
+                        break;
+                g_assert_cmpint(g_get_monotonic_time() - stopped, <, 10 * G_USEC_PER_SEC);
+                g_usleep(20 * 1000);
+        }
+        g_test_message("State left connected %" G_GINT64_FORMAT " ms after SIGSTOP of the listener",
+                       (g_get_monotonic_time() - stopped) / 1000);
+        g_assert_cmpint(g_get_monotonic_time() - stopped, <, 5 * G_USEC_PER_SEC);
+        g_clear_error(&error);
+        g_clear_pointer(&reply, g_variant_unref);
+        reply = test_call(d->machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id),
+                          NULL, &error);
+        g_assert_null(reply);
+        test_assert_dbus_error(error, "Disconnected", NULL);
+        g_assert_cmpint(kill(d->central_listener.pid, SIGCONT), ==, 0);
+        wait_bridge_state(d->machine->conn, "connected", 30000);
+        g_assert_true(user_known(d->machine->conn, id));
 }
 
 typedef struct HoldTally {
