@@ -30,14 +30,15 @@
 
 #include "bench-util.h"
 
-#define DEFAULT_ITERATIONS      1000
-#define DEFAULT_WARMUP          100
+#define DEFAULT_ITERATIONS      2000
+#define DEFAULT_WARMUP          200
 #define ROUNDS                  10      /* see BenchStep */
 /* The latency part gets this long, warm-up included; past it the number of
- * iterations shrinks (a slow disk), so a whole run stays near a minute. */
-#define LATENCY_BUDGET_USEC     (35ULL * 1000000ULL)
-#define MIN_ITERATIONS          100
-#define SAVE_CALLS              1000    /* per round, over all clients */
+ * iterations shrinks (a slow disk), so a whole run stays near a minute at
+ * most. */
+#define LATENCY_BUDGET_USEC     (40ULL * 1000000ULL)
+#define MIN_ITERATIONS          200
+#define SAVE_CALLS              3000    /* per round, over all clients */
 #define SAVE_ROUNDS             3
 
 #define SERVER_TIMEOUT_USEC     (60ULL * 1000000ULL)
