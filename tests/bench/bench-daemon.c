@@ -30,20 +30,9 @@
 
 #include "bench-util.h"
 
-#define ROOT_PATH       "/org/outpost/Outpost1"
-#define USERS_PATH      ROOT_PATH "/users"
-#define PRESENCE_PATH   ROOT_PATH "/presence"
-#define EVENTS_PATH     ROOT_PATH "/events"
-#define USERS_IFACE     "org.outpost.Outpost1.Users"
-#define PRESENCE_IFACE  "org.outpost.Outpost1.Presence"
-#define EVENTS_IFACE    "org.outpost.Outpost1.Events"
-#define PEER_IFACE      "org.freedesktop.DBus.Peer"
-
 #define DEFAULT_ITERATIONS      2000
 #define DEFAULT_WARMUP          200
-/* Samples are taken in rounds that visit every figure in turn, so a burst
- * of load from something else on the machine lands on all figures alike
- * instead of skewing the one that happened to run then. */
+/* Samples are taken in rounds (see BenchStep). */
 #define ROUNDS                  10
 /* The latency part gets this long, warm-up included; past it the number of
  * iterations shrinks (a slow disk), so a whole run stays under 2 minutes. */
@@ -62,7 +51,6 @@
 #define FANOUT_ROUNDS           3
 #define REPLAY_EVENTS           100000
 #define REPLAY_PAGE             10000   /* FetchSince's largest limit */
-#define SAVE_CLIENTS            8
 #define SAVE_CALLS              3000    /* per round, over all clients */
 #define SAVE_ROUNDS             3
 
@@ -76,56 +64,21 @@ static inline void freep(void *p) {
 }
 #define _cleanup_free_ _cleanup_(freep)
 
-static int env_unsigned(const char *name, unsigned fallback, unsigned min, unsigned *ret) {
-        const char *v = getenv(name);
-        unsigned long n;
-        char *end;
-
-        if (!v || !*v) {
-                *ret = fallback;
-                return 0;
-        }
-        errno = 0;
-        n = strtoul(v, &end, 10);
-        if (errno != 0 || *end || n < min || n > 10000000)
-                return bench_log_errno(-EINVAL, "Invalid %s=%s: expected a number from %u to 10000000", name, v, min);
-        *ret = (unsigned) n;
-        return 0;
-}
-
 /* The benchmark */
 
-typedef enum Figure {
-        FIG_PING,
-        FIG_GET_USER,
-        FIG_RAW_COMMIT,
-        FIG_SAVE_USER,
-        FIG_GO_ONLINE,
-        FIG_GO_OFFLINE,
-        FIG_PUBLISH,
-        _FIG_MAX,
-} Figure;
-
 typedef struct Bench {
+        BenchClient client;             /* first: the shared steps take a Bench as their client */
         char *tmpdir;
         char *address;
         pid_t bus_pid;
         pid_t daemon_pid;
 
-        sd_bus *bus;                    /* the client connection of the latency figures */
         sd_bus *pipeline[PIPELINE_CONNECTIONS];
         sd_event *event;
-
-        char *user_id;
-        char *tag;                      /* the user's current tag, for SaveUser */
-        unsigned counter;               /* makes every SaveUser and Publish different */
 
         sqlite3 *raw;
         sqlite3_stmt *raw_begin, *raw_insert, *raw_commit;
         uint8_t raw_row[RAW_ROW_BYTES];
-
-        BenchSamples samples[_FIG_MAX];
-        bool record;                    /* false during warm-up */
 
         /* Event subscribers (fan-out, replay): each counts the Event
          * signals it receives. */
@@ -133,9 +86,6 @@ typedef struct Bench {
         uint64_t sub_received, sub_expected;
         uint64_t sub_first_usec, sub_last_usec;
         uint64_t sub_last_seq;
-
-        /* Concurrent SaveUser clients. */
-        sd_bus *savers[SAVE_CLIENTS];
 
         /* A user per pipelined call in flight, for the kinds that change
          * one: SaveUser needs the tag the previous save returned, and a
@@ -148,23 +98,14 @@ typedef struct Bench {
 } Bench;
 
 static void bench_done(Bench *b) {
-        int status;
-
         for (size_t i = 0; i < PIPELINE_CONNECTIONS; i++)
                 b->pipeline[i] = sd_bus_flush_close_unref(b->pipeline[i]);
         for (size_t i = 0; i < FANOUT_SUBSCRIBERS; i++)
                 b->subs[i] = sd_bus_flush_close_unref(b->subs[i]);
-        for (size_t i = 0; i < SAVE_CLIENTS; i++)
-                b->savers[i] = sd_bus_flush_close_unref(b->savers[i]);
         b->event = sd_event_unref(b->event);
-        b->bus = sd_bus_flush_close_unref(b->bus);
+        bench_client_done(&b->client);
 
-        status = bench_stop(&b->daemon_pid, "outpostd");
-        if (status != 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-                bench_log_errno(0, "outpostd did not exit cleanly (wait status 0x%x)", status);
-                /* Shown now: the directory goes away below. */
-                bench_show_log(b->tmpdir, "outpostd");
-        }
+        bench_stop_daemon(&b->daemon_pid, b->tmpdir);
         (void) bench_stop(&b->bus_pid, "dbus-daemon");
 
         sqlite3_finalize(b->raw_begin);
@@ -175,14 +116,10 @@ static void bench_done(Bench *b) {
         bench_remove_dir(b->tmpdir);
         free(b->tmpdir);
         free(b->address);
-        free(b->user_id);
-        free(b->tag);
         for (size_t i = 0; i < PIPELINE_CONNECTIONS * PIPELINE_DEPTH; i++) {
                 free(b->pipe_users[i].id);
                 free(b->pipe_users[i].tag);
         }
-        for (size_t i = 0; i < _FIG_MAX; i++)
-                bench_samples_free(&b->samples[i]);
 }
 
 static int start_daemon(Bench *b) {
@@ -207,7 +144,7 @@ static int start_daemon(Bench *b) {
         if (r < 0)
                 return bench_log_errno(r, "Cannot start %s", argv[0]);
 
-        r = bench_wait_for_name(b->bus, &b->daemon_pid, STARTUP_TIMEOUT_USEC);
+        r = bench_wait_for_name(b->client.bus, &b->daemon_pid, STARTUP_TIMEOUT_USEC);
         if (r < 0) {
                 bench_show_log(b->tmpdir, "outpostd");
                 return bench_log_errno(r, "%s did not start", argv[0]);
@@ -215,41 +152,8 @@ static int start_daemon(Bench *b) {
         return 0;
 }
 
-static int call_failed(const char *what, int r, const sd_bus_error *error) {
-        return bench_log_errno(r, "%s failed%s%s", what, error && error->message ? ": " : "",
-                         error && error->message ? error->message : "");
-}
-
-/* A user named NAME (the benchmark's own user has a display name and an
- * email too, like a real one); its id and tag in *RET_ID and *RET_TAG. */
-static int create_named_user(Bench *b, const char *name, char **ret_id, char **ret_tag) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        const char *id, *tag;
-        int r;
-
-        r = sd_bus_call_method(b->bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "CreateUser", &error, &reply,
-                               "a{sv}", 3,
-                               "name", "s", name,
-                               "display-name", "s", "Benchmark User",
-                               "email", "s", "bench@example.org");
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "ss", &id, &tag);
-        if (r >= 0) {
-                *ret_id = strdup(id);
-                *ret_tag = strdup(tag);
-                if (!*ret_id || !*ret_tag)
-                        r = -ENOMEM;
-        }
-        if (r < 0)
-                call_failed("CreateUser", r, &error);
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(reply);
-        return r;
-}
-
 static int create_user(Bench *b) {
-        return create_named_user(b, "bench", &b->user_id, &b->tag);
+        return bench_create_user(b->client.bus, "bench", &b->client.user_id, &b->client.tag);
 }
 
 /* The bare commit baseline: the store's settings (src/daemon/store.c: WAL,
@@ -285,81 +189,8 @@ static int open_raw(Bench *b) {
         return 0;
 }
 
-static int record(Bench *b, Figure f, uint64_t start, uint64_t end) {
-        if (!b->record)
-                return 0;
-        return bench_samples_add(&b->samples[f], end - start);
-}
-
-/* A method call on the latency connection, timed from building the message
- * to having the reply: what a client of the service waits for. */
-#define TIMED_CALL(b, fig, what, reply, path, iface, member, ...)                                      \
-        ({                                                                                              \
-                sd_bus_error _error = SD_BUS_ERROR_NULL;                                                \
-                uint64_t _start = bench_now_nsec();                                                           \
-                int _r = sd_bus_call_method((b)->bus, BENCH_OUTPOST_NAME, path, iface, member,                \
-                                            &_error, reply, __VA_ARGS__);                               \
-                uint64_t _end = bench_now_nsec();                                                             \
-                if (_r < 0)                                                                             \
-                        call_failed(what, _r, &_error);                                                 \
-                else                                                                                    \
-                        _r = record(b, fig, _start, _end);                                              \
-                sd_bus_error_free(&_error);                                                             \
-                _r;                                                                                     \
-        })
-
-static int step_ping(Bench *b) {
-        return TIMED_CALL(b, FIG_PING, "Ping", NULL, ROOT_PATH, PEER_IFACE, "Ping", "");
-}
-
-static int step_get_user(Bench *b) {
-        sd_bus_message *reply = NULL;
-        int r;
-
-        r = TIMED_CALL(b, FIG_GET_USER, "GetUser", &reply, USERS_PATH, USERS_IFACE, "GetUser", "s", b->user_id);
-        sd_bus_message_unref(reply);
-        return r;
-}
-
-static int step_save_user(Bench *b) {
-        sd_bus_message *reply = NULL;
-        const char *tag;
-        char name[64];
-        int r;
-
-        snprintf(name, sizeof name, "Benchmark User %u", b->counter++);
-        r = TIMED_CALL(b, FIG_SAVE_USER, "SaveUser", &reply, USERS_PATH, USERS_IFACE, "SaveUser",
-                       "ssa{sv}", b->user_id, b->tag, 1, "display-name", "s", name);
-        /* The next save must pass the tag this one made. */
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "s", &tag);
-        if (r >= 0) {
-                free(b->tag);
-                b->tag = strdup(tag);
-                if (!b->tag)
-                        r = -ENOMEM;
-        }
-        sd_bus_message_unref(reply);
-        return r;
-}
-
-static int step_presence(Bench *b) {
-        int r;
-
-        r = TIMED_CALL(b, FIG_GO_ONLINE, "GoOnline", NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOnline",
-                       "su", b->user_id, (uint32_t) 0);
-        if (r >= 0)
-                r = TIMED_CALL(b, FIG_GO_OFFLINE, "GoOffline", NULL, PRESENCE_PATH, PRESENCE_IFACE, "GoOffline",
-                               "s", b->user_id);
-        return r;
-}
-
-static int step_publish(Bench *b) {
-        return TIMED_CALL(b, FIG_PUBLISH, "Publish", NULL, EVENTS_PATH, EVENTS_IFACE, "Publish",
-                          "sa{sv}", "bench/x", 1, "n", "i", (int32_t) b->counter++);
-}
-
-static int step_raw_commit(Bench *b) {
+static int step_raw_commit(void *userdata) {
+        Bench *b = userdata;
         uint64_t start, end;
         int r;
 
@@ -382,64 +213,32 @@ static int step_raw_commit(Bench *b) {
                 (void) sqlite3_exec(b->raw, "ROLLBACK", NULL, NULL, NULL);
                 return bench_log_errno(-EIO, "Raw commit failed: %s", sqlite3_errmsg(b->raw));
         }
-        return record(b, FIG_RAW_COMMIT, start, end);
+        return b->client.record ? bench_samples_add(&b->client.samples[FIG_RAW_COMMIT], end - start) : 0;
 }
 
-typedef struct Step {
-        const char *name;
-        int (*run)(Bench *b);
-} Step;
-
-static const Step steps[] = {
-        { "ping",       step_ping },
-        { "get-user",   step_get_user },
+static const BenchStep steps[] = {
+        { "ping",       bench_step_ping },
+        { "get-user",   bench_step_get_user },
         { "raw-commit", step_raw_commit },
-        { "save-user",  step_save_user },
-        { "presence",   step_presence },
-        { "publish",    step_publish },
+        { "save-user",  bench_step_save_user },
+        { "presence",   bench_step_presence },
+        { "publish",    bench_step_publish },
 };
-
-static int run_steps(Bench *b, const Step *step, unsigned n) {
-        for (unsigned i = 0; i < n; i++) {
-                int r;
-
-                if (bench_interrupted)
-                        return bench_log_errno(-EINTR, "Interrupted");
-                r = step->run(b);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
 
 /* Returns how long one iteration of every step took during warm-up, in µs. */
 static int warm_up(Bench *b, unsigned n, uint64_t *ret_iteration_usec) {
         uint64_t start = bench_now_usec();
         int r;
 
-        b->record = false;
-        for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-                r = run_steps(b, &steps[i], n);
-                if (r < 0)
-                        return r;
-        }
+        b->client.record = false;
+        r = bench_run_steps(steps, ELEMENTSOF(steps), n, b);
         *ret_iteration_usec = n > 0 ? (bench_now_usec() - start) / n : 0;
-        return 0;
+        return r;
 }
 
 static int measure_latency(Bench *b, unsigned iterations) {
-        b->record = true;
-        for (unsigned round = 0; round < ROUNDS; round++) {
-                /* Spread the remainder so the total is exactly ITERATIONS. */
-                unsigned n = iterations / ROUNDS + (round < iterations % ROUNDS);
-
-                for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-                        int r = run_steps(b, &steps[i], n);
-                        if (r < 0)
-                                return r;
-                }
-        }
-        return 0;
+        b->client.record = true;
+        return bench_run_rounds(steps, ELEMENTSOF(steps), iterations, ROUNDS, b);
 }
 
 /* Pipelined throughput: several connections with calls in flight, as many
@@ -502,7 +301,7 @@ static int pipeline_issue(PipeSlot *slot) {
         switch (p->kind) {
         case PIPE_GET_USER:
                 r = sd_bus_call_method_async(bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
-                                             on_pipeline_reply, slot, "s", b->user_id);
+                                             on_pipeline_reply, slot, "s", b->client.user_id);
                 break;
         case PIPE_SAVE_USER:
                 snprintf(name, sizeof name, "Pipelined %u", p->issued);
@@ -561,8 +360,8 @@ static int on_pipeline_reply(sd_bus_message *m, void *userdata, sd_bus_error *re
         int r;
 
         if (e)
-                return pipeline_fail(p, call_failed(pipe_kind_name[p->kind],
-                                                     -sd_bus_message_get_errno(m) ?: -EIO, e));
+                return pipeline_fail(p, bench_call_failed(pipe_kind_name[p->kind],
+                                                          -sd_bus_message_get_errno(m) ?: -EIO, e));
         if (p->kind == PIPE_SAVE_USER) {
                 r = pipeline_take_tag(slot, m);
                 if (r < 0)
@@ -623,7 +422,7 @@ static int create_pipe_users(Bench *b) {
                 int r;
 
                 snprintf(name, sizeof name, "bench-pipe-%u", i);
-                r = create_named_user(b, name, &b->pipe_users[i].id, &b->pipe_users[i].tag);
+                r = bench_create_user(b->client.bus, name, &b->pipe_users[i].id, &b->pipe_users[i].tag);
                 if (r < 0)
                         return r;
         }
@@ -841,9 +640,10 @@ static int read_last_seq(Bench *b, uint64_t *ret) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_get_property_trivial(b->bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", &error, 't', ret);
+        r = sd_bus_get_property_trivial(b->client.bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "LastSeq", &error,
+                                        't', ret);
         if (r < 0)
-                call_failed("Reading LastSeq", r, &error);
+                bench_call_failed("Reading LastSeq", r, &error);
         sd_bus_error_free(&error);
         return r;
 }
@@ -856,10 +656,10 @@ static int fetch_page(Bench *b, uint64_t after, unsigned *ret_n, uint64_t *ret_n
         unsigned n = 0;
         int r;
 
-        r = sd_bus_call_method(b->bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "FetchSince", &error, &reply,
-                               "stasu", "", after, 0, (uint32_t) REPLAY_PAGE);
+        r = sd_bus_call_method(b->client.bus, BENCH_OUTPOST_NAME, EVENTS_PATH, EVENTS_IFACE, "FetchSince", &error,
+                               &reply, "stasu", "", after, 0, (uint32_t) REPLAY_PAGE);
         if (r < 0) {
-                call_failed("FetchSince", r, &error);
+                bench_call_failed("FetchSince", r, &error);
                 sd_bus_error_free(&error);
                 return r;
         }
@@ -929,245 +729,38 @@ static int measure_replay(Bench *b, double *ret_signal_rate, double *ret_fetch_r
         return 0;
 }
 
-/* Durable SaveUser from SAVE_CLIENTS clients at once, one call in flight
- * each (a save needs the tag the previous one returned), against the rate
- * of bare commits one after the other. */
-
-typedef struct Saver {
-        struct SaveRun *run;
-        sd_bus *bus;
-        char *id;
-        char *tag;                      /* as the last acknowledged save returned it */
-        unsigned n;
-} Saver;
-
-typedef struct SaveRun {
-        Bench *bench;
-        Saver savers[SAVE_CLIENTS];
-        unsigned total, issued, completed;
-        int error;
-} SaveRun;
-
-static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
-
-static int saver_issue(Saver *s) {
-        char name[64];
-        int r;
-
-        snprintf(name, sizeof name, "Saver %u", s->n++);
-        r = sd_bus_call_method_async(s->bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "SaveUser",
-                                     on_save_reply, s, "ssa{sv}", s->id, s->tag, 1, "display-name", "s", name);
-        if (r < 0)
-                return bench_log_errno(r, "Cannot queue a SaveUser call");
-        s->run->issued++;
-        return 0;
-}
-
-static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        Saver *s = userdata;
-        SaveRun *run = s->run;
-        const sd_bus_error *e = sd_bus_message_get_error(m);
-        const char *tag;
-        int r;
-
-        if (e) {
-                run->error = call_failed("Concurrent SaveUser", -sd_bus_message_get_errno(m) ?: -EIO, e);
-                return 0;
-        }
-        r = sd_bus_message_read(m, "s", &tag);
-        if (r < 0) {
-                run->error = bench_log_errno(r, "Cannot read a SaveUser reply");
-                return 0;
-        }
-        free(s->tag);
-        s->tag = strdup(tag);
-        run->completed++;
-        if (!s->tag)
-                run->error = -ENOMEM;
-        else if (run->issued < run->total) {
-                r = saver_issue(s);
-                if (r < 0)
-                        run->error = r;
-        }
-        return 0;
-}
-
-static int saves_setup(SaveRun *run) {
-        Bench *b = run->bench;
-
-        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
-                Saver *s = &run->savers[i];
-                char name[64];
-                int r;
-
-                s->run = run;
-                r = bench_connect(b->address, false, &b->savers[i]);
-                if (r < 0)
-                        return r;
-                s->bus = b->savers[i];
-                r = sd_bus_attach_event(s->bus, b->event, SD_EVENT_PRIORITY_NORMAL);
-                if (r < 0)
-                        return bench_log_errno(r, "Cannot attach a connection to the event loop");
-                snprintf(name, sizeof name, "bench-saver-%u", i);
-                r = create_named_user(b, name, &s->id, &s->tag);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-static int saves_run(SaveRun *run, unsigned total, uint64_t *ret_usec) {
-        Bench *b = run->bench;
-        uint64_t start, deadline;
-        int r = 0;
-
-        run->total = total;
-        run->issued = run->completed = 0;
-        run->error = 0;
-        start = bench_now_usec();
-        deadline = start + 60 * 1000000ULL;
-        for (unsigned i = 0; i < SAVE_CLIENTS && run->issued < total && r >= 0; i++)
-                r = saver_issue(&run->savers[i]);
-        while (r >= 0 && run->error >= 0 && run->completed < total) {
-                if (bench_interrupted)
-                        return bench_log_errno(-EINTR, "Interrupted");
-                if (bench_now_usec() > deadline)
-                        return bench_log_errno(-ETIMEDOUT, "Concurrent saves did not complete within 60 s");
-                r = sd_event_run(b->event, 100000);
-        }
-        *ret_usec = bench_now_usec() - start;
-        if (r < 0)
-                return bench_log_errno(r, "The event loop failed");
-        return run->error;
-}
-
-/* Every acknowledged save is what the daemon has: each user's tag is the
- * one its last reply returned. */
-static int saves_verify(SaveRun *run) {
-        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
-                Saver *s = &run->savers[i];
-                sd_bus_error error = SD_BUS_ERROR_NULL;
-                sd_bus_message *reply = NULL;
-                const char *key, *tag = NULL;
-                int r;
-
-                r = sd_bus_call_method(run->bench->bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser",
-                                       &error, &reply, "s", s->id);
-                if (r >= 0)
-                        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-                while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                        r = sd_bus_message_read(reply, "s", &key);
-                        if (r >= 0 && strcmp(key, "tag") == 0)
-                                r = sd_bus_message_read(reply, "v", "s", &tag);
-                        else if (r >= 0)
-                                r = sd_bus_message_skip(reply, "v");
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                }
-                if (r < 0)
-                        call_failed("GetUser", r, &error);
-                else if (!tag || strcmp(tag, s->tag) != 0)
-                        r = bench_log_errno(-EIO, "User %s has tag %s, but its last acknowledged save returned %s",
-                                      s->id, tag ?: "(none)", s->tag);
-                sd_bus_error_free(&error);
-                sd_bus_message_unref(reply);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-static void saves_done(SaveRun *run) {
-        for (unsigned i = 0; i < SAVE_CLIENTS; i++) {
-                free(run->savers[i].id);
-                free(run->savers[i].tag);
-        }
-}
-
-static int raw_commits(Bench *b, unsigned n, uint64_t *ret_usec) {
+/* The baseline of the concurrent saves: bare commits one after the other. */
+static int raw_commits(void *userdata, unsigned n, uint64_t *ret_usec) {
+        Bench *b = userdata;
         uint64_t start = bench_now_usec();
-        bool record = b->record;
+        bool record = b->client.record;
         int r = 0;
 
-        b->record = false;
+        b->client.record = false;
         for (unsigned i = 0; i < n && r >= 0; i++)
                 r = step_raw_commit(b);
-        b->record = record;
+        b->client.record = record;
         *ret_usec = bench_now_usec() - start;
         return r;
 }
 
 static int measure_saves(Bench *b, double *ret_raw_rate, double *ret_save_rate) {
-        SaveRun run = { .bench = b };
-        uint64_t raw_usec = 0, save_usec = 0, usec;
-        int r;
-
-        r = saves_setup(&run);
-        if (r >= 0)
-                r = saves_run(&run, SAVE_CALLS / 4, &usec);     /* warm-up */
-        for (unsigned round = 0; round < SAVE_ROUNDS && r >= 0; round++) {
-                r = raw_commits(b, SAVE_CALLS, &usec);
-                raw_usec += usec;
-                if (r >= 0)
-                        r = saves_run(&run, SAVE_CALLS, &usec);
-                save_usec += usec;
-        }
-        if (r >= 0)
-                r = saves_verify(&run);
-        saves_done(&run);
-        if (r < 0)
-                return r;
-        *ret_raw_rate = (double) SAVE_CALLS * SAVE_ROUNDS / (raw_usec / 1e6);
-        *ret_save_rate = (double) SAVE_CALLS * SAVE_ROUNDS / (save_usec / 1e6);
-        return 0;
+        return bench_measure_saves(b->address, b->event, b->client.bus, raw_commits, b, SAVE_CALLS, SAVE_ROUNDS,
+                                   ret_raw_rate, ret_save_rate);
 }
 
 /* Report */
 
 static const BenchTable table = { .name = 20, .value = 12, .baseline = 18, .target = 8 };
 
-static void print_row(const char *name, const char *median, const char *p99, const char *baseline,
-                      double ratio, const char *target, int pass) {
-        bench_print_row(&table, name, median, p99, baseline, ratio, target, pass);
-}
-
 static void print_latency(const char *name, double median, double p99, const char *baseline, double baseline_median,
                           double max_ratio, unsigned *misses) {
-        char m[32], p[32], t[32] = "-";
-        double ratio = baseline_median > 0 ? median / baseline_median : 0;
-        int pass = -1;
-
-        snprintf(m, sizeof m, "%.1f", median);
-        if (p99 >= 0)
-                snprintf(p, sizeof p, "%.1f", p99);
-        else
-                strcpy(p, "-");
-        if (max_ratio > 0) {
-                snprintf(t, sizeof t, "<=%.2f", max_ratio);
-                pass = ratio <= max_ratio;
-                if (!pass)
-                        (*misses)++;
-        }
-        print_row(name, m, p, baseline ?: "-", ratio, t, pass);
+        bench_print_latency(&table, name, median, p99, baseline, baseline_median, max_ratio, misses);
 }
 
-/* A throughput row: RATE per second in the first column; against
- * BASELINE, a ratio of at least MIN_RATIO (above it, when STRICT), or
- * just the ratio when MIN_RATIO is negative. */
 static void print_rate(const char *name, double rate, const char *baseline, double baseline_rate,
                        double min_ratio, bool strict, unsigned *misses) {
-        char v[32], t[32] = "-";
-        double ratio = baseline && baseline_rate > 0 ? rate / baseline_rate : 0;
-        int pass = -1;
-
-        snprintf(v, sizeof v, "%.0f/s", rate);
-        if (baseline && min_ratio >= 0) {
-                snprintf(t, sizeof t, "%s%.2f", strict ? ">" : ">=", min_ratio);
-                pass = strict ? ratio > min_ratio : ratio >= min_ratio;
-                if (!pass)
-                        (*misses)++;
-        }
-        print_row(name, v, "-", baseline ?: "-", ratio, t, pass);
+        bench_print_rate(&table, name, rate, baseline, baseline_rate, min_ratio, strict, misses);
 }
 
 static void print_environment(const Bench *b, unsigned iterations, unsigned warmup) {
@@ -1199,12 +792,12 @@ static int run(Bench *b) {
         double raw_rate = 0, save_rate = 0, signal_rate = 0, fetch_rate = 0;
         double bare_rates[ELEMENTSOF(fanout_sizes)] = {}, fanout_rates[ELEMENTSOF(fanout_sizes)] = {};
         unsigned iterations, warmup, misses = 0;
-        uint64_t iteration_usec, start = bench_now_usec(), spent;
+        uint64_t iteration_usec, start = bench_now_usec();
         int r;
 
-        r = env_unsigned("BENCH_ITERATIONS", DEFAULT_ITERATIONS, ROUNDS, &iterations);
+        r = bench_env_unsigned("BENCH_ITERATIONS", DEFAULT_ITERATIONS, ROUNDS, &iterations);
         if (r >= 0)
-                r = env_unsigned("BENCH_WARMUP", DEFAULT_WARMUP, 1, &warmup);
+                r = bench_env_unsigned("BENCH_WARMUP", DEFAULT_WARMUP, 1, &warmup);
         if (r < 0)
                 return r;
 
@@ -1212,7 +805,7 @@ static int run(Bench *b) {
         if (r >= 0)
                 r = bench_start_bus(b->tmpdir, "system", NULL, &b->bus_pid, &b->address);
         if (r >= 0)
-                r = bench_connect(b->address, false, &b->bus);
+                r = bench_connect(b->address, false, &b->client.bus);
         if (r >= 0)
                 r = start_daemon(b);
         if (r >= 0)
@@ -1224,19 +817,7 @@ static int run(Bench *b) {
         if (r < 0)
                 return r;
 
-        /* A slow disk makes every durable figure slow; fewer samples then
-         * keep the run short, and the medians are still sound. */
-        spent = bench_now_usec() - start;
-        if (iteration_usec > 0 && spent + iteration_usec * iterations > LATENCY_BUDGET_USEC) {
-                uint64_t fit = spent < LATENCY_BUDGET_USEC ? (LATENCY_BUDGET_USEC - spent) / iteration_usec : 0;
-                unsigned n = fit < MIN_ITERATIONS ? MIN_ITERATIONS : (unsigned) fit;
-
-                if (n < iterations) {
-                        printf("# one iteration of all figures takes %.1f ms here: %u iterations instead of %u\n",
-                               iteration_usec / 1000.0, n, iterations);
-                        iterations = n;
-                }
-        }
+        iterations = bench_fit_iterations(start, iteration_usec, iterations, LATENCY_BUDGET_USEC, MIN_ITERATIONS);
         print_environment(b, iterations, warmup);
         fflush(stdout);
 
@@ -1253,19 +834,9 @@ static int run(Bench *b) {
         if (r < 0)
                 return r;
 
-        /* In µs. */
-        for (size_t i = 0; i < _FIG_MAX; i++) {
-                bench_samples_stats(&b->samples[i], 0.99, &median[i], &p99[i]);
-                median[i] /= 1000;
-                p99[i] /= 1000;
-        }
-        durable_base = median[FIG_PING] + median[FIG_RAW_COMMIT];
-
+        bench_client_stats(&b->client, median, p99);
         bench_print_header(&table, "median_us", "p99_us");
-        print_latency("ping", median[FIG_PING], p99[FIG_PING], NULL, 0, 0, &misses);
-        print_latency("raw-commit", median[FIG_RAW_COMMIT], p99[FIG_RAW_COMMIT], NULL, 0, 0, &misses);
-        /* The sum of medians: what a durable call cannot go below. */
-        print_latency("ping+raw-commit", durable_base, -1, NULL, 0, 0, &misses);
+        durable_base = bench_print_baselines(&table, median, p99, &misses);
         print_latency("get-user", median[FIG_GET_USER], p99[FIG_GET_USER], "ping", median[FIG_PING], 1.3, &misses);
         print_latency("save-user", median[FIG_SAVE_USER], p99[FIG_SAVE_USER], "ping+raw-commit", durable_base, 1.3, &misses);
         print_latency("go-online", median[FIG_GO_ONLINE], p99[FIG_GO_ONLINE], "ping+raw-commit", durable_base, 1.3, &misses);
@@ -1307,14 +878,12 @@ int main(int argc, char **argv) {
         _cleanup_(bench_done) Bench b = {};
         int r;
 
-        if (argc > 1) {
-                fprintf(stderr,
-                        "Usage: %s\n"
-                        "Benchmarks outpostd on a private bus. Environment: OUTPOSTD (default ./outpostd),\n"
-                        "BENCH_DIR (default /var/tmp), DBUS_DAEMON, BENCH_ITERATIONS, BENCH_WARMUP, BENCH_KEEP.\n",
-                        argv[0]);
-                return argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
-        }
+        r = bench_no_arguments(argc, argv,
+                               "Benchmarks outpostd on a private bus. Environment: OUTPOSTD (default\n"
+                               "./outpostd), BENCH_DIR (default /var/tmp), DBUS_DAEMON, BENCH_ITERATIONS,\n"
+                               "BENCH_WARMUP, BENCH_KEEP.\n");
+        if (r >= 0)
+                return r;
 
         bench_init("bench-daemon");
 

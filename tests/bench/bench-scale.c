@@ -35,14 +35,7 @@
 #include "bench-util.h"
 
 #define OUTPOST_NAME    "org.outpost.Outpost1"
-#define ROOT_PATH       "/org/outpost/Outpost1"
-#define USERS_PATH      ROOT_PATH "/users"
-#define PRESENCE_PATH   ROOT_PATH "/presence"
-#define EVENTS_PATH     ROOT_PATH "/events"
 #define BRIDGE_PATH     ROOT_PATH "/bridge"
-#define USERS_IFACE     "org.outpost.Outpost1.Users"
-#define PRESENCE_IFACE  "org.outpost.Outpost1.Presence"
-#define EVENTS_IFACE    "org.outpost.Outpost1.Events"
 #define BRIDGE_IFACE    "org.outpost.Outpost1.Bridge"
 
 #define MANY_USERS              100000

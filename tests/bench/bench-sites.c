@@ -39,7 +39,6 @@
 #include "bench-util.h"
 #include "link.h"
 
-#define ROOT_PATH  "/org/outpost/Outpost1"
 #define LINK_IFACE "org.outpost.BridgeLink1"
 #define N_USERS    64
 

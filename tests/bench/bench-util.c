@@ -39,6 +39,13 @@ void bench_init(const char *program) {
         sigaction(SIGTERM, &sa, NULL);
 }
 
+int bench_no_arguments(int argc, char **argv, const char *usage) {
+        if (argc <= 1)
+                return -1;
+        fprintf(stderr, "Usage: %s\n%s", argv[0], usage);
+        return argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? 0 : 2;
+}
+
 static void log_va(int r, const char *fmt, va_list ap) {
         fprintf(stderr, "%s: ", program_name);
         vfprintf(stderr, fmt, ap);
@@ -510,6 +517,15 @@ bool bench_tcp_port_open(unsigned port) {
         return open;
 }
 
+void bench_stop_daemon(pid_t *pid, const char *dir) {
+        int status = bench_stop(pid, "outpostd");
+
+        if (status == 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                return;
+        bench_log_errno(0, "outpostd did not exit cleanly (wait status 0x%x)", status);
+        bench_show_log(dir, "outpostd");
+}
+
 int bench_start_daemon(const char *dir, const char *bus_address, pid_t *ret_pid) {
         char *address = NULL, *state = NULL, *config = NULL;
         int log_fd = -1, r;
@@ -530,4 +546,413 @@ int bench_start_daemon(const char *dir, const char *bus_address, pid_t *ret_pid)
         free(state);
         free(config);
         return r < 0 ? bench_log_errno(r, "Cannot start outpostd") : 0;
+}
+
+int bench_env_unsigned(const char *name, unsigned fallback, unsigned min, unsigned *ret) {
+        const char *v = getenv(name);
+        unsigned long n;
+        char *end;
+
+        if (!v || !*v) {
+                *ret = fallback;
+                return 0;
+        }
+        errno = 0;
+        n = strtoul(v, &end, 10);
+        if (errno != 0 || *end || n < min || n > 10000000)
+                return bench_log_errno(-EINVAL, "Invalid %s=%s: expected a number from %u to 10000000", name, v, min);
+        *ret = (unsigned) n;
+        return 0;
+}
+
+int bench_call_failed(const char *what, int r, const sd_bus_error *error) {
+        return bench_log_errno(r, "%s failed%s%s", what, error && error->message ? ": " : "",
+                               error && error->message ? error->message : "");
+}
+
+/* *DST becomes a copy of SRC. */
+static int replace_string(char **dst, const char *src) {
+        char *copy = strdup(src);
+
+        if (!copy)
+                return -ENOMEM;
+        free(*dst);
+        *dst = copy;
+        return 0;
+}
+
+int bench_create_user(sd_bus *bus, const char *name, char **ret_id, char **ret_tag) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *id, *tag;
+        int r;
+
+        r = sd_bus_call_method(bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "CreateUser", &error,
+                               &reply, "a{sv}", 3,
+                               "name", "s", name,
+                               "display-name", "s", "Benchmark User",
+                               "email", "s", "bench@example.org");
+        if (r < 0)
+                bench_call_failed("CreateUser", r, &error);
+        else {
+                r = sd_bus_message_read(reply, "ss", &id, &tag);
+                if (r >= 0)
+                        r = replace_string(ret_id, id);
+                if (r >= 0)
+                        r = replace_string(ret_tag, tag);
+                if (r < 0)
+                        bench_log_errno(r, "Cannot read a CreateUser reply");
+        }
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+int bench_save_user(sd_bus *bus, BenchSamples *samples, const char *id, char **tag, const char *name) {
+        sd_bus_message *reply = NULL;
+        const char *new_tag;
+        int r;
+
+        r = BENCH_TIMED_CALL(bus, samples, "SaveUser", &reply, USERS_PATH, USERS_IFACE, "SaveUser",
+                             "ssa{sv}", id, *tag, 1, "display-name", "s", name);
+        /* The next save must pass the tag this one made. */
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "s", &new_tag);
+        if (r >= 0)
+                r = replace_string(tag, new_tag);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+int bench_client_record(BenchClient *c, BenchFigure figure, uint64_t nsec) {
+        return c->record ? bench_samples_add(&c->samples[figure], nsec) : 0;
+}
+
+void bench_client_stats(BenchClient *c, double median[_FIG_MAX], double p99[_FIG_MAX]) {
+        for (size_t i = 0; i < _FIG_MAX; i++) {
+                bench_samples_stats(&c->samples[i], 0.99, &median[i], &p99[i]);
+                median[i] /= 1000;
+                p99[i] /= 1000;
+        }
+}
+
+void bench_client_done(BenchClient *c) {
+        c->bus = sd_bus_flush_close_unref(c->bus);
+        free(c->user_id);
+        free(c->tag);
+        for (size_t i = 0; i < _FIG_MAX; i++)
+                bench_samples_free(&c->samples[i]);
+}
+
+/* Where a figure's sample goes: nowhere during warm-up. */
+static BenchSamples *samples_of(BenchClient *c, BenchFigure figure) {
+        return c->record ? &c->samples[figure] : NULL;
+}
+
+int bench_step_ping(void *userdata) {
+        BenchClient *c = userdata;
+
+        return BENCH_TIMED_CALL(c->bus, samples_of(c, FIG_PING), "Ping", NULL, ROOT_PATH,
+                                PEER_IFACE, "Ping", "");
+}
+
+int bench_step_get_user(void *userdata) {
+        BenchClient *c = userdata;
+        sd_bus_message *reply = NULL;
+        int r;
+
+        r = BENCH_TIMED_CALL(c->bus, samples_of(c, FIG_GET_USER), "GetUser", &reply, USERS_PATH,
+                             USERS_IFACE, "GetUser", "s", c->user_id);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+int bench_step_save_user(void *userdata) {
+        BenchClient *c = userdata;
+        char name[64];
+
+        snprintf(name, sizeof name, "Benchmark User %u", c->counter++);
+        return bench_save_user(c->bus, samples_of(c, FIG_SAVE_USER), c->user_id, &c->tag, name);
+}
+
+int bench_step_presence(void *userdata) {
+        BenchClient *c = userdata;
+        int r;
+
+        r = BENCH_TIMED_CALL(c->bus, samples_of(c, FIG_GO_ONLINE), "GoOnline", NULL, PRESENCE_PATH,
+                             PRESENCE_IFACE, "GoOnline", "su", c->user_id, (uint32_t) 0);
+        if (r < 0)
+                return r;
+        return BENCH_TIMED_CALL(c->bus, samples_of(c, FIG_GO_OFFLINE), "GoOffline", NULL, PRESENCE_PATH,
+                                PRESENCE_IFACE, "GoOffline", "s", c->user_id);
+}
+
+int bench_step_publish(void *userdata) {
+        BenchClient *c = userdata;
+
+        return BENCH_TIMED_CALL(c->bus, samples_of(c, FIG_PUBLISH), "Publish", NULL, EVENTS_PATH,
+                                EVENTS_IFACE, "Publish", "sa{sv}", "bench/x", 1, "n", "i",
+                                (int32_t) c->counter++);
+}
+
+int bench_run_steps(const BenchStep *steps, size_t n_steps, unsigned n, void *userdata) {
+        for (size_t s = 0; s < n_steps; s++)
+                for (unsigned i = 0; i < n; i++) {
+                        int r;
+
+                        if (bench_interrupted)
+                                return bench_log_errno(-EINTR, "Interrupted");
+                        r = steps[s].run(userdata);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+int bench_run_rounds(const BenchStep *steps, size_t n_steps, unsigned iterations, unsigned rounds, void *userdata) {
+        for (unsigned round = 0; round < rounds; round++) {
+                /* Spread the remainder so the total is exactly ITERATIONS. */
+                unsigned n = iterations / rounds + (round < iterations % rounds);
+                int r = bench_run_steps(steps, n_steps, n, userdata);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+unsigned bench_fit_iterations(uint64_t start_usec, uint64_t iteration_usec, unsigned iterations,
+                              uint64_t budget_usec, unsigned min_iterations) {
+        uint64_t spent = bench_now_usec() - start_usec, fit;
+        unsigned n;
+
+        if (iteration_usec == 0 || spent + iteration_usec * iterations <= budget_usec)
+                return iterations;
+        fit = spent < budget_usec ? (budget_usec - spent) / iteration_usec : 0;
+        n = fit < min_iterations ? min_iterations : (unsigned) fit;
+        if (n >= iterations)
+                return iterations;
+        printf("# one iteration of all figures takes %.1f ms here: %u iterations instead of %u\n",
+               iteration_usec / 1000.0, n, iterations);
+        return n;
+}
+
+/* Concurrent saves */
+
+static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error);
+
+static int saver_issue(BenchSaver *s) {
+        char name[64];
+        int r;
+
+        snprintf(name, sizeof name, "Saver %u", s->n++);
+        r = sd_bus_call_method_async(s->bus, NULL, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE,
+                                     "SaveUser", on_save_reply, s, "ssa{sv}", s->id, s->tag,
+                                     1, "display-name", "s", name);
+        if (r < 0)
+                return bench_log_errno(r, "Cannot queue a SaveUser call");
+        s->savers->issued++;
+        return 0;
+}
+
+static int saver_take_reply(BenchSaver *s, sd_bus_message *m) {
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        const char *tag;
+        int r;
+
+        if (e)
+                return bench_call_failed("Concurrent SaveUser", -sd_bus_message_get_errno(m) ?: -EIO, e);
+        r = sd_bus_message_read(m, "s", &tag);
+        if (r < 0)
+                return bench_log_errno(r, "Cannot read a SaveUser reply");
+        return replace_string(&s->tag, tag);
+}
+
+static int on_save_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        BenchSaver *s = userdata;
+        BenchSavers *v = s->savers;
+        int r;
+
+        r = saver_take_reply(s, m);
+        if (r >= 0) {
+                v->completed++;
+                if (v->issued < v->total)
+                        r = saver_issue(s);
+        }
+        if (r < 0)
+                v->error = r;
+        return 0;
+}
+
+static int savers_setup(BenchSavers *v, const char *address) {
+        for (unsigned i = 0; i < BENCH_SAVE_CLIENTS; i++) {
+                BenchSaver *s = &v->saver[i];
+                char name[64];
+                int r;
+
+                s->savers = v;
+                r = bench_connect(address, false, &s->bus);
+                if (r < 0)
+                        return r;
+                r = sd_bus_attach_event(s->bus, v->event, SD_EVENT_PRIORITY_NORMAL);
+                if (r < 0)
+                        return bench_log_errno(r, "Cannot attach a connection to the event loop");
+                snprintf(name, sizeof name, "bench-saver-%u", i);
+                r = bench_create_user(v->control, name, &s->id, &s->tag);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int savers_run(BenchSavers *v, unsigned total, uint64_t *ret_usec) {
+        uint64_t start, deadline;
+        int r = 0;
+
+        v->total = total;
+        v->issued = v->completed = 0;
+        v->error = 0;
+        start = bench_now_usec();
+        deadline = start + 60 * 1000000ULL;
+        for (unsigned i = 0; i < BENCH_SAVE_CLIENTS && v->issued < total && r >= 0; i++)
+                r = saver_issue(&v->saver[i]);
+        while (r >= 0 && v->error >= 0 && v->completed < total) {
+                if (bench_interrupted)
+                        return bench_log_errno(-EINTR, "Interrupted");
+                if (bench_now_usec() > deadline)
+                        return bench_log_errno(-ETIMEDOUT, "Concurrent saves did not complete within 60 s");
+                r = sd_event_run(v->event, 100000);
+        }
+        *ret_usec = bench_now_usec() - start;
+        if (r < 0)
+                return bench_log_errno(r, "The event loop failed");
+        return v->error;
+}
+
+/* The tag of user ID as GetUser returns it, in *RET_TAG (NULL: none). */
+static int read_tag(sd_bus *bus, const char *id, char **ret_tag) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *key, *tag = NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, BENCH_OUTPOST_NAME, USERS_PATH, USERS_IFACE, "GetUser", &error,
+                               &reply, "s", id);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && strcmp(key, "tag") == 0)
+                        r = sd_bus_message_read(reply, "v", "s", &tag);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0)
+                bench_call_failed("GetUser", r, &error);
+        else if (tag && replace_string(ret_tag, tag) < 0)
+                r = -ENOMEM;
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+/* Every acknowledged save is what the daemon has: each user's tag is the
+ * one its last reply returned. */
+static int savers_verify(BenchSavers *v) {
+        for (unsigned i = 0; i < BENCH_SAVE_CLIENTS; i++) {
+                BenchSaver *s = &v->saver[i];
+                char *tag = NULL;
+                int r;
+
+                r = read_tag(v->control, s->id, &tag);
+                if (r >= 0 && (!tag || strcmp(tag, s->tag) != 0))
+                        r = bench_log_errno(-EIO, "User %s has tag %s, but its last acknowledged save returned %s",
+                                            s->id, tag ?: "(none)", s->tag);
+                free(tag);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void savers_done(BenchSavers *v) {
+        for (unsigned i = 0; i < BENCH_SAVE_CLIENTS; i++) {
+                v->saver[i].bus = sd_bus_flush_close_unref(v->saver[i].bus);
+                free(v->saver[i].id);
+                free(v->saver[i].tag);
+        }
+}
+
+int bench_measure_saves(const char *address, sd_event *event, sd_bus *control, BenchCommits commits,
+                        void *userdata, unsigned calls, unsigned rounds, double *ret_commit_rate,
+                        double *ret_save_rate) {
+        BenchSavers v = { .event = event, .control = control };
+        uint64_t commit_usec = 0, save_usec = 0, usec;
+        int r;
+
+        r = savers_setup(&v, address);
+        if (r >= 0)
+                r = savers_run(&v, calls / 4, &usec);     /* warm-up */
+        for (unsigned round = 0; round < rounds && r >= 0; round++) {
+                r = commits(userdata, calls, &usec);
+                commit_usec += usec;
+                if (r >= 0)
+                        r = savers_run(&v, calls, &usec);
+                save_usec += usec;
+        }
+        if (r >= 0)
+                r = savers_verify(&v);
+        savers_done(&v);
+        if (r < 0)
+                return r;
+        *ret_commit_rate = (double) calls * rounds / (commit_usec / 1e6);
+        *ret_save_rate = (double) calls * rounds / (save_usec / 1e6);
+        return 0;
+}
+
+void bench_print_latency(const BenchTable *t, const char *name, double median, double p99, const char *baseline,
+                         double baseline_median, double max_ratio, unsigned *misses) {
+        char m[32], p[32] = "-", target[32] = "-";
+        double ratio = baseline_median > 0 ? median / baseline_median : 0;
+        int pass = -1;
+
+        snprintf(m, sizeof m, "%.1f", median);
+        if (p99 >= 0)
+                snprintf(p, sizeof p, "%.1f", p99);
+        if (max_ratio > 0) {
+                snprintf(target, sizeof target, "<=%.2f", max_ratio);
+                pass = ratio <= max_ratio;
+                if (!pass)
+                        (*misses)++;
+        }
+        bench_print_row(t, name, m, p, baseline ?: "-", ratio, target, pass);
+}
+
+double bench_print_baselines(const BenchTable *t, const double median[_FIG_MAX],
+                             const double p99[_FIG_MAX], unsigned *misses) {
+        double sum = median[FIG_PING] + median[FIG_RAW_COMMIT];
+
+        bench_print_latency(t, "ping", median[FIG_PING], p99[FIG_PING], NULL, 0, 0, misses);
+        bench_print_latency(t, "raw-commit", median[FIG_RAW_COMMIT], p99[FIG_RAW_COMMIT], NULL, 0, 0,
+                            misses);
+        bench_print_latency(t, "ping+raw-commit", sum, -1, NULL, 0, 0, misses);
+        return sum;
+}
+
+void bench_print_rate(const BenchTable *t, const char *name, double rate, const char *baseline, double baseline_rate,
+                      double min_ratio, bool strict, unsigned *misses) {
+        char v[32], target[32] = "-";
+        double ratio = baseline && baseline_rate > 0 ? rate / baseline_rate : 0;
+        int pass = -1;
+
+        snprintf(v, sizeof v, "%.0f/s", rate);
+        if (baseline && min_ratio >= 0) {
+                snprintf(target, sizeof target, "%s%.2f", strict ? ">" : ">=", min_ratio);
+                pass = strict ? ratio > min_ratio : ratio >= min_ratio;
+                if (!pass)
+                        (*misses)++;
+        }
+        bench_print_row(t, name, v, "-", baseline ?: "-", ratio, target, pass);
 }
