@@ -527,25 +527,37 @@ static int relay_replayed_event(Importer *im, sd_bus_message *reply) {
         return sd_bus_send(im->local, signal, NULL);
 }
 
-/* Relay one page of FetchSince as Event signals; returns whether more. */
-static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
-        uint64_t next_after;
+/* One page of FetchSince: EACH for every event (its struct entered), then
+ * where the next page starts and whether there is one. */
+static int read_page(Importer *im, sd_bus_message *reply, int (*each)(Importer *im, sd_bus_message *reply),
+                     uint64_t *ret_next, bool *ret_more) {
         int more, r;
 
         r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
         while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0)
-                r = relay_replayed_event(im, reply);
+                r = each(im, reply);
         if (r < 0)
                 return r;
         r = sd_bus_message_exit_container(reply);
         if (r < 0)
                 return r;
-        r = sd_bus_message_read(reply, "tb", &next_after, &more);
+        r = sd_bus_message_read(reply, "tb", ret_next, &more);
+        if (r < 0)
+                return r;
+        *ret_more = more;
+        return 0;
+}
+
+/* Relay one page of FetchSince as Event signals; returns whether more. */
+static int relay_page(Importer *im, sd_bus_message *reply, bool *ret_more) {
+        uint64_t next_after;
+        int r;
+
+        r = read_page(im, reply, relay_replayed_event, &next_after, ret_more);
         if (r < 0)
                 return r;
         if (next_after > im->last_seq)
                 set_position(im, next_after);
-        *ret_more = more;
         return 0;
 }
 
@@ -832,21 +844,7 @@ static int scan_event(Importer *im, sd_bus_message *reply) {
 
 /* Read one FetchSince page for what its presence events change. */
 static int scan_page(Importer *im, sd_bus_message *reply, uint64_t *ret_next, bool *ret_more) {
-        int more, r;
-
-        r = sd_bus_message_enter_container(reply, 'a', "(tsxa{sv})");
-        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "tsxa{sv}")) > 0)
-                r = scan_event(im, reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(reply, "tb", ret_next, &more);
-        if (r < 0)
-                return r;
-        *ret_more = more;
-        return 0;
+        return read_page(im, reply, scan_event, ret_next, ret_more);
 }
 
 static int on_resume_page(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
