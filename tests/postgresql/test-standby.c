@@ -50,7 +50,7 @@ static gboolean logged(TestBus *tb, const char *text) {
 /* The whole history, seq → the 'n' of events on topic failover (-1 for
  * other topics); asserts that the seqs run without a gap up to LastSeq. */
 static GHashTable *fetch_history(GDBusConnection *c, const char *history) {
-        GHashTable *seen = g_hash_table_new(g_int64_hash, g_int64_equal);
+        GHashTable *seen = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
         guint64 after = 0, expected = 1;
         gboolean more = TRUE;
 
