@@ -32,7 +32,8 @@
  *   (frame-limit.c) and hands the bytes to the peer's sd-bus server
  *   connection. The listener (listener.c) lets through only method calls
  *   to the service's name, under /org/outpost/Outpost1, and no bus driver
- *   interface; it answers BridgeLink1's Hello and Ping itself. A call
+ *   interface; it answers BridgeLink1's Hello and Ping itself, Ping
+ *   from what listener-health.c knows of whether the service answers. A call
  *   that passes is copied again, onto the local-bus connection that
  *   carries this peer's traffic, and counted against max-calls-in-flight.
  *   On a site bus the name belongs to the site's importer, and the call
@@ -100,8 +101,9 @@
  *   time per local caller; the others wait at the importer, in order, so
  *   a caller paging through history never puts more than one page ahead
  *   of another caller's reply. Liveness: the importer's heartbeat (a link busy with a
- *   large message is not a dead one) and the listener's
- *   peer-idle-timeout. */
+ *   large message is not a dead one), which fails too when the service
+ *   behind the listener has answered nothing for the heartbeat timeout
+ *   while calls wait for it, and the listener's peer-idle-timeout. */
 #pragma once
 
 #include <glib.h>
