@@ -67,6 +67,10 @@ static bool pattern_check(const char *pattern, char **ret_reason) {
                 *ret_reason = g_strdup("empty pattern");
                 return false;
         }
+        if (!g_utf8_validate(pattern, -1, NULL)) {
+                *ret_reason = g_strdup("a pattern must be UTF-8");
+                return false;
+        }
         if (strpbrk(pattern, "[]\\")) {
                 *ret_reason = g_strdup("a pattern takes '*' and '?' only, no brackets or backslashes");
                 return false;
@@ -80,13 +84,17 @@ bool peer_rule_check(const char *pattern, const char *scopes, char **ret_reason)
         return pattern_check(pattern, ret_reason) && peer_scopes_parse(scopes, &bits, ret_reason);
 }
 
+/* GLib's matching aborts on text that is not UTF-8: such a pattern or
+ * name (a certificate's, from the network) matches nothing. */
 static bool pattern_matches(const char *pattern, char *const *names) {
         g_autofree char *p = g_ascii_strdown(pattern, -1);
 
+        if (!g_utf8_validate(p, -1, NULL))
+                return false;
         for (size_t i = 0; names && names[i]; i++) {
                 g_autofree char *n = g_ascii_strdown(names[i], -1);
 
-                if (g_pattern_match_simple(p, n))
+                if (g_utf8_validate(n, -1, NULL) && g_pattern_match_simple(p, n))
                         return true;
         }
         return false;
