@@ -505,6 +505,37 @@ guint64 test_last_seq(GDBusConnection *c) {
         return g_variant_get_uint64(v);
 }
 
+GHashTable *test_fetch_history_ints(GDBusConnection *c, const char *history, guint64 after, const char *topic,
+                                    const char *key) {
+        GHashTable *seen = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+        guint64 expected = after + 1;
+        gboolean more = TRUE;
+
+        while (more) {
+                g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
+                                                     g_variant_new("(stasu)", history, after, NULL, 10000),
+                                                     "(a(tsxa{sv})tb)");
+                g_autoptr(GVariantIter) events = NULL;
+                g_autoptr(GVariant) data = NULL;
+                const char *event_topic;
+                guint64 seq;
+
+                g_variant_get(r, "(a(tsxa{sv})tb)", &events, &after, &more);
+                while (g_variant_iter_next(events, "(t&sx@a{sv})", &seq, &event_topic, NULL, &data)) {
+                        gint32 n = -1;
+
+                        g_assert_cmpuint(seq, ==, expected);
+                        expected++;
+                        if (g_str_equal(event_topic, topic))
+                                g_assert_true(g_variant_lookup(data, key, "i", &n));
+                        g_hash_table_insert(seen, g_memdup2(&seq, sizeof(seq)), GINT_TO_POINTER(n));
+                        g_clear_pointer(&data, g_variant_unref);
+                }
+        }
+        g_assert_cmpuint(expected - 1, ==, test_last_seq(c));
+        return seen;
+}
+
 void test_assert_dbus_error(GError *error, const char *name, const char *mention) {
         g_autofree char *remote = NULL;
         g_autofree char *full = strchr(name, '.') ? g_strdup(name) : g_strconcat(ERROR_PREFIX, name, NULL);

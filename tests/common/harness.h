@@ -161,6 +161,11 @@ gboolean test_objects_show_online(GDBusObjectManager *m, const char *user_id);
 /* Events.LastSeq: also a round trip after which every Event the daemon sent
  * C before it has arrived. */
 guint64 test_last_seq(GDBusConnection *c);
+/* The history of HISTORY after AFTER, read with FetchSince on C, asserted
+ * to run one seq after the other (no gap, no double) up to LastSeq: seq
+ * (a gint64 key) → the int KEY of the events on TOPIC, -1 for the others. */
+GHashTable *test_fetch_history_ints(GDBusConnection *c, const char *history, guint64 after, const char *topic,
+                                    const char *key);
 /* Assert that ERROR is the D-Bus error NAME (a full name, or a suffix
  * after "org.outpost.Outpost1.Error.") and that its message mentions
  * MENTION (may be NULL). */

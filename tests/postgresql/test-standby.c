@@ -47,38 +47,6 @@ static gboolean logged(TestBus *tb, const char *text) {
         return g_file_get_contents(path, &contents, NULL, NULL) && strstr(contents, text);
 }
 
-/* The whole history, seq → the 'n' of events on topic failover (-1 for
- * other topics); asserts that the seqs run without a gap up to LastSeq. */
-static GHashTable *fetch_history(GDBusConnection *c, const char *history) {
-        GHashTable *seen = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
-        guint64 after = 0, expected = 1;
-        gboolean more = TRUE;
-
-        while (more) {
-                g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
-                                                     g_variant_new("(stasu)", history, after, NULL, 10000),
-                                                     "(a(tsxa{sv})tb)");
-                g_autoptr(GVariantIter) events = NULL;
-                g_autoptr(GVariant) data = NULL;
-                const char *topic;
-                guint64 seq;
-
-                g_variant_get(r, "(a(tsxa{sv})tb)", &events, &after, &more);
-                while (g_variant_iter_next(events, "(t&sx@a{sv})", &seq, &topic, NULL, &data)) {
-                        gint32 n = -1;
-
-                        g_assert_cmpuint(seq, ==, expected);
-                        expected++;
-                        if (g_str_equal(topic, "failover"))
-                                g_assert_true(g_variant_lookup(data, "n", "i", &n));
-                        g_hash_table_insert(seen, g_memdup2(&seq, sizeof(seq)), GINT_TO_POINTER(n));
-                        g_clear_pointer(&data, g_variant_unref);
-                }
-        }
-        g_assert_cmpuint(expected - 1, ==, test_last_seq(c));
-        return seen;
-}
-
 static gint32 event_n(GHashTable *history, guint64 seq) {
         gpointer n;
 
@@ -147,7 +115,7 @@ static void test_takeover_after_kill(void) {
         g_assert_cmpuint(publish(tb2->conn, 6), ==, last + 1);
         user = test_call_ok(tb2->conn, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "ann"),
                             "(a{sv})");
-        events = fetch_history(tb2->conn, history);
+        events = test_fetch_history_ints(tb2->conn, history, 0, "failover", "n");
         g_assert_cmpint(event_n(events, last + 1), ==, 6);
 }
 
@@ -277,7 +245,7 @@ static void test_database_restart(void) {
         last = test_last_seq(tb2->conn);
         g_assert_cmpuint(last, >=, last_acked);
         g_assert_cmpuint(last, <=, last_acked + 1);
-        events = fetch_history(tb2->conn, history);
+        events = test_fetch_history_ints(tb2->conn, history, 0, "failover", "n");
         for (guint i = 0; i < acked->len; i++)
                 g_assert_cmpint(event_n(events, g_array_index(acked, guint64, i)), ==, (gint32) i + 1);
         g_assert_cmpuint(publish(tb2->conn, 0), ==, last + 1);
