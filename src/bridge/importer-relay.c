@@ -124,6 +124,7 @@ void importer_relay_fail_all(Importer *im) {
 void importer_relay_free(Importer *im) {
         g_clear_pointer(&im->polkit, polkit_free);
         im->audit = audit_free(im->audit);
+        im->callers = bus_callers_free(im->callers);
         if (im->waiting)
                 g_queue_free_full(g_steal_pointer(&im->waiting), (GDestroyNotify) relayed_call_free);
         g_clear_pointer(&im->in_flight, g_hash_table_unref);
@@ -701,10 +702,11 @@ static int on_local_message(sd_bus_message *m, void *userdata, sd_bus_error *ret
 int importer_relay_setup(Importer *im) {
         int r;
 
-        r = polkit_new(im->local, &im->polkit);
+        im->callers = bus_callers_new();
+        r = polkit_new(im->local, im->callers, &im->polkit);
         if (r < 0)
                 return r;
-        r = audit_new(&im->audit);
+        r = audit_new(im->callers, &im->audit);
         if (r < 0)
                 return r;
         im->in_flight = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) relayed_call_free, NULL);

@@ -8,6 +8,7 @@
  * importer-holds.c (the presence holds of local callers). */
 
 #include "audit.h"
+#include "bus-caller.h"
 #include "bridge.h"
 #include "cache.h"
 #include "polkit.h"
@@ -70,6 +71,7 @@ struct Importer {
         uint32_t upstream_hops;
 
         Cache *cache;
+        BusCallers *callers;            /* credentials of local callers, for polkit and audit */
         Polkit *polkit;                 /* authorizes local callers' changes */
         Audit *audit;                   /* each change relayed, with its local caller */
 

@@ -367,7 +367,7 @@ int listener_new(Bridge *b, int activated_fd, Listener **ret) {
         l = g_new0(Listener, 1);
         l->bridge = b;
         l->peers = g_hash_table_new_full(g_direct_hash, g_direct_equal, (GDestroyNotify) peer_free, NULL);
-        (void) audit_new(&l->audit);
+        (void) audit_new(NULL, &l->audit);
         l->pools = g_ptr_array_new_with_free_func((GDestroyNotify) pool_free);
         l->rules = g_strdupv(b->config.peers);
         warn_without_rules(l);

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "audit.h"
+#include "bus-caller.h"
 #include "bus-errors.h"
 #include "bus-names.h"
 #include "polkit.h"
@@ -70,6 +71,7 @@ typedef struct Daemon {
         sd_event_source *retention_timer;
 
         /* Authorization of the change methods (polkit.c). */
+        BusCallers *callers;    /* credentials of local callers, for polkit and audit */
         Polkit *polkit;
         Audit *audit;           /* each change carried out, with its caller */
 } Daemon;

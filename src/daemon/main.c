@@ -203,6 +203,7 @@ static void daemon_done(Daemon *d) {
         batch_done(d);
         polkit_free(d->polkit);
         audit_free(d->audit);
+        bus_callers_free(d->callers);
         if (d->bus)
                 sd_bus_flush_close_unref(d->bus);
         presence_free(d->presence);
@@ -232,10 +233,11 @@ static int serve(Daemon *d, const Options *o) {
         r = batch_setup(d);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the commit path");
-        r = polkit_new(d->bus, &d->polkit);
+        d->callers = bus_callers_new();
+        r = polkit_new(d->bus, d->callers, &d->polkit);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up authorization");
-        r = audit_new(&d->audit);
+        r = audit_new(d->callers, &d->audit);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the audit trail");
         r = register_objects(d);

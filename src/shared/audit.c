@@ -13,37 +13,22 @@
 #include <systemd/sd-journal.h>
 
 #include "audit.h"
+#include "bus-caller.h"
 #include "bus-methods.h"
 #include "log.h"
 #include "macro.h"
 
-/* Unique names are never reused on a bus, so a caller's credentials can be
- * remembered; the table is emptied when it grows past this. */
-#define CALLER_CACHE_MAX 4096
 #define RESULT_VALUES_MAX 4
 
-typedef struct Caller {
-        uid_t uid;
-        pid_t pid;
-        char *unit;
-} Caller;
-
 struct Audit {
-        GHashTable *callers;    /* unique name → Caller */
+        BusCallers *callers;
         bool journal;
 };
 
-static void caller_free(Caller *c) {
-        if (!c)
-                return;
-        free(c->unit);
-        g_free(c);
-}
-
-int audit_new(Audit **ret) {
+int audit_new(BusCallers *callers, Audit **ret) {
         Audit *a = g_new0(Audit, 1);
 
-        a->callers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) caller_free);
+        a->callers = callers;
         a->journal = log_stderr_is_journal();
         *ret = a;
         return 0;
@@ -52,36 +37,18 @@ int audit_new(Audit **ret) {
 Audit *audit_free(Audit *a) {
         if (!a)
                 return NULL;
-        g_hash_table_destroy(a->callers);
         g_free(a);
         return NULL;
 }
 
-/* Who sent M, as the bus saw it: uid and pid from the bus, the unit from
- * the pid's cgroup (absent outside systemd; that is not an error). A call
- * that came over a link has no sender: its caller is the peer. */
-static const Caller *caller_of(Audit *a, sd_bus_message *m) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        const char *sender = sd_bus_message_get_sender(m), *unit = NULL;
-        Caller *c;
+/* Who sent M, as the bus saw it; NULL for a call that came over a link
+ * (it has no sender: its caller is the peer) or when the bus could not
+ * say. */
+static const BusCaller *caller_of(Audit *a, sd_bus_message *m) {
+        const BusCaller *c;
 
-        if (!sender)
+        if (!a->callers || bus_callers_get(a->callers, m, &c) < 0)
                 return NULL;
-        c = g_hash_table_lookup(a->callers, sender);
-        if (c)
-                return c;
-        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_UNIT |
-                                      SD_BUS_CREDS_AUGMENT, &creds) < 0)
-                return NULL;
-        c = g_new0(Caller, 1);
-        c->uid = (uid_t) -1;
-        (void) sd_bus_creds_get_euid(creds, &c->uid);
-        (void) sd_bus_creds_get_pid(creds, &c->pid);
-        if (sd_bus_creds_get_unit(creds, &unit) >= 0 && unit)
-                c->unit = strdup(unit);
-        if (g_hash_table_size(a->callers) >= CALLER_CACHE_MAX)
-                g_hash_table_remove_all(a->callers);
-        g_hash_table_insert(a->callers, g_strdup(sender), c);
         return c;
 }
 
@@ -161,7 +128,7 @@ void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *
         g_autoptr(GPtrArray) fields = g_ptr_array_new_with_free_func(g_free);
         g_autofree char *method = method_name(call);
         g_autofree char *subject = subject_of(call);
-        const Caller *c = caller_of(a, call);
+        const BusCaller *c = caller_of(a, call);
         g_autoptr(GString) line = g_string_new(NULL);
 
         g_string_append_printf(line, "audit: %s", method);

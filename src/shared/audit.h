@@ -26,10 +26,12 @@
  * Without journald the same facts are one log line at info level. */
 
 typedef struct Audit Audit;
+typedef struct BusCallers BusCallers;
 
-/* The callers' credentials are asked of the bus a call came on, once per
- * caller, and remembered. */
-int audit_new(Audit **ret);
+/* The callers' credentials come from CALLERS (src/shared/bus-caller.h),
+ * which the audit borrows; NULL for a layer with no local callers to
+ * name. */
+int audit_new(BusCallers *callers, Audit **ret);
 Audit *audit_free(Audit *a);
 
 /* CALL is the change method call; RESULTS the values of its reply as text

@@ -22,6 +22,7 @@
 #include <glib.h>
 #include <string.h>
 
+#include "bus-caller.h"
 #include "bus-methods.h"
 #include "log.h"
 #include "macro.h"
@@ -42,10 +43,6 @@
 /* Questions in flight: in all, and for one caller. */
 #define QUERIES_MAX            4096
 #define QUERIES_PER_SENDER_MAX 32
-
-/* Unique names are never reused on a bus, so a name's uid never changes;
- * the cache is only bounded, and forgets everything when full. */
-#define UID_CACHE_MAX 4096
 
 typedef enum Verdict {
         VERDICT_PENDING,
@@ -68,7 +65,7 @@ struct Polkit {
         sd_bus *bus;
         GHashTable *queries;            /* sd_bus_message *request → Query, owned */
         Query *current;                 /* answered; its request is being dispatched again */
-        GHashTable *uids;               /* unique name → effective uid (GUINT_TO_POINTER) */
+        BusCallers *callers;            /* borrowed */
         sd_bus_slot *filter;
 };
 
@@ -120,28 +117,13 @@ static int query_result(const Query *q, sd_bus_message *m, sd_bus_error *error) 
 /* The effective uid the caller had when it connected, as the bus daemon
  * saw it (not read from /proc, so a later exec cannot change it). */
 int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        const char *sender = sd_bus_message_get_sender(m);
-        gpointer cached;
-        uid_t uid;
+        const BusCaller *caller;
         int r;
 
-        if (sender && g_hash_table_lookup_extended(p->uids, sender, NULL, &cached)) {
-                *ret = GPOINTER_TO_UINT(cached);
-                return 0;
-        }
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        r = bus_callers_get(p->callers, m, &caller);
         if (r < 0)
                 return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        if (sender && sender[0] == ':') {
-                if (g_hash_table_size(p->uids) >= UID_CACHE_MAX)
-                        g_hash_table_remove_all(p->uids);
-                g_hash_table_insert(p->uids, g_strdup(sender), GUINT_TO_POINTER(uid));
-        }
-        *ret = uid;
+        *ret = caller->uid;
         return 0;
 }
 
@@ -330,13 +312,13 @@ int polkit_authorize_read(Polkit *p, sd_bus_message *m, const char *action, bool
         return 0;
 }
 
-int polkit_new(sd_bus *bus, Polkit **ret) {
+int polkit_new(sd_bus *bus, BusCallers *callers, Polkit **ret) {
         Polkit *p = g_new0(Polkit, 1);
         int r;
 
         p->bus = sd_bus_ref(bus);
         p->queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) query_free);
-        p->uids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        p->callers = callers;
         r = sd_bus_add_filter(bus, &p->filter, on_incoming, p);
         if (r < 0) {
                 polkit_free(p);
@@ -354,7 +336,6 @@ void polkit_free(Polkit *p) {
         sd_bus_slot_unref(p->filter);
         g_hash_table_unref(p->queries);
         query_free(p->current);
-        g_hash_table_unref(p->uids);
         sd_bus_unref(p->bus);
         g_free(p);
 }

@@ -19,8 +19,10 @@
 #define POLKIT_ACTION_READ_MESSAGES  "org.outpost.Outpost1.read-messages"
 
 typedef struct Polkit Polkit;
+typedef struct BusCallers BusCallers;
 
-int polkit_new(sd_bus *bus, Polkit **ret);
+/* CALLERS (src/shared/bus-caller.h) gives the callers' uids; borrowed. */
+int polkit_new(sd_bus *bus, BusCallers *callers, Polkit **ret);
 /* Pending questions are dropped; their callers see the daemon leave. */
 void polkit_free(Polkit *p);
 
