@@ -143,12 +143,20 @@ int daemon_end_change(Daemon *d) {
 }
 
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
+        return daemon_append_event_request(d, topic, data, NULL, NULL, ret_seq);
+}
+
+int daemon_append_event_request(Daemon *d, const char *topic, GVariant *data, const char *request_key,
+                                const char *request_result, uint64_t *ret_seq) {
         StoredEvent *e;
         uint64_t seq;
         int64_t now = g_get_real_time();
         int r;
 
-        r = store_event_append(d->store, topic, now, data, &seq);
+        if (request_key)
+                r = store_event_append_request(d->store, topic, now, data, request_key, request_result, &seq);
+        else
+                r = store_event_append(d->store, topic, now, data, &seq);
         if (r < 0)
                 return r;
         e = g_new0(StoredEvent, 1);
