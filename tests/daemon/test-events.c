@@ -1446,6 +1446,40 @@ static void test_withheld_data(void) {
         }
 }
 
+/* 16. outpostd without its bus exits, saying why */
+
+static void test_bus_lost(void) {
+        g_autoptr(TestBus) tb = NULL;
+        g_autofree char *log_path = NULL, *log = NULL;
+        gint64 deadline;
+        int status = 0;
+
+        if (test_bridged()) {
+                g_test_skip("about outpostd and its own bus");
+                return;
+        }
+        tb = test_bus_new();
+        test_bus_start_daemon(tb, NULL);
+
+        kill(tb->bus_pid, SIGKILL);
+        g_assert_cmpint(waitpid(tb->bus_pid, NULL, 0), ==, tb->bus_pid);
+        tb->bus_pid = 0;
+        /* It used to live on, off the bus: give it far longer than it needs. */
+        deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+        while (waitpid(tb->daemon_pid, &status, WNOHANG) != tb->daemon_pid) {
+                if (g_get_monotonic_time() > deadline)
+                        g_error("outpostd is still running 30 s after its bus went away");
+                g_usleep(10 * 1000);
+        }
+        tb->daemon_pid = 0;
+        g_assert_true(WIFEXITED(status));
+        g_assert_cmpint(WEXITSTATUS(status), !=, 0);
+
+        log_path = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
+        g_assert_nonnull(strstr(log, "Lost the connection to the bus"));
+}
+
 /* 17. A retried Publish with a request id is written once */
 
 #define REQUEST_ID_KEY "org.outpost.request-id"
@@ -1559,38 +1593,39 @@ static void test_request_id_retention(void) {
         g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 1, "sale-0001"), ==, later);
 }
 
-/* 16. outpostd without its bus exits, saying why */
-
-static void test_bus_lost(void) {
+/* A PostgreSQL store of schema version 1 (as the outpostd before request
+ * ids made it) is brought to version 2 when opened, its events kept, and
+ * request ids work from then on. (SQLite's: tests/daemon/test-store.) */
+static void test_request_id_schema_upgrade(void) {
         g_autoptr(TestBus) tb = NULL;
+        g_autoptr(GPtrArray) all = NULL;
+        TestBus *origin;
         g_autofree char *log_path = NULL, *log = NULL;
-        gint64 deadline;
-        int status = 0;
+        guint64 before, first;
 
-        if (test_bridged()) {
-                g_test_skip("about outpostd and its own bus");
+        if (!test_store_is_postgresql()) {
+                g_test_skip("PostgreSQL's schema upgrade; SQLite's is in test-store");
                 return;
         }
         tb = test_bus_new();
         test_bus_start_daemon(tb, NULL);
+        before = publish(tb->conn, "till/old", 1);
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_pg_store_exec(tb, "DROP INDEX outpost_events_request_key;"
+                               "ALTER TABLE outpost_events DROP COLUMN request_key, DROP COLUMN request_result;"
+                               "DELETE FROM outpost_schema WHERE version = 2");
 
-        kill(tb->bus_pid, SIGKILL);
-        g_assert_cmpint(waitpid(tb->bus_pid, NULL, 0), ==, tb->bus_pid);
-        tb->bus_pid = 0;
-        /* It used to live on, off the bus: give it far longer than it needs. */
-        deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
-        while (waitpid(tb->daemon_pid, &status, WNOHANG) != tb->daemon_pid) {
-                if (g_get_monotonic_time() > deadline)
-                        g_error("outpostd is still running 30 s after its bus went away");
-                g_usleep(10 * 1000);
-        }
-        tb->daemon_pid = 0;
-        g_assert_true(WIFEXITED(status));
-        g_assert_cmpint(WEXITSTATUS(status), !=, 0);
-
-        log_path = g_build_filename(tb->tmpdir, "outpostd.log", NULL);
+        test_bus_start_daemon(tb, NULL);
+        origin = tb->central ?: tb;
+        log_path = g_build_filename(origin->tmpdir, "outpostd.log", NULL);
         g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
-        g_assert_nonnull(strstr(log, "Lost the connection to the bus"));
+        g_assert_nonnull(strstr(log, "from schema version 1 to 2"));
+        all = fetch_all(tb->conn, 0, (const char *[]) { "till/old", NULL }, 1000, NULL);
+        g_assert_cmpuint(all->len, ==, 1);
+        assert_event(all->pdata[0], before, "till/old", 1);
+        first = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 1, "sale-0001"), ==, first);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 1);
 }
 
 int main(int argc, char **argv) {
@@ -1615,5 +1650,6 @@ int main(int argc, char **argv) {
         g_test_add_func("/events/bus-lost", test_bus_lost);
         g_test_add_func("/events/request-id", test_request_id);
         g_test_add_func("/events/request-id-retention", test_request_id_retention);
+        g_test_add_func("/events/request-id-schema-upgrade", test_request_id_schema_upgrade);
         return g_test_run();
 }
