@@ -198,6 +198,8 @@ bool listener_owns_connection(Listener *l, const char *name);
 /* Helpers shared by both roles. */
 bool object_path_in_tree(const char *path);
 int bus_forward_signal(sd_bus *to, sd_bus_message *m);
+/* The bus's own errors about the service (no reply, no owner) become
+ * Disconnected, saying whether the call may have been carried out. */
 int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply);
 /* Close BUS (without waiting to flush: the other side may not read) and
  * drop our reference, once the loop is out of its callbacks. */

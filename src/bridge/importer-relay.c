@@ -77,24 +77,37 @@ static void relayed_call_free(RelayedCall *c) {
         g_free(c);
 }
 
+/* Whether a call that fails may have been carried out is what its caller
+ * must know to retry it safely (DESIGN.md §4 rule 5): one that never left
+ * was not; one sent upstream may have been, whatever ended the link. */
 static int reply_disconnected(Importer *im, sd_bus_message *m) {
         char since[64];
 
         return sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
-                                          "Upstream %s is not connected (%s since %s)%s%s",
+                                          "Upstream %s is not connected (%s since %s)%s%s; the call was not carried out",
                                           importer_upstream(im), im->state,
                                           importer_since_string(im, since, sizeof since),
                                           im->bridge_last_error && im->bridge_last_error[0] ? ": " : "",
                                           im->bridge_last_error ?: "");
 }
 
-/* Calls that never left: the link went down while they waited their turn. */
+static int reply_lost_in_flight(Importer *im, sd_bus_message *m) {
+        return sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
+                                          "The link to upstream %s ended while the call was in flight%s%s%s; "
+                                          "the call may have been carried out",
+                                          importer_upstream(im),
+                                          im->bridge_last_error && im->bridge_last_error[0] ? " (" : "",
+                                          im->bridge_last_error ?: "",
+                                          im->bridge_last_error && im->bridge_last_error[0] ? ")" : "");
+}
+
 /* C failed: a hold its GoOnline made is undone, as the caller is told. */
 static void undo_hold(RelayedCall *c) {
         if (c->hold_user)
                 importer_hold_undo(c->importer, sd_bus_message_get_sender(c->call), c->hold_user, c->hold_id);
 }
 
+/* Calls that never left: the link went down while they waited their turn. */
 static void fail_waiting(Importer *im) {
         RelayedCall *c;
 
@@ -115,7 +128,7 @@ void importer_relay_fail_all(Importer *im) {
                 g_hash_table_iter_init(&iter, calls);
                 while (g_hash_table_iter_next(&iter, (gpointer *) &c, NULL)) {
                         undo_hold(c);
-                        (void) reply_disconnected(im, c->call);
+                        (void) reply_lost_in_flight(im, c->call);
                 }
         }
         fail_waiting(im);

@@ -34,6 +34,24 @@ int bus_forward_signal(sd_bus *to, sd_bus_message *m) {
         return sd_bus_send(to, s, NULL);
 }
 
+/* The bus's errors for a service that did not answer (it left the bus,
+ * or the call timed out) or was not there are an outage to the caller:
+ * Disconnected, saying whether the call may have been carried out
+ * (DESIGN.md §4 rule 5), as at every layer. Other errors are the
+ * service's own, relayed as they are. */
+static int reply_error(sd_bus_message *call, const sd_bus_error *e) {
+        if (sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY))
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_DISCONNECTED,
+                                                  "No reply from " OUTPOST_BUS_NAME " behind the bridge (%s: %s): "
+                                                  "the call may have been carried out", e->name, e->message ?: "");
+        if (sd_bus_error_has_name(e, SD_BUS_ERROR_SERVICE_UNKNOWN) ||
+            sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                return sd_bus_reply_method_errorf(call, BUS_ERROR_DISCONNECTED,
+                                                  OUTPOST_BUS_NAME " is not on the bus behind the bridge (%s: %s): "
+                                                  "the call was not carried out", e->name, e->message ?: "");
+        return sd_bus_reply_method_error(call, e);
+}
+
 /* Answer CALL with what REPLY (a method return or an error) carried. */
 int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *ret = NULL;
@@ -41,7 +59,7 @@ int bus_reply_copy(sd_bus_message *call, sd_bus_message *reply) {
         int r;
 
         if (e)
-                return sd_bus_reply_method_error(call, e);
+                return reply_error(call, e);
         r = sd_bus_message_new_method_return(call, &ret);
         if (r < 0)
                 return r;

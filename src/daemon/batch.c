@@ -143,12 +143,20 @@ int daemon_end_change(Daemon *d) {
 }
 
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq) {
+        return daemon_append_event_request(d, topic, data, NULL, NULL, ret_seq);
+}
+
+int daemon_append_event_request(Daemon *d, const char *topic, GVariant *data, const char *request_key,
+                                const char *request_result, uint64_t *ret_seq) {
         StoredEvent *e;
         uint64_t seq;
         int64_t now = g_get_real_time();
         int r;
 
-        r = store_event_append(d->store, topic, now, data, &seq);
+        if (request_key)
+                r = store_event_append_request(d->store, topic, now, data, request_key, request_result, &seq);
+        else
+                r = store_event_append(d->store, topic, now, data, &seq);
         if (r < 0)
                 return r;
         e = g_new0(StoredEvent, 1);
@@ -327,9 +335,9 @@ int reply_store_error(Daemon *d, int r, sd_bus_error *error) {
                 /* Like a bridge's lost link (DESIGN.md §4 rule 5): a commit
                  * in flight may have reached the database. */
                 return sd_bus_error_setf(error, BUS_ERROR_DISCONNECTED,
-                                         "outpostd lost its session with the store %s and stops serving: a change "
-                                         "in flight may or may not have been carried out; another outpostd takes "
-                                         "over org.outpost.Outpost1", path);
+                                         "outpostd lost its session with the store %s and stops serving; the call "
+                                         "may have been carried out; another outpostd takes over "
+                                         "org.outpost.Outpost1", path);
         case -EUCLEAN:
                 return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
                                          "The store %s is damaged or cannot be read or written: outpostd accepts no "
@@ -454,7 +462,14 @@ static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
         /* Stopping: every call received gets an answer that says why. */
         if (store_is_damaged(d->store) && sd_bus_message_is_method_call(m, NULL, NULL) > 0) {
-                (void) reply_commit_error(d, m, store_failure(d->store));
+                if (store_failure(d->store) == -ECONNRESET)
+                        /* Not handled at all: the caller may retry elsewhere. */
+                        (void) sd_bus_reply_method_errorf(m, BUS_ERROR_DISCONNECTED,
+                                                          "outpostd lost its session with the store %s and stops "
+                                                          "serving; the call was not carried out; another outpostd "
+                                                          "takes over org.outpost.Outpost1", store_path(d->store));
+                else
+                        (void) reply_commit_error(d, m, store_failure(d->store));
                 return 1;
         }
         /* The bus's own notes (Disconnected) are never held. */

@@ -106,6 +106,10 @@ int batch_setup(Daemon *d);
 void batch_done(Daemon *d);
 int daemon_begin(Daemon *d);
 int daemon_append_event(Daemon *d, const char *topic, GVariant *data, uint64_t *ret_seq);
+/* The same for the event that ends a change named by a request id: the
+ * store keeps REQUEST_KEY and REQUEST_RESULT with it (store.h). */
+int daemon_append_event_request(Daemon *d, const char *topic, GVariant *data, const char *request_key,
+                                const char *request_result, uint64_t *ret_seq);
 /* Queue the method return of CALL, with TYPES and the values after it as
  * for sd_bus_message_append(), to be sent after the commit. Returns 1, or
  * negative errno with the change rolled back. */

@@ -5,18 +5,51 @@
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "bus-gvariant.h"
 #include "bus-read.h"
 #include "events.h"
 #include "macro.h"
+#include "request-id.h"
 #include "validate.h"
 
 #define FETCH_SCAN_MAX          50000           /* rows looked at per FetchSince call */
 
+/* The request id of a Publish, if its data names one (as the key
+ * PUBLISH_REQUEST_ID_KEY): in *RET_KEY, scoped to the caller, and in
+ * *RET_DATA the data without it, which is what the event carries. */
+static int publish_request(Daemon *d, sd_bus_message *m, GVariant *data, char **ret_key, GVariant **ret_data,
+                           sd_bus_error *error) {
+        g_autoptr(GVariant) value = g_variant_lookup_value(data, PUBLISH_REQUEST_ID_KEY, NULL);
+        GVariantDict dict;
+        const char *id;
+        uid_t uid;
+        int r;
+
+        if (!value) {
+                *ret_key = NULL;
+                *ret_data = g_variant_ref(data);
+                return 0;
+        }
+        r = request_id_check(value, "request id (data key '" PUBLISH_REQUEST_ID_KEY "')", &id, error);
+        if (r < 0)
+                return r;
+        /* Known already: polkit_authorize() needed it. */
+        r = polkit_sender_euid(d->polkit, m, &uid);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot tell who published the event: %s", strerror(-r));
+        *ret_key = request_key_new(uid, id);
+        g_variant_dict_init(&dict, data);
+        g_variant_dict_remove(&dict, PUBLISH_REQUEST_ID_KEY);
+        *ret_data = g_variant_ref_sink(g_variant_dict_end(&dict));
+        return 0;
+}
+
 static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Daemon *d = userdata;
-        g_autoptr(GVariant) data = NULL;
+        g_autoptr(GVariant) data = NULL, event_data = NULL;
+        g_autofree char *request_key = NULL;
         const char *topic;
         uint64_t seq;
         int r;
@@ -36,14 +69,21 @@ static int publish_call(sd_bus_message *m, void *userdata, sd_bus_error *error) 
         r = polkit_authorize(d->polkit, m, POLKIT_ACTION_PUBLISH_EVENTS, error);
         if (r != 0)
                 return r;
+        r = publish_request(d, m, data, &request_key, &event_data, error);
+        if (r < 0)
+                return r;
 
         r = daemon_begin(d);
         if (r < 0)
                 return reply_store_error(d, r, error);
-        r = daemon_append_event(d, topic, data, &seq);
-        if (r < 0) {
-                daemon_rollback(d);
-                return reply_store_error(d, r, error);
+        /* A retry writes nothing: it gets the first call's answer, queued
+         * like any reply, so not before that call is durable. */
+        if (!request_key || store_request_find(d->store, request_key, &seq, NULL) < 0) {
+                r = daemon_append_event_request(d, topic, event_data, request_key, NULL, &seq);
+                if (r < 0) {
+                        daemon_rollback(d);
+                        return reply_store_error(d, r, error);
+                }
         }
         /* On failure the change is rolled back already. */
         r = daemon_reply_after_commit(d, m, NULL, NULL, "t", seq);

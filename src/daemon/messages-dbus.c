@@ -3,19 +3,52 @@
  * (DESIGN.md §3, Messages). */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
 
+#include "bus-gvariant.h"
 #include "bus-read.h"
 #include "macro.h"
 #include "messages.h"
+#include "request-id.h"
 #include "validate.h"
 
-static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Daemon *d = userdata;
+/* SendWithOptions' options: only SEND_OPTION_REQUEST_ID so far, whose
+ * value is returned in *RET_REQUEST_ID (NULL when not given). */
+static int check_send_options(GVariant *options, const char **ret_request_id, sd_bus_error *error) {
+        GVariantIter iter;
+        const char *key;
+        GVariant *value;
+
+        *ret_request_id = NULL;
+        g_variant_iter_init(&iter, options);
+        while (g_variant_iter_loop(&iter, "{&sv}", &key, &value)) {
+                int r;
+
+                if (strcmp(key, SEND_OPTION_REQUEST_ID) != 0) {
+                        g_autofree char *q = quote_for_error(key, 80);
+                        g_variant_unref(value);
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown option '%s' of SendWithOptions (known: "
+                                                 SEND_OPTION_REQUEST_ID ")", q);
+                }
+                r = request_id_check(value, "request id (option '" SEND_OPTION_REQUEST_ID "')", ret_request_id,
+                                     error);
+                if (r < 0) {
+                        g_variant_unref(value);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Send, or SendWithOptions with WITH_OPTIONS. */
+static int send_call(sd_bus_message *m, Daemon *d, bool with_options, sd_bus_error *error) {
         g_auto(GStrv) user_ids = NULL;
-        g_autofree char *id = NULL;
+        g_autoptr(GVariant) options = NULL;
+        g_autofree char *id = NULL, *request_key = NULL;
+        const char *body, *request_id = NULL, *first_id;
         size_t n_recipients;
-        const char *body;
         uint64_t last_seq = 0;
         uid_t uid;
         int r;
@@ -26,10 +59,18 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = sd_bus_message_read(m, "s", &body);
         if (r < 0)
                 return r;
+        if (with_options) {
+                r = bus_message_read_vardict(m, &options);
+                if (r == -EOPNOTSUPP)
+                        return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                "Options must not carry file descriptors");
+                if (r < 0)
+                        return r;
+                r = check_send_options(options, &request_id, error);
+                if (r < 0)
+                        return r;
+        }
         r = message_check_body(d, body, error);
-        if (r < 0)
-                return r;
-        r = message_check_recipients(d, user_ids, n_recipients, error);
         if (r < 0)
                 return r;
         r = polkit_authorize_change(d->polkit, m, error);
@@ -39,23 +80,41 @@ static int send_call(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = polkit_sender_euid(d->polkit, m, &uid);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));
+        if (request_id)
+                request_key = request_key_new(uid, request_id);
 
-        id = uuid_string_new();
         r = daemon_begin(d);
         if (r < 0)
                 return reply_store_error(d, r, error);
-        r = message_append_events(d, user_ids, id, body, uid, &last_seq);
-        if (r < 0) {
-                daemon_rollback(d);
-                return reply_store_error(d, r, error);
-        }
+        /* A retry writes nothing and is not checked again (a recipient
+         * deleted since is no reason to hide that the message went): it
+         * gets the first call's answer, queued like any reply, so not
+         * before that call is durable. */
+        if (!request_key || store_request_find(d->store, request_key, &last_seq, &first_id) < 0) {
+                r = message_check_recipients(d, user_ids, n_recipients, error);
+                if (r < 0) {
+                        daemon_rollback(d);
+                        return r;
+                }
+                id = uuid_string_new();
+                r = message_append_events(d, user_ids, id, body, uid, request_key, &last_seq);
+                if (r < 0) {
+                        daemon_rollback(d);
+                        return reply_store_error(d, r, error);
+                }
+        } else
+                id = g_strdup(first_id);
         /* On failure the change is rolled back already. */
         r = daemon_reply_after_commit(d, m, NULL, NULL, "st", id, last_seq);
         return r < 0 ? reply_store_error(d, r, error) : r;
 }
 
 static int method_send(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return daemon_error_after_batch(userdata, m, error, send_call(m, userdata, error));
+        return daemon_error_after_batch(userdata, m, error, send_call(m, userdata, false, error));
+}
+
+static int method_send_with_options(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return daemon_error_after_batch(userdata, m, error, send_call(m, userdata, true, error));
 }
 
 static const sd_bus_vtable messages_vtable[] = {
@@ -64,6 +123,11 @@ static const sd_bus_vtable messages_vtable[] = {
                                 SD_BUS_ARGS("as", user_ids, "s", body),
                                 SD_BUS_RESULT("s", message_id, "t", last_seq),
                                 method_send,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SendWithOptions",
+                                SD_BUS_ARGS("as", user_ids, "s", body, "a{sv}", options),
+                                SD_BUS_RESULT("s", message_id, "t", last_seq),
+                                method_send_with_options,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         /* Each event of a messages/ topic, in place of Event (batch.c). */
         SD_BUS_SIGNAL_WITH_ARGS("MessageReceived",

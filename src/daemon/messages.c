@@ -51,24 +51,31 @@ int message_check_body(Daemon *d, const char *body, sd_bus_error *error) {
 }
 
 int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, uint32_t uid,
-                           uint64_t *ret_last_seq) {
+                           const char *request_key, uint64_t *ret_last_seq) {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+        g_autoptr(GPtrArray) recipients = g_ptr_array_new();
 
-        for (size_t i = 0; user_ids[i]; i++) {
+        /* A recipient named twice gets the message once. */
+        for (size_t i = 0; user_ids[i]; i++)
+                if (g_hash_table_add(seen, user_ids[i]))
+                        g_ptr_array_add(recipients, user_ids[i]);
+
+        for (guint i = 0; i < recipients->len; i++) {
+                const char *to = recipients->pdata[i];
+                bool last = i + 1 == recipients->len;
                 g_autofree char *topic = NULL;
                 g_autoptr(GVariant) data = NULL;
                 int r;
 
-                /* A recipient named twice gets the message once. */
-                if (!g_hash_table_add(seen, user_ids[i]))
-                        continue;
-                topic = g_strconcat("messages/", user_ids[i], NULL);
+                topic = g_strconcat("messages/", to, NULL);
                 data = g_variant_ref_sink(vardict_new("id", g_variant_new_string(id),
-                                                      "to", g_variant_new_string(user_ids[i]),
+                                                      "to", g_variant_new_string(to),
                                                       "body", g_variant_new_string(body),
                                                       "sender-uid", g_variant_new_uint32(uid),
                                                       NULL));
-                r = daemon_append_event(d, topic, data, ret_last_seq);
+                /* The request id goes with the last event: its seq and the
+                 * message id are the reply. */
+                r = daemon_append_event_request(d, topic, data, last ? request_key : NULL, id, ret_last_seq);
                 if (r < 0)
                         return r;
         }

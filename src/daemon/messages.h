@@ -12,6 +12,7 @@ int message_check_body(Daemon *d, const char *body, sd_bus_error *error);
 int message_check_recipients(Daemon *d, char **user_ids, size_t n, sd_bus_error *error);
 
 /* Inside an open change: message ID from UID, one event per recipient;
- * RET_LAST_SEQ: the seq of the last. */
+ * RET_LAST_SEQ: the seq of the last, which keeps REQUEST_KEY (if not
+ * NULL) and ID for a retry (store.h). */
 int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, uint32_t uid,
-                          uint64_t *ret_last_seq);
+                          const char *request_key, uint64_t *ret_last_seq);

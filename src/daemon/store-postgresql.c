@@ -39,7 +39,7 @@
 #include "store-private.h"
 #include "validate.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* Taken while the schema is checked or made, so that two outpostd starting
  * at once on an empty database do not both make it ("OUTP"). */
 #define SCHEMA_LOCK_KEY 1330992208
@@ -69,6 +69,15 @@ static const char schema_sql[] =
         "  time bigint NOT NULL,"
         "  data bytea NOT NULL);";
 
+/* Schema version 2: the request id of a change a caller may retry, with
+ * the event that ends it (store-requests.c). Brings a store of version 1
+ * to version 2, and follows schema_sql on a new one. */
+static const char schema_v2_sql[] =
+        "ALTER TABLE outpost_events ADD COLUMN request_key text, ADD COLUMN request_result text;"
+        "CREATE UNIQUE INDEX outpost_events_request_key ON outpost_events (request_key) "
+        "  WHERE request_key IS NOT NULL;"
+        "INSERT INTO outpost_schema (version) VALUES (2);";
+
 static const struct {
         const char *name;
         const char *sql;
@@ -78,7 +87,8 @@ static const struct {
         { "user_update", "UPDATE outpost_users SET tag = $2, name = $3, display_name = $4, email = $5, enabled = $6, "
                          "attributes = $7, modified = $8 WHERE id = $1" },
         { "user_delete", "DELETE FROM outpost_users WHERE id = $1" },
-        { "event_insert", "INSERT INTO outpost_events (seq, topic, time, data) VALUES ($1, $2, $3, $4)" },
+        { "event_insert", "INSERT INTO outpost_events (seq, topic, time, data, request_key, request_result) "
+                          "VALUES ($1, $2, $3, $4, $5, $6)" },
         { "event_scan", "SELECT seq, topic, time, data FROM outpost_events WHERE seq > $1 ORDER BY seq LIMIT $2" },
         /* The highest seq given out must outlive the rows retention
          * deletes: kept aside by the same transaction. */
@@ -656,7 +666,8 @@ static int pg_user_list(Store *store, const char *after_name, unsigned limit, GP
 
 /* Events */
 
-static int pg_event_append(Store *store, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq) {
+static int pg_event_append(Store *store, const char *topic, int64_t time, GVariant *data, const char *request_key,
+                           const char *request_result, uint64_t *ret_seq) {
         PgStore *s = (PgStore *) store;
         uint64_t seq = s->base.last_seq + 1;
         PgStatement *st = statement_add(s, "event_insert");
@@ -665,6 +676,9 @@ static int pg_event_append(Store *store, const char *topic, int64_t time, GVaria
         param_text(st, topic);
         param_int64(st, time);
         param_variant(st, data);
+        /* A NULL value is SQL's NULL: an event no request names. */
+        param(st, g_strdup(request_key), 0, 0);
+        param(st, request_key ? g_strdup(request_result) : NULL, 0, 0);
         if (s->base.first_seq > s->base.last_seq)
                 s->oldest_time = time;
         store_note_append(store, seq);
@@ -803,8 +817,10 @@ static int check_schema(PgStore *s) {
                 r = exec_ok(s, schema_sql, PGRES_COMMAND_OK, NULL);
                 if (r < 0)
                         return r;
-                return exec_ok(s, "INSERT INTO outpost_schema (version) VALUES (" G_STRINGIFY(SCHEMA_VERSION) ")",
-                               PGRES_COMMAND_OK, NULL);
+                r = exec_ok(s, "INSERT INTO outpost_schema (version) VALUES (1)", PGRES_COMMAND_OK, NULL);
+                if (r < 0)
+                        return r;
+                return exec_ok(s, schema_v2_sql, PGRES_COMMAND_OK, NULL);
         }
         version = atoi(PQgetvalue(res, 0, 0));
         if (version > SCHEMA_VERSION) {
@@ -813,34 +829,61 @@ static int check_schema(PgStore *s) {
                           s->base.path, version, SCHEMA_VERSION);
                 return -EPROTO;
         }
+        if (version == 1) {
+                /* An outpostd of version 1 still active on the database
+                 * writes rows without a request id, which is what they are. */
+                r = exec_ok(s, schema_v2_sql, PGRES_COMMAND_OK, NULL);
+                if (r < 0)
+                        return r;
+                log_notice("%s: brought the store from schema version 1 to %d (request ids)", s->base.path,
+                           SCHEMA_VERSION);
+        }
         return 0;
 }
 
-static int load_users(PgStore *s) {
+/* Run SQL (no parameters) and hand each row of its result to ROW. */
+static int exec_each_row(PgStore *s, const char *sql, void (*row)(PgStore *s, const PGresult *res, int i)) {
         _cleanup_(pqclearp) PGresult *res = NULL;
         int r;
 
-        r = exec_params(s, "SELECT id, tag, name, display_name, email, enabled, attributes, created, modified "
-                        "FROM outpost_users", 0, NULL, &res);
+        r = exec_params(s, sql, 0, NULL, &res);
         if (r < 0)
                 return r;
-        for (int i = 0; i < PQntuples(res); i++) {
-                UserRecord *u = g_new0(UserRecord, 1);
-
-                *u = (UserRecord) {
-                        .id = g_strdup(value_text(res, i, 0)),
-                        .tag = g_strdup(value_text(res, i, 1)),
-                        .name = g_strdup(value_text(res, i, 2)),
-                        .display_name = g_strdup(value_text(res, i, 3)),
-                        .email = g_strdup(value_text(res, i, 4)),
-                        .enabled = PQgetvalue(res, i, 5)[0] != 0,
-                        .attributes = value_variant(res, i, 6, G_VARIANT_TYPE("a{ss}")),
-                        .created = value_int64(res, i, 7),
-                        .modified = value_int64(res, i, 8),
-                };
-                user_put(s, u);
-        }
+        for (int i = 0; i < PQntuples(res); i++)
+                row(s, res, i);
         return 0;
+}
+
+static void user_row(PgStore *s, const PGresult *res, int i) {
+        UserRecord *u = g_new0(UserRecord, 1);
+
+        *u = (UserRecord) {
+                .id = g_strdup(value_text(res, i, 0)),
+                .tag = g_strdup(value_text(res, i, 1)),
+                .name = g_strdup(value_text(res, i, 2)),
+                .display_name = g_strdup(value_text(res, i, 3)),
+                .email = g_strdup(value_text(res, i, 4)),
+                .enabled = PQgetvalue(res, i, 5)[0] != 0,
+                .attributes = value_variant(res, i, 6, G_VARIANT_TYPE("a{ss}")),
+                .created = value_int64(res, i, 7),
+                .modified = value_int64(res, i, 8),
+        };
+        user_put(s, u);
+}
+
+static int load_users(PgStore *s) {
+        return exec_each_row(s, "SELECT id, tag, name, display_name, email, enabled, attributes, created, modified "
+                             "FROM outpost_users", user_row);
+}
+
+static void request_row(PgStore *s, const PGresult *res, int i) {
+        store_requests_note(&s->base, value_text(res, i, 0), (uint64_t) value_int64(res, i, 1), value_text(res, i, 2));
+}
+
+/* Only the rows that have a request id (the partial index has them). */
+static int load_requests(PgStore *s) {
+        return exec_each_row(s, "SELECT request_key, seq, request_result FROM outpost_events "
+                             "WHERE request_key IS NOT NULL ORDER BY seq", request_row);
 }
 
 static int read_event_bounds(PgStore *s) {
@@ -879,6 +922,9 @@ static int open_session(PgStore *s) {
         if (r < 0)
                 return r;
         r = read_event_bounds(s);
+        if (r < 0)
+                return r;
+        r = load_requests(s);
         if (r < 0)
                 return r;
         r = exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL);
@@ -1159,6 +1205,7 @@ static void pg_close(Store *store) {
         g_clear_pointer(&s->undo, g_array_unref);
         g_clear_pointer(&s->user_by_name, g_tree_unref);
         g_clear_pointer(&s->user_by_id, g_hash_table_unref);
+        store_requests_clear(&s->base);
         g_free(s->base.path);
         g_free(s->base.server_id);
         g_free(s->base.history_id);

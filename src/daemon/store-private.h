@@ -53,7 +53,9 @@ typedef struct StoreOps {
         int (*user_delete)(Store *s, const char *id);
         int (*user_list)(Store *s, const char *after_name, unsigned limit, GPtrArray *out, bool *ret_more);
 
-        int (*event_append)(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq);
+        /* REQUEST_KEY and REQUEST_RESULT: NULL, or what the event's row keeps of its request. */
+        int (*event_append)(Store *s, const char *topic, int64_t time, GVariant *data, const char *request_key,
+                            const char *request_result, uint64_t *ret_seq);
         int (*event_oldest_time)(Store *s, int64_t *ret_time);
         void (*event_scan)(Store *s, StoreScan *sc);
         void (*event_expire)(Store *s, uint64_t keep_from, int64_t older_than, unsigned max_rows,
@@ -73,6 +75,12 @@ struct Store {
         int failure;
         StoreDamageHandler damage_handler;
         void *damage_userdata;
+
+        /* The request ids of the events kept (store-requests.c). */
+        GHashTable *requests;           /* key → StoreRequest (owned) */
+        GQueue requests_by_seq;         /* the same, oldest first: retention forgets from the head */
+        GPtrArray *requests_open;       /* keys written by the open transaction */
+        guint requests_savepoint;       /* requests_open->len when the change's savepoint began */
 };
 
 /* Marks S written no more because of FAILURE (-EUCLEAN or -ECONNRESET) and
@@ -82,6 +90,23 @@ int store_report_failure(Store *s, int failure);
 int store_report_damage(Store *s);
 /* The first_seq/last_seq bookkeeping of an append of SEQ. */
 void store_note_append(Store *s, uint64_t seq);
+
+/* The request ids: a backend notes each one it reads from its database
+ * (in seq order) when it opens, and forgets them all when it closes. The
+ * rest is store.c's, which follows the transactions. */
+void store_requests_note(Store *s, const char *key, uint64_t seq, const char *result);
+void store_requests_note_written(Store *s, const char *key, uint64_t seq, const char *result);
+void store_requests_savepoint(Store *s);
+/* The keys written from index FROM of requests_open on were rolled back. */
+void store_requests_rollback(Store *s, guint from);
+/* What the open transaction wrote is being committed: its keys, taken
+ * out, for store_requests_forget() should the commit fail. */
+GPtrArray *store_requests_take_open(Store *s);
+void store_requests_forget(Store *s, GPtrArray *keys);
+/* Retention: the keys of events before first_seq go. */
+void store_requests_expire(Store *s);
+int store_requests_find(Store *s, const char *key, uint64_t *ret_seq, const char **ret_result);
+void store_requests_clear(Store *s);
 
 /* A GVariant of TYPE over a copy of BLOB, in normal form, so that damaged
  * or hostile bytes cannot hand out invalid data. */

@@ -16,7 +16,7 @@
 #include "store-private.h"
 #include "validate.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* Outpost's mark in the SQLite header (PRAGMA application_id, documented in
  * outpostd(8)): "OUTP" in ASCII, as a big-endian number. A database without
  * it is not adopted unless it is a store of an outpostd from before the
@@ -58,7 +58,8 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_USER_INSERT]  = "INSERT INTO users (" USER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [STMT_USER_DELETE]  = "DELETE FROM users WHERE id = ?1",
         [STMT_USER_LIST]    = "SELECT " USER_COLUMNS " FROM users WHERE name > ?1 ORDER BY name LIMIT ?2",
-        [STMT_EVENT_INSERT] = "INSERT INTO events (topic, time, data) VALUES (?1, ?2, ?3)",
+        [STMT_EVENT_INSERT] = "INSERT INTO events (topic, time, data, request_key, request_result) "
+                              "VALUES (?1, ?2, ?3, ?4, ?5)",
         [STMT_EVENT_SCAN]   = "SELECT seq, topic, time, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         [STMT_EVENT_FIRST]  = "SELECT min(seq) FROM events",
         [STMT_EVENT_OLDEST_TIME] = "SELECT time FROM events ORDER BY seq LIMIT 1",
@@ -90,6 +91,15 @@ static const char schema_sql[] =
         "  topic TEXT NOT NULL,"
         "  time INTEGER NOT NULL,"
         "  data BLOB NOT NULL);";
+
+/* Schema version 2: the request id of a change a caller may retry, with
+ * the event that ends it (store-requests.c). Run on a store of version 1
+ * to bring it to version 2, and after schema_sql on a new one, so that
+ * both have the same schema text. */
+static const char schema_v2_sql[] =
+        "ALTER TABLE events ADD COLUMN request_key TEXT;"
+        "ALTER TABLE events ADD COLUMN request_result TEXT;"
+        "CREATE UNIQUE INDEX events_request_key ON events (request_key) WHERE request_key IS NOT NULL;";
 
 /* Users read recently, kept in memory so a read does not run SQLite.
  *
@@ -362,14 +372,15 @@ static int schema_text(sqlite3 *db, GString *out) {
         return r == SQLITE_DONE ? SQLITE_OK : r;
 }
 
-/* Whether DB has exactly the tables schema_sql makes, as SQLite records
- * them: made again in memory to compare. */
-static bool schema_is_ours(sqlite3 *db) {
+/* Whether DB has exactly the tables schema version VERSION makes, as
+ * SQLite records them: made again in memory to compare. */
+static bool schema_is_ours(sqlite3 *db, int version) {
         g_autoptr(GString) want = g_string_new(NULL), have = g_string_new(NULL);
         _cleanup_(sqlite3_closep) sqlite3 *mem = NULL;
 
         if (sqlite3_open_v2(":memory:", &mem, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
             sqlite3_exec(mem, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+            (version >= 2 && sqlite3_exec(mem, schema_v2_sql, NULL, NULL, NULL) != SQLITE_OK) ||
             schema_text(mem, want) != SQLITE_OK ||
             schema_text(db, have) != SQLITE_OK)
                 return false;
@@ -427,7 +438,7 @@ static int check_pages(const char *path, sqlite3 *db) {
         return -EUCLEAN;
 }
 
-static int check_database(const char *path, sqlite3 *db, StoreKind *ret_kind) {
+static int check_database(const char *path, sqlite3 *db, StoreKind *ret_kind, int *ret_version) {
         int application_id = 0, version = 0, tables = 0, r;
 
         if (query_int(db, "PRAGMA application_id", &application_id) != SQLITE_OK ||
@@ -441,8 +452,10 @@ static int check_database(const char *path, sqlite3 *db, StoreKind *ret_kind) {
                           path, (unsigned) application_id, (unsigned) STORE_APPLICATION_ID);
                 return -EMEDIUMTYPE;
         }
+        *ret_version = version;
         if (tables == 0) {
                 *ret_kind = STORE_NEW;
+                *ret_version = 0;
                 return 0;
         }
         if (version > SCHEMA_VERSION) {
@@ -454,7 +467,8 @@ static int check_database(const char *path, sqlite3 *db, StoreKind *ret_kind) {
         r = check_pages(path, db);
         if (r < 0)
                 return r;
-        if (version != SCHEMA_VERSION || !schema_is_ours(db)) {
+        /* A store of version 1 is brought to this version when opened. */
+        if (version < 1 || !schema_is_ours(db, version)) {
                 if (application_id == 0) {
                         log_error("%s is not an Outpost store: an SQLite database without Outpost's application_id "
                                   "whose tables are not those of an Outpost store. Move it aside, or give outpostd "
@@ -469,7 +483,7 @@ static int check_database(const char *path, sqlite3 *db, StoreKind *ret_kind) {
         return 0;
 }
 
-static int check_file(const char *path, StoreKind *ret_kind) {
+static int check_file(const char *path, StoreKind *ret_kind, int *ret_version) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
         struct stat st;
 
@@ -477,16 +491,17 @@ static int check_file(const char *path, StoreKind *ret_kind) {
                 if (errno != ENOENT)
                         return log_error_errno(errno, "Cannot access the store %s", path);
                 *ret_kind = STORE_NEW;
+                *ret_version = 0;
                 return 0;
         }
         if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
                 return refuse_unreadable(path, db, "opening it");
         sqlite3_busy_timeout(db, 5000);
         sqlite3_extended_result_codes(db, 1);
-        return check_database(path, db, ret_kind);
+        return check_database(path, db, ret_kind, ret_version);
 }
 
-static int open_database(SqliteStore *s, StoreKind kind) {
+static int open_database(SqliteStore *s, StoreKind kind, int version) {
         static const char pragmas[] =
                 "PRAGMA journal_mode=WAL;"
                 "PRAGMA synchronous=FULL;"
@@ -506,6 +521,7 @@ static int open_database(SqliteStore *s, StoreKind kind) {
 
         if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+            (version < 2 && sqlite3_exec(s->db, schema_v2_sql, NULL, NULL, NULL) != SQLITE_OK) ||
             sqlite3_exec(s->db, mark_sql, NULL, NULL, NULL) != SQLITE_OK)
                 return sqlite_error(s, "creating the schema");
         /* A fresh events table is a new history, with an id of its own. */
@@ -520,7 +536,28 @@ static int open_database(SqliteStore *s, StoreKind kind) {
         if (kind == STORE_UNMARKED)
                 log_notice("%s: adopted the store of an earlier outpostd (schema version %d), now marked as Outpost's "
                            "(application_id 0x%08x)", s->base.path, SCHEMA_VERSION, (unsigned) STORE_APPLICATION_ID);
+        if (version == 1)
+                log_notice("%s: brought the store from schema version 1 to %d (request ids)", s->base.path,
+                           SCHEMA_VERSION);
         return 0;
+}
+
+static int read_requests(SqliteStore *s) {
+        sqlite3_stmt *st;
+        int r;
+
+        /* Through the index: only the rows that have a request id are
+         * read, not every page of the history. */
+        r = sqlite3_prepare_v2(s->db, "SELECT request_key, seq, request_result FROM events "
+                               "INDEXED BY events_request_key WHERE request_key IS NOT NULL ORDER BY seq",
+                               -1, &st, NULL);
+        if (r != SQLITE_OK)
+                return sqlite_error(s, "reading the request ids");
+        while ((r = sqlite3_step(st)) == SQLITE_ROW)
+                store_requests_note(&s->base, (const char *) sqlite3_column_text(st, 0),
+                                    (uint64_t) sqlite3_column_int64(st, 1), (const char *) sqlite3_column_text(st, 2));
+        sqlite3_finalize(st);
+        return r == SQLITE_DONE ? 0 : sqlite_error(s, "reading the request ids");
 }
 
 static const StoreOps sqlite_ops;
@@ -528,7 +565,7 @@ static const StoreOps sqlite_ops;
 int store_sqlite_open(const char *directory, Store **ret) {
         _cleanup_(sqlite_store_closep) SqliteStore *s = g_new0(SqliteStore, 1);
         StoreKind kind = STORE_NEW;
-        int r;
+        int version = 0, r;
 
         s->base.ops = &sqlite_ops;
         s->user_by_id = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify) cached_user_free);
@@ -540,10 +577,10 @@ int store_sqlite_open(const char *directory, Store **ret) {
                 return log_error_errno(errno, "Cannot create state directory %s", directory);
         s->base.path = g_build_filename(directory, "outpost.db", NULL);
 
-        r = check_file(s->base.path, &kind);
+        r = check_file(s->base.path, &kind, &version);
         if (r < 0)
                 return r;
-        r = open_database(s, kind);
+        r = open_database(s, kind, version);
         if (r < 0)
                 return r;
         for (int i = 0; i < _STMT_MAX; i++)
@@ -551,6 +588,9 @@ int store_sqlite_open(const char *directory, Store **ret) {
                                        &s->statements[i], NULL) != SQLITE_OK)
                         return sqlite_error(s, statement_sql[i]);
         r = read_event_bounds(s);
+        if (r < 0)
+                return r;
+        r = read_requests(s);
         if (r < 0)
                 return r;
 
@@ -570,6 +610,7 @@ static void sqlite_close(Store *store) {
         g_clear_pointer(&s->user_by_name, g_hash_table_unref);
         g_clear_pointer(&s->user_by_id, g_hash_table_unref);    /* frees the entries */
         g_clear_pointer(&s->user_dirty, g_ptr_array_unref);
+        store_requests_clear(&s->base);
         if (s->db && sqlite3_close(s->db) != SQLITE_OK)
                 log_warning("%s: closing failed: %s", s->base.path, sqlite3_errmsg(s->db));
         g_free(s->base.path);
@@ -823,7 +864,8 @@ static int sqlite_user_list(Store *store, const char *after_name, unsigned limit
 
 /* Events */
 
-static int sqlite_event_append(Store *store, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq) {
+static int sqlite_event_append(Store *store, const char *topic, int64_t time, GVariant *data, const char *request_key,
+                               const char *request_result, uint64_t *ret_seq) {
         SqliteStore *s = (SqliteStore *) store;
         sqlite3_stmt *st = statement(s, STMT_EVENT_INSERT);
         int r;
@@ -831,8 +873,15 @@ static int sqlite_event_append(Store *store, const char *topic, int64_t time, GV
         sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, time);
         bind_variant(st, 3, data);
+        /* Unbound: NULL, an event no request names. */
+        if (request_key) {
+                sqlite3_bind_text(st, 4, request_key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 5, request_result, -1, SQLITE_STATIC);
+        }
         r = sqlite3_step(st);
         sqlite3_reset(st);
+        if (r == SQLITE_CONSTRAINT_UNIQUE)
+                return -EEXIST;
         if (r != SQLITE_DONE)
                 return sqlite_error(s, "appending an event");
 

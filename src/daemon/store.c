@@ -2,6 +2,7 @@
 /* The store interface: what is the same for every backend. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 
 #include "bus-gvariant.h"
@@ -86,24 +87,52 @@ int store_begin(Store *s) {
         return s->ops->begin(s);
 }
 
+/* A commit in flight, and the request ids it writes: forgotten again if
+ * it fails. */
+typedef struct StoreCommit {
+        StoreDone done;
+        void *userdata;
+        GPtrArray *request_keys;
+} StoreCommit;
+
+static void on_commit_done(Store *s, int r, void *userdata) {
+        StoreCommit *c = userdata;
+
+        if (r < 0)
+                store_requests_forget(s, c->request_keys);
+        g_ptr_array_unref(c->request_keys);
+        c->done(s, r, c->userdata);
+        g_free(c);
+}
+
 void store_commit(Store *s, StoreDone done, void *userdata) {
+        StoreCommit *c;
+
         /* What the batch wrote after the damage was found is not committed:
          * nobody may be told it was. */
         if (s->failure < 0) {
-                s->ops->rollback(s);
+                store_rollback(s);
                 done(s, s->failure, userdata);
                 return;
         }
-        s->ops->commit(s, done, userdata);
+        c = g_new0(StoreCommit, 1);
+        *c = (StoreCommit) {
+                .done = done,
+                .userdata = userdata,
+                .request_keys = store_requests_take_open(s),
+        };
+        s->ops->commit(s, on_commit_done, c);
 }
 
 void store_rollback(Store *s) {
         s->ops->rollback(s);
+        store_requests_rollback(s, 0);
 }
 
 int store_savepoint(Store *s) {
         if (s->failure < 0)
                 return s->failure;
+        store_requests_savepoint(s);
         return s->ops->savepoint(s);
 }
 
@@ -113,6 +142,7 @@ int store_release_savepoint(Store *s) {
 
 void store_rollback_savepoint(Store *s) {
         s->ops->rollback_savepoint(s);
+        store_requests_rollback(s, s->requests_savepoint);
 }
 
 void store_drain(Store *s) {
@@ -153,7 +183,27 @@ void stored_event_free(StoredEvent *e) {
 }
 
 int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq) {
-        return s->ops->event_append(s, topic, time, data, ret_seq);
+        return s->ops->event_append(s, topic, time, data, NULL, NULL, ret_seq);
+}
+
+int store_event_append_request(Store *s, const char *topic, int64_t time, GVariant *data, const char *request_key,
+                               const char *request_result, uint64_t *ret_seq) {
+        uint64_t seq;
+        int r;
+
+        assert(request_key);
+        if (store_requests_find(s, request_key, NULL, NULL) >= 0)
+                return -EEXIST;
+        r = s->ops->event_append(s, topic, time, data, request_key, request_result ?: "", &seq);
+        if (r < 0)
+                return r;
+        store_requests_note_written(s, request_key, seq, request_result);
+        *ret_seq = seq;
+        return 0;
+}
+
+int store_request_find(Store *s, const char *request_key, uint64_t *ret_seq, const char **ret_result) {
+        return store_requests_find(s, request_key, ret_seq, ret_result);
 }
 
 void store_note_append(Store *s, uint64_t seq) {
@@ -224,15 +274,33 @@ void store_scan_complete(Store *s, StoreScan *sc, int r) {
         g_free(sc);
 }
 
+typedef struct StoreExpire {
+        StoreDone done;
+        void *userdata;
+} StoreExpire;
+
+static void on_expire_done(Store *s, int r, void *userdata) {
+        StoreExpire *e = userdata;
+
+        /* The request ids of the events deleted go with them. */
+        if (r >= 0)
+                store_requests_expire(s);
+        e->done(s, r, e->userdata);
+        g_free(e);
+}
+
 void store_event_expire(Store *s, unsigned keep_count, int64_t older_than, unsigned max_rows,
                         StoreDone done, void *userdata) {
         uint64_t keep_from = s->last_seq >= keep_count ? s->last_seq - keep_count : 0;
+        StoreExpire *e;
 
         if (s->failure < 0) {
                 done(s, s->failure, userdata);
                 return;
         }
-        s->ops->event_expire(s, keep_from, older_than, max_rows, done, userdata);
+        e = g_new0(StoreExpire, 1);
+        *e = (StoreExpire) { .done = done, .userdata = userdata };
+        s->ops->event_expire(s, keep_from, older_than, max_rows, on_expire_done, e);
 }
 
 /* g_variant_get_normal_form() returns a full reference of its own (to the

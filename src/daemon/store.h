@@ -123,6 +123,18 @@ int store_user_list(Store *s, const char *after_name, unsigned limit, GPtrArray 
 /* Events. seq is never reused, also after retention deleted the newest
  * rows' predecessors. */
 int store_event_append(Store *s, const char *topic, int64_t time, GVariant *data, uint64_t *ret_seq);
+
+/* Request ids (DESIGN.md §4 rule 5): a change a caller may retry names
+ * itself with REQUEST_KEY, stored with the event that ends it, together
+ * with REQUEST_RESULT (what its reply says besides that event's seq; ""
+ * when nothing). The store remembers a key for as long as its event is
+ * kept (retention), across restarts and failovers: store_request_find()
+ * returns that seq and result, also for a change of the open transaction,
+ * or -ENOENT. A key is stored at most once. The result stays the store's,
+ * valid until the next call into the store. */
+int store_event_append_request(Store *s, const char *topic, int64_t time, GVariant *data, const char *request_key,
+                               const char *request_result, uint64_t *ret_seq);
+int store_request_find(Store *s, const char *request_key, uint64_t *ret_seq, const char **ret_result);
 uint64_t store_event_first_seq(Store *s);
 /* The time of the oldest stored event: 1 and *RET_TIME, 0 when none. */
 int store_event_oldest_time(Store *s, int64_t *ret_time);

@@ -13,6 +13,7 @@ const BusChangeMethod bus_change_methods[] = {
         { PRESENCE_IFACE, "GoOnline",   POLKIT_ACTION_SET_PRESENCE,   true, "presence" },
         { PRESENCE_IFACE, "GoOffline",  POLKIT_ACTION_SET_PRESENCE,   true, "presence" },
         { MESSAGES_IFACE, "Send",       POLKIT_ACTION_SEND_MESSAGES,  true, "send" },
+        { MESSAGES_IFACE, "SendWithOptions", POLKIT_ACTION_SEND_MESSAGES, true, "send" },
         { EVENTS_IFACE,   "Publish",    POLKIT_ACTION_PUBLISH_EVENTS, true, "publish" },
 };
 

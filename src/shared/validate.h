@@ -26,6 +26,12 @@
 #define FETCH_PREFIXES_MAX       64    /* topic prefixes of FetchSince (*) */
 #define MESSAGE_BODY_MAX         65536 /* bytes (*) */
 #define MESSAGE_RECIPIENTS_MAX   1000  /* recipients of Send (*) */
+/* A client-chosen request id that makes a retried Publish or Send safe
+ * (DESIGN.md §4 rule 5): 1-128 characters of printable ASCII, no space,
+ * given as this key of Publish's data or this option of SendWithOptions. */
+#define REQUEST_ID_MAX           128
+#define PUBLISH_REQUEST_ID_KEY   "org.outpost.request-id"
+#define SEND_OPTION_REQUEST_ID   "request-id"
 
 /* ^[a-z_][a-z0-9_.-]{0,63}$ */
 bool user_name_is_valid(const char *s);

@@ -245,6 +245,8 @@ static void test_outage_and_replay(void) {
         r = test_call(m, OUTPOST_USERS_PATH, IFACE_USERS, "ListUsers", g_variant_new("(su)", "", 10), NULL, &error);
         g_assert_null(r);
         test_assert_dbus_error(error, "Disconnected", "tls:host=127.0.0.1");
+        /* It never left the site: the caller may retry it freely. */
+        g_assert_nonnull(strstr(error->message, "the call was not carried out"));
         g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
         /* Cached reads still answer. */
         (void) get_u64(m, OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "Generation");
@@ -424,11 +426,13 @@ static void test_hung_service(void) {
         g_test_message("State left connected %" G_GINT64_FORMAT " ms after SIGSTOP", (noticed - stopped) / 1000);
         g_assert_cmpint(noticed - stopped, <, 5 * G_USEC_PER_SEC);
         test_wait_until(waited != NULL, 2000);
-        test_assert_dbus_error(waited, "Disconnected", NULL);
+        /* The call reached the service, which may have carried it out;
+         * the next one never leaves the site. */
+        test_assert_dbus_error(waited, "Disconnected", "the call may have been carried out");
         reply = test_call(d->machine->conn, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser", g_variant_new("(s)", id),
                           NULL, &error);
         g_assert_null(reply);
-        test_assert_dbus_error(error, "Disconnected", NULL);
+        test_assert_dbus_error(error, "Disconnected", "the call was not carried out");
         g_assert_cmpint(g_get_monotonic_time() - noticed, <, 2 * G_USEC_PER_SEC);
 
         g_assert_cmpint(kill(outpostd, SIGCONT), ==, 0);
@@ -460,6 +464,35 @@ static void test_hung_service(void) {
         g_assert_cmpint(kill(d->central_listener.pid, SIGCONT), ==, 0);
         wait_bridge_state(d->machine->conn, "connected", 30000);
         g_assert_true(user_known(d->machine->conn, id));
+}
+
+/* The service leaves its bus (killed) while a call two hops away waits
+ * for it: the caller is told at once that the call may have been carried
+ * out, whether the bus's NoReply or the link's end reaches it first. */
+static void test_service_gone_with_call_pending(void) {
+        g_autoptr(Deployment) d = deployment_new(NULL);
+        g_autofree char *id = test_create_user(d->central->conn, "patient", NULL);
+        GPid outpostd = test_bus_daemon_pid(d->central);
+        g_autoptr(GError) waited = NULL;
+        gint64 killed;
+
+        g_assert_true(user_known(d->machine->conn, id));
+        g_assert_cmpint(kill(outpostd, SIGSTOP), ==, 0);
+        g_dbus_connection_call(d->machine->conn, OUTPOST_NAME, OUTPOST_USERS_PATH, IFACE_USERS, "GetUser",
+                               g_variant_new("(s)", id), NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, on_waiting_call,
+                               &waited);
+        /* Long enough for the call to reach central's bus, well within the
+         * heartbeat timeout that would call the service stuck. */
+        for (gint64 until = g_get_monotonic_time() + 300 * 1000; g_get_monotonic_time() < until;) {
+                g_main_context_iteration(NULL, FALSE);
+                g_usleep(10 * 1000);
+        }
+        g_assert_null(waited);
+        test_bus_stop_daemon(d->central, SIGKILL);
+        killed = g_get_monotonic_time();
+        test_wait_until(waited != NULL, 5000);
+        test_assert_dbus_error(waited, "Disconnected", "the call may have been carried out");
+        g_assert_cmpint(g_get_monotonic_time() - killed, <, 3 * G_USEC_PER_SEC);
 }
 
 typedef struct HoldTally {
@@ -983,6 +1016,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge/holds-limited-per-caller", test_holds_limited_per_caller);
         g_test_add_func("/bridge/several-upstreams", test_several_upstreams);
         g_test_add_func("/bridge/hung-service", test_hung_service);
+        g_test_add_func("/bridge/service-gone-with-call-pending", test_service_gone_with_call_pending);
         g_test_add_func("/bridge/presence-objects-across-outage", test_presence_objects_across_outage);
         g_test_add_func("/bridge/central-daemon-restart", test_central_daemon_restart);
         g_test_add_func("/bridge/bridge-restarts", test_bridge_restarts);

@@ -36,9 +36,9 @@ gboolean test_store_is_postgresql(void) {
         return c && *c;
 }
 
-/* Run SQL on the server's maintenance database. */
-static void pg_admin(const char *sql) {
-        g_autofree char *conninfo = g_strconcat(g_getenv("OUTPOST_TEST_POSTGRESQL"), " dbname=postgres", NULL);
+/* Run SQL on DATABASE of the test's server. */
+static void pg_exec(const char *database, const char *sql) {
+        g_autofree char *conninfo = g_strconcat(g_getenv("OUTPOST_TEST_POSTGRESQL"), " dbname=", database, NULL);
         PGconn *conn = PQconnectdb(conninfo);
         PGresult *res;
 
@@ -49,6 +49,19 @@ static void pg_admin(const char *sql) {
                 g_error("%s: %s", sql, PQresultErrorMessage(res));
         PQclear(res);
         PQfinish(conn);
+}
+
+/* Run SQL on the server's maintenance database. */
+static void pg_admin(const char *sql) {
+        pg_exec("postgres", sql);
+}
+
+void test_pg_store_exec(TestBus *tb, const char *sql) {
+        TestBus *origin = tb->central ?: tb;
+
+        g_assert_true(test_store_is_postgresql());
+        g_assert_nonnull(origin->pg_database);
+        pg_exec(origin->pg_database, sql);
 }
 
 /* The [Store] group that points outpostd at TB's database, made on first

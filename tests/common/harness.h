@@ -88,6 +88,9 @@ struct TestBus {
  * holds a libpq connection string to a server (tests/postgresql/run-postgresql.sh),
  * and each bus's outpostd gets a database of its own there. */
 gboolean test_store_is_postgresql(void);
+/* Run SQL (no rows returned) on the PostgreSQL database of TB's outpostd
+ * (the origin's, when TB is bridged), which must have been started. */
+void test_pg_store_exec(TestBus *tb, const char *sql);
 
 /* Whether the tests run through two bridges (OUTPOST_TEST_BRIDGED=1). */
 gboolean test_bridged(void);

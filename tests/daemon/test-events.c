@@ -5,8 +5,9 @@
  * tell a client to rebuild (HistoryTruncated, HistoryReset), filtering on
  * the bus with match rules, a subscriber that resumes after an absence
  * without missing or repeating anything, data that comes back as it went
- * in, and bad input that is refused without writing anything
- * (DESIGN.md §3 Events, §4). */
+ * in, bad input that is refused without writing anything, and a retried
+ * Publish with a request id that is written once (DESIGN.md §3 Events,
+ * §4). */
 #include "config.h"
 
 #include <signal.h>
@@ -1479,6 +1480,154 @@ static void test_bus_lost(void) {
         g_assert_nonnull(strstr(log, "Lost the connection to the bus"));
 }
 
+/* 17. A retried Publish with a request id is written once */
+
+#define REQUEST_ID_KEY "org.outpost.request-id"
+
+/* Publish {'n': N} on TOPIC with request id ID; returns its seq. */
+static guint64 publish_with_id(GDBusConnection *c, const char *topic, gint32 n, const char *id) {
+        g_autoptr(GVariant) r = test_call_ok(c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                             g_variant_new_parsed("(%s, {'n': <%i>, %s: <%s>})", topic, n,
+                                                                  REQUEST_ID_KEY, id),
+                                             "(t)");
+        guint64 seq;
+
+        g_variant_get(r, "(t)", &seq);
+        return seq;
+}
+
+static guint events_on(GDBusConnection *c, const char *topic) {
+        g_autoptr(GPtrArray) all = fetch_all(c, 0, (const char *[]) { topic, NULL }, 1000, NULL);
+
+        return all->len;
+}
+
+static void on_published(GObject *source, GAsyncResult *result, gpointer data) {
+        guint64 *seq = data;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = g_dbus_connection_call_finish(G_DBUS_CONNECTION(source), result, &error);
+
+        g_assert_no_error(error);
+        g_variant_get(r, "(t)", seq);
+}
+
+static void assert_publish_refused(GDBusConnection *c, GVariant *id, const char *mention) {
+        g_autoptr(GVariantBuilder) b = g_variant_builder_new(G_VARIANT_TYPE_VARDICT);
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+
+        g_variant_builder_add(b, "{sv}", REQUEST_ID_KEY, id);
+        r = publish_call(c, "till/sale", g_variant_builder_end(b), &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "InvalidArgument", mention);
+}
+
+static void test_request_id(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GPtrArray) all = NULL;
+        g_autofree char *long_id = g_strnfill(129, 'x');
+        guint64 first, again, other, last, twin[2] = { 0, 0 };
+
+        test_bus_start_daemon(tb, NULL);
+        first = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        again = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        g_assert_cmpuint(again, ==, first);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, first);
+        /* The event carries the data, not the request id. */
+        all = fetch_all(tb->conn, 0, (const char *[]) { "till/sale", NULL }, 1000, NULL);
+        g_assert_cmpuint(all->len, ==, 1);
+        assert_event(all->pdata[0], first, "till/sale", 1);
+
+        /* Another id is another call. */
+        other = publish_with_id(tb->conn, "till/sale", 1, "sale-0002");
+        g_assert_cmpuint(other, >, first);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 2);
+
+        /* Two calls with one id in one group commit: written once. */
+        for (int i = 0; i < 2; i++)
+                g_dbus_connection_call(tb->conn, OUTPOST_NAME, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "Publish",
+                                       g_variant_new_parsed("('till/sale', {'n': <3>, %s: <'sale-0003'>})",
+                                                            REQUEST_ID_KEY),
+                                       G_VARIANT_TYPE("(t)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, on_published,
+                                       &twin[i]);
+        test_wait_until(twin[0] != 0 && twin[1] != 0, 10000);
+        g_assert_cmpuint(twin[0], ==, twin[1]);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 3);
+
+        /* Bad ids are refused, naming the rule, and write nothing. */
+        last = test_last_seq(tb->conn);
+        assert_publish_refused(tb->conn, g_variant_new_string(""), "128");
+        assert_publish_refused(tb->conn, g_variant_new_string(long_id), "128");
+        assert_publish_refused(tb->conn, g_variant_new_string("two words"), "two words");
+        assert_publish_refused(tb->conn, g_variant_new_string("caf\u00e9"), "printable ASCII");
+        assert_publish_refused(tb->conn, g_variant_new_int32(42), "type");
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
+
+        /* The store remembers: after a restart a retry is still known. */
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_bus_start_daemon(tb, NULL);
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 1, "sale-0001"), ==, first);
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 3, "sale-0003"), ==, twin[0]);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, last);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 3);
+        /* So does a crash after the reply. */
+        test_bus_stop_daemon(tb, SIGKILL);
+        test_bus_start_daemon(tb, NULL);
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 2, "sale-0002"), ==, other);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 3);
+}
+
+/* For as long as retention keeps the event: then the id is forgotten with
+ * it, and a call with it is a new call. */
+static void test_request_id_retention(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        guint64 first, later;
+
+        test_bus_start_daemon(tb, "[Events]\nRetentionCount=2\n");
+        first = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        for (gint32 i = 0; i < 3; i++)
+                publish(tb->conn, "till/other", i);
+        test_wait_until(first_seq(tb->conn) > first, 5000);
+        later = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        g_assert_cmpuint(later, >, first);
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 1, "sale-0001"), ==, later);
+}
+
+/* A PostgreSQL store of schema version 1 (as the outpostd before request
+ * ids made it) is brought to version 2 when opened, its events kept, and
+ * request ids work from then on. (SQLite's: tests/daemon/test-store.) */
+static void test_request_id_schema_upgrade(void) {
+        g_autoptr(TestBus) tb = NULL;
+        g_autoptr(GPtrArray) all = NULL;
+        TestBus *origin;
+        g_autofree char *log_path = NULL, *log = NULL;
+        guint64 before, first;
+
+        if (!test_store_is_postgresql()) {
+                g_test_skip("PostgreSQL's schema upgrade; SQLite's is in test-store");
+                return;
+        }
+        tb = test_bus_new();
+        test_bus_start_daemon(tb, NULL);
+        before = publish(tb->conn, "till/old", 1);
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_pg_store_exec(tb, "DROP INDEX outpost_events_request_key;"
+                               "ALTER TABLE outpost_events DROP COLUMN request_key, DROP COLUMN request_result;"
+                               "DELETE FROM outpost_schema WHERE version = 2");
+
+        test_bus_start_daemon(tb, NULL);
+        origin = tb->central ?: tb;
+        log_path = g_build_filename(origin->tmpdir, "outpostd.log", NULL);
+        g_assert_true(g_file_get_contents(log_path, &log, NULL, NULL));
+        g_assert_nonnull(strstr(log, "from schema version 1 to 2"));
+        all = fetch_all(tb->conn, 0, (const char *[]) { "till/old", NULL }, 1000, NULL);
+        g_assert_cmpuint(all->len, ==, 1);
+        assert_event(all->pdata[0], before, "till/old", 1);
+        first = publish_with_id(tb->conn, "till/sale", 1, "sale-0001");
+        g_assert_cmpuint(publish_with_id(tb->conn, "till/sale", 1, "sale-0001"), ==, first);
+        g_assert_cmpuint(events_on(tb->conn, "till/sale"), ==, 1);
+}
+
 int main(int argc, char **argv) {
         test_init(&argc, &argv);
         g_test_add_func("/events/publish-fetch", test_publish_fetch);
@@ -1499,5 +1648,8 @@ int main(int argc, char **argv) {
         g_test_add_func("/events/large-page-on-bus", test_large_page_on_bus);
         g_test_add_func("/events/withheld-data", test_withheld_data);
         g_test_add_func("/events/bus-lost", test_bus_lost);
+        g_test_add_func("/events/request-id", test_request_id);
+        g_test_add_func("/events/request-id-retention", test_request_id_retention);
+        g_test_add_func("/events/request-id-schema-upgrade", test_request_id_schema_upgrade);
         return g_test_run();
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Messages manager, and the events the daemon publishes itself, through
  * the real bus with GDBus clients: Send delivers one event per recipient on
- * messages/<id>, refuses bad input without writing anything, and every
+ * messages/<id>, refuses bad input without writing anything, sends a
+ * retried SendWithOptions with a request id once, and every
  * change of a user is an event on "users" (DESIGN.md §3 Users, Messages,
  * Events; §4 rules 2 and 3: the events come before the reply). */
 #include "config.h"
@@ -275,6 +276,135 @@ static void test_send_errors(void) {
         assert_send_ok(tb, w, a, max_body);
         assert_send_ok(tb, w, a, wide_max->str);
         assert_send_ok(tb, w, a, "x");
+}
+
+/* 2a. A retried Send with a request id is sent once */
+
+static GVariant *send_with_id(GDBusConnection *c, const char *const *to, const char *body, const char *id,
+                              GError **error) {
+        return test_call(c, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                         g_variant_new_parsed("(%^as, %s, {'request-id': <%s>})", to, body, id), "(st)", error);
+}
+
+/* The message id and last_seq of a SendWithOptions that must succeed. */
+static void send_with_id_ok(GDBusConnection *c, const char *const *to, const char *body, const char *id,
+                            char **ret_message_id, guint64 *ret_last) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = send_with_id(c, to, body, id, &error);
+
+        g_assert_no_error(error);
+        g_variant_get(r, "(st)", ret_message_id, ret_last);
+}
+
+static void assert_options_refused(TestBus *tb, const char *const *to, GVariant *options, const char *mention) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GVariant) r = NULL;
+        guint64 before = test_last_seq(tb->conn);
+
+        r = test_call(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                      g_variant_new("(^as&s@a{sv})", to, "hi", options), "(st)", &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "InvalidArgument", mention);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
+}
+
+static guint n_events(GDBusConnection *c, guint64 after, const char *prefix) {
+        g_autoptr(GVariant) events = fetch(c, after, prefix);
+
+        return g_variant_n_children(events);
+}
+
+static void test_send_request_id(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autofree char *a = NULL, *b = NULL, *b_tag = NULL, *first_id = NULL, *again_id = NULL, *other_id = NULL;
+        g_autofree char *plain_id = NULL, *long_id = g_strnfill(129, 'x');
+        g_autoptr(GVariant) plain = NULL;
+        const char *to[3];
+        guint64 before, first_last, again_last, other_last, plain_last;
+
+        test_bus_start_daemon(tb, NULL);
+        a = test_create_user(tb->conn, "ann", NULL);
+        b = test_create_user(tb->conn, "bob", &b_tag);
+        to[0] = a, to[1] = b, to[2] = NULL;
+        before = test_last_seq(tb->conn);
+
+        send_with_id_ok(tb->conn, to, "hello", "note-0001", &first_id, &first_last);
+        g_assert_true(g_uuid_string_is_valid(first_id));
+        send_with_id_ok(tb->conn, to, "hello", "note-0001", &again_id, &again_last);
+        g_assert_cmpstr(again_id, ==, first_id);
+        g_assert_cmpuint(again_last, ==, first_last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, first_last);
+        g_assert_cmpuint(n_events(tb->conn, before, "messages/"), ==, 2);
+
+        /* Another id, or none, is another message. */
+        send_with_id_ok(tb->conn, to, "hello", "note-0002", &other_id, &other_last);
+        g_assert_cmpstr(other_id, !=, first_id);
+        g_assert_cmpuint(other_last, ==, first_last + 2);
+        plain = test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                             g_variant_new_parsed("(%^as, 'hello', @a{sv} {})", to), "(st)");
+        g_variant_get(plain, "(st)", &plain_id, &plain_last);
+        g_assert_cmpstr(plain_id, !=, first_id);
+        g_assert_cmpuint(n_events(tb->conn, before, "messages/"), ==, 6);
+
+        /* Bad ids and unknown options are refused, and write nothing. */
+        assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <''>}"), "128");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <%s>}", long_id), "128");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <'a\tb'>}"), "printable ASCII");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <@u 7>}"), "type");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'priority': <'high'>}"), "priority");
+
+        /* A retry is answered even once a recipient is gone: the message
+         * went, and the caller learns so. */
+        g_variant_unref(test_call_ok(tb->conn, OUTPOST_USERS_PATH, IFACE_USERS, "DeleteUser",
+                                     g_variant_new("(ss)", b, b_tag), "()"));
+        g_clear_pointer(&again_id, g_free);
+        send_with_id_ok(tb->conn, to, "hello", "note-0001", &again_id, &again_last);
+        g_assert_cmpstr(again_id, ==, first_id);
+        g_assert_cmpuint(again_last, ==, first_last);
+
+        /* Remembered across a restart of outpostd. */
+        before = test_last_seq(tb->conn);
+        test_bus_stop_daemon(tb, SIGTERM);
+        test_bus_start_daemon(tb, NULL);
+        g_clear_pointer(&again_id, g_free);
+        send_with_id_ok(tb->conn, to, "hello", "note-0002", &again_id, &again_last);
+        g_assert_cmpstr(again_id, ==, other_id);
+        g_assert_cmpuint(again_last, ==, other_last);
+        g_assert_cmpuint(test_last_seq(tb->conn), ==, before);
+}
+
+/* Request ids are each caller's own: another Unix user's same id is
+ * another message. (Behind a bridge every caller is the bridge's
+ * account.) */
+static void test_send_request_id_per_caller(void) {
+        g_autoptr(TestBus) tb = NULL;
+        g_autofree char *a = NULL, *root_id = NULL;
+        g_autoptr(GVariant) r = NULL;
+        g_autoptr(GError) error = NULL;
+        const char *to[2] = { NULL, NULL }, *nobody_id;
+        guint64 root_last, nobody_last;
+
+        if (test_bridged()) {
+                g_test_skip("every caller is the bridge's account behind a bridge");
+                return;
+        }
+        if (!test_can_switch_user())
+                return;
+        tb = test_bus_new();
+        test_bus_start_daemon(tb, NULL);
+        a = test_create_user(tb->conn, "ann", NULL);
+        if (!test_bus_start_polkit(tb))
+                return;
+        test_polkit_set_allowed(tb, (const char *[]) { "org.outpost.Outpost1.send-messages", NULL });
+        to[0] = a;
+        send_with_id_ok(tb->conn, to, "hello", "note-0001", &root_id, &root_last);
+        r = test_call_as(tb, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL, OUTPOST_MESSAGES_PATH,
+                         IFACE_MESSAGES, "SendWithOptions",
+                         g_variant_new_parsed("(%^as, 'hello', {'request-id': <'note-0001'>})", to), "(st)", &error);
+        g_assert_no_error(error);
+        g_variant_get(r, "(&st)", &nobody_id, &nobody_last);
+        g_assert_cmpstr(nobody_id, !=, root_id);
+        g_assert_cmpuint(nobody_last, >, root_last);
 }
 
 /* 3. Every change of a user is an event on "users" */
@@ -629,6 +759,8 @@ int main(int argc, char **argv) {
         messages_gid = test_messages_group();
         g_test_add_func("/messages/send", test_send);
         g_test_add_func("/messages/send-errors", test_send_errors);
+        g_test_add_func("/messages/send-request-id", test_send_request_id);
+        g_test_add_func("/messages/send-request-id-per-caller", test_send_request_id_per_caller);
         g_test_add_func("/messages/users-events", test_users_events);
         g_test_add_func("/messages/private-fetch", test_private_fetch);
         g_test_add_func("/messages/private-signal", test_private_signal);

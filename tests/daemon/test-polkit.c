@@ -92,6 +92,11 @@ static GVariant *send_params(Fixture *f) {
         return g_variant_new("(^ass)", to, "hello");
 }
 
+static GVariant *send_with_options_params(Fixture *f) {
+        const char *to[] = { f->user_id, NULL };
+        return g_variant_new_parsed("(%^as, 'hello', {'request-id': <'polkit-1'>})", to);
+}
+
 static GVariant *publish_params(Fixture *f) {
         return g_variant_new_parsed("('site.door', {'open': <true>})");
 }
@@ -103,6 +108,8 @@ static const Change changes[] = {
         { "GoOnline",   ACTION_SET_PRESENCE,   OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "(t)",  go_online_params,   TRUE },
         { "GoOffline",  ACTION_SET_PRESENCE,   OUTPOST_PRESENCE_PATH, IFACE_PRESENCE, "(t)",  go_offline_params,  FALSE },
         { "Send",       ACTION_SEND_MESSAGES,  OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "(st)", send_params,        TRUE },
+        { "SendWithOptions", ACTION_SEND_MESSAGES, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "(st)",
+          send_with_options_params, TRUE },
         { "Publish",    ACTION_PUBLISH_EVENTS, OUTPOST_EVENTS_PATH,   IFACE_EVENTS,   "(t)",  publish_params,     TRUE },
 };
 

@@ -392,9 +392,11 @@ static void test_earlier_store_adopted(void) {
 
         log = test_bus_take_daemon_log(tb);
         g_assert_nonnull(strstr(log, "adopted"));
+        /* And brought to schema version 2 (request ids) on the way. */
+        g_assert_nonnull(strstr(log, "from schema version 1 to 2"));
         test_bus_stop_daemon(tb, SIGTERM);
         g_assert_cmpint(sql_int(path, "PRAGMA application_id"), ==, OUTPOST_APPLICATION_ID);
-        g_assert_cmpint(sql_int(path, "PRAGMA user_version"), ==, 1);
+        g_assert_cmpint(sql_int(path, "PRAGMA user_version"), ==, 2);
 
         /* Marked now: adopted again without a word. */
         test_bus_start_daemon(tb, NULL);
@@ -409,13 +411,13 @@ static void test_new_store_marked(void) {
         test_bus_start_daemon(tb, NULL);
         test_bus_stop_daemon(tb, SIGTERM);
         g_assert_cmpint(sql_int(path, "PRAGMA application_id"), ==, OUTPOST_APPLICATION_ID);
-        g_assert_cmpint(sql_int(path, "PRAGMA user_version"), ==, 1);
+        g_assert_cmpint(sql_int(path, "PRAGMA user_version"), ==, 2);
 }
 
 static void test_newer_schema(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autofree char *path = store_file(tb);
-        const char *const mentions[] = { "schema version 7", "schema version 1", NULL };
+        const char *const mentions[] = { "schema version 7", "schema version 2", NULL };
 
         test_bus_start_daemon(tb, NULL);
         test_bus_stop_daemon(tb, SIGTERM);

@@ -244,6 +244,8 @@ static void assert_calls_disconnected(Fixture *f, const char *mention) {
         test_wait_until(r.done, 1000);
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
         g_assert_nonnull(strstr(r.error->message, mention));
+        /* The call never reached the service: a retry is safe. */
+        g_assert_nonnull(strstr(r.error->message, "the call was not carried out"));
         call_result_clear(&r);
         g_assert_cmpint(g_get_monotonic_time() - t0, <, G_USEC_PER_SEC);
 }
@@ -288,6 +290,8 @@ static void test_left_before_reply(Fixture *f, gconstpointer data) {
         g_assert_error(r.error, OUTPOST_ERROR, OUTPOST_ERROR_DISCONNECTED);
         g_assert_nonnull(strstr(r.error->message, OUTPOST_NAME));
         g_assert_nonnull(strstr(r.error->message, "NoReply"));
+        /* It reached the service: the program must not take it as undone. */
+        g_assert_nonnull(strstr(r.error->message, "the call may have been carried out"));
         call_result_clear(&r);
         test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_DISCONNECTED, 10000);
 }
@@ -426,6 +430,39 @@ static void test_messages(Fixture *f, gconstpointer data) {
         want = history_after(f, start);
         assert_seqs_equal(f->seqs, want);
         g_assert_cmpuint(count_topic(f, topic), ==, 2);
+}
+
+/* The generated proxies carry request ids as the contract has them: a
+ * retried Publish or SendWithOptions is written once. */
+static void test_request_ids(Fixture *f, gconstpointer data) {
+        g_autofree char *id = test_create_user(f->origin, "ann", NULL);
+        g_autofree char *first_message = NULL, *again_message = NULL;
+        const char *to[] = { id, NULL };
+        guint64 first_seq = 0, again_seq = 0, first_last = 0, again_last = 0;
+        g_autoptr(GError) error = NULL;
+
+        test_wait_until(client_state(f) == OUTPOST_CLIENT_STATE_CONNECTED, 10000);
+        for (int i = 0; i < 2; i++) {
+                GVariantBuilder b;
+
+                g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+                g_variant_builder_add(&b, "{sv}", OUTPOST_PUBLISH_REQUEST_ID_KEY, g_variant_new_string("till-7"));
+                g_assert_true(outpost_events_call_publish_sync(outpost_client_get_events(f->client), "app/till",
+                                                               g_variant_builder_end(&b), i ? &again_seq : &first_seq,
+                                                               NULL, &error));
+                g_assert_no_error(error);
+
+                g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+                g_variant_builder_add(&b, "{sv}", OUTPOST_SEND_OPTION_REQUEST_ID, g_variant_new_string("note-7"));
+                g_assert_true(outpost_messages_call_send_with_options_sync(
+                        outpost_client_get_messages(f->client), to, "hello", g_variant_builder_end(&b),
+                        i ? &again_message : &first_message, i ? &again_last : &first_last, NULL, &error));
+                g_assert_no_error(error);
+        }
+        g_assert_cmpuint(again_seq, ==, first_seq);
+        g_assert_cmpstr(again_message, ==, first_message);
+        g_assert_cmpuint(again_last, ==, first_last);
+        g_assert_cmpuint(events_property(f, "LastSeq"), ==, first_last);
 }
 
 static void test_lease(Fixture *f, gconstpointer data) {
@@ -792,6 +829,7 @@ int main(int argc, char **argv) {
         ADD("/liboutpost/left-before-reply", NULL, fixture_setup, test_left_before_reply);
         ADD("/liboutpost/restart", NULL, fixture_setup, test_restart);
         ADD("/liboutpost/messages", NULL, fixture_setup, test_messages);
+        ADD("/liboutpost/request-ids", NULL, fixture_setup, test_request_ids);
         ADD("/liboutpost/lease", NULL, fixture_setup, test_lease);
         ADD("/liboutpost/online-users", NULL, fixture_setup, test_online_users);
         ADD("/liboutpost/subscriptions", NULL, fixture_setup, test_subscriptions);

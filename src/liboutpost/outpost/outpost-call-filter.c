@@ -152,12 +152,14 @@ static GDBusMessage *disconnected_reply(GDBusMessage *message) {
         }
         if (body && g_variant_is_of_type(body, G_VARIANT_TYPE("(s)")))
                 g_variant_get(body, "(&s)", &text);
+        /* As the bridges say it (DESIGN.md §4 rule 5): whether the call
+         * may have been carried out. */
         if (g_str_equal(error_name, DBUS_ERROR_NO_REPLY))
-                why = g_strdup_printf("%s left the bus before it replied (%s: %s)", OUTPOST_BUS_NAME, error_name,
-                                      text ?: "no message");
+                why = g_strdup_printf("%s left the bus before it replied (%s: %s): the call may have been carried out",
+                                      OUTPOST_BUS_NAME, error_name, text ?: "no message");
         else
-                why = g_strdup_printf("%s is not on the bus (%s: %s)", OUTPOST_BUS_NAME, error_name,
-                                      text ?: "no message");
+                why = g_strdup_printf("%s is not on the bus (%s: %s): the call was not carried out", OUTPOST_BUS_NAME,
+                                      error_name, text ?: "no message");
         g_dbus_message_set_error_name(copy, BUS_ERROR_DISCONNECTED);
         g_dbus_message_set_body(copy, g_variant_new("(s)", why));
         g_object_unref(message);

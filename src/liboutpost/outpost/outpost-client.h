@@ -79,6 +79,29 @@ G_DECLARE_FINAL_TYPE(OutpostClient, outpost_client, OUTPOST, CLIENT, GObject)
 #define OUTPOST_CLIENT_DEFAULT_TIMEOUT_MSEC 25000
 
 /**
+ * OUTPOST_PUBLISH_REQUEST_ID_KEY:
+ *
+ * The key of the data of Publish (outpost_events_call_publish()) that
+ * names the call with a request id of the caller's choosing (a string of
+ * 1 to 128 printable ASCII characters without space, a UUID say). The
+ * event does not carry it. A retry with the same request id, after an
+ * error that said the call may have been carried out, returns the first
+ * call's seq instead of publishing again.
+ */
+#define OUTPOST_PUBLISH_REQUEST_ID_KEY "org.outpost.request-id"
+
+/**
+ * OUTPOST_SEND_OPTION_REQUEST_ID:
+ *
+ * The option of SendWithOptions
+ * (outpost_messages_call_send_with_options()) that names the call with
+ * a request id, as #OUTPOST_PUBLISH_REQUEST_ID_KEY does for Publish: a
+ * retry returns the first call's message id and last seq instead of
+ * sending the message again.
+ */
+#define OUTPOST_SEND_OPTION_REQUEST_ID "request-id"
+
+/**
  * OutpostEventFunc:
  * @client: the client
  * @seq: the event's global sequence number
