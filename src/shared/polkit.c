@@ -126,7 +126,7 @@ int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
         uid_t uid;
         int r;
 
-        if (sender && g_hash_table_lookup_extended(p->uids, sender, NULL, &cached)) {
+        if (p && sender && g_hash_table_lookup_extended(p->uids, sender, NULL, &cached)) {
                 *ret = GPOINTER_TO_UINT(cached);
                 return 0;
         }
@@ -136,7 +136,7 @@ int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret) {
         r = sd_bus_creds_get_euid(creds, &uid);
         if (r < 0)
                 return r;
-        if (sender && sender[0] == ':') {
+        if (p && sender && sender[0] == ':') {
                 if (g_hash_table_size(p->uids) >= UID_CACHE_MAX)
                         g_hash_table_remove_all(p->uids);
                 g_hash_table_insert(p->uids, g_strdup(sender), GUINT_TO_POINTER(uid));

@@ -51,5 +51,6 @@ int polkit_authorize_read(Polkit *p, sd_bus_message *m, const char *action, bool
 /* The effective uid the sender of M had when it connected, as the bus saw
  * it. The first question per unique name is a call to the bus, made
  * synchronously; the answer is remembered, so a handler that was just
- * authorized gets it without asking again. */
+ * authorized gets it without asking again. P may be NULL: nothing is
+ * remembered then. */
 int polkit_sender_euid(Polkit *p, sd_bus_message *m, uid_t *ret);
