@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Who is connected to a listener (DESIGN.md §5b): the listener answers
  * org.outpost.Outpost1.Listener.ListPeers on its local bus, under a name
- * of its own, to root and the bridge's account only. Peers are raw sd-bus connections over the real
+ * of its own, to root and the bridge's account only, and "outpostctl
+ * bridge peers" shows it. Peers are raw sd-bus connections over the real
  * TLS link (peer-link.h), with the certificates of
  * tests/common/make-test-certs.sh; the bus has the project's policy. */
 #include "config.h"
 
 #include <string.h>
+#include <sys/wait.h>
 
 #include "bridge-harness.h"
 #include "peer-link.h"
@@ -105,6 +107,60 @@ static void assert_peer(GVariant *peers, const char *name, const char *scopes, g
         g_assert_cmpuint(connection, >=, 1);
 }
 
+/* Run outpostctl on the bus of C with ARGS; its exit status, its output in
+ * *RET_OUT and *RET_ERR. */
+static int run_ctl(TestBus *bus, const char *const *args, char **ret_out, char **ret_err) {
+        g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GError) error = NULL;
+        int status = 0;
+
+        g_ptr_array_add(argv, g_strdup(OUTPOSTCTL));
+        g_ptr_array_add(argv, g_strconcat("--address=", bus->address, NULL));
+        for (const char *const *a = args; *a; a++)
+                g_ptr_array_add(argv, g_strdup(*a));
+        g_ptr_array_add(argv, NULL);
+        g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, ret_out, ret_err, &status,
+                     &error);
+        g_assert_no_error(error);
+        g_assert_true(WIFEXITED(status));
+        g_test_message("outpostctl: %d\n%s%s", WEXITSTATUS(status), *ret_out, *ret_err);
+        return WEXITSTATUS(status);
+}
+
+/* The line of the table that begins with NAME. */
+static char *table_line(const char *out, const char *name) {
+        g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+
+        for (char **l = lines; *l; l++)
+                if (g_str_has_prefix(*l, name) && (*l)[strlen(name)] == ' ')
+                        return g_strdup(*l);
+        g_error("no line for %s in:\n%s", name, out);
+}
+
+static void assert_ctl_lists(Central *c) {
+        g_autofree char *out = NULL, *err = NULL, *kiosk = NULL, *site = NULL;
+
+        g_assert_cmpint(run_ctl(c->bus, (const char *const[]) { "bridge", "peers", NULL }, &out, &err), ==, 0);
+        g_assert_true(g_str_has_prefix(out, "NAME "));
+        g_assert_nonnull(strstr(out, "CONNECTED SINCE"));
+        kiosk = table_line(out, "kiosk-1");
+        site = table_line(out, "site-1");
+        g_assert_nonnull(strstr(kiosk, " 127.0.0.1:"));
+        g_assert_nonnull(strstr(kiosk, " read;presence "));
+        g_assert_nonnull(strstr(site, " read;presence;send;publish;users "));
+        g_assert_true(g_str_has_suffix(out, "\n2 peers connected.\n"));
+        g_free(g_steal_pointer(&out));
+        g_free(g_steal_pointer(&err));
+
+        g_assert_cmpint(run_ctl(c->bus, (const char *const[]) { "--json", "bridge", "peers", NULL }, &out, &err),
+                        ==, 0);
+        g_assert_nonnull(strstr(out, "\"peer-count\":2"));
+        g_assert_nonnull(strstr(out, "\"name\":\"kiosk-1\""));
+        g_assert_nonnull(strstr(out, "\"scopes\":[\"read\",\"presence\"]"));
+        g_assert_nonnull(strstr(out, "\"holds\":1"));
+        g_assert_nonnull(strstr(out, "\"holds\":2"));
+}
+
 static void test_peers_listed(void) {
         Central c = {};
         Dial *kiosk = NULL, *site = NULL;
@@ -127,6 +183,7 @@ static void test_peers_listed(void) {
         g_assert_cmpuint(g_variant_n_children(peers), ==, 2);
         assert_peer(peers, "kiosk-1", "read;presence", 1, 1);
         assert_peer(peers, "site-1", "read;presence;send;publish;users", 2, 2);
+        assert_ctl_lists(&c);
 
         /* A peer whose link drops leaves the list, and its holds with it. */
         sd_bus_close_unref(kiosk_bus);
@@ -226,11 +283,23 @@ static void test_introspection(void) {
         central_stop(&c);
 }
 
+/* A bus without a listener: outpostctl says so. */
+static void test_no_listener(void) {
+        g_autoptr(TestBus) bus = test_bus_new();
+        g_autofree char *out = NULL, *err = NULL;
+
+        test_bus_start_daemon(bus, NULL);
+        g_assert_cmpint(run_ctl(bus, (const char *const[]) { "bridge", "peers", NULL }, &out, &err), ==, 1);
+        g_assert_true(g_str_has_prefix(err, "outpostctl: No bridge listens on this bus (nobody owns "
+                                            LISTENER_NAME ")"));
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/listener-peers/listed", test_peers_listed);
         g_test_add_func("/listener-peers/others-refused", test_others_refused);
         g_test_add_func("/listener-peers/peer-cannot-reach-it", test_peer_cannot_reach_it);
         g_test_add_func("/listener-peers/introspection", test_introspection);
+        g_test_add_func("/listener-peers/no-listener", test_no_listener);
         return g_test_run();
 }
