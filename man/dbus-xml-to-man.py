@@ -272,6 +272,11 @@ Objects:    \fI/org/outpost/Outpost1\fR           org.outpost.Outpost1.Registry,
             \fI/org/outpost/Outpost1/events\fR    org.outpost.Outpost1.Events
             \fI/org/outpost/Outpost1/bridge\fR    org.outpost.Outpost1.Bridge (bridged buses only)
 Errors:     org.outpost.Outpost1.Error.\fINAME\fR
+.PP
+Bus name:   \fBorg.outpost.Outpost1.Listener\fR (where outpost\-bridge listens;
+            root and outpost\-bridge only)
+Objects:    \fI/org/outpost/Outpost1/listener\fR
+                                          org.outpost.Outpost1.Listener
 .fi
 .SH DESCRIPTION
 .BR outpostd (8)
@@ -281,6 +286,9 @@ and
 .BR outpost\-bridge (8)
 publishes the same interfaces on the buses it relays the service to,
 plus \fBorg.outpost.Outpost1.Bridge\fR.
+Where it listens for remote bridges, it also answers
+\fBorg.outpost.Outpost1.Listener\fR under a name of its own, for
+administrators (\fBoutpostctl bridge peers\fR).
 Clients can use them directly (for example with
 .BR busctl (1)
 or

@@ -334,6 +334,14 @@ uint64_t link_get_last_receive(Link *link) {
         return link ? link->last_receive : 0;
 }
 
+const char *link_get_peer_address(Link *link) {
+        return link ? link->peer_addr : NULL;
+}
+
+size_t link_get_queued_bytes(Link *link) {
+        return link ? link->to_tcp.len : 0;
+}
+
 char **link_get_peer_names(Link *link) {
         return link && link->tls_session ? link_tls_peer_names(link->tls_session) : NULL;
 }

@@ -119,6 +119,13 @@ int link_listener_get_port(LinkListener *l);
  * names; free with g_strfreev), or NULL on a plaintext link. */
 char **link_get_peer_names(Link *link);
 
+/* The peer's address and port ("192.0.2.1:5555"), or NULL before the
+ * link knows it. */
+const char *link_get_peer_address(Link *link);
+
+/* Bytes waiting in the link to be sent to the peer. */
+size_t link_get_queued_bytes(Link *link);
+
 /* When the peer last sent bytes (CLOCK_MONOTONIC µs; 0: never), so that a
  * link busy carrying a large message is not taken for a dead one. */
 uint64_t link_get_last_receive(Link *link);

@@ -93,8 +93,10 @@ static void pool_call_send(PoolCall *c) {
         }
         c->pool->n_pending++;
         listener_health_watch(c->pool->listener);
-        if (c->peer)
+        if (c->peer) {
+                c->peer->n_calls_relayed++;
                 g_queue_push_tail_link(&c->peer->sent, &c->peer_link);
+        }
         /* The connection owns the slot; its end frees the record. */
         (void) sd_bus_slot_set_destroy_callback(slot, on_sent_call_destroyed);
         (void) sd_bus_slot_set_floating(slot, true);

@@ -8,11 +8,13 @@
  * (listener-holds.c), and ends with the peer's link. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "hold-table.h"
 #include "listener.h"
 #include "log.h"
 #include "macro.h"
@@ -318,7 +320,9 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
         p->scopes = scopes;
         p->change_tokens = l->bridge->config.peer_change_burst;
         p->change_tokens_usec = (uint64_t) g_get_monotonic_time();
-        p->hold_key = g_strdup_printf("%" PRIu64, ++l->n_peers_accepted);
+        p->number = ++l->n_peers_accepted;
+        p->connected_usec = (uint64_t) g_get_real_time();
+        p->hold_key = g_strdup_printf("%" PRIu64, p->number);
         g_hash_table_add(l->peers, p);
         link_set_userdata(link, p);
 
@@ -329,6 +333,44 @@ static void on_link_ready(Link *link, int fd, const char *peer, const char *erro
                 return;
         }
         peer_log_scopes(p, "connected");
+}
+
+static int compare_peers(gconstpointer a, gconstpointer b) {
+        const Peer *x = *(Peer *const *) a, *y = *(Peer *const *) b;
+
+        return x->number < y->number ? -1 : x->number > y->number;
+}
+
+GPtrArray *listener_get_peers(Listener *l) {
+        GPtrArray *peers = g_ptr_array_new();
+        GHashTableIter iter;
+        Peer *p;
+
+        g_hash_table_iter_init(&iter, l->peers);
+        while (g_hash_table_iter_next(&iter, (gpointer *) &p, NULL))
+                if (!p->closing && p->link && p->pool)
+                        g_ptr_array_add(peers, p);
+        g_ptr_array_sort(peers, compare_peers);
+        return peers;
+}
+
+void peer_get_info(Peer *p, PeerInfo *ret) {
+        uint64_t queued_messages = 0;
+
+        assert(p->link && p->pool);
+        (void) sd_bus_get_n_queued_write(p->remote, &queued_messages);
+        *ret = (PeerInfo) {
+                .name = p->name,
+                .address = link_get_peer_address(p->link) ?: p->description,
+                .scopes = p->scopes,
+                .connected_usec = p->connected_usec,
+                .calls_relayed = p->n_calls_relayed,
+                .calls_in_flight = p->n_in_flight,
+                .holds = hold_table_holder_size(p->pool->holds, p->hold_key),
+                .queued_bytes = link_get_queued_bytes(p->link),
+                .queued_messages = queued_messages,
+                .bus_connection = p->pool->index + 1,
+        };
 }
 
 static void warn_without_rules(Listener *l) {
@@ -348,6 +390,9 @@ static int listener_start(Listener *l, const LinkAddress *address, int activated
         if (r < 0)
                 return r;
         r = listener_health_start(l);
+        if (r < 0)
+                return r;
+        r = listener_dbus_start(l);
         if (r < 0)
                 return r;
         return link_listener_new(b->event, address, activated_fd, &b->link_config, on_link_ready, on_link_closed, l,
@@ -444,6 +489,7 @@ Listener *listener_free(Listener *l) {
         g_clear_pointer(&l->peers, g_hash_table_unref);
         g_clear_pointer(&l->pools, g_ptr_array_unref);
         listener_health_stop(l);
+        listener_dbus_stop(l);
         link_listener_free(l->link_listener);
         audit_free(l->audit);
         g_strfreev(l->rules);

@@ -4,7 +4,8 @@
 /* The listener's parts (DESIGN.md §5): listener.c accepts peers and
  * screens what they send, listener-pool.c carries their calls over a
  * small pool of local bus connections and fans the service's signals out,
- * listener-holds.c counts each peer's presence holds. */
+ * listener-holds.c counts each peer's presence holds, listener-dbus.c
+ * shows the peers to administrators on a name of the listener's own. */
 
 #include "audit.h"
 #include "bridge.h"
@@ -26,6 +27,7 @@ struct Listener {
         uint64_t unanswered_since; /* CLOCK_MONOTONIC µs of the oldest unanswered ping; 0: none */
         Audit *audit;           /* each change relayed, with the peer it came from */
         char **rules;           /* [Peers]: pattern, scopes, …; NULL: every peer may do everything */
+        sd_bus *own_bus;        /* where the listener answers for itself (listener-dbus.c) */
 };
 
 /* One remote bridge. */
@@ -37,6 +39,9 @@ struct Peer {
         Link *link;
         char *description;
         char *name;             /* its certificate's name (CN, else its first DNS SAN), for messages */
+        uint64_t number;        /* the how-manieth peer the listener accepted */
+        uint64_t connected_usec; /* CLOCK_REALTIME µs of its link coming up */
+        uint64_t n_calls_relayed; /* its calls sent to the local bus */
         unsigned scopes;        /* PeerScope bits: what it may call */
         double change_tokens;   /* change calls it may make now (peer-change-burst at most) */
         uint64_t change_tokens_usec; /* when they were counted */
@@ -116,6 +121,30 @@ void listener_service_answered(Listener *l);
 
 /* listener.c */
 void peer_close(Peer *p, const char *reason, bool at_fault);
+
+/* What an administrator is shown of a peer; borrowed from the peer. */
+typedef struct PeerInfo {
+        const char *name;
+        const char *address;
+        unsigned scopes;        /* PeerScope bits */
+        uint64_t connected_usec; /* CLOCK_REALTIME µs */
+        uint64_t calls_relayed;
+        unsigned calls_in_flight;
+        unsigned holds;
+        uint64_t queued_bytes;  /* in the link, toward the peer */
+        uint64_t queued_messages; /* in sd-bus, before those bytes */
+        unsigned bus_connection; /* its pool connection, from 1 */
+} PeerInfo;
+/* The peers whose link is up (not closing), oldest first: Peer*,
+ * borrowed; free the array. */
+GPtrArray *listener_get_peers(Listener *l);
+void peer_get_info(Peer *p, PeerInfo *ret);
+
+/* listener-dbus.c */
+/* Export the listener's object and ask for its name; a name another
+ * process has is waited for, with a log line, and the listener goes on. */
+int listener_dbus_start(Listener *l);
+void listener_dbus_stop(Listener *l);
 
 /* listener-holds.c */
 /* When M is GoOnline or GoOffline, queue it with the peer's presence

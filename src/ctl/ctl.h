@@ -33,6 +33,7 @@ typedef struct Ctl {
 int ctl_status(Ctl *ctl);
 int ctl_bridge_status(Ctl *ctl);
 int ctl_bridge_reconnect(Ctl *ctl);
+int ctl_bridge_peers(Ctl *ctl);
 int ctl_users_list(Ctl *ctl);
 int ctl_users_show(Ctl *ctl);
 int ctl_users_create(Ctl *ctl);

@@ -44,6 +44,7 @@ static const Verb verbs[] = {
         { "publish", NULL, 1, ANY, 0, FALSE, ctl_publish },
         { "bridge", "status", 0, 0, 0, FALSE, ctl_bridge_status },
         { "bridge", "reconnect", 0, 0, 0, FALSE, ctl_bridge_reconnect },
+        { "bridge", "peers", 0, 0, 0, FALSE, ctl_bridge_peers },
 };
 
 static void usage(FILE *f) {
@@ -64,6 +65,7 @@ static void usage(FILE *f) {
                            "                                       show (and follow) the events\n"
                            "  publish TOPIC [KEY=VALUE...]         publish an event\n"
                            "  bridge status | bridge reconnect     the bridge of this bus\n"
+                           "  bridge peers                         the remote bridges its listener serves\n"
                            "\n"
                            "KEY is a user field: name, display-name, email, enabled (true/false),\n"
                            "attributes.NAME (attributes= clears them all).\n"));

@@ -86,3 +86,13 @@ int bus_callers_get(BusCallers *c, sd_bus_message *m, const BusCaller **ret) {
         *ret = caller;
         return 0;
 }
+
+int bus_sender_euid(sd_bus_message *m, uid_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        return sd_bus_creds_get_euid(creds, ret);
+}

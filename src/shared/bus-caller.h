@@ -27,3 +27,7 @@ BusCallers *bus_callers_free(BusCallers *c);
  * result stays valid until the table is freed or emptied by a later
  * call that finds it full. */
 int bus_callers_get(BusCallers *c, sd_bus_message *m, const BusCaller **ret);
+
+/* The effective uid of the sender of M, asked of the bus now, for a rare
+ * call that keeps no table. */
+int bus_sender_euid(sd_bus_message *m, uid_t *ret);

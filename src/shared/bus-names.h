@@ -23,3 +23,9 @@
 #define MESSAGES_IFACE         OUTPOST_IFACE_PREFIX "Messages"
 #define EVENTS_IFACE           OUTPOST_IFACE_PREFIX "Events"
 #define BRIDGE_IFACE           OUTPOST_IFACE_PREFIX "Bridge"
+
+/* The listener's own face on its local bus, for administrators: a name
+ * of its own, never relayed (DESIGN.md §5b). */
+#define LISTENER_BUS_NAME      OUTPOST_IFACE_PREFIX "Listener"
+#define LISTENER_PATH          OUTPOST_ROOT_PATH "/listener"
+#define LISTENER_IFACE         OUTPOST_IFACE_PREFIX "Listener"

@@ -67,10 +67,11 @@ check() {
 	fi
 }
 
-echo "1..13"
+echo "1..14"
 check "outpostctl us" "users"
 check "outpostctl " "bridge events presence publish send status users"
 check "outpostctl users " "create delete list set show"
+check "outpostctl bridge " "peers reconnect status"
 check "outpostctl users show an" "ann anna"
 check "outpostctl --session presence online b" "bob"
 check "outpostctl --session presence offline " "anna"

@@ -36,6 +36,8 @@ static void test_interfaces_have_xml(void) {
         for (size_t i = 0; i < G_N_ELEMENTS(service_interfaces); i++)
                 g_dbus_node_info_unref(node_from_file(service_interfaces[i]));
         g_dbus_node_info_unref(node_from_file(BRIDGE_IFACE));
+        g_dbus_node_info_unref(node_from_file(LISTENER_IFACE));
+        g_assert_true(g_str_has_prefix(LISTENER_PATH, OUTPOST_ROOT_PATH "/"));
         g_assert_true(g_str_has_prefix(USERS_PATH, OUTPOST_ROOT_PATH "/"));
         g_assert_cmpstr(OUTPOST_IFACE_PREFIX, ==, OUTPOST_BUS_NAME ".");
 }

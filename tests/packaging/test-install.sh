@@ -54,7 +54,8 @@ expect "$dir_includedir/outpost-1/outpost" outpost.h outpost-client.h outpost-er
 expect "$dir_pkgconfigdir" outpost-1.pc
 expect "$dir_interfacesdir" org.outpost.Outpost1.Registry.xml org.outpost.Outpost1.Users.xml \
 	org.outpost.Outpost1.Presence.xml org.outpost.Outpost1.Messages.xml \
-	org.outpost.Outpost1.Events.xml org.outpost.Outpost1.Bridge.xml
+	org.outpost.Outpost1.Events.xml org.outpost.Outpost1.Bridge.xml \
+	org.outpost.Outpost1.Listener.xml
 expect "$dir_dbuspolicydir" org.outpost.Outpost1.conf
 expect "$dir_dbussystemservicedir" org.outpost.Outpost1.service
 expect "$dir_systemdsystemunitdir" outpostd.service outpost-bridge.service outpost-bridge.socket
