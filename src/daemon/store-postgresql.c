@@ -903,13 +903,21 @@ static int read_event_bounds(PgStore *s) {
         return 0;
 }
 
-static int open_session(PgStore *s) {
+/* Opens a transaction in which the schema is known to be this
+ * version's (made or upgraded if need be). */
+static int begin_with_schema(PgStore *s) {
         int r;
 
         r = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL);
         if (r < 0)
                 return r;
-        r = check_schema(s);
+        return check_schema(s);
+}
+
+static int open_session(PgStore *s) {
+        int r;
+
+        r = begin_with_schema(s);
         if (r < 0)
                 return r;
         r = meta_get_or_create(s, "server-id", &s->base.server_id);
@@ -978,10 +986,7 @@ static int connect_server(PgStore *s, const char *connection) {
 static int check_schema_now(PgStore *s) {
         int r;
 
-        r = exec_ok(s, "BEGIN", PGRES_COMMAND_OK, NULL);
-        if (r < 0)
-                return r;
-        r = check_schema(s);
+        r = begin_with_schema(s);
         if (r < 0)
                 return r;
         return exec_ok(s, "COMMIT", PGRES_COMMAND_OK, NULL);
