@@ -152,6 +152,7 @@ typedef struct BridgeConfig {
         unsigned listener_max_pending;  /* listener: calls pending on one of them, the rest wait */
         unsigned max_holds_per_peer;    /* listener: presence holds of one remote peer */
         unsigned max_holds_per_caller;  /* importer: presence holds of one local caller */
+        unsigned resume_max_events;     /* importer: missed events a resume may hold, else a snapshot */
         unsigned peer_change_rate;      /* listener: change calls per second of one peer, on average */
         unsigned peer_change_burst;     /* listener: … and at most this many at once */
 } BridgeConfig;

@@ -829,6 +829,7 @@ static int scan_event(Importer *im, sd_bus_message *reply) {
         r = sd_bus_message_read(reply, "tsx", &seq, &topic, &time);
         if (r < 0)
                 return r;
+        im->resume_events++;
         if (strcmp(topic, "presence") != 0)
                 r = sd_bus_message_skip(reply, "a{sv}");
         else {
@@ -868,6 +869,16 @@ static int on_resume_page(sd_bus_message *reply, void *userdata, sd_bus_error *r
         }
         g_ptr_array_add(im->resume_pages, sd_bus_message_ref(reply));
         im->resume_after = MAX(im->resume_after, next_after);
+        /* The pages are held until the whole resume checks out: past the
+         * limit, the snapshot, whose replay relays page by page, holds
+         * less. */
+        if (more && im->resume_events >= im->bridge->config.resume_max_events) {
+                g_autofree char *why = g_strdup_printf("more than %u missed events (resume-max-events)",
+                                                       im->bridge->config.resume_max_events);
+
+                resume_abandon(im, why);
+                return 0;
+        }
         if (more)
                 resume_fetch(im);
         else
@@ -1159,6 +1170,7 @@ static void resume_start(Importer *im) {
 
         (void) cached_generation(im, &generation);
         im->resuming = true;
+        im->resume_events = 0;
         im->resume_after = im->last_seq;
         im->resume_from_generation = generation;
         im->resume_generation = generation;

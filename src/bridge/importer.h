@@ -42,6 +42,7 @@ struct Importer {
         bool resuming;
         unsigned resume_pending;        /* replies it still waits for */
         GPtrArray *resume_pages;        /* FetchSince replies, applied once all came */
+        unsigned resume_events;         /* events in them: at most resume-max-events */
         GHashTable *resume_users;       /* user id → ResumedUser: presence as the events leave it */
         GHashTable *resume_reads;       /* cookie of an object read → its user id */
         uint64_t resume_after;          /* the next FetchSince starts after this */

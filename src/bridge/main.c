@@ -53,6 +53,7 @@ static const ConfigKey bridge_config_keys[] = {
         KEY("listener-max-pending", CONFIG_UINT,   listener_max_pending, 1, 100000),
         KEY("max-holds-per-peer",   CONFIG_UINT,   max_holds_per_peer, 1, 1000000),
         KEY("max-holds-per-caller", CONFIG_UINT,   max_holds_per_caller, 1, 1000000),
+        KEY("resume-max-events",    CONFIG_UINT,   resume_max_events, 1, 10000000),
         KEY("peer-change-rate",     CONFIG_UINT,   peer_change_rate, 1, 1000000),
         KEY("peer-change-burst",    CONFIG_UINT,   peer_change_burst, 1, 1000000),
         /* Patterns are the keys: any key, checked as a rule. */
@@ -69,18 +70,18 @@ typedef struct Options {
         gboolean insecure_plaintext;
         char **upstreams;       /* --upstream, repeated */
         char *strings[8];
-        int numbers[18];
+        int numbers[19];
 } Options;
 
 static const char *const string_options[8] = {
         "address", "listen", "tls-ca", "tls-cert", "tls-key", "tls-crl", "allowed-peers", NULL,
 };
-static const char *const number_options[18] = {
+static const char *const number_options[19] = {
         "reconnect-min-ms", "reconnect-max-ms", "heartbeat-ms", "heartbeat-timeout-ms",
         "peer-idle-timeout-ms", "max-calls-in-flight", "max-queued-bytes", "max-message-bytes",
         "max-calls-per-caller", "max-handshakes", "max-connections-per-address", "handshake-timeout-sec",
         "listener-bus-connections", "listener-max-pending", "max-holds-per-peer", "max-holds-per-caller",
-        "peer-change-rate", "peer-change-burst",
+        "peer-change-rate", "peer-change-burst", "resume-max-events",
 };
 
 static void options_clear(Options *o) {
@@ -193,6 +194,10 @@ static int load_config(const Options *o, BridgeConfig *c) {
                  * (MaxHoldsPerPeer): a local client of a site or machine
                  * may hold as many as one at central. */
                 .max_holds_per_caller = 4096,
+                /* Missed events held in memory while a resume checks
+                 * them (pages of at most 1000): a few MiB of typical
+                 * events; past it a snapshot costs no more. */
+                .resume_max_events = 20000,
                 /* A peer may be a site with thousands of people behind
                  * it, all coming online in the same minute: room for a
                  * morning's burst of holds, while a stolen machine's

@@ -291,6 +291,29 @@ static void test_truncated(void) {
         stream_clear(&s);
 }
 
+static void publish_many(Deployment *d) {
+        publish(d->central->conn, 1100);
+}
+
+/* More missed events than the site may hold while a resume checks them
+ * (resume-max-events): it takes the snapshot instead, and the machine
+ * still gets every event, in order, with no gap. */
+static void test_too_many_to_resume(void) {
+        const char *const extra[] = { "--resume-max-events=100", NULL };
+        g_autoptr(Deployment) d = deployment_new_with(NULL, extra);
+        Stream s;
+        guint64 from;
+
+        stream_init(&s, d->machine->conn);
+        publish(d->central->conn, 3);
+        wait_caught_up(d->machine->conn, d->central->conn, &s);
+        from = stream_last(&s);
+        outage_with_snapshot(d, publish_many, "more than 100 missed events (resume-max-events)");
+        wait_caught_up(d->machine->conn, d->central->conn, &s);
+        assert_stream_whole(&s, from, events_u64(d->central->conn, "LastSeq"));
+        stream_clear(&s);
+}
+
 static void restart_daemon(Deployment *d) {
         test_bus_stop_daemon(d->central, SIGTERM);
         test_bus_start_daemon(d->central, NULL);
@@ -441,6 +464,7 @@ int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge-resync/resume-without-snapshot", test_resume_without_snapshot);
         g_test_add_func("/bridge-resync/truncated", test_truncated);
+        g_test_add_func("/bridge-resync/too-many-to-resume", test_too_many_to_resume);
         g_test_add_func("/bridge-resync/new-instance", test_new_instance);
         g_test_add_func("/bridge-resync/reset", test_reset);
         g_test_add_func("/bridge-resync/many-holds-reasserted", test_many_holds_reasserted);
