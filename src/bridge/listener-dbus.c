@@ -74,15 +74,13 @@ static int append_entry(sd_bus_message *reply, const char *key, const char *type
 }
 
 static int append_scopes(sd_bus_message *reply, unsigned scopes) {
-        g_autofree char *list = peer_scopes_format(scopes);
-        g_auto(GStrv) names = g_strsplit(list, ";", -1);
+        g_autofree const char **names = peer_scopes_names(scopes);
         int r;
 
         r = open_entry(reply, "scopes", "as");
         if (r < 0)
                 return r;
-        /* "" is no scope at all, not one empty name. */
-        r = sd_bus_message_append_strv(reply, names[0] && names[0][0] ? names : (char *[]) { NULL });
+        r = sd_bus_message_append_strv(reply, (char **) names);
         if (r < 0)
                 return r;
         return close_entry(reply);

@@ -50,13 +50,20 @@ bool peer_scopes_parse(const char *list, unsigned *ret, char **ret_reason) {
         return true;
 }
 
-char *peer_scopes_format(unsigned scopes) {
-        g_autoptr(GString) s = g_string_new(NULL);
+const char **peer_scopes_names(unsigned scopes) {
+        g_autoptr(GPtrArray) names = g_ptr_array_new();
 
         for (size_t i = 0; i < ELEMENTSOF(scope_names); i++)
                 if (scopes & scope_names[i].scope)
-                        g_string_append_printf(s, "%s%s", s->len > 0 ? ";" : "", scope_names[i].name);
-        return g_string_free(g_steal_pointer(&s), FALSE);
+                        g_ptr_array_add(names, (gpointer) scope_names[i].name);
+        g_ptr_array_add(names, NULL);
+        return (const char **) g_ptr_array_free(g_steal_pointer(&names), FALSE);
+}
+
+char *peer_scopes_format(unsigned scopes) {
+        g_autofree const char **names = peer_scopes_names(scopes);
+
+        return g_strjoinv(";", (char **) names);
 }
 
 /* GKeyFile takes "name[xx]" for a translation of "name": brackets, and

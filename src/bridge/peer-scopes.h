@@ -31,6 +31,9 @@ typedef enum PeerScope {
 
 /* "read;presence" → the bits; false with *RET_REASON on an unknown scope. */
 bool peer_scopes_parse(const char *list, unsigned *ret, char **ret_reason);
+/* The names of the bits, NULL-terminated (an empty array for none); the
+ * names are static, free only the array. */
+const char **peer_scopes_names(unsigned scopes);
 /* The bits as a list: "read;presence", "" for none. */
 char *peer_scopes_format(unsigned scopes);
 /* One [Peers] entry (the config file's check): a usable pattern and a
