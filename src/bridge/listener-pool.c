@@ -162,12 +162,14 @@ int pool_call_new_local(PoolCall *c, const char *path, const char *interface, co
 }
 
 /* A plain call: the same method with the same body, the answer copied
- * back. */
+ * back. A message says whom it came through (listener-send.c). */
 static int relay_prepare(PoolCall *c, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *local = NULL;
         sd_bus_message *m = c->call;
         int r;
 
+        if (listener_call_is_send(m))
+                return send_prepare(c, ret);
         r = pool_call_new_local(c, sd_bus_message_get_path(m), sd_bus_message_get_interface(m),
                                 sd_bus_message_get_member(m), &local);
         if (r < 0)

@@ -29,3 +29,9 @@ const BusChangeMethod *bus_change_method_find(const char *interface, const char 
 /* The entry of the method call M, or NULL for a read (or not a call). A
  * call without an interface gets the entry of the member it names. */
 const BusChangeMethod *bus_change_method_of(sd_bus_message *m);
+/* The polkit action that authorizes the change call M: its method's, but
+ * for a SendWithOptions that names the peers it came through
+ * (SEND_OPTION_RELAYED_BY) the action of the bridges that may say so,
+ * POLKIT_ACTION_RELAY_FOR_PEERS, in its place. Reads M's arguments and
+ * leaves it rewound. */
+const char *bus_change_action_of(sd_bus_message *m);
