@@ -66,10 +66,20 @@ static int on_local_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
+/* A call that could not be sent never reached the service, and its
+ * caller is told so, as at every layer (DESIGN.md §4 rule 5): a lost
+ * connection to the local bus is an outage, Disconnected; anything else
+ * a failure of the listener's own. */
 static void answer_failure(PoolCall *c, int error) {
-        if (c->peer && c->call && !c->peer->closing)
-                (void) sd_bus_reply_method_errorf(c->call, SD_BUS_ERROR_FAILED, "Cannot relay the call: %s",
-                                                  strerror(-error));
+        bool lost = IN_SET(error, -ENOTCONN, -ECONNRESET, -EPIPE, -ESHUTDOWN);
+
+        if (!c->peer || !c->call || c->peer->closing)
+                return;
+        (void) sd_bus_reply_method_errorf(c->call, lost ? BUS_ERROR_DISCONNECTED : SD_BUS_ERROR_FAILED,
+                                          "%s (%s): the call was not carried out",
+                                          lost ? "The listener's connection to the local bus is closed"
+                                               : "The listener cannot relay the call",
+                                          strerror(-error));
 }
 
 static void pool_call_send(PoolCall *c) {
