@@ -47,9 +47,29 @@ const BusChangeMethod *bus_change_method_of(sd_bus_message *m) {
         return NULL;
 }
 
-/* Whether the options of SendWithOptions M, which is rewound first, name
- * KEY: 1, 0 or a negative errno. */
-static int send_options_name(sd_bus_message *m, const char *key) {
+/* The value of relayed-by, M at its variant: *RET_NAMES as for
+ * bus_send_relayed_by(). */
+static int read_relayed_by(sd_bus_message *m, char ***ret_names) {
+        const char *contents = NULL;
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (!contents || strcmp(contents, "as") != 0)
+                return sd_bus_message_skip(m, "v");
+        r = sd_bus_message_enter_container(m, SD_BUS_TYPE_VARIANT, "as");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_strv(m, ret_names);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+/* bus_send_relayed_by() of M, a SendWithOptions with its arguments,
+ * rewound first. */
+static int send_options_relayed_by(sd_bus_message *m, char ***ret_names) {
         int r, found = 0;
 
         r = sd_bus_message_rewind(m, true);
@@ -67,9 +87,12 @@ static int send_options_name(sd_bus_message *m, const char *key) {
                 r = sd_bus_message_read(m, "s", &k);
                 if (r < 0)
                         return r;
-                if (strcmp(k, key) == 0)
+                /* The first one: outpostd refuses the call when there are more. */
+                if (strcmp(k, SEND_OPTION_RELAYED_BY) == 0 && !found) {
                         found = 1;
-                r = sd_bus_message_skip(m, "v");
+                        r = read_relayed_by(m, ret_names);
+                } else
+                        r = sd_bus_message_skip(m, "v");
                 if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
@@ -79,19 +102,30 @@ static int send_options_name(sd_bus_message *m, const char *key) {
         return r < 0 ? r : found;
 }
 
-const char *bus_change_action_of(sd_bus_message *m) {
+int bus_send_relayed_by(sd_bus_message *m, char ***ret_names) {
         const BusChangeMethod *method = bus_change_method_of(m);
         int r;
 
-        assert(method);
-        if (strcmp(method->interface, MESSAGES_IFACE) != 0 || strcmp(method->member, "SendWithOptions") != 0)
-                return method->polkit_action;
+        *ret_names = NULL;
+        if (!method || strcmp(method->interface, MESSAGES_IFACE) != 0 ||
+            strcmp(method->member, "SendWithOptions") != 0)
+                return 0;
         /* Any other signature is refused as the wrong arguments anyway. */
         if (!sd_bus_message_has_signature(m, "assa{sv}"))
-                return method->polkit_action;
-        r = send_options_name(m, SEND_OPTION_RELAYED_BY);
+                return 0;
+        r = send_options_relayed_by(m, ret_names);
         (void) sd_bus_message_rewind(m, true);
-        /* Options it cannot read are refused below; until then the
+        if (r <= 0)
+                g_clear_pointer(ret_names, g_strfreev);
+        return r;
+}
+
+const char *bus_change_action_of(sd_bus_message *m) {
+        const BusChangeMethod *method = bus_change_method_of(m);
+        g_auto(GStrv) names = NULL;
+
+        assert(method);
+        /* Options it cannot read are refused later; until then the
          * stricter action is the one asked for. */
-        return r == 0 ? method->polkit_action : POLKIT_ACTION_RELAY_FOR_PEERS;
+        return bus_send_relayed_by(m, &names) == 0 ? method->polkit_action : POLKIT_ACTION_RELAY_FOR_PEERS;
 }

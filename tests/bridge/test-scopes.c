@@ -604,7 +604,7 @@ static void test_site_scope_bounds_machines(void) {
 /* A message from a machine names the machine's bridge and the site's,
  * each as the listener in front of it saw its certificate. */
 static void test_sender_peers_behind_site(void) {
-        g_autofree char *ann = NULL;
+        g_autofree char *ann = NULL, *daemon_log = NULL;
         guint64 before;
         Chain c = {};
 
@@ -614,6 +614,9 @@ static void test_sender_peers_behind_site(void) {
         g_variant_unref(test_call_ok(c.machine->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
                                      g_variant_new_parsed("([%s], 'hello')", ann), "(st)"));
         assert_sender_peers(c.central, before, (const char *[]) { "kiosk-1", "site-1", NULL });
+        /* Central's audit trail names them too. */
+        daemon_log = test_bus_take_daemon_log(c.central);
+        g_assert_nonnull(strstr(daemon_log, "audit: Messages.SendWithOptions relayed by ['kiosk-1', 'site-1']"));
         chain_stop(&c);
 }
 
