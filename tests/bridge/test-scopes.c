@@ -293,6 +293,7 @@ static void test_sender_peers_direct(void) {
         g_assert_false(r.ok);
         g_assert_cmpstr(r.error.name, ==, ERROR_PREFIX "InvalidArgument");
         g_assert_nonnull(strstr(r.error.message, "array of strings"));
+        sd_bus_error_free(&r.error);
 
         /* A message sent at central names no peer. */
         before = test_last_seq(c.bus->conn);
