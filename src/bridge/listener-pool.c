@@ -66,10 +66,20 @@ static int on_local_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
+/* A call that could not be sent never reached the service, and its
+ * caller is told so, as at every layer (DESIGN.md §4 rule 5): a lost
+ * connection to the local bus is an outage, Disconnected; anything else
+ * a failure of the listener's own. */
 static void answer_failure(PoolCall *c, int error) {
-        if (c->peer && c->call && !c->peer->closing)
-                (void) sd_bus_reply_method_errorf(c->call, SD_BUS_ERROR_FAILED, "Cannot relay the call: %s",
-                                                  strerror(-error));
+        bool lost = IN_SET(error, -ENOTCONN, -ECONNRESET, -EPIPE, -ESHUTDOWN);
+
+        if (!c->peer || !c->call || c->peer->closing)
+                return;
+        (void) sd_bus_reply_method_errorf(c->call, lost ? BUS_ERROR_DISCONNECTED : SD_BUS_ERROR_FAILED,
+                                          "%s (%s): the call was not carried out",
+                                          lost ? "The listener's connection to the local bus is closed"
+                                               : "The listener cannot relay the call",
+                                          strerror(-error));
 }
 
 static void pool_call_send(PoolCall *c) {
@@ -162,12 +172,14 @@ int pool_call_new_local(PoolCall *c, const char *path, const char *interface, co
 }
 
 /* A plain call: the same method with the same body, the answer copied
- * back. */
+ * back. A message says whom it came through (listener-send.c). */
 static int relay_prepare(PoolCall *c, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *local = NULL;
         sd_bus_message *m = c->call;
         int r;
 
+        if (listener_call_is_send(m))
+                return send_prepare(c, ret);
         r = pool_call_new_local(c, sd_bus_message_get_path(m), sd_bus_message_get_interface(m),
                                 sd_bus_message_get_member(m), &local);
         if (r < 0)

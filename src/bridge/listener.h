@@ -4,8 +4,9 @@
 /* The listener's parts (DESIGN.md §5): listener.c accepts peers and
  * screens what they send, listener-pool.c carries their calls over a
  * small pool of local bus connections and fans the service's signals out,
- * listener-holds.c counts each peer's presence holds, listener-dbus.c
- * shows the peers to administrators on a name of the listener's own. */
+ * listener-holds.c counts each peer's presence holds, listener-send.c
+ * names the peer in the messages it sends, listener-dbus.c shows the
+ * peers to administrators on a name of the listener's own. */
 
 #include "audit.h"
 #include "bridge.h"
@@ -105,6 +106,14 @@ void pool_call_enqueue(PoolCall *c);
  * the interactive-authorization flag of C's message. */
 int pool_call_new_local(PoolCall *c, const char *path, const char *interface, const char *member,
                         sd_bus_message **ret);
+
+/* listener-send.c */
+/* Whether M is Messages.Send or SendWithOptions, which go to the local
+ * bus naming the peer they came from. */
+bool listener_call_is_send(sd_bus_message *m);
+/* The PREPARE of such a call: SendWithOptions with the peer's recipients,
+ * body and options, whose relayed-by ends with the peer's name. */
+int send_prepare(PoolCall *c, sd_bus_message **ret);
 
 /* listener-health.c */
 /* Ping the service on a connection of its own, every half heartbeat while

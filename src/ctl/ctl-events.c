@@ -220,6 +220,20 @@ int ctl_publish(Ctl *ctl) {
         return 0;
 }
 
+/* Send, or with --request-id SendWithOptions, which a retry with the same
+ * id answers with the first call's message instead of sending it again. */
+static gboolean send_message(Ctl *ctl, const char *const *ids, const char *body, char **ret_message_id,
+                             guint64 *ret_last_seq, GError **error) {
+        OutpostMessages *messages = outpost_client_get_messages(ctl->client);
+        g_auto(GVariantDict) options = G_VARIANT_DICT_INIT(NULL);
+
+        if (!ctl->request_id)
+                return outpost_messages_call_send_sync(messages, ids, body, ret_message_id, ret_last_seq, NULL, error);
+        g_variant_dict_insert(&options, OUTPOST_SEND_OPTION_REQUEST_ID, "s", ctl->request_id);
+        return outpost_messages_call_send_with_options_sync(messages, ids, body, g_variant_dict_end(&options),
+                                                            ret_message_id, ret_last_seq, NULL, error);
+}
+
 int ctl_send(Ctl *ctl) {
         g_autoptr(GError) error = NULL;
         g_autoptr(GPtrArray) ids = g_ptr_array_new_with_free_func(g_free);
@@ -241,8 +255,7 @@ int ctl_send(Ctl *ctl) {
                 g_ptr_array_add(ids, id);
         }
         g_ptr_array_add(ids, NULL);
-        if (!outpost_messages_call_send_sync(outpost_client_get_messages(ctl->client), (const char *const *) ids->pdata,
-                                             body, &message_id, &last_seq, NULL, &error))
+        if (!send_message(ctl, (const char *const *) ids->pdata, body, &message_id, &last_seq, &error))
                 return ctl_fail_error(error, _("Cannot send the message"));
         if (ctl->json)
                 ctl_json_print(g_variant_new_parsed("{'id': <%s>, 'last-seq': <%t>}", message_id, last_seq));

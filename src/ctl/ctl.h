@@ -20,6 +20,7 @@ typedef struct Ctl {
         guint64 since;
         char *topic;
         gboolean follow;
+        char *request_id;
 
         /* The words after the verb, and after "--". */
         char **args;

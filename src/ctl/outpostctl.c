@@ -16,6 +16,7 @@ typedef enum {
         OPT_SINCE = 1 << 2,
         OPT_TOPIC = 1 << 3,
         OPT_FOLLOW = 1 << 4,
+        OPT_REQUEST_ID = 1 << 5,
 } VerbOption;
 
 typedef struct Verb {
@@ -39,7 +40,7 @@ static const Verb verbs[] = {
         { "presence", NULL, 0, 0, 0, FALSE, ctl_presence_list },
         { "presence", "online", 1, 1, OPT_TTL, FALSE, ctl_presence_online },
         { "presence", "offline", 1, 1, 0, FALSE, ctl_presence_offline },
-        { "send", NULL, 1, ANY, 0, TRUE, ctl_send },
+        { "send", NULL, 1, ANY, OPT_REQUEST_ID, TRUE, ctl_send },
         { "events", NULL, 0, 0, OPT_SINCE | OPT_TOPIC | OPT_FOLLOW, FALSE, ctl_events },
         { "publish", NULL, 1, ANY, 0, FALSE, ctl_publish },
         { "bridge", "status", 0, 0, 0, FALSE, ctl_bridge_status },
@@ -60,7 +61,8 @@ static void usage(FILE *f) {
                            "  presence                             list the users online\n"
                            "  presence online USER [--ttl=S]       hold a user online until stopped\n"
                            "  presence offline USER                drop this client's hold\n"
-                           "  send USER... -- MESSAGE              send a system message\n"
+                           "  send USER... [--request-id=ID] -- MESSAGE\n"
+                           "                                       send a system message\n"
                            "  events [--since=SEQ] [--topic=PREFIX] [--follow]\n"
                            "                                       show (and follow) the events\n"
                            "  publish TOPIC [KEY=VALUE...]         publish an event\n"
@@ -339,6 +341,12 @@ static int parse_args(int argc, char **argv, Ctl *ctl, Parsed *p) {
                         p->given |= OPT_TOPIC;
                         g_free(ctl->topic);
                         ctl->topic = g_strdup(v);
+                } else if (option_value(argv, &i, "--request-id", &v)) {
+                        if (!v)
+                                return 1;
+                        p->given |= OPT_REQUEST_ID;
+                        g_free(ctl->request_id);
+                        ctl->request_id = g_strdup(v);
                 } else if (g_str_equal(arg, "--follow") || g_str_equal(arg, "-f")) {
                         p->given |= OPT_FOLLOW;
                         ctl->follow = TRUE;
@@ -439,6 +447,7 @@ int main(int argc, char **argv) {
         g_free(p.address);
         g_free(ctl.if_tag);
         g_free(ctl.topic);
+        g_free(ctl.request_id);
         g_strfreev(ctl.rest);
         return r;
 }

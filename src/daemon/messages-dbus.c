@@ -13,27 +13,65 @@
 #include "request-id.h"
 #include "validate.h"
 
-/* SendWithOptions' options: only SEND_OPTION_REQUEST_ID so far, whose
- * value is returned in *RET_REQUEST_ID (NULL when not given). */
-static int check_send_options(GVariant *options, const char **ret_request_id, sd_bus_error *error) {
+/* The option SEND_OPTION_RELAYED_BY: the names of the bridge peers the
+ * call came through, in *RET (borrowed from VALUE). */
+static int check_relayed_by(GVariant *value, const char ***ret, sd_bus_error *error) {
+        g_autofree const char **names = NULL;
+        gsize n;
+
+        if (!g_variant_is_of_type(value, G_VARIANT_TYPE_STRING_ARRAY))
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Option '" SEND_OPTION_RELAYED_BY "' must be an array of strings (as), not '%s'",
+                                         g_variant_get_type_string(value));
+        names = g_variant_get_strv(value, &n);
+        if (n == 0)
+                return sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
+                                        "Option '" SEND_OPTION_RELAYED_BY "' must name at least one peer");
+        if (n > RELAYED_BY_MAX)
+                return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                         "Option '" SEND_OPTION_RELAYED_BY "' names %zu peers, at most %u are allowed",
+                                         (size_t) n, RELAYED_BY_MAX);
+        for (gsize i = 0; i < n; i++)
+                if (!peer_name_is_valid(names[i])) {
+                        g_autofree char *q = quote_for_error(names[i], 80);
+                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                                 "Invalid peer name '%s' in option '" SEND_OPTION_RELAYED_BY "': "
+                                                 "expected 1-%u bytes without control or invisible characters",
+                                                 q, PEER_NAME_MAX);
+                }
+        *ret = TAKE_PTR(names);
+        return 0;
+}
+
+/* SendWithOptions' options, checked: what they say goes to *RET_REQUEST_ID
+ * and *RET_RELAYED_BY (NULL when not given; borrowed from OPTIONS, the
+ * array itself to be freed). */
+static int check_send_options(GVariant *options, const char **ret_request_id, const char ***ret_relayed_by,
+                              sd_bus_error *error) {
         GVariantIter iter;
         const char *key;
         GVariant *value;
 
         *ret_request_id = NULL;
+        *ret_relayed_by = NULL;
         g_variant_iter_init(&iter, options);
         while (g_variant_iter_loop(&iter, "{&sv}", &key, &value)) {
                 int r;
 
-                if (strcmp(key, SEND_OPTION_REQUEST_ID) != 0) {
+                if (strcmp(key, SEND_OPTION_REQUEST_ID) == 0)
+                        r = request_id_check(value, "request id (option '" SEND_OPTION_REQUEST_ID "')",
+                                             ret_request_id, error);
+                else if (strcmp(key, SEND_OPTION_RELAYED_BY) == 0 && *ret_relayed_by)
+                        r = sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
+                                             "Option '" SEND_OPTION_RELAYED_BY "' is given twice");
+                else if (strcmp(key, SEND_OPTION_RELAYED_BY) == 0)
+                        r = check_relayed_by(value, ret_relayed_by, error);
+                else {
                         g_autofree char *q = quote_for_error(key, 80);
-                        g_variant_unref(value);
-                        return sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%s' of SendWithOptions (known: "
-                                                 SEND_OPTION_REQUEST_ID ")", q);
+                        r = sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT,
+                                              "Unknown option '%s' of SendWithOptions (known: "
+                                              SEND_OPTION_REQUEST_ID ", " SEND_OPTION_RELAYED_BY ")", q);
                 }
-                r = request_id_check(value, "request id (option '" SEND_OPTION_REQUEST_ID "')", ret_request_id,
-                                     error);
                 if (r < 0) {
                         g_variant_unref(value);
                         return r;
@@ -46,6 +84,7 @@ static int check_send_options(GVariant *options, const char **ret_request_id, sd
 static int send_call(sd_bus_message *m, Daemon *d, bool with_options, sd_bus_error *error) {
         g_auto(GStrv) user_ids = NULL;
         g_autoptr(GVariant) options = NULL;
+        g_autofree const char **relayed_by = NULL;
         g_autofree char *id = NULL, *request_key = NULL;
         const char *body, *request_id = NULL, *first_id;
         size_t n_recipients;
@@ -66,13 +105,15 @@ static int send_call(sd_bus_message *m, Daemon *d, bool with_options, sd_bus_err
                                                 "Options must not carry file descriptors");
                 if (r < 0)
                         return r;
-                r = check_send_options(options, &request_id, error);
+                r = check_send_options(options, &request_id, &relayed_by, error);
                 if (r < 0)
                         return r;
         }
         r = message_check_body(d, body, error);
         if (r < 0)
                 return r;
+        /* relayed-by asks for the bridges' own action, in place of
+         * send-messages (bus_change_action_of()). */
         r = polkit_authorize_change(d->polkit, m, error);
         if (r != 0)
                 return r;
@@ -97,7 +138,9 @@ static int send_call(sd_bus_message *m, Daemon *d, bool with_options, sd_bus_err
                         return r;
                 }
                 id = uuid_string_new();
-                r = message_append_events(d, user_ids, id, body, uid, request_key, &last_seq);
+                MessageSender sender = { .uid = uid, .peers = (char **) relayed_by };
+
+                r = message_append_events(d, user_ids, id, body, &sender, request_key, &last_seq);
                 if (r < 0) {
                         daemon_rollback(d);
                         return reply_store_error(d, r, error);

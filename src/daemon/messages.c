@@ -50,8 +50,8 @@ int message_check_body(Daemon *d, const char *body, sd_bus_error *error) {
         return 0;
 }
 
-int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, uint32_t uid,
-                           const char *request_key, uint64_t *ret_last_seq) {
+int message_append_events(Daemon *d, char **user_ids, const char *id, const char *body, const MessageSender *sender,
+                          const char *request_key, uint64_t *ret_last_seq) {
         g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
         g_autoptr(GPtrArray) recipients = g_ptr_array_new();
 
@@ -65,13 +65,16 @@ int message_append_events(Daemon *d, char **user_ids, const char *id, const char
                 bool last = i + 1 == recipients->len;
                 g_autofree char *topic = NULL;
                 g_autoptr(GVariant) data = NULL;
+                GVariant *peers = sender->peers ? g_variant_new_strv((const char *const *) sender->peers, -1) : NULL;
                 int r;
 
                 topic = g_strconcat("messages/", to, NULL);
                 data = g_variant_ref_sink(vardict_new("id", g_variant_new_string(id),
                                                       "to", g_variant_new_string(to),
                                                       "body", g_variant_new_string(body),
-                                                      "sender-uid", g_variant_new_uint32(uid),
+                                                      "sender-uid", g_variant_new_uint32(sender->uid),
+                                                      /* Without peers, the list ends here. */
+                                                      peers ? MESSAGE_SENDER_PEERS_KEY : NULL, peers,
                                                       NULL));
                 /* The request id goes with the last event: its seq and the
                  * message id are the reply. */

@@ -17,6 +17,7 @@
 #include "bus-methods.h"
 #include "log.h"
 #include "macro.h"
+#include "validate.h"
 
 #define RESULT_VALUES_MAX 4
 
@@ -99,6 +100,24 @@ static char *subject_of(sd_bus_message *call) {
         return copy ? g_strescape(copy, NULL) : NULL;
 }
 
+/* The peers a SendWithOptions says it came through (relayed-by), as the
+ * text of the log line: its names escaped and cut, as the subject's. */
+static char **relayed_by_of(sd_bus_message *call) {
+        g_auto(GStrv) names = NULL;
+        g_autoptr(GStrvBuilder) builder = NULL;
+
+        if (bus_send_relayed_by(call, &names) <= 0 || !names)
+                return NULL;
+        builder = g_strv_builder_new();
+        for (size_t i = 0; names[i] && i < RELAYED_BY_MAX; i++) {
+                g_autofree char *copy = g_strndup(names[i], PEER_NAME_MAX);
+                g_autofree char *escaped = g_strescape(copy, NULL);
+
+                g_strv_builder_add(builder, escaped);
+        }
+        return g_strv_builder_end(builder);
+}
+
 static char *method_name(sd_bus_message *call) {
         const char *iface = sd_bus_message_get_interface(call) ?: "";
         const char *dot = strrchr(iface, '.');
@@ -128,12 +147,17 @@ void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *
         g_autoptr(GPtrArray) fields = g_ptr_array_new_with_free_func(g_free);
         g_autofree char *method = method_name(call);
         g_autofree char *subject = subject_of(call);
+        g_auto(GStrv) relayed_by = relayed_by_of(call);
         const BusCaller *c = caller_of(a, call);
         g_autoptr(GString) line = g_string_new(NULL);
 
         g_string_append_printf(line, "audit: %s", method);
         if (subject)
                 g_string_append_printf(line, "('%s')", subject);
+        if (relayed_by) {
+                g_autofree char *chain = g_strjoinv("', '", relayed_by);
+                g_string_append_printf(line, " relayed by ['%s']", chain);
+        }
         if (peer)
                 g_string_append_printf(line, " from peer '%s'", peer);
         if (c)
@@ -157,6 +181,8 @@ void audit_change(Audit *a, sd_bus_message *call, const char *peer, const char *
         add_field(fields, "OUTPOST_METHOD=%s", method);
         if (subject)
                 add_field(fields, "OUTPOST_SUBJECT=%s", subject);
+        for (char **n = relayed_by; n && *n; n++)
+                add_field(fields, "OUTPOST_RELAYED_BY=%s", *n);
         if (peer)
                 add_field(fields, "OUTPOST_PEER=%s", peer);
         if (c) {

@@ -18,6 +18,10 @@
  *   OUTPOST_CALLER_UID=   effective uid of the local caller
  *   OUTPOST_CALLER_PID=   its pid
  *   OUTPOST_CALLER_UNIT=  its systemd unit, when it runs in one
+ *   OUTPOST_RELAYED_BY=   for a SendWithOptions that names the bridge
+ *                         peers it came through, each name, in order, as
+ *                         the call says (at central, the listener there
+ *                         vouches for the last)
  *   OUTPOST_PEER=         certificate name of the remote peer, if any
  *   OUTPOST_RESULT=       each value of the reply (a tag, an id, a sequence
  *                         number, a generation), one field per value

@@ -29,3 +29,15 @@ const BusChangeMethod *bus_change_method_find(const char *interface, const char 
 /* The entry of the method call M, or NULL for a read (or not a call). A
  * call without an interface gets the entry of the member it names. */
 const BusChangeMethod *bus_change_method_of(sd_bus_message *m);
+/* Whether the call M is a SendWithOptions that names the bridge peers it
+ * came through (SEND_OPTION_RELAYED_BY): 1 with their names in
+ * *RET_NAMES (NULL when its value is not an array of strings; free with
+ * g_strfreev()), 0 when not, or a negative errno when its options cannot
+ * be read. Reads M's arguments and leaves it rewound. */
+int bus_send_relayed_by(sd_bus_message *m, char ***ret_names);
+/* The polkit action that authorizes the change call M: its method's, but
+ * for a SendWithOptions that names the peers it came through
+ * (SEND_OPTION_RELAYED_BY) the action of the bridges that may say so,
+ * POLKIT_ACTION_RELAY_FOR_PEERS, in its place. Reads M's arguments and
+ * leaves it rewound. */
+const char *bus_change_action_of(sd_bus_message *m);

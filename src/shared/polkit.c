@@ -341,8 +341,5 @@ void polkit_free(Polkit *p) {
 }
 
 int polkit_authorize_change(Polkit *p, sd_bus_message *m, sd_bus_error *error) {
-        const BusChangeMethod *method = bus_change_method_of(m);
-
-        assert(method);
-        return polkit_authorize(p, m, method->polkit_action, error);
+        return polkit_authorize(p, m, bus_change_action_of(m), error);
 }

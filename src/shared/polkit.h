@@ -15,6 +15,9 @@
 #define POLKIT_ACTION_SEND_MESSAGES  "org.outpost.Outpost1.send-messages"
 #define POLKIT_ACTION_PUBLISH_EVENTS "org.outpost.Outpost1.publish-events"
 #define POLKIT_ACTION_MANAGE_BRIDGE  "org.outpost.Outpost1.manage-bridge"
+/* Sending in the name of bridge peers (SendWithOptions' option
+ * relayed-by): the bridges' own, in place of send-messages. */
+#define POLKIT_ACTION_RELAY_FOR_PEERS "org.outpost.Outpost1.relay-for-peers"
 /* Not a change: who may see the messages of every user (FetchSince). */
 #define POLKIT_ACTION_READ_MESSAGES  "org.outpost.Outpost1.read-messages"
 
@@ -38,8 +41,8 @@ void polkit_free(Polkit *p);
  * without asking polkit. */
 int polkit_authorize(Polkit *p, sd_bus_message *m, const char *action, sd_bus_error *error);
 /* The same for a change method of the contract, with the action that
- * src/shared/bus-methods.c gives it (one table for every layer). M must
- * be one of those methods. */
+ * bus_change_action_of() gives it (one table for every layer), which
+ * leaves M rewound. M must be one of those methods. */
 int polkit_authorize_change(Polkit *p, sd_bus_message *m, sd_bus_error *error);
 
 /* For a read whose answer depends on ACTION (what the caller may see, not

@@ -98,6 +98,18 @@ glong find_invisible_char(const char *s, gunichar *ret) {
         return -1;
 }
 
+bool peer_name_is_valid(const char *s) {
+        size_t n = strlen(s);
+        gunichar c;
+
+        if (n == 0 || n > PEER_NAME_MAX || !g_utf8_validate(s, (gssize) n, NULL))
+                return false;
+        for (const char *p = s; *p; p = g_utf8_next_char(p))
+                if (g_unichar_iscntrl(g_utf8_get_char(p)))
+                        return false;
+        return find_invisible_char(s, &c) < 0;
+}
+
 char *quote_for_error(const char *s, size_t max) {
         if (!g_utf8_validate(s, -1, NULL))
                 return g_strdup("(invalid UTF-8)");

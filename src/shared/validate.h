@@ -32,6 +32,16 @@
 #define REQUEST_ID_MAX           128
 #define PUBLISH_REQUEST_ID_KEY   "org.outpost.request-id"
 #define SEND_OPTION_REQUEST_ID   "request-id"
+/* The option of SendWithOptions that names the bridge peers a Send came
+ * through, by their certificates' names, where it entered the bridges
+ * first: only callers authorized for org.outpost.Outpost1.relay-for-peers
+ * (the bridges) may give it, and the message's events carry it as
+ * MESSAGE_SENDER_PEERS_KEY. At most RELAYED_BY_MAX names of
+ * 1-PEER_NAME_MAX bytes, none with control or invisible characters. */
+#define SEND_OPTION_RELAYED_BY   "relayed-by"
+#define MESSAGE_SENDER_PEERS_KEY "sender-peers"
+#define RELAYED_BY_MAX           16
+#define PEER_NAME_MAX            255
 
 /* ^[a-z_][a-z0-9_.-]{0,63}$ */
 bool user_name_is_valid(const char *s);
@@ -63,6 +73,9 @@ bool topic_prefixes_reach_messages(char **prefixes);
  * hyphen, ...) and the line and paragraph separators: in a name shown to
  * people, they make one name look like another. */
 glong find_invisible_char(const char *s, gunichar *ret);
+
+/* Whether S may stand in SEND_OPTION_RELAYED_BY as a peer's name. */
+bool peer_name_is_valid(const char *s);
 
 /* A copy of S cut to at most MAX characters, with "…" when cut, for error
  * messages that quote what the caller sent. */

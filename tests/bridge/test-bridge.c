@@ -706,6 +706,7 @@ static void test_authorizes_local_callers(void) {
         g_autoptr(Deployment) d = NULL;
         g_autoptr(GError) error = NULL;
         g_autoptr(GVariant) r = NULL;
+        g_autofree char *id = NULL;
         const char *users[] = { "org.outpost.Outpost1.manage-users", NULL };
 
         if (!test_can_switch_user())
@@ -733,6 +734,23 @@ static void test_authorizes_local_callers(void) {
         g_assert_no_error(error);
         g_clear_pointer(&r, g_variant_unref);
         r = test_call_ok(d->central->conn, OUTPOST_USERS_PATH, IFACE_USERS, "LookupUser", g_variant_new("(s)", "nobody2"), NULL);
+
+        /* Naming bridge peers takes the bridges' own action here too: the
+         * importer asks it in place of send-messages, so no local caller
+         * can make up where a message came from. */
+        g_clear_pointer(&r, g_variant_unref);
+        test_polkit_set_allowed(d->machine, (const char *[]) { "org.outpost.Outpost1.send-messages", NULL });
+        id = test_create_user(d->central->conn, "ann", NULL);
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                         g_variant_new_parsed("([%s], 'hi', {'relayed-by': <['site-1']>})", id), "(st)", &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", "org.outpost.Outpost1.relay-for-peers");
+        g_clear_error(&error);
+        r = test_call_as(d->machine, TEST_UID_NOBODY, TEST_GID_NOGROUP, G_DBUS_CALL_FLAGS_NONE, NULL,
+                         OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                         g_variant_new_parsed("([%s], 'hi', @a{sv} {})", id), "(st)", &error);
+        g_assert_no_error(error);
 
         /* Bridge.Reconnect is a change too. */
         g_clear_pointer(&r, g_variant_unref);

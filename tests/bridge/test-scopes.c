@@ -233,6 +233,88 @@ static void test_scopes_direct(void) {
         central_stop(&c);
 }
 
+/* ---- who sent a message ---------------------------------------------- */
+
+/* The sender-peers of the last message event on BUS after AFTER (NULL:
+ * it has none). */
+static char **last_sender_peers(TestBus *bus, guint64 after) {
+        g_autoptr(GVariant) r = NULL, events = NULL, event = NULL, data = NULL;
+        char **peers = NULL;
+
+        r = test_call_ok(bus->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
+                         g_variant_new("(st^asu)", "", after, (const char *[]) { "messages/", NULL }, 100),
+                         "(a(tsxa{sv})tb)");
+        events = g_variant_get_child_value(r, 0);
+        g_assert_cmpuint(g_variant_n_children(events), >=, 1);
+        event = g_variant_get_child_value(events, g_variant_n_children(events) - 1);
+        data = g_variant_get_child_value(event, 3);
+        if (!g_variant_lookup(data, "sender-peers", "^as", &peers))
+                return NULL;
+        return peers;
+}
+
+static void assert_sender_peers(TestBus *bus, guint64 after, const char *const *expected) {
+        g_auto(GStrv) peers = last_sender_peers(bus, after);
+
+        g_assert_nonnull(peers);
+        g_assert_cmpstrv(peers, expected);
+}
+
+/* A peer's message names the peer as its certificate does, last, after
+ * whatever the peer claims of the bridges behind it, which it can
+ * neither drop nor replace; its scope is checked first, as for Send. */
+static void test_sender_peers_direct(void) {
+        Central c = {};
+        Dial *site = NULL, *kiosk = NULL;
+        g_autofree char *ann = NULL;
+        g_auto(GStrv) direct = NULL;
+        sd_bus *site_bus, *kiosk_bus;
+        guint64 before;
+        Call r;
+
+        central_start_conf(&c, KIOSK_RULES, NULL);
+        ann = create_user(c.bus, "ann");
+        site_bus = connect_as(&c, "site-1", &site);
+
+        before = test_last_seq(c.bus->conn);
+        call(c.event, site_bus, NULL, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send", &r, "ass", 1, ann, "hello");
+        assert_ok(&r);
+        assert_sender_peers(c.bus, before, (const char *[]) { "site-1", NULL });
+
+        /* What it says of the bridges behind it comes first, its own name
+         * last, whatever it claims. */
+        before = test_last_seq(c.bus->conn);
+        call(c.event, site_bus, NULL, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions", &r, "assa{sv}",
+             1, ann, "hello", 2, "relayed-by", "as", 2, "forged", "site-2", "request-id", "s", "peers-1");
+        assert_ok(&r);
+        assert_sender_peers(c.bus, before, (const char *[]) { "forged", "site-2", "site-1", NULL });
+        call(c.event, site_bus, NULL, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions", &r, "assa{sv}",
+             1, ann, "hello", 1, "relayed-by", "s", "site-2");
+        g_assert_false(r.ok);
+        g_assert_cmpstr(r.error.name, ==, ERROR_PREFIX "InvalidArgument");
+        g_assert_nonnull(strstr(r.error.message, "array of strings"));
+        sd_bus_error_free(&r.error);
+
+        /* A message sent at central names no peer. */
+        before = test_last_seq(c.bus->conn);
+        g_variant_unref(test_call_ok(c.bus->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
+                                     g_variant_new_parsed("([%s], 'hello')", ann), "(st)"));
+        direct = last_sender_peers(c.bus, before);
+        g_assert_null(direct);
+
+        /* Without the send scope, options change nothing. */
+        kiosk_bus = connect_as(&c, "kiosk-1", &kiosk);
+        call(c.event, kiosk_bus, NULL, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions", &r, "assa{sv}",
+             1, ann, "hello", 1, "relayed-by", "as", 1, "site-1");
+        assert_denied(&r, "'send'");
+
+        sd_bus_close_unref(kiosk_bus);
+        sd_bus_close_unref(site_bus);
+        dial_free(kiosk);
+        dial_free(site);
+        central_stop(&c);
+}
+
 static void test_no_peers_group_warns(void) {
         Central c = {};
         Dial *stray = NULL;
@@ -520,6 +602,25 @@ static void test_site_scope_bounds_machines(void) {
         chain_stop(&c);
 }
 
+/* A message from a machine names the machine's bridge and the site's,
+ * each as the listener in front of it saw its certificate. */
+static void test_sender_peers_behind_site(void) {
+        g_autofree char *ann = NULL, *daemon_log = NULL;
+        guint64 before;
+        Chain c = {};
+
+        chain_start(&c, "[Peers]\nsite-*=read;presence;send\n", "[Peers]\nkiosk-*=read;presence;send\n");
+        ann = create_user(c.central, "ann");
+        before = test_last_seq(c.central->conn);
+        g_variant_unref(test_call_ok(c.machine->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send",
+                                     g_variant_new_parsed("([%s], 'hello')", ann), "(st)"));
+        assert_sender_peers(c.central, before, (const char *[]) { "kiosk-1", "site-1", NULL });
+        /* Central's audit trail names them too. */
+        daemon_log = test_bus_take_daemon_log(c.central);
+        g_assert_nonnull(strstr(daemon_log, "audit: Messages.SendWithOptions relayed by ['kiosk-1', 'site-1']"));
+        chain_stop(&c);
+}
+
 int main(int argc, char **argv) {
         bridge_test_init(&argc, &argv);
         g_test_add_func("/bridge-scopes/rules-table", test_rules_table);
@@ -533,5 +634,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-scopes/startup-errors", test_startup_errors);
         g_test_add_func("/bridge-scopes/behind-site", test_scopes_behind_site);
         g_test_add_func("/bridge-scopes/site-scope-bounds-machines", test_site_scope_bounds_machines);
+        g_test_add_func("/bridge-scopes/sender-peers-direct", test_sender_peers_direct);
+        g_test_add_func("/bridge-scopes/sender-peers-behind-site", test_sender_peers_behind_site);
         return g_test_run();
 }

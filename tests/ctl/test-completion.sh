@@ -67,7 +67,7 @@ check() {
 	fi
 }
 
-echo "1..14"
+echo "1..15"
 check "outpostctl us" "users"
 check "outpostctl " "bridge events presence publish send status users"
 check "outpostctl users " "create delete list set show"
@@ -78,6 +78,7 @@ check "outpostctl --session presence offline " "anna"
 check "outpostctl users set ann ena" "enabled="
 check "outpostctl events --fo" "--follow"
 check "outpostctl send ann -- he" ""
+check "outpostctl send ann --req" "--request-id="
 check "outpostctl users set ann enabled=t" "true"
 check "outpostctl events --topic=pr" "presence"
 check "outpostctl --address=unix:path=/tmp/bus users show b" "bob"

@@ -230,6 +230,29 @@ static void test_events(Fixture *f, gconstpointer data) {
         assert_has(f->out, "\"body\":\"hello there\"");
 }
 
+/* A send retried with its request id prints the first send's message and
+ * sends nothing again; another id is another message. */
+static void test_send_request_id(Fixture *f, gconstpointer data) {
+        g_autofree char *ann = test_create_user(f->tb->conn, "ann", NULL);
+        g_autofree char *first = NULL;
+        guint64 last;
+
+        assert_ok(f, run(f, "--json", "send", "ann", "--request-id=note-1", "--", "hello"));
+        first = g_strdup(f->out);
+        last = test_last_seq(f->tb->conn);
+        assert_ok(f, run(f, "--json", "send", "ann", "--request-id", "note-1", "--", "hello"));
+        g_assert_cmpstr(f->out, ==, first);
+        g_assert_cmpuint(test_last_seq(f->tb->conn), ==, last);
+
+        assert_ok(f, run(f, "send", "ann", "--request-id=note-2", "--", "hello"));
+        assert_has(f->out, "Sent message");
+        g_assert_cmpuint(test_last_seq(f->tb->conn), ==, last + 1);
+
+        assert_fails(f, run(f, "send", "ann", "--request-id=a b", "--", "hello"), "request id");
+        assert_fails(f, run(f, "send", "ann", "--request-id"), "--request-id needs a value");
+        assert_fails(f, run(f, "events", "--request-id=note-3"), "does not apply");
+}
+
 static guint64 first_seq(Fixture *f) {
         g_autoptr(GVariant) v = test_get_property(f->tb->conn, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FirstSeq");
         return g_variant_get_uint64(v);
@@ -369,6 +392,7 @@ int main(int argc, char **argv) {
         ADD("/outpostctl/usage", test_usage);
         ADD("/outpostctl/events", test_events);
         ADD("/outpostctl/events-retained", test_events_retained);
+        ADD("/outpostctl/send-request-id", test_send_request_id);
         ADD("/outpostctl/presence", test_presence);
         ADD("/outpostctl/follow", test_follow);
 

@@ -112,6 +112,28 @@ static void assert_strings(GVariant *data, ...) {
         g_assert_cmpuint(g_variant_n_children(data), ==, n);
 }
 
+/* The bridge peers a message sent on this test's bus came through, as
+ * outpostd records them: none, or behind two bridges the names of their
+ * certificates (every bridge of the harness has the server's, CN
+ * localhost). */
+static const char *const *bridge_peers(void) {
+        static const char *const none[] = { NULL }, *const two_hops[] = { "localhost", "localhost", NULL };
+
+        return test_bridged() ? two_hops : none;
+}
+
+/* DATA has sender-peers PEERS (and then PEERS is not empty), or none. */
+static void assert_sender_peers(GVariant *data, const char *const *peers) {
+        g_autofree const char **got = NULL;
+
+        if (!peers[0]) {
+                g_assert_false(g_variant_lookup(data, "sender-peers", "^a&s", &got));
+                return;
+        }
+        g_assert_true(g_variant_lookup(data, "sender-peers", "^a&s", &got));
+        g_assert_cmpstrv(got, peers);
+}
+
 /* EVENT is a message event: to TO, on messages/TO. */
 static void assert_message_event(GVariant *event, const char *message_id, const char *to, const char *body) {
         g_autoptr(GVariant) data = NULL;
@@ -121,7 +143,7 @@ static void assert_message_event(GVariant *event, const char *message_id, const 
 
         g_variant_get(event, "(t&sx@a{sv})", NULL, &t, NULL, &data);
         g_assert_cmpstr(t, ==, topic);
-        g_assert_cmpuint(g_variant_n_children(data), ==, 4);
+        g_assert_cmpuint(g_variant_n_children(data), ==, test_bridged() ? 5 : 4);
         g_assert_true(g_variant_lookup(data, "body", "&s", &got_body));
         /* Compared by length first: a 64 KiB mismatch prints badly. */
         g_assert_cmpuint(strlen(got_body), ==, strlen(body));
@@ -130,9 +152,12 @@ static void assert_message_event(GVariant *event, const char *message_id, const 
         g_assert_cmpstr(id, ==, message_id);
         g_assert_true(g_variant_lookup(data, "to", "&s", &got_to));
         g_assert_cmpstr(got_to, ==, to);
-        /* Who sent it, as the bus vouches for it: this test's own uid. */
+        /* Who sent it, as the bus vouches for it: this test's own uid
+         * (the bridges' too, when bridged), and the bridges it came
+         * through, as their listeners vouch for them. */
         g_assert_true(g_variant_lookup(data, "sender-uid", "u", &uid));
         g_assert_cmpuint(uid, ==, getuid());
+        assert_sender_peers(data, bridge_peers());
 }
 
 /* 1. Send: one event per recipient, signalled by the Messages manager
@@ -405,6 +430,66 @@ static void test_send_request_id_per_caller(void) {
         g_variant_get(r, "(&st)", &nobody_id, &nobody_last);
         g_assert_cmpstr(nobody_id, !=, root_id);
         g_assert_cmpuint(nobody_last, >, root_last);
+}
+
+/* 2b. relayed-by: the peers a message came through, in its events */
+
+/* The sender-peers of the one message event after AFTER. */
+static void assert_last_message_peers(GDBusConnection *c, guint64 after, const char *const *peers) {
+        g_autoptr(GVariant) events = fetch(c, after, "messages/");
+        g_autoptr(GVariant) event = NULL, data = NULL;
+
+        g_assert_cmpuint(g_variant_n_children(events), ==, 1);
+        event = g_variant_get_child_value(events, 0);
+        g_variant_get(event, "(tsx@a{sv})", NULL, NULL, NULL, &data);
+        assert_sender_peers(data, peers);
+}
+
+static void test_send_relayed_by(void) {
+        g_autoptr(TestBus) tb = test_bus_new();
+        g_autoptr(GPtrArray) expected = g_ptr_array_new();
+        g_autoptr(GVariantBuilder) many = g_variant_builder_new(G_VARIANT_TYPE_STRING_ARRAY);
+        g_autofree char *a = NULL, *long_name = g_strnfill(256, 'x');
+        const char *to[2] = { NULL, NULL };
+        guint64 before;
+
+        test_bus_start_daemon(tb, NULL);
+        a = test_create_user(tb->conn, "ann", NULL);
+        to[0] = a;
+
+        /* Root may say whom it relays for: the names go first, before the
+         * ones the bridges of this test (if any) add. */
+        before = test_last_seq(tb->conn);
+        g_variant_unref(test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                                     g_variant_new_parsed("(%^as, 'hi', {'relayed-by': <['kiosk-1', 'site-1']>,"
+                                                          " 'request-id': <'relayed-1'>})", to),
+                                     "(st)"));
+        g_ptr_array_add(expected, "kiosk-1");
+        g_ptr_array_add(expected, "site-1");
+        for (const char *const *p = bridge_peers(); *p; p++)
+                g_ptr_array_add(expected, (gpointer) *p);
+        g_ptr_array_add(expected, NULL);
+        assert_last_message_peers(tb->conn, before, (const char *const *) expected->pdata);
+
+        /* Without it, a message names no peer of its own. */
+        before = test_last_seq(tb->conn);
+        g_variant_unref(test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                                     g_variant_new_parsed("(%^as, 'hi', @a{sv} {})", to), "(st)"));
+        assert_last_message_peers(tb->conn, before, bridge_peers());
+
+        /* What may not be a chain of names is refused, writing nothing. */
+        for (int i = 0; i < 17; i++)
+                g_variant_builder_add(many, "s", "site-1");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <%as>}", many), "at most 16");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <'site-1'>}"), "array of strings");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <['site-1']>, 'relayed-by': <['b']>}"),
+                               "twice");
+        /* (Behind bridges, the bridges' names come after it: not empty.) */
+        if (!test_bridged())
+                assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <@as []>}"), "at least one");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <[%s]>}", long_name), "255");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <['a\\nb']>}"), "control");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'relayed-by': <['']>}"), "1-255");
 }
 
 /* 3. Every change of a user is an event on "users" */
@@ -761,6 +846,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/messages/send-errors", test_send_errors);
         g_test_add_func("/messages/send-request-id", test_send_request_id);
         g_test_add_func("/messages/send-request-id-per-caller", test_send_request_id_per_caller);
+        g_test_add_func("/messages/send-relayed-by", test_send_relayed_by);
         g_test_add_func("/messages/users-events", test_users_events);
         g_test_add_func("/messages/private-fetch", test_private_fetch);
         g_test_add_func("/messages/private-signal", test_private_signal);

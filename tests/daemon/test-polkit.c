@@ -19,10 +19,11 @@
 #define ACTION_PUBLISH_EVENTS "org.outpost.Outpost1.publish-events"
 #define ACTION_MANAGE_BRIDGE  "org.outpost.Outpost1.manage-bridge"
 #define ACTION_READ_MESSAGES  "org.outpost.Outpost1.read-messages"
+#define ACTION_RELAY_FOR_PEERS "org.outpost.Outpost1.relay-for-peers"
 
 static const char *const all_actions[] = {
         ACTION_MANAGE_USERS, ACTION_SET_PRESENCE, ACTION_SEND_MESSAGES, ACTION_PUBLISH_EVENTS, ACTION_MANAGE_BRIDGE,
-        ACTION_READ_MESSAGES,
+        ACTION_READ_MESSAGES, ACTION_RELAY_FOR_PEERS,
 };
 
 typedef struct Fixture {
@@ -214,6 +215,47 @@ static void test_root_bypass(Fixture *f, gconstpointer data) {
                                              g_variant_new("(ss)", id, new_tag), "()"));
                 test_bus_stop_polkit(f->tb);
         }
+}
+
+/* Naming the bridge peers a message came through is for the bridges
+ * alone: send-messages is not enough, relay-for-peers is asked in its
+ * place, and the refusal names it and sends nothing. */
+static void test_relay_for_peers(Fixture *f, gconstpointer data) {
+        const char *to[] = { NULL, NULL };
+        g_autoptr(GVariant) r = NULL, sent = NULL, fetched = NULL, events = NULL, event = NULL, event_data = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autofree const char **peers = NULL;
+        GVariant *relayed;
+        guint64 before;
+
+        if (!f->ready)
+                return;
+        to[0] = f->user_id;
+        test_polkit_set_allowed(f->tb, (const char *[]) { ACTION_SEND_MESSAGES, NULL });
+        before = test_last_seq(f->c);
+        relayed = g_variant_ref_sink(g_variant_new_parsed("(%^as, 'hi', {'relayed-by': <['site-1']>})", to));
+        r = call_as_nobody(f, G_DBUS_CALL_FLAGS_NONE, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                           relayed, "(st)", &error);
+        g_assert_null(r);
+        test_assert_dbus_error(error, "org.freedesktop.DBus.Error.AccessDenied", ACTION_RELAY_FOR_PEERS);
+        g_assert_cmpuint(test_last_seq(f->c), ==, before);
+        g_clear_error(&error);
+
+        /* The bridges' action is enough on its own. */
+        test_polkit_set_allowed(f->tb, (const char *[]) { ACTION_RELAY_FOR_PEERS, NULL });
+        sent = call_as_nobody(f, G_DBUS_CALL_FLAGS_NONE, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                              relayed, "(st)", &error);
+        g_variant_unref(relayed);
+        g_assert_no_error(error);
+        fetched = test_call_ok(f->c, OUTPOST_EVENTS_PATH, IFACE_EVENTS, "FetchSince",
+                               g_variant_new("(st^asu)", "", before, (const char *[]) { "messages/", NULL }, 10),
+                               "(a(tsxa{sv})tb)");
+        events = g_variant_get_child_value(fetched, 0);
+        g_assert_cmpuint(g_variant_n_children(events), ==, 1);
+        event = g_variant_get_child_value(events, 0);
+        event_data = g_variant_get_child_value(event, 3);
+        g_assert_true(g_variant_lookup(event_data, "sender-peers", "^a&s", &peers));
+        g_assert_cmpstrv(peers, ((const char *[]) { "site-1", NULL }));
 }
 
 /* Reads are open to every local user, with polkit denying everything. */
@@ -477,6 +519,7 @@ static void test_rules_file(void) {
                 "console.log([ask('org.outpost.Outpost1.manage-users', 'outpost-bridge'),\n"
                 "             ask('org.outpost.Outpost1.manage-bridge', 'outpost-bridge'),\n"
                 "             ask('org.outpost.Outpost1.read-messages', 'outpost-bridge'),\n"
+                "             ask('org.outpost.Outpost1.relay-for-peers', 'outpost-bridge'),\n"
                 "             ask('org.outpost.Outpost1.manage-users', 'nobody'),\n"
                 "             ask('org.freedesktop.login1.reboot', 'outpost-bridge')].join('|'));\n";
         int status;
@@ -490,7 +533,7 @@ static void test_rules_file(void) {
         g_assert_no_error(error);
         if (!g_spawn_check_wait_status(status, NULL))
                 g_error("node failed on %s: %s", path, err);
-        g_assert_cmpstr(g_strstrip(out), ==, "yes|yes|yes||");
+        g_assert_cmpstr(g_strstrip(out), ==, "yes|yes|yes|yes||");
 }
 
 int main(int argc, char **argv) {
@@ -508,6 +551,7 @@ int main(int argc, char **argv) {
                            fixture_teardown);
         }
         g_test_add("/polkit/root-bypass", Fixture, NULL, fixture_setup, test_root_bypass, fixture_teardown);
+        g_test_add("/polkit/relay-for-peers", Fixture, NULL, fixture_setup, test_relay_for_peers, fixture_teardown);
         g_test_add("/polkit/reads-open", Fixture, NULL, fixture_setup, test_reads_open, fixture_teardown);
         g_test_add("/polkit/interactive", Fixture, NULL, fixture_setup, test_interactive, fixture_teardown);
         g_test_add("/polkit/absent", Fixture, NULL, fixture_setup, test_polkit_absent, fixture_teardown);

@@ -92,7 +92,7 @@ printf '' >"$tmp/none.conf"
 pids="$pids $!"
 wait_for org.outpost.Outpost1 || { cat "$tmp/outpostd.log"; echo "Bail out! outpostd did not start"; exit 1; }
 
-echo "1..8"
+echo "1..10"
 
 # as UID GID: busctl ARGS..., with the output in $tmp/out
 as() {
@@ -106,7 +106,7 @@ call_as() {
 		"org.outpost.Outpost1.$(echo "$object" | sed 's/^./\U&/')" "$method" "$@"
 }
 
-for action in manage-users set-presence send-messages publish-events manage-bridge; do
+for action in manage-users set-presence send-messages publish-events manage-bridge relay-for-peers; do
 	if pkaction --action-id "org.outpost.Outpost1.$action" --verbose >"$tmp/out" 2>&1 &&
 		grep -q "implicit any: *no" "$tmp/out"; then
 		ok "polkitd reads org.outpost.Outpost1.$action, not allowed to any user by default"
@@ -124,6 +124,13 @@ if call_as "$bridge_uid" "$bridge_gid" users CreateUser 'a{sv}' 1 name s from_si
 	ok "the outpost-bridge account may create users, set presence, send and publish"
 else
 	not_ok "the outpost-bridge account may create users, set presence, send and publish"
+fi
+# ... and send in the name of the peers it relays for.
+if call_as "$bridge_uid" "$bridge_gid" messages SendWithOptions 'assa{sv}' 1 "$id" hello \
+	1 relayed-by as 1 site-1; then
+	ok "the outpost-bridge account may send in the name of its peers (relay-for-peers)"
+else
+	not_ok "the outpost-bridge account may send in the name of its peers (relay-for-peers)"
 fi
 
 # Anyone else without an active session: refused, naming the action.
