@@ -58,7 +58,6 @@ struct Link {
         struct AddressSlot *slot; /* with it: the peer's address */
         GList all_node, slot_node; /* in the listener's queues and the slot's */
         bool talking;           /* the peer has sent something: TLS state exists */
-        char **allowed_peers;   /* borrowed from the listener, during the handshake */
         char *host;             /* client side: the host dialled, checked against the certificate */
         struct addrinfo *addrs, *next_addr;
         int connect_errno;

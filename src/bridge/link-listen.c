@@ -49,7 +49,7 @@ struct LinkListener {
         bool tls;
         sd_event_source *source, *pause_timer;
         LinkTlsCredentials *creds;
-        LinkConfig config;      /* numbers only; allowed_peers is our own copy */
+        LinkConfig config;      /* numbers only: the names it accepts are in creds */
         /* Links in their handshake, oldest first: those whose peer has sent
          * nothing yet (no TLS state allocated), and the others. A known
          * peer sends its ClientHello as soon as it is connected, so under a
@@ -240,7 +240,6 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         link->tcp_fd = fd;
         link->peer_addr = sockaddr_to_string(sa);
         link->creds = link_tls_credentials_ref(l->creds);
-        link->allowed_peers = l->config.allowed_peers;
         link->ready = l->ready;
         link->closed = l->closed;
         link->userdata = l->userdata;
@@ -412,7 +411,6 @@ int link_listener_new(sd_event *event, const LinkAddress *address, int fd, const
         l->fd = -1;
         l->tls = !a || a->tls;
         l->config = (LinkConfig) {
-                .allowed_peers = g_strdupv(config->allowed_peers),
                 .max_queued_bytes = config->max_queued_bytes,
                 .max_message_bytes = config->max_message_bytes,
                 .handshake_timeout_sec = config->handshake_timeout_sec,
@@ -486,7 +484,6 @@ LinkListener *link_listener_free(LinkListener *l) {
         if (l->fd >= 0)
                 close(l->fd);
         link_tls_credentials_unref(l->creds);
-        g_strfreev(l->config.allowed_peers);
         sd_event_unref(l->event);
         g_free(l);
         return NULL;

@@ -24,6 +24,7 @@
 struct LinkTlsCredentials {
         unsigned n_ref;
         gnutls_certificate_credentials_t cred;
+        char **allowed_peers;   /* server: the names it accepts; NULL: any the CA signed */
 };
 
 struct LinkTls {
@@ -31,7 +32,6 @@ struct LinkTls {
         LinkTlsCredentials *creds;
         bool server;
         char *host;             /* client: the host dialled, for messages */
-        char **allowed_peers;   /* server: borrowed, during the handshake */
         char *error;            /* why the verify callback refused the peer */
 };
 
@@ -48,7 +48,8 @@ static int load_crl(gnutls_certificate_credentials_t cred, const char *crl_file,
 }
 
 int link_tls_credentials_load(const char *ca_file, const char *cert_file, const char *key_file,
-                              const char *crl_file, LinkTlsCredentials **ret, char **ret_error) {
+                              const char *crl_file, char **allowed_peers, LinkTlsCredentials **ret,
+                              char **ret_error) {
         gnutls_certificate_credentials_t cred = NULL;
         int n, r;
 
@@ -78,6 +79,7 @@ int link_tls_credentials_load(const char *ca_file, const char *cert_file, const 
         *ret = g_new0(LinkTlsCredentials, 1);
         (*ret)->n_ref = 1;
         (*ret)->cred = cred;
+        (*ret)->allowed_peers = g_strdupv(allowed_peers);
         return 0;
 }
 
@@ -91,6 +93,7 @@ void link_tls_credentials_unref(LinkTlsCredentials *c) {
         if (!c || --c->n_ref > 0)
                 return;
         gnutls_certificate_free_credentials(c->cred);
+        g_strfreev(c->allowed_peers);
         g_free(c);
 }
 
@@ -191,6 +194,27 @@ static unsigned peer_chain(gnutls_session_t session, gnutls_x509_crt_t chain[sta
         return k;
 }
 
+/* Whether the peer's certificate has a name (its CN or one of its DNS
+ * SANs) in ALLOWED. */
+static bool peer_allowed(LinkTls *t, char **allowed) {
+        g_auto(GStrv) names = link_tls_peer_names(t);
+
+        for (size_t i = 0; names && names[i]; i++)
+                if (g_strv_contains((const char * const *) allowed, names[i]))
+                        return true;
+        return false;
+}
+
+static int check_allowed_peer(LinkTls *t) {
+        g_autofree char *name = NULL;
+
+        if (peer_allowed(t, t->creds->allowed_peers))
+                return 0;
+        name = link_tls_peer_name(t);
+        tls_set_error(t, "certificate %s is not among the allowed peers", name ?: "without a name");
+        return -1;
+}
+
 int link_tls_recheck_peer(LinkTls *t, LinkTlsCredentials *creds, char **ret_error) {
         gnutls_typed_vdata_st purpose = {
                 .type = GNUTLS_DT_KEY_PURPOSE_OID,
@@ -215,40 +239,20 @@ int link_tls_recheck_peer(LinkTls *t, LinkTlsCredentials *creds, char **ret_erro
                 *ret_error = g_strdup_printf("cannot verify its certificate: %s", gnutls_strerror(r));
                 return -EPERM;
         }
-        if (status == 0)
-                return 0;
-        if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
-                *ret_error = g_strdup_printf("its certificate is now refused: %s", g_strchomp((char *) text.data));
-                gnutls_free(text.data);
-        } else
-                *ret_error = g_strdup("its certificate is now refused");
-        return -EPERM;
-}
-
-/* A certificate name the listener accepts: its CN or one of its DNS SANs. */
-static bool cert_name_allowed(gnutls_x509_crt_t crt, char **allowed) {
-        g_auto(GStrv) names = cert_names(crt);
-
-        for (size_t i = 0; names[i]; i++)
-                if (g_strv_contains((const char * const *) allowed, names[i]))
-                        return true;
-        return false;
-}
-
-static int check_allowed_peer(LinkTls *t) {
-        gnutls_x509_crt_t crt = peer_cert(t->session);
-        bool ok = false;
-
-        if (crt) {
-                ok = cert_name_allowed(crt, t->allowed_peers);
-                gnutls_x509_crt_deinit(crt);
+        if (status != 0) {
+                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0) {
+                        *ret_error = g_strdup_printf("its certificate is now refused: %s",
+                                                     g_strchomp((char *) text.data));
+                        gnutls_free(text.data);
+                } else
+                        *ret_error = g_strdup("its certificate is now refused");
+                return -EPERM;
         }
-        if (!ok) {
-                g_autofree char *name = link_tls_peer_name(t);
-
-                tls_set_error(t, "certificate %s is not among the allowed peers", name ?: "without a name");
+        if (t->server && creds->allowed_peers && !peer_allowed(t, creds->allowed_peers)) {
+                *ret_error = g_strdup("its certificate's names are no longer among the allowed peers");
+                return -EPERM;
         }
-        return ok ? 0 : -1;
+        return 0;
 }
 
 /* Listener: a client certificate that chains to our CA, fit for TLS
@@ -279,7 +283,7 @@ static int verify_client(gnutls_session_t session) {
                         tls_set_error(t, "client certificate refused (%s)", name ?: "no name");
                 return -1;
         }
-        return t->allowed_peers ? check_allowed_peer(t) : 0;
+        return t->creds->allowed_peers ? check_allowed_peer(t) : 0;
 }
 
 static void describe_handshake_error(LinkTls *t, int r) {
@@ -330,8 +334,8 @@ static int session_init(LinkTls *t, unsigned flags) {
         return gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, t->creds->cred);
 }
 
-int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *host, char **allowed_peers,
-                 LinkTls **ret, char **ret_error) {
+int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *host, LinkTls **ret,
+                 char **ret_error) {
         /* No session tickets: a link is long-lived and never resumed. */
         unsigned flags = (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL |
                          GNUTLS_NO_TICKETS;
@@ -341,7 +345,6 @@ int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *hos
         t->creds = link_tls_credentials_ref(creds);
         t->server = server;
         t->host = g_strdup(host);
-        t->allowed_peers = allowed_peers;
         r = session_init(t, flags);
         if (r < 0) {
                 *ret_error = g_strdup_printf("cannot set up TLS: %s", gnutls_strerror(r));
@@ -384,7 +387,6 @@ int link_tls_handshake(LinkTls *t, char **ret_error) {
                 (void) gnutls_alert_send_appropriate(t->session, r);
                 return -EIO;
         }
-        t->allowed_peers = NULL;        /* the listener's, which may go away now */
         return 0;
 }
 

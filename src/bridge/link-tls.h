@@ -17,21 +17,24 @@ typedef struct LinkTls LinkTls;
 /* The CA, our certificate and our key, from PEM files, and the CA's
  * revocation list when CRL_FILE is not NULL (a file that holds no CRL is
  * an error). The caller has already checked that the first three are
- * named and that the key is private to its owner. Shared, by reference,
- * by a listener and the links it accepted, which may outlive it. */
+ * named and that the key is private to its owner. ALLOWED_PEERS (copied;
+ * a listener's only) are the certificate names (CN or DNS SAN) it
+ * accepts, NULL for any the CA signed: they belong with the CA and CRL,
+ * because a reload replaces all of them at once. Shared, by reference, by
+ * a listener and the links it accepted, which may outlive it. */
 int link_tls_credentials_load(const char *ca_file, const char *cert_file, const char *key_file,
-                              const char *crl_file, LinkTlsCredentials **ret, char **ret_error);
+                              const char *crl_file, char **allowed_peers, LinkTlsCredentials **ret,
+                              char **ret_error);
 LinkTlsCredentials *link_tls_credentials_ref(LinkTlsCredentials *c);
 void link_tls_credentials_unref(LinkTlsCredentials *c);
 
 /* A session over the connected socket FD (which stays the caller's).
  * Server: the client must present a certificate that chains to the CA,
- * fit for TLS client use and, when ALLOWED_PEERS is not NULL, named (CN
- * or DNS SAN) in that list, which is borrowed until the handshake is
- * over. Client: the server's certificate must chain to the CA and name
+ * fit for TLS client use and, when CREDS have allowed peers, named in
+ * them. Client: the server's certificate must chain to the CA and name
  * HOST (a DNS name or an IP address SAN). */
-int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *host, char **allowed_peers,
-                 LinkTls **ret, char **ret_error);
+int link_tls_new(LinkTlsCredentials *creds, int fd, bool server, const char *host, LinkTls **ret,
+                 char **ret_error);
 LinkTls *link_tls_free(LinkTls *t);
 
 /* Move the handshake on: 0 once it is over, -EAGAIN while it waits for
@@ -46,7 +49,7 @@ char *link_tls_peer_name(LinkTls *t);
  * then its DNS subject alt names; NULL without a certificate. */
 char **link_tls_peer_names(LinkTls *t);
 /* Whether the peer's certificate, accepted in the handshake, would still
- * be accepted with CREDS (their CA and CRL): 0, or -EPERM with
+ * be accepted with CREDS (their CA, CRL and allowed peers): 0, or -EPERM with
  * *RET_ERROR saying why not. */
 int link_tls_recheck_peer(LinkTls *t, LinkTlsCredentials *creds, char **ret_error);
 

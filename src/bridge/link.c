@@ -61,7 +61,7 @@ int link_load_credentials(const LinkConfig *config, LinkTlsCredentials **ret, ch
         if (r < 0)
                 return r;
         return link_tls_credentials_load(config->ca_file, config->cert_file, config->key_file, config->crl_file,
-                                         ret, ret_error);
+                                         config->allowed_peers, ret, ret_error);
 }
 
 int link_prepare(const LinkAddress *a, const LinkConfig *config, LinkTlsCredentials **ret_creds, char **ret_error) {
@@ -229,7 +229,6 @@ static void link_start(Link *link) {
                 return;
         }
         link_pending_remove(link);
-        link->allowed_peers = NULL;
         link->state = LINK_UP;
 
         link->in_callback = true;
@@ -281,8 +280,7 @@ int link_new_session(Link *link) {
         g_autofree char *error = NULL;
         int r;
 
-        r = link_tls_new(link->creds, link->tcp_fd, link->server, link->host, link->allowed_peers,
-                         &link->tls_session, &error);
+        r = link_tls_new(link->creds, link->tcp_fd, link->server, link->host, &link->tls_session, &error);
         if (r < 0)
                 link_set_error(link, "%s", error);
         return r;

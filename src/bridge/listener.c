@@ -477,7 +477,7 @@ int listener_reload(Listener *l, const LinkConfig *config, char **peers) {
         g_hash_table_iter_init(&iter, l->peers);
         while (g_hash_table_iter_next(&iter, (gpointer *) &p, NULL))
                 peer_recheck(p);
-        log_info("Reloaded the CA, certificate and key, the CRL and [Peers]; %u peers were connected",
+        log_info("Reloaded the CA, certificate and key, the CRL, allowed-peers and [Peers]; %u peers were connected",
                  g_hash_table_size(l->peers));
         return 0;
 }

@@ -266,6 +266,11 @@ static void link_config_tls_from(LinkConfig *lc, const BridgeConfig *c) {
         lc->crl_file = c->tls_crl;
 }
 
+/* allowed-peers: a comma-separated list of names, NULL when not set. */
+static char **allowed_peers_split(const char *value) {
+        return value ? g_strsplit(value, ",", -1) : NULL;
+}
+
 static void take_string(char **to, char **from) {
         g_free(*to);
         *to = g_steal_pointer(from);
@@ -293,11 +298,13 @@ static int check_upstream_files(Bridge *b, const LinkConfig *lc) {
         return 0;
 }
 
-/* Certificate, key, CA, CRL and [Peers] from the configuration read
- * again; everything else takes effect at the next start. All or nothing. */
+/* Certificate, key, CA, CRL, allowed-peers and [Peers] from the
+ * configuration read again; everything else takes effect at the next
+ * start. All or nothing. */
 static int reload(Bridge *b, const Options *o) {
         _cleanup_(config_clear) BridgeConfig c = {};
         LinkConfig lc = b->link_config;
+        g_auto(GStrv) allowed_peers = NULL;
         int r;
 
         r = load_config(o, &c);
@@ -306,6 +313,8 @@ static int reload(Bridge *b, const Options *o) {
                 return r;
         }
         link_config_tls_from(&lc, &c);
+        allowed_peers = allowed_peers_split(c.allowed_peers);
+        lc.allowed_peers = allowed_peers;
         r = check_upstream_files(b, &lc);
         if (r < 0)
                 return r;
@@ -318,6 +327,9 @@ static int reload(Bridge *b, const Options *o) {
         take_string(&b->config.tls_cert, &c.tls_cert);
         take_string(&b->config.tls_key, &c.tls_key);
         take_string(&b->config.tls_crl, &c.tls_crl);
+        take_string(&b->config.allowed_peers, &c.allowed_peers);
+        g_strfreev(b->link_config.allowed_peers);
+        b->link_config.allowed_peers = g_steal_pointer(&allowed_peers);
         g_strfreev(b->config.peers);
         b->config.peers = g_steal_pointer(&c.peers);
         link_config_tls_from(&b->link_config, &b->config);
@@ -426,7 +438,7 @@ static int run(const Options *o) {
                 return r;
         b.instance_id = uuid_string_new();
         b.link_config = (LinkConfig) {
-                .allowed_peers = b.config.allowed_peers ? g_strsplit(b.config.allowed_peers, ",", -1) : NULL,
+                .allowed_peers = allowed_peers_split(b.config.allowed_peers),
                 .insecure_plaintext = b.config.insecure_plaintext,
                 .max_queued_bytes = b.config.max_queued_bytes,
                 .max_message_bytes = b.config.max_message_bytes,

@@ -390,6 +390,24 @@ static void reload(Central *c) {
         g_assert_cmpint(kill(c->listener.pid, SIGHUP), ==, 0);
 }
 
+static unsigned reloads_logged(Central *c) {
+        g_autofree char *contents = NULL;
+        unsigned n = 0;
+
+        g_assert_true(g_file_get_contents(c->listener.log_path, &contents, NULL, NULL));
+        for (const char *at = contents; (at = strstr(at, "Reloaded the CA")); at++)
+                n++;
+        return n;
+}
+
+/* SIGHUP, and back once the listener says it reloaded. */
+static void reload_and_wait(Central *c) {
+        unsigned before = reloads_logged(c);
+
+        reload(c);
+        test_wait_until(reloads_logged(c) > before, 5000);
+}
+
 static void test_revoked_by_sighup(void) {
         g_autofree char *crl = copy_file("empty.crl", "current.crl");
         g_autofree char *crl_option = g_strconcat("--tls-crl=", crl, NULL);
@@ -438,6 +456,19 @@ static void test_revoked_by_sighup(void) {
         g_free(write_file("listener.conf", "[Peers]\nsite-*=read\n"));
         took = reload_and_wait_dropped(&c, kiosk1);
         g_assert_cmpfloat(took, <, 1.5);
+        sd_bus_close_unref(bus1);
+        dial_free(kiosk1);
+
+        /* A name taken out of allowed-peers: dropped, and refused after. */
+        g_free(write_file("listener.conf", "[Peers]\nkiosk-*=read\n"));
+        reload_and_wait(&c);
+        bus1 = connect_as(&c, "kiosk-1", &kiosk1);
+        g_free(write_file("listener.conf", "[Bridge]\nallowed-peers=site-1,kiosk-3\n[Peers]\nkiosk-*=read\n"));
+        took = reload_and_wait_dropped(&c, kiosk1);
+        g_assert_cmpfloat(took, <, 1.5);
+        g_assert_true(bridge_process_logged(&c.listener, "CN=kiosk-1: dropped: its certificate's names are no "
+                                                         "longer among the allowed peers"));
+        assert_refused(&c, "kiosk-1");
 
         sd_bus_close_unref(bus1);
         sd_bus_close_unref(bus2);
