@@ -56,15 +56,17 @@ static int check_send_options(GVariant *options, const char **ret_request_id, co
         *ret_relayed_by = NULL;
         g_variant_iter_init(&iter, options);
         while (g_variant_iter_loop(&iter, "{&sv}", &key, &value)) {
+                bool is_request_id = strcmp(key, SEND_OPTION_REQUEST_ID) == 0;
+                bool is_relayed_by = strcmp(key, SEND_OPTION_RELAYED_BY) == 0;
                 int r;
 
-                if (strcmp(key, SEND_OPTION_REQUEST_ID) == 0)
+                /* Two values of one option: which one was meant is not ours to guess. */
+                if ((is_request_id && *ret_request_id) || (is_relayed_by && *ret_relayed_by))
+                        r = sd_bus_error_setf(error, BUS_ERROR_INVALID_ARGUMENT, "Option '%s' is given twice", key);
+                else if (is_request_id)
                         r = request_id_check(value, "request id (option '" SEND_OPTION_REQUEST_ID "')",
                                              ret_request_id, error);
-                else if (strcmp(key, SEND_OPTION_RELAYED_BY) == 0 && *ret_relayed_by)
-                        r = sd_bus_error_set(error, BUS_ERROR_INVALID_ARGUMENT,
-                                             "Option '" SEND_OPTION_RELAYED_BY "' is given twice");
-                else if (strcmp(key, SEND_OPTION_RELAYED_BY) == 0)
+                else if (is_relayed_by)
                         r = check_relayed_by(value, ret_relayed_by, error);
                 else {
                         g_autofree char *q = quote_for_error(key, 80);

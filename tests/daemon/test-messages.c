@@ -376,6 +376,8 @@ static void test_send_request_id(void) {
         assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <%s>}", long_id), "128");
         assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <'a\tb'>}"), "printable ASCII");
         assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <@u 7>}"), "type");
+        assert_options_refused(tb, to, g_variant_new_parsed("{'request-id': <'a'>, 'request-id': <'b'>}"),
+                               "given twice");
         assert_options_refused(tb, to, g_variant_new_parsed("{'priority': <'high'>}"), "priority");
 
         /* A retry is answered even once a recipient is gone: the message
