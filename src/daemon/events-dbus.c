@@ -39,7 +39,7 @@ static int publish_request(Daemon *d, sd_bus_message *m, GVariant *data, char **
         r = polkit_sender_euid(d->polkit, m, &uid);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who published the event: %s", strerror(-r));
-        *ret_key = request_key_new(uid, id);
+        *ret_key = request_key_new(uid, NULL, id);
         g_variant_dict_init(&dict, data);
         g_variant_dict_remove(&dict, PUBLISH_REQUEST_ID_KEY);
         *ret_data = g_variant_ref_sink(g_variant_dict_end(&dict));

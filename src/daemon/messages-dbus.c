@@ -124,7 +124,7 @@ static int send_call(sd_bus_message *m, Daemon *d, bool with_options, sd_bus_err
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot tell who sent the message: %s", strerror(-r));
         if (request_id)
-                request_key = request_key_new(uid, request_id);
+                request_key = request_key_new(uid, relayed_by, request_id);
 
         r = daemon_begin(d);
         if (r < 0)

@@ -37,6 +37,13 @@ int request_id_check(GVariant *value, const char *where, const char **ret, sd_bu
         return 0;
 }
 
-char *request_key_new(uid_t uid, const char *id) {
-        return g_strdup_printf("%lu:%s", (unsigned long) uid, id);
+char *request_key_new(uid_t uid, const char *const *relayed_by, const char *id) {
+        g_autofree char *chain = NULL;
+
+        if (!relayed_by)
+                return g_strdup_printf("%lu:%s", (unsigned long) uid, id);
+        /* Names hold no control characters: the separator cannot be forged,
+         * and ids (no space) never read as a chain. */
+        chain = g_strjoinv("\x1f", (char **) relayed_by);
+        return g_strdup_printf("%lu:%s\x1f:%s", (unsigned long) uid, chain, id);
 }

@@ -17,5 +17,9 @@ int request_id_check(GVariant *value, const char *where, const char **ret, sd_bu
 
 /* The key the store keeps for request id ID of the caller UID: ids are
  * the caller's own, so that one local account cannot pre-empt another's
- * changes. Callers behind a bridge share the bridge's account. */
-char *request_key_new(uid_t uid, const char *id);
+ * changes. Callers behind a bridge share the bridge's account; a relayed
+ * Send names the bridge peers it came through (RELAYED_BY, NULL when
+ * not relayed), and ids are then the chain's own, so that two machines
+ * behind one bridge that pick the same id do not take each other's
+ * result. */
+char *request_key_new(uid_t uid, const char *const *relayed_by, const char *id);

@@ -447,11 +447,27 @@ static void assert_last_message_peers(GDBusConnection *c, guint64 after, const c
         assert_sender_peers(data, peers);
 }
 
+/* SendWithOptions as root relaying for MACHINE behind "site-1", with
+ * REQUEST_ID; the message id, also in *RET_ID (freed first). */
+static const char *send_relayed(TestBus *tb, const char *const *to, const char *machine, const char *request_id,
+                                char **ret_id) {
+        g_autoptr(GVariant) r = NULL;
+
+        r = test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
+                         g_variant_new_parsed("(%^as, 'hi', {'relayed-by': <[%s, 'site-1']>, 'request-id': <%s>})",
+                                              to, machine, request_id),
+                         "(st)");
+        g_free(*ret_id);
+        g_variant_get(r, "(st)", ret_id, NULL);
+        return *ret_id;
+}
+
 static void test_send_relayed_by(void) {
         g_autoptr(TestBus) tb = test_bus_new();
         g_autoptr(GPtrArray) expected = g_ptr_array_new();
         g_autoptr(GVariantBuilder) many = g_variant_builder_new(G_VARIANT_TYPE_STRING_ARRAY);
         g_autofree char *a = NULL, *long_name = g_strnfill(256, 'x');
+        g_autofree char *first_id = NULL, *kiosk2_id = NULL, *retry_id = NULL;
         const char *to[2] = { NULL, NULL };
         guint64 before;
 
@@ -462,16 +478,20 @@ static void test_send_relayed_by(void) {
         /* Root may say whom it relays for: the names go first, before the
          * ones the bridges of this test (if any) add. */
         before = test_last_seq(tb->conn);
-        g_variant_unref(test_call_ok(tb->conn, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "SendWithOptions",
-                                     g_variant_new_parsed("(%^as, 'hi', {'relayed-by': <['kiosk-1', 'site-1']>,"
-                                                          " 'request-id': <'relayed-1'>})", to),
-                                     "(st)"));
+        send_relayed(tb, to, "kiosk-1", "relayed-1", &first_id);
         g_ptr_array_add(expected, "kiosk-1");
         g_ptr_array_add(expected, "site-1");
         for (const char *const *p = bridge_peers(); *p; p++)
                 g_ptr_array_add(expected, (gpointer) *p);
         g_ptr_array_add(expected, NULL);
         assert_last_message_peers(tb->conn, before, (const char *const *) expected->pdata);
+
+        /* A request id is the chain's own: another machine behind the same
+         * bridge with the same id sends its own message, and a retry
+         * along the first chain gets the first one's id. */
+        g_assert_cmpstr(send_relayed(tb, to, "kiosk-2", "relayed-1", &kiosk2_id), !=, first_id);
+        g_assert_cmpstr(send_relayed(tb, to, "kiosk-1", "relayed-1", &retry_id), ==, first_id);
+        g_assert_cmpstr(send_relayed(tb, to, "kiosk-2", "relayed-1", &retry_id), ==, kiosk2_id);
 
         /* Without it, a message names no peer of its own. */
         before = test_last_seq(tb->conn);
