@@ -124,6 +124,23 @@ static int refuse_out_of_scope(Peer *p, sd_bus_message *m) {
         return 1;
 }
 
+/* The Bridge object on this bus is the importer's own link upstream: a
+ * peer may read its state, but making it reconnect would let any machine
+ * cut its site off, and no scope covers that. (Reconnect is the only
+ * method of that name, so a call without an interface counts too.)
+ * 1 when refused. */
+static int refuse_link_control(Peer *p, sd_bus_message *m) {
+        const char *iface = sd_bus_message_get_interface(m);
+        const char *member = sd_bus_message_get_member(m) ?: "";
+
+        if (iface ? strcmp(iface, BRIDGE_IFACE) != 0 : strcmp(member, "Reconnect") != 0)
+                return 0;
+        (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                          "Peer '%s' may not call " BRIDGE_IFACE ".%s: a bridge's link is "
+                                          "managed on its own machine, not over a bridge", p->name, member);
+        return 1;
+}
+
 /* A token bucket per peer for its change calls: peer-change-burst at
  * once, peer-change-rate a second after that. A peer over it is told so;
  * the others keep their own buckets. 1 when refused. */
@@ -200,7 +217,7 @@ static int on_remote_message(sd_bus_message *m, void *userdata, sd_bus_error *re
                                                   "Interface '%s' is not reachable over a bridge", iface);
                 return 1;
         }
-        if (refuse_out_of_scope(p, m) || refuse_over_rate(p, m))
+        if (refuse_link_control(p, m) || refuse_out_of_scope(p, m) || refuse_over_rate(p, m))
                 return 1;
         (void) relay_to_local(p, m);
         return 1;

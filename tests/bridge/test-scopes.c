@@ -203,6 +203,12 @@ static void assert_kiosk_scopes(sd_event *event, sd_bus *bus, const char *user, 
         assert_denied(&r, "'publish'");
         call(event, bus, NULL, OUTPOST_MESSAGES_PATH, IFACE_MESSAGES, "Send", &r, "ass", 1, user, "hello");
         assert_denied(&r, "'send'");
+
+        /* No scope lets a peer make the bridge it calls through reconnect. */
+        call(event, bus, NULL, OUTPOST_BRIDGE_PATH, IFACE_BRIDGE, "Reconnect", &r, NULL);
+        assert_denied(&r, "managed on its own machine");
+        call(event, bus, NULL, OUTPOST_BRIDGE_PATH, NULL, "Reconnect", &r, NULL);
+        assert_denied(&r, "managed on its own machine");
 }
 
 static void test_scopes_direct(void) {
