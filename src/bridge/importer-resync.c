@@ -1008,11 +1008,7 @@ static void resume_read_state(Importer *im) {
  * standard ones sd-bus shows on every object, then its own, so that a
  * cache built from signals equals the snapshot. */
 static GVariant *online_user_interfaces(const char *user, ResumedUser *u) {
-        static const char *const standard[] = {
-                "org.freedesktop.DBus.Peer",
-                "org.freedesktop.DBus.Introspectable",
-                "org.freedesktop.DBus.Properties",
-        };
+        static const char *const standard[] = BUS_STANDARD_INTERFACES;
         g_autoptr(GVariant) props = u->props ? g_variant_ref(u->props) : NULL;
         GVariantBuilder b;
 

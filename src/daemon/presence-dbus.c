@@ -12,14 +12,7 @@
 #include "macro.h"
 #include "presence.h"
 
-/* The standard interfaces sd-bus shows on every object of GetManagedObjects:
- * the signals announce the same set, so that a cache built from the signals
- * equals the snapshot. */
-static const char *const standard_interfaces[] = {
-        "org.freedesktop.DBus.Peer",
-        "org.freedesktop.DBus.Introspectable",
-        "org.freedesktop.DBus.Properties",
-};
+static const char *const standard_interfaces[] = BUS_STANDARD_INTERFACES;
 
 /* The body of U's InterfacesAdded (ADDED: with the properties) or
  * InterfacesRemoved (just the names). */

@@ -24,6 +24,17 @@
 #define EVENTS_IFACE           OUTPOST_IFACE_PREFIX "Events"
 #define BRIDGE_IFACE           OUTPOST_IFACE_PREFIX "Bridge"
 
+/* The standard interfaces sd-bus shows on every object in
+ * GetManagedObjects, in its order, as an array initializer: whoever
+ * announces an object (InterfacesAdded/InterfacesRemoved) names them too,
+ * so that a cache built from the signals equals the snapshot. */
+#define BUS_STANDARD_INTERFACES                 \
+        {                                       \
+                "org.freedesktop.DBus.Peer",    \
+                "org.freedesktop.DBus.Introspectable", \
+                "org.freedesktop.DBus.Properties", \
+        }
+
 /* The listener's own face on its local bus, for administrators: a name
  * of its own, never relayed (DESIGN.md §5b). */
 #define LISTENER_BUS_NAME      OUTPOST_IFACE_PREFIX "Listener"
