@@ -58,6 +58,7 @@ struct Link {
         struct AddressSlot *slot; /* with it: the peer's address */
         GList all_node, slot_node; /* in the listener's queues and the slot's */
         bool talking;           /* the peer has sent something: TLS state exists */
+        uint64_t accepted;      /* CLOCK_MONOTONIC µs it was accepted at */
         char *host;             /* client side: the host dialled, checked against the certificate */
         struct addrinfo *addrs, *next_addr;
         int connect_errno;

@@ -4,7 +4,20 @@
  * connections from keeping known peers out: how many handshakes may be in
  * progress in all and from one source address, which connection makes
  * room when one more comes, and how many descriptors the process may
- * hold. Once accepted, a connection is a Link like any other (link.c). */
+ * hold. Once accepted, a connection is a Link like any other (link.c).
+ *
+ * A flood and a storm are told apart by what the connections do. A
+ * flood's connections are silent (or come from one address): when every
+ * slot is taken, the oldest connection that has been silent for
+ * SILENT_AFTER_USEC is closed to make room, and one address only ever
+ * makes room among its own. A storm is many real peers reconnecting at
+ * once (after a restart of this listener, say): every slot holds a
+ * handshake that is under way or a connection whose ClientHello is still
+ * on its way, and closing one would only send a real peer into its
+ * backoff. Then nothing is closed: accepting stops until a handshake ends
+ * or a connection has been silent long enough, and the next connections
+ * wait in the kernel's backlog, their ClientHello with them. The
+ * handshake timeout bounds how long a slot can be held. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -36,6 +49,10 @@
 /* After this many handshakes at once, give the memory back when the
  * last one is over (glibc keeps freed memory of many small blocks). */
 #define TRIM_AFTER_PEAK         32u
+/* How long a new connection may take to send its first bytes before it
+ * counts as silent and may be closed to make room: a real peer's
+ * ClientHello follows its TCP handshake within a round trip. */
+#define SILENT_AFTER_USEC       (500u * 1000u)
 
 /* The connections of one source address still in their handshake. */
 typedef struct AddressSlot {
@@ -47,7 +64,7 @@ struct LinkListener {
         sd_event *event;
         int fd;
         bool tls;
-        sd_event_source *source, *pause_timer;
+        sd_event_source *source, *pause_timer, *full_timer;
         LinkTlsCredentials *creds;
         LinkConfig config;      /* numbers only: the names it accepts are in creds */
         /* Links in their handshake, oldest first: those whose peer has sent
@@ -61,6 +78,8 @@ struct LinkListener {
         size_t peak;            /* most handshakes at once since the last trim */
         unsigned n_closed;      /* closed to make room, not yet logged */
         uint64_t room_logged;   /* when that was last logged */
+        bool full;              /* not accepting: no slot may be given up now */
+        uint64_t full_logged;   /* when that was last logged */
         LinkReadyFunc ready;
         LinkClosedFunc closed;
         void *userdata;
@@ -104,6 +123,8 @@ static void pending_talking(Link *link) {
         link->talking = true;
 }
 
+static void accept_again_if_room(LinkListener *l);
+
 void link_pending_remove(Link *link) {
         LinkListener *l = link->listener;
         AddressSlot *slot = link->slot;
@@ -116,6 +137,7 @@ void link_pending_remove(Link *link) {
                 g_hash_table_remove(l->addresses, slot->address);
         link->listener = NULL;
         link->slot = NULL;
+        accept_again_if_room(l);
         /* A burst is over: hand back what its connections took. */
         if (queues_length(&l->idle, &l->talking) == 0 && l->peak >= TRIM_AFTER_PEAK) {
                 l->peak = 0;
@@ -244,6 +266,7 @@ static void listener_accepted(LinkListener *l, int fd, const struct sockaddr *sa
         link->closed = l->closed;
         link->userdata = l->userdata;
         link->state = LINK_HANDSHAKE;
+        link->accepted = link_now_usec();
         pending_add(l, link, address);
 
         r = link_watch(link, fd);
@@ -267,7 +290,8 @@ static int on_accept_pause_over(sd_event_source *s, uint64_t usec, void *userdat
         LinkListener *l = userdata;
 
         l->pause_timer = sd_event_source_disable_unref(l->pause_timer);
-        (void) sd_event_source_set_enabled(l->source, SD_EVENT_ON);
+        if (!l->full)
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_ON);
         return 0;
 }
 
@@ -281,6 +305,57 @@ static void listener_pause(LinkListener *l, int err) {
                                                   0, on_accept_pause_over, l);
 }
 
+/* Every slot is taken, and none by a connection silent for long enough
+ * to be closed for room (see the note at the top): the next connection
+ * must wait. *RET_SILENT_AT: when the oldest idle one turns silent, or 0. */
+static bool must_wait_for_room(LinkListener *l, uint64_t now, uint64_t *ret_silent_at) {
+        GList *oldest_idle = g_queue_peek_head_link(&l->idle);
+        uint64_t silent_at;
+
+        *ret_silent_at = 0;
+        if (queues_length(&l->idle, &l->talking) < l->max_handshakes)
+                return false;
+        if (!oldest_idle)
+                return true;
+        silent_at = ((Link *) oldest_idle->data)->accepted + SILENT_AFTER_USEC;
+        if (now >= silent_at)
+                return false;
+        *ret_silent_at = silent_at;
+        return true;
+}
+
+static void accept_again(LinkListener *l) {
+        l->full = false;
+        l->full_timer = sd_event_source_disable_unref(l->full_timer);
+        if (!l->pause_timer)    /* out of descriptors: that timer turns it on */
+                (void) sd_event_source_set_enabled(l->source, SD_EVENT_ON);
+}
+
+static int on_silent_enough(sd_event_source *s, uint64_t usec, void *userdata) {
+        accept_again(userdata);
+        return 0;
+}
+
+static void stop_accepting_while_full(LinkListener *l, uint64_t now, uint64_t silent_at) {
+        l->full = true;
+        (void) sd_event_source_set_enabled(l->source, SD_EVENT_OFF);
+        if (silent_at && !l->full_timer)
+                (void) sd_event_add_time(l->event, &l->full_timer, CLOCK_MONOTONIC, silent_at, 0,
+                                         on_silent_enough, l);
+        if (l->full_logged != 0 && now - l->full_logged < ROOM_LOG_USEC)
+                return;
+        log_info("All %u TLS handshake slots are busy (max-handshakes): new connections wait in the backlog "
+                 "until one is free", l->max_handshakes);
+        l->full_logged = now;
+}
+
+static void accept_again_if_room(LinkListener *l) {
+        uint64_t silent_at;
+
+        if (l->full && !must_wait_for_room(l, link_now_usec(), &silent_at))
+                accept_again(l);
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         LinkListener *l = userdata;
 
@@ -289,6 +364,12 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 socklen_t len = sizeof ss;
                 int cfd;
 
+                uint64_t now = link_now_usec(), silent_at;
+
+                if (must_wait_for_room(l, now, &silent_at)) {
+                        stop_accepting_while_full(l, now, silent_at);
+                        break;
+                }
                 cfd = accept4(l->fd, (struct sockaddr *) &ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd >= 0) {
                         listener_accepted(l, cfd, (struct sockaddr *) &ss);
@@ -481,6 +562,7 @@ LinkListener *link_listener_free(LinkListener *l) {
         g_hash_table_unref(l->addresses);
         sd_event_source_disable_unref(l->source);
         sd_event_source_disable_unref(l->pause_timer);
+        sd_event_source_disable_unref(l->full_timer);
         if (l->fd >= 0)
                 close(l->fd);
         link_tls_credentials_unref(l->creds);

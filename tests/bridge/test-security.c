@@ -259,6 +259,46 @@ static void test_silent_flood_keeps_known_peers_in(void) {
         central_stop(&c);
 }
 
+/* Real peers all at once, as after a restart of the listener: however few
+ * handshakes may run at once, each peer waits its turn in the backlog and
+ * none is closed to make room (which would send it into its backoff). */
+#define STORM 48
+static void test_storm_of_peers_waits_its_turn(void) {
+        static const char *const extra[] = { "--max-handshakes=2", "--max-connections-per-address=1000", NULL };
+        g_autofree char *log = NULL;
+        gint64 deadline;
+        Dial *storm[STORM];
+        Central c = {};
+        bool all_done;
+
+        central_start_with(&c, extra);
+        assert_listener_serves(&c);
+
+        for (size_t i = 0; i < STORM; i++)
+                storm[i] = dial_start(c.event, c.port, "site1");
+        /* A bound for a busy machine, not a measure of speed. */
+        deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;
+        do {
+                all_done = true;
+                for (size_t i = 0; i < STORM; i++)
+                        all_done = all_done && storm[i]->done;
+                if (!all_done)
+                        g_assert_cmpint(sd_event_run(c.event, 100000), >=, 0);
+        } while (!all_done && g_get_monotonic_time() < deadline);
+        for (size_t i = 0; i < STORM; i++) {
+                g_assert_true(storm[i]->done);
+                g_assert_cmpstr(storm[i]->error, ==, NULL);
+                g_assert_cmpint(storm[i]->fd, >=, 0);
+        }
+        g_assert_true(listener_logged(&c, "All 2 TLS handshake slots are busy"));
+        g_assert_true(g_file_get_contents(c.listener.log_path, &log, NULL, NULL));
+        g_assert_null(strstr(log, "to make room"));
+
+        for (size_t i = 0; i < STORM; i++)
+                dial_free(storm[i]);
+        central_stop(&c);
+}
+
 /* ---- what one local caller of an importer can do to the link ---------- */
 
 static guint32 bridge_reconnects(GDBusConnection *c) {
@@ -526,6 +566,7 @@ int main(int argc, char **argv) {
         g_test_add_func("/bridge-security/garbage-after-handshake", test_garbage_after_handshake);
         g_test_add_func("/bridge-security/oversized-message-drops-peer", test_oversized_message_drops_peer);
         g_test_add_func("/bridge-security/silent-flood-keeps-known-peers-in", test_silent_flood_keeps_known_peers_in);
+        g_test_add_func("/bridge-security/storm-of-peers-waits-its-turn", test_storm_of_peers_waits_its_turn);
         g_test_add_func("/bridge-security/importer-refuses-what-would-end-the-link",
                         test_importer_refuses_what_would_end_the_link);
         g_test_add_func("/bridge-security/importer-caps-calls-per-caller", test_importer_caps_calls_per_caller);

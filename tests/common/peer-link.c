@@ -32,17 +32,23 @@ void dial_free(Dial *d) {
         g_free(d);
 }
 
-Dial *dial(sd_event *event, unsigned port, const char *name) {
+Dial *dial_start(sd_event *event, unsigned port, const char *name) {
         g_autofree char *ca = g_strdup_printf("%s/ca.pem", bridge_test_certs());
         g_autofree char *cert = g_strdup_printf("%s/%s.pem", bridge_test_certs(), name);
         g_autofree char *key = g_strdup_printf("%s/%s.key", bridge_test_certs(), name);
         LinkConfig config = { .ca_file = ca, .cert_file = cert, .key_file = key, .handshake_timeout_sec = 5 };
         LinkAddress address = { .tls = true, .host = (char *) "127.0.0.1", .port = port };
-        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
         Dial *d = g_new0(Dial, 1);
 
         d->fd = -1;
         g_assert_cmpint(link_connect(event, &address, &config, on_ready, on_closed, d, &d->link), >=, 0);
+        return d;
+}
+
+Dial *dial(sd_event *event, unsigned port, const char *name) {
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        Dial *d = dial_start(event, port, name);
+
         while (!d->done && g_get_monotonic_time() < deadline)
                 sd_event_run(event, 100000);
         g_assert_true(d->done);

@@ -25,6 +25,8 @@ typedef struct Dial {
 /* Dial the listener on PORT of 127.0.0.1 with the certificate NAME; d->fd
  * is the plaintext fd, or -1 with d->error set. */
 Dial *dial(sd_event *event, unsigned port, const char *name);
+/* The same without waiting: d->done once the event loop got it there. */
+Dial *dial_start(sd_event *event, unsigned port, const char *name);
 void dial_free(Dial *d);
 /* The peer's D-Bus connection over FD (anonymous, as an importer's). */
 sd_bus *peer_bus(sd_event *event, int fd);
