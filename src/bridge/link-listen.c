@@ -362,9 +362,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         for (unsigned i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
                 struct sockaddr_storage ss = {};
                 socklen_t len = sizeof ss;
-                int cfd;
-
                 uint64_t now = link_now_usec(), silent_at;
+                int cfd;
 
                 if (must_wait_for_room(l, now, &silent_at)) {
                         stop_accepting_while_full(l, now, silent_at);
